@@ -1,0 +1,146 @@
+//! cleft: one invocation per active synapse (DESIGN.md kernel 3; §4, §5).
+//! CPU twin of the future `shaders/cleft.wgsl`.
+//!
+//! Clears transmitter (diffusion + uptake + enzyme, exact exponential, §4.2, or the DMS
+//! pulse), advances the receptor gates with T frozen at its mid-step value (§5.1), runs
+//! the GABA_B cascade (§5.2), adds exp-receptor quanta to the neuron pool (§6.4a), and
+//! hands the linear decay of a synapse whose transmitter is gone to the per-neuron pool
+//! (§5.4, exact). Slots are visited in ascending synapse id, which is post-major order,
+//! so every neuron's sum is gathered in a fixed order.
+
+use crate::layout::{receptor, PowTable};
+use crate::model::{pow_decay, Model};
+use crate::network::Network;
+use crate::state::{State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
+
+/// GABA_B contributions below this fraction of g_max are dropped when the synapse
+/// deactivates (G⁴/(G⁴+K_D) < 1e-9, i.e. G < 0.018 with K_D = 100).
+pub const GABA_B_NEGLIGIBLE: f32 = 1e-9;
+
+/// Per neuron, before the synapses: active sums restart from 0 and the pools decay by one
+/// step (kinetic hand-offs: e^{-β dt}; exp receptors: e^{-dt/τ}, so the pool holds g⁺ of
+/// §6.4a once this step's quanta are added). GABA_B is never pooled.
+pub fn decay_pools(model: &Model, st: &mut State) {
+    let nr = model.receptors.len();
+    if nr == 0 {
+        return;
+    }
+    for (idx, g) in st.g_pool_ns.iter_mut().enumerate() {
+        *g *= model.gpu_receptors[idx % nr].decay;
+    }
+    st.g_active_ns.iter_mut().for_each(|g| *g = 0.0);
+}
+
+/// Advances every active synapse by one step and deactivates the cleared ones.
+pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>) {
+    let dt = model.dt_ms as f32;
+    let t = st.step;
+    let nr = model.receptors.len();
+    let tables: &[PowTable] = &model.pow_tables;
+    keep.clear();
+    for slot in 0..st.active.len() {
+        let syn = st.active.syn[slot] as usize;
+        let ty = &model.syn_types[net.syn_type[syn] as usize].gpu;
+        let post = net.syn_post[syn] as usize;
+        let w = net.syn_weight[syn];
+        let first = ty.receptor_first as usize;
+        let nrec = ty.n_receptors as usize;
+        let base = slot * SLOT_STRIDE;
+        // Re-activation: take this synapse's share back out of the neuron pool (§5.4).
+        let prev = st.active.fresh[slot];
+        if prev != ACTIVE {
+            if prev != NO_HANDOFF {
+                let held = t - prev;
+                for j in 0..nrec {
+                    let rc = &model.gpu_receptors[first + j];
+                    if rc.kind != receptor::KINETIC {
+                        continue;
+                    }
+                    let r_h = st.handoff_r[syn * st.handoff_stride + j];
+                    let tab = &tables[rc.tab_beta as usize];
+                    // The pool holds r_h·e^{-β(t - t_h)} for this step; own r at the end of
+                    // the previous step is r_h·e^{-β(t - 1 - t_h)}.
+                    let pool = &mut st.g_pool_ns[post * nr + first + j];
+                    *pool = (*pool - rc.g_max_ns * w * r_h * pow_decay(tab, held)).max(0.0);
+                    st.active.r[base + 2 * j] = r_h * pow_decay(tab, held - 1);
+                }
+            }
+            st.active.fresh[slot] = ACTIVE;
+        }
+        // Transmitter seen by the receptors during this step (§5.1: mid-step for the
+        // exponential cleft; the pulse value for the DMS pulse).
+        let t_mm;
+        let cleared;
+        if ty.cleft_pulse == 1 {
+            t_mm = if st.active.pulse_left[slot] > 0 { st.active.pulse_quanta[slot] * ty.pulse_mm } else { 0.0 };
+            if st.active.pulse_left[slot] > 0 {
+                st.active.pulse_left[slot] -= 1;
+            }
+            cleared = st.active.pulse_left[slot] == 0;
+            st.active.cleft_mm[slot] = if cleared { 0.0 } else { t_mm };
+        } else {
+            let t_now = st.active.cleft_mm[slot];
+            t_mm = t_now * ty.clear_half;
+            let t_next = t_now * ty.clear_full;
+            cleared = t_next < ty.clear_threshold_mm;
+            st.active.cleft_mm[slot] = if cleared { 0.0 } else { t_next };
+        }
+        let mut done = cleared;
+        let mut g = [0f32; crate::spec::validate::MAX_RECEPTORS];
+        for j in 0..nrec {
+            let rc = &model.gpu_receptors[first + j];
+            match rc.kind {
+                receptor::KINETIC => {
+                    // r ← r_inf + (r - r_inf)·exp(-(αT + β)dt) (§5.1)
+                    let a = rc.alpha * t_mm;
+                    let k = a + rc.beta;
+                    let r_inf = a / k;
+                    let r = r_inf + (st.active.r[base + 2 * j] - r_inf) * (-k * dt).exp();
+                    st.active.r[base + 2 * j] = r;
+                    g[j] = rc.g_max_ns * w * r;
+                }
+                receptor::GABA_B => {
+                    // R: frozen-T form with K1, K2; G ← G_inf + (G - G_inf)e^{-K4 dt},
+                    // G_inf = K3·R/K4 with R from the start of the step (§5.2).
+                    let r_old = st.active.r[base + 2 * j];
+                    let a = rc.alpha * t_mm;
+                    let k = a + rc.beta;
+                    let r_inf = a / k;
+                    let r_new = r_inf + (r_old - r_inf) * (-k * dt).exp();
+                    let g_inf = rc.k3 * r_old / rc.k4;
+                    let gp = g_inf + (st.active.r[base + 2 * j + 1] - g_inf) * rc.decay_k4;
+                    st.active.r[base + 2 * j] = r_new;
+                    st.active.r[base + 2 * j + 1] = gp;
+                    let gn = gp.powf(rc.n_hill);
+                    let frac = gn / (gn + rc.k_d);
+                    g[j] = rc.g_max_ns * w * frac;
+                    done = done && r_new < 1e-6 && frac < GABA_B_NEGLIGIBLE;
+                }
+                _ => {
+                    // Exponential conductance: each quantum adds g_max·w to the pool (§6.4a).
+                    st.g_pool_ns[post * nr + first + j] += rc.g_max_ns * w * st.active.released[slot];
+                }
+            }
+        }
+        for j in 0..nrec {
+            let rc = &model.gpu_receptors[first + j];
+            let idx = post * nr + first + j;
+            match rc.kind {
+                receptor::KINETIC if done => {
+                    // Hand-off: from now on dr/dt = -βr is linear and lives in the pool (§5.4).
+                    st.g_pool_ns[idx] += g[j];
+                    st.handoff_r[syn * st.handoff_stride + j] = st.active.r[base + 2 * j];
+                }
+                receptor::KINETIC | receptor::GABA_B => st.g_active_ns[idx] += g[j],
+                _ => {}
+            }
+        }
+        if done {
+            st.handoff_step[syn] = if st.handoff_stride > 0 { t } else { NO_HANDOFF };
+        }
+        keep.push(!done);
+    }
+    if keep.iter().any(|k| !k) {
+        st.active.retain(keep);
+    }
+}

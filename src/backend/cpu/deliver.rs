@@ -1,0 +1,26 @@
+//! deliver: pops the delay-ring slot of this step (§7, DESIGN.md kernel 1).
+//! CPU twin of the future `shaders/deliver.wgsl`.
+//!
+//! Returns the events due now, sorted by (synapse, kind) so that the processing order
+//! never depends on the order of insertion: asynchronous fusions of a synapse (kind =
+//! site index) come before its spike arrival (kind = [`SPIKE`]).
+
+use crate::state::State;
+
+/// Event kind of a presynaptic spike arrival (asynchronous fusions use the site index).
+pub const SPIKE: u32 = u32::MAX;
+
+/// Takes the events of step `state.step` out of the rings into `events` (cleared first).
+pub fn deliver(st: &mut State, events: &mut Vec<(u32, u32)>) {
+    events.clear();
+    let slot = st.step as usize % st.ring.len();
+    let spikes = std::mem::take(&mut st.ring[slot]);
+    let fusions = std::mem::take(&mut st.ring_async[slot]);
+    events.extend(fusions);
+    events.extend(spikes.iter().map(|&s| (s, SPIKE)));
+    events.sort_unstable();
+    // Give the buffers back to the ring to keep their capacity.
+    let mut spikes = spikes;
+    spikes.clear();
+    st.ring[slot] = spikes;
+}

@@ -1,0 +1,151 @@
+//! integrate: one invocation per neuron (DESIGN.md kernel 4; §5.4, §6).
+//! CPU twin of the future `shaders/integrate.wgsl`.
+//!
+//! Sums receptor conductances (spatial summation at the single compartment; NMDA with
+//! its Mg2+ block at the start-of-step V), integrates the membrane over one step with
+//! the exact exponential update for frozen conductances (§6.1), or the Traub-Miles HH
+//! scheme (Rush-Larsen gates then exponential-Euler V with the new gates, §6.2), applies
+//! absolute refractoriness (step counting of §6.1) and the relative refractory
+//! conductance, tests the threshold, and fires spike sources (Poisson, listed times).
+
+use crate::layout::{neuron, receptor};
+use crate::model::{nmda_block, Model};
+use crate::network::Network;
+use crate::philox::{uniform_at, Domain, Purpose};
+use crate::state::State;
+
+/// x/(eˣ - 1), with its limit 1 - x/2 near 0 (§6.2: avoids 0/0 in α_m, β_m, α_n).
+#[inline]
+pub fn exprel(x: f32) -> f32 {
+    if x.abs() < 1e-4 {
+        1.0 - 0.5 * x
+    } else {
+        x / (x.exp() - 1.0)
+    }
+}
+
+/// Traub-Miles rates (α_m, β_m, α_h, β_h, α_n, β_n) in 1/ms at V (mV), §6.2.
+#[inline]
+pub fn hh_rates(v: f32, v_t: f32) -> [f32; 6] {
+    let u = v - v_t;
+    let am = 1.28 * exprel((13.0 - u) / 4.0);
+    let bm = 1.4 * exprel((u - 40.0) / 5.0);
+    let ah = 0.128 * ((17.0 - u) / 18.0).exp();
+    let bh = 4.0 / (1.0 + ((40.0 - u) / 5.0).exp());
+    let an = 0.16 * exprel((15.0 - u) / 5.0);
+    let bn = 0.5 * ((10.0 - u) / 40.0).exp();
+    [am, bm, ah, bh, an, bn]
+}
+
+/// Steady-state gates (m, h, n) at V.
+pub fn hh_steady_state(v: f32, v_t: f32) -> (f32, f32, f32) {
+    let [am, bm, ah, bh, an, bn] = hh_rates(v, v_t);
+    (am / (am + bm), ah / (ah + bh), an / (an + bn))
+}
+
+/// Advances every neuron by one step; appends the spiking neurons to `st.spikes` in
+/// ascending order.
+pub fn integrate(model: &Model, net: &Network, st: &mut State) {
+    let dt = model.dt_ms as f32;
+    let mg = model.mg_o_mm as f32;
+    let nr = model.receptors.len();
+    let t = st.step;
+    st.spikes.clear();
+    for n in 0..net.n_neurons() as usize {
+        let p = &model.pops[net.neuron_pop[n] as usize].gpu;
+        match p.model {
+            neuron::POISSON => {
+                if t >= p.start_step && t < p.stop_step && uniform_at(model.seed, Domain::Neuron, n as u32, t, Purpose::Poisson, 0) < p.p_spike {
+                    st.spikes.push(n as u32);
+                }
+                continue;
+            }
+            neuron::SPIKE_TIMES => {
+                let end = net.spike_offsets[n + 1];
+                let mut k = st.spike_ptr[n];
+                while k < end && net.spike_steps[k as usize] < t {
+                    k += 1;
+                }
+                if k < end && net.spike_steps[k as usize] == t {
+                    st.spikes.push(n as u32);
+                    k += 1;
+                }
+                st.spike_ptr[n] = k;
+                continue;
+            }
+            _ => {}
+        }
+        let v = st.v_mv[n];
+        // Synaptic conductances, fixed receptor order (§6.4: kinetic r after its step-n
+        // update; exp conductances at mid-step g⁺·e^{-dt/(2τ)}).
+        let mut g_tot = p.g_l_ns;
+        let mut num = p.g_l_ns * p.e_l_mv + st.i_ext_pa[n] + p.i_bias_pa;
+        for ri in 0..nr {
+            let rc = &model.gpu_receptors[ri];
+            let idx = n * nr + ri;
+            let mut g = st.g_active_ns[idx]
+                + if rc.kind == receptor::EXP { st.g_pool_ns[idx] * rc.half_decay } else { st.g_pool_ns[idx] };
+            if rc.mg_block == 1 {
+                g *= nmda_block(v, mg);
+            }
+            g_tot += g;
+            num += g * rc.e_rev_mv;
+        }
+        let mut spiked = false;
+        if p.model == neuron::LIF {
+            g_tot += st.g_rr_ns[n] + st.g_sfa_ns[n];
+            num += st.g_rr_ns[n] * p.e_rr_mv + st.g_sfa_ns[n] * p.e_sfa_mv;
+            if st.refr[n] > 0 {
+                // Absolute refractory: V held at V_reset for n_ref steps after the spike step.
+                st.refr[n] -= 1;
+                st.v_mv[n] = p.v_reset_mv;
+            } else {
+                // V ← V_inf + (V - V_inf)·exp(-g_tot·dt/C) (§6.1)
+                let v_inf = num / g_tot;
+                let v_new = v_inf + (v - v_inf) * (-g_tot * dt / p.c_m_pf).exp();
+                if v_new >= p.v_th_mv + st.theta_mv[n] {
+                    spiked = true;
+                    st.v_mv[n] = p.v_reset_mv;
+                    st.refr[n] = p.n_ref;
+                    st.g_rr_ns[n] += p.q_rr_ns;
+                    st.g_sfa_ns[n] += p.q_sfa_ns;
+                    st.theta_mv[n] += p.delta_theta_mv;
+                } else {
+                    st.v_mv[n] = v_new;
+                }
+            }
+            st.g_rr_ns[n] *= p.decay_rr;
+            st.g_sfa_ns[n] *= p.decay_sfa;
+            st.theta_mv[n] *= p.decay_theta;
+        } else {
+            // (1) rates at V_n; (2) Rush-Larsen gates; (3) V with the new gates (§6.2).
+            let [am, bm, ah, bh, an, bn] = hh_rates(v, p.v_t_mv);
+            let m_inf = am / (am + bm);
+            let h_inf = ah / (ah + bh);
+            let n_inf = an / (an + bn);
+            let m = m_inf + (st.hh_m[n] - m_inf) * (-dt * (am + bm)).exp();
+            let h = h_inf + (st.hh_h[n] - h_inf) * (-dt * (ah + bh)).exp();
+            let nk = n_inf + (st.hh_n[n] - n_inf) * (-dt * (an + bn)).exp();
+            st.hh_m[n] = m;
+            st.hh_h[n] = h;
+            st.hh_n[n] = nk;
+            let g_na = p.g_na_ns * m * m * m * h;
+            let g_k = p.g_k_ns * nk * nk * nk * nk;
+            g_tot += g_na + g_k;
+            num += g_na * p.e_na_mv + g_k * p.e_k_mv;
+            let v_inf = num / g_tot;
+            let v_new = v_inf + (v - v_inf) * (-g_tot * dt / p.c_m_pf).exp();
+            st.v_mv[n] = v_new;
+            // Spike = upward crossing of v_spike_mv outside the lock-out (§8h COBAHH).
+            if st.refr[n] > 0 {
+                st.refr[n] -= 1;
+            } else if v < p.v_spike_mv && v_new >= p.v_spike_mv {
+                spiked = true;
+                st.refr[n] = p.n_ref;
+            }
+        }
+        if spiked {
+            st.spikes.push(n as u32);
+        }
+    }
+}

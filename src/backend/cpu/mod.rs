@@ -1,0 +1,241 @@
+//! The CPU reference backend: one file per kernel, each the twin of a WGSL shader of
+//! the same name (DESIGN.md pipeline), run in the pipeline order on f32 state.
+
+pub mod cleft;
+pub mod deliver;
+pub mod integrate;
+pub mod propagate;
+pub mod release;
+pub mod spontaneous;
+pub mod terminal;
+
+use super::{Backend, NeuronVar, Probe, SynVar};
+use crate::error::Error;
+use crate::layout::{receptor, release as rel};
+use crate::model::{nmda_block, pow_decay, Model};
+use crate::network::Network;
+use crate::state::{State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
+use spontaneous::SpontParams;
+use std::sync::Arc;
+
+/// The CPU reference backend.
+pub struct CpuBackend {
+    model: Arc<Model>,
+    net: Arc<Network>,
+    st: State,
+    spont: SpontParams,
+    events: Vec<(u32, u32)>,
+    releases: Vec<(u32, f32)>,
+    merged: Vec<(u32, f32)>,
+    scratch: Vec<u32>,
+    keep: Vec<bool>,
+}
+
+impl CpuBackend {
+    /// A backend at the initial state of the network.
+    pub fn new(model: Arc<Model>, net: Arc<Network>) -> Self {
+        let st = State::new(&model, &net);
+        let spont = SpontParams::new(&model);
+        Self { model, net, st, spont, events: Vec::new(), releases: Vec::new(), merged: Vec::new(), scratch: Vec::new(), keep: Vec::new() }
+    }
+
+    /// The state, read-only.
+    pub fn state_ref(&self) -> &State {
+        &self.st
+    }
+
+    /// The state, for tests that set up special conditions.
+    pub fn state_mut(&mut self) -> &mut State {
+        &mut self.st
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The network.
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// Schedules a presynaptic spike arrival at synapse `syn` at absolute step `at`
+    /// (tests and stimulation protocols); `at` must be after the current step and within
+    /// the ring horizon.
+    pub fn inject_arrival(&mut self, syn: u32, at: u32) {
+        assert!(at >= self.st.step && ((at - self.st.step) as usize) < self.st.ring.len(), "arrival outside the ring horizon");
+        let len = self.st.ring.len();
+        self.st.ring[at as usize % len].push(syn);
+    }
+
+    fn apply_inputs(&mut self) {
+        let t = self.st.step;
+        for inp in &self.net.inputs {
+            if t == inp.start_step && inp.start_step < inp.stop_step {
+                for &n in &inp.neurons {
+                    self.st.i_ext_pa[n as usize] += inp.amplitude_pa;
+                }
+            }
+            if t == inp.stop_step && inp.start_step < inp.stop_step {
+                for &n in &inp.neurons {
+                    self.st.i_ext_pa[n as usize] -= inp.amplitude_pa;
+                }
+            }
+        }
+    }
+}
+
+/// Merges two ascending (synapse, quanta) lists, adding quanta of equal synapses.
+fn merge_releases(a: &[(u32, f32)], b: &[(u32, f32)], out: &mut Vec<(u32, f32)>) {
+    out.clear();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if j == b.len() || (i < a.len() && a[i].0 < b[j].0) {
+            out.push(a[i]);
+            i += 1;
+        } else if i == a.len() || b[j].0 < a[i].0 {
+            out.push(b[j]);
+            j += 1;
+        } else {
+            out.push((a[i].0, a[i].1 + b[j].1));
+            i += 1;
+            j += 1;
+        }
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn device(&self) -> String {
+        format!("CPU reference ({} {})", std::env::consts::ARCH, std::env::consts::OS)
+    }
+
+    fn step(&mut self) -> Result<(), Error> {
+        let model = Arc::clone(&self.model);
+        let net = Arc::clone(&self.net);
+        self.st.quanta_step = 0.0;
+        self.apply_inputs();
+        // 1 deliver, 2 release (+ last step's minis), 3 cleft, 4 integrate, 5 propagate, 6 spontaneous.
+        deliver::deliver(&mut self.st, &mut self.events);
+        release::release(&model, &net, &self.events, &mut self.st, &mut self.releases);
+        let minis = std::mem::take(&mut self.st.pending_minis);
+        merge_releases(&self.releases, &minis, &mut self.merged);
+        release::activate(&model, &net, &self.merged, &mut self.st, true, &mut self.scratch);
+        cleft::decay_pools(&model, &mut self.st);
+        cleft::cleft(&model, &net, &mut self.st, &mut self.keep);
+        integrate::integrate(&model, &net, &mut self.st);
+        propagate::propagate(&net, &mut self.st);
+        spontaneous::spontaneous(&model, &net, &self.spont, &mut self.st);
+        self.st.step += 1;
+        Ok(())
+    }
+
+    fn step_index(&self) -> u32 {
+        self.st.step
+    }
+
+    fn spikes(&self) -> &[u32] {
+        &self.st.spikes
+    }
+
+    fn quanta_last_step(&self) -> f64 {
+        self.st.quanta_step
+    }
+
+    fn sample(&mut self, probes: &[Probe], out: &mut Vec<f32>) -> Result<(), Error> {
+        out.clear();
+        out.extend(probes.iter().map(|p| sample_one(&self.model, &self.net, &self.st, *p)));
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<&State, Error> {
+        Ok(&self.st)
+    }
+}
+
+/// Value of one probe at the start of step `st.step`.
+pub fn sample_one(model: &Model, net: &Network, st: &State, p: Probe) -> f32 {
+    let nr = model.receptors.len();
+    match p {
+        Probe::Neuron(var, n) => {
+            let n = n as usize;
+            let receptor_g = |ri: usize| {
+                let rc = &model.gpu_receptors[ri];
+                let idx = n * nr + ri;
+                let mut g = st.g_active_ns[idx] + if rc.kind == receptor::EXP { st.g_pool_ns[idx] * rc.half_decay } else { st.g_pool_ns[idx] };
+                if rc.mg_block == 1 {
+                    g *= nmda_block(st.v_mv[n], model.mg_o_mm as f32);
+                }
+                g
+            };
+            match var {
+                NeuronVar::V => st.v_mv[n],
+                NeuronVar::GRr => st.g_rr_ns[n],
+                NeuronVar::GSfa => st.g_sfa_ns[n],
+                NeuronVar::Theta => st.theta_mv[n],
+                NeuronVar::Refractory => (st.refr[n] > 0) as u32 as f32,
+                NeuronVar::IExt => st.i_ext_pa[n],
+                NeuronVar::GSynTotal => (0..nr).map(receptor_g).sum(),
+                NeuronVar::M => st.hh_m[n],
+                NeuronVar::H => st.hh_h[n],
+                NeuronVar::N => st.hh_n[n],
+                NeuronVar::Receptor(ri) => receptor_g(ri as usize),
+            }
+        }
+        Probe::Synapse(var, s) => {
+            let i = s as usize;
+            let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
+            let tables = &model.pow_tables;
+            let since = st.step - st.t_last[i];
+            let slot = if st.handoff_step[i] == ACTIVE { st.active.slot_of(s) } else { None };
+            match var {
+                SynVar::CaRes => ty.ca_rest_um + ty.delta_ca_um * st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], since),
+                SynVar::XF => st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], since),
+                SynVar::XD => {
+                    if ty.release == rel::CA {
+                        st.x_d[i] * pow_decay(&tables[ty.tab_rec as usize], since)
+                    } else {
+                        0.0
+                    }
+                }
+                SynVar::Docked => st.sites[i].count_ones() as f32,
+                SynVar::Reserve => st.reserve.get(i).copied().unwrap_or(0) as f32,
+                SynVar::Endosome => st.endo.get(i).copied().unwrap_or(0) as f32,
+                SynVar::Released => slot.map(|k| st.active.released[k]).unwrap_or(0.0),
+                SynVar::Cleft => slot.map(|k| st.active.cleft_mm[k]).unwrap_or(0.0),
+                SynVar::TmU => {
+                    if ty.release == rel::CA {
+                        0.0
+                    } else {
+                        ty.tm_u + st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], since)
+                    }
+                }
+                SynVar::TmX => {
+                    if ty.release == rel::TM_MEAN {
+                        1.0 + (st.x_d[i] - 1.0) * pow_decay(&tables[ty.tab_rec as usize], since)
+                    } else {
+                        0.0
+                    }
+                }
+                SynVar::R(j) | SynVar::GProt(j) => {
+                    let off = if matches!(var, SynVar::GProt(_)) { 1 } else { 0 };
+                    if let Some(k) = slot {
+                        st.active.r[k * SLOT_STRIDE + 2 * j as usize + off]
+                    } else if off == 0 && st.handoff_step[i] != NO_HANDOFF && st.handoff_stride > 0 {
+                        let rc = &model.gpu_receptors[(ty.receptor_first + j) as usize];
+                        if rc.kind != receptor::KINETIC {
+                            return 0.0;
+                        }
+                        let held = st.step - 1 - st.handoff_step[i];
+                        st.handoff_r[i * st.handoff_stride + j as usize] * pow_decay(&tables[rc.tab_beta as usize], held)
+                    } else {
+                        0.0
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! release: one invocation per arriving event (DESIGN.md kernel 2; §1-§3).
+//! CPU twin of the future `shaders/release.wgsl`.
+//!
+//! For a presynaptic spike: advance the terminal lazily (residual Ca, refilling,
+//! recycling), compute the release probability (§2.1 CA law or §2.2 TM), draw one
+//! Bernoulli per docked site (binomial quantal release, §3.2), draw asynchronous
+//! releases (§3.4) into the delay ring, then add the Ca increments. For an
+//! asynchronous fusion: advance, then fuse the committed site. The quanta released
+//! go to [`activate`], which adds transmitter to the cleft and marks the synapse active.
+
+use super::deliver::SPIKE;
+use super::terminal::advance_terminal;
+use crate::layout::{release as rel, GpuSynType, PowTable};
+use crate::model::Model;
+use crate::network::Network;
+use crate::philox::{uniform_at, Domain, Purpose};
+use crate::state::{State, ACTIVE};
+
+/// Release probability per docked vesicle of a CA synapse with facilitation site `x_f`
+/// just before this AP (§2.1). f32, the same operations as the shader.
+#[inline]
+pub fn ca_release_probability(ty: &GpuSynType, x_f: f32) -> f32 {
+    if ty.law == 0 {
+        // c_eff = c·(1 + φ_F·X_F/(X_F + K_F)); p = p_max·c_effⁿ/(c_effⁿ + K_pⁿ)
+        let c_eff = ty.c_drive * (1.0 + ty.phi_f * x_f / (x_f + ty.k_f));
+        let cn = c_eff.powf(ty.hill_n);
+        ty.p_max * cn / (cn + ty.k_p_pow_n)
+    } else {
+        // DKR 2000: p = F1 + (1 - F1)·X_F/(X_F + K_F), F1 = p_max·cⁿ/(cⁿ + K_pⁿ)
+        let cn = ty.c_drive.powf(ty.hill_n);
+        let f1 = ty.p_max * cn / (cn + ty.k_p_pow_n);
+        f1 + (1.0 - f1) * x_f / (x_f + ty.k_f)
+    }
+}
+
+/// Synchronous release: one Bernoulli(p) per docked, uncommitted site; returns k.
+#[inline]
+fn release_sites(seed: u64, ty: &GpuSynType, syn: u32, t: u32, p: f32, st: &mut State) -> u32 {
+    let i = syn as usize;
+    let committed = if st.committed.is_empty() { 0 } else { st.committed[i] };
+    let mut k = 0u32;
+    for j in 0..ty.n_sites {
+        let bit = 1u32 << j;
+        if st.sites[i] & !committed & bit != 0 && uniform_at(seed, Domain::Synapse, syn, t, Purpose::Release, j) < p {
+            st.sites[i] &= !bit;
+            k += 1;
+        }
+    }
+    k
+}
+
+/// Asynchronous release (§3.4): each still-docked site commits with P_a = 1 - e^{-ρ_a p}
+/// and fuses after an Exp(τ_a) latency (≥ 1 step, truncated at the ring horizon).
+#[inline]
+fn schedule_async(seed: u64, ty: &GpuSynType, max_steps: u32, syn: u32, t: u32, p: f32, st: &mut State) {
+    let i = syn as usize;
+    let p_a = 1.0 - (-ty.async_rho * p).exp();
+    for j in 0..ty.n_sites {
+        let bit = 1u32 << j;
+        if st.sites[i] & !st.committed[i] & bit != 0 && uniform_at(seed, Domain::Synapse, syn, t, Purpose::AsyncRelease, j) < p_a {
+            st.committed[i] |= bit;
+            let u = uniform_at(seed, Domain::Synapse, syn, t, Purpose::AsyncDelay, j);
+            let lat = -ty.tau_async_steps * (1.0 - u).ln();
+            let steps = (lat.round() as u32).clamp(1, max_steps);
+            let slot = ((t as u64 + steps as u64) % st.ring_async.len() as u64) as usize;
+            st.ring_async[slot].push((syn, j));
+        }
+    }
+}
+
+/// Processes the events of this step (sorted, from `deliver`) and appends
+/// (synapse, quanta) to `releases`, one entry per synapse, ascending.
+pub fn release(model: &Model, net: &Network, events: &[(u32, u32)], st: &mut State, releases: &mut Vec<(u32, f32)>) {
+    releases.clear();
+    let seed = model.seed;
+    let tables: &[PowTable] = &model.pow_tables;
+    let t = st.step;
+    for &(syn, kind) in events {
+        let i = syn as usize;
+        let tm = &model.syn_types[net.syn_type[i] as usize];
+        let ty = &tm.gpu;
+        advance_terminal(seed, ty, tables, syn, t, st);
+        let quanta: f32 = if kind != SPIKE {
+            // Asynchronous fusion of a committed site (§3.4).
+            let bit = 1u32 << kind;
+            if st.committed[i] & bit != 0 {
+                st.committed[i] &= !bit;
+                st.sites[i] &= !bit;
+                if ty.reserve_size > 0 {
+                    st.endo[i] += 1;
+                }
+                1.0
+            } else {
+                0.0
+            }
+        } else {
+            match ty.release {
+                rel::CA => {
+                    // (3) p from X_F just before this AP; (4) binomial release; (5) async;
+                    // (6) Ca increments after p (§3.2).
+                    let p = ca_release_probability(ty, st.x_f[i]);
+                    let k = release_sites(seed, ty, syn, t, p, st);
+                    if ty.async_rho > 0.0 {
+                        schedule_async(seed, ty, tm.max_async_steps, syn, t, p, st);
+                    }
+                    st.x_f[i] += ty.c_drive;
+                    st.x_d[i] += ty.c_drive;
+                    if ty.reserve_size > 0 {
+                        st.endo[i] += k;
+                    }
+                    k as f32
+                }
+                rel::TM_STOCHASTIC => {
+                    // u_n = U + u_{n-1}(1-U)e^{-Δ/τ_fac}: x_f holds u_{n-1}(1-U), decayed (§2.2).
+                    let u = ty.tm_u + st.x_f[i];
+                    let k = release_sites(seed, ty, syn, t, u, st);
+                    if ty.async_rho > 0.0 {
+                        schedule_async(seed, ty, tm.max_async_steps, syn, t, u, st);
+                    }
+                    st.x_f[i] = u * (1.0 - ty.tm_u);
+                    if ty.reserve_size > 0 {
+                        st.endo[i] += k;
+                    }
+                    k as f32
+                }
+                _ => {
+                    // Mean TM: amplitude N·u_n·x_n, then x ← x - u·x (§2.2).
+                    let u = ty.tm_u + st.x_f[i];
+                    let x = st.x_d[i];
+                    let q = ty.n_sites as f32 * u * x;
+                    st.x_d[i] = x - u * x;
+                    st.x_f[i] = u * (1.0 - ty.tm_u);
+                    q
+                }
+            }
+        };
+        match releases.last_mut() {
+            Some((s, q)) if *s == syn => *q += quanta,
+            _ => releases.push((syn, quanta)),
+        }
+    }
+    releases.retain(|&(_, q)| q > 0.0);
+}
+
+/// Adds released transmitter to the clefts (§4.1) and activates synapses. `releases` is
+/// ascending by synapse. Clears the per-step `released` counters first when `new_step`.
+pub fn activate(model: &Model, net: &Network, releases: &[(u32, f32)], st: &mut State, new_step: bool, scratch: &mut Vec<u32>) {
+    if new_step {
+        st.active.released.iter_mut().for_each(|x| *x = 0.0);
+    }
+    scratch.clear();
+    scratch.extend(releases.iter().map(|r| r.0).filter(|&s| st.handoff_step[s as usize] != ACTIVE));
+    st.active.merge_new(scratch);
+    for &s in scratch.iter() {
+        // The slot remembers the hand-off step so `cleft` can take the state back (§5.4).
+        let slot = st.active.slot_of(s).expect("just merged");
+        st.active.fresh[slot] = st.handoff_step[s as usize];
+        st.handoff_step[s as usize] = ACTIVE;
+    }
+    for &(syn, q) in releases {
+        let ty = &model.syn_types[net.syn_type[syn as usize] as usize].gpu;
+        let slot = st.active.slot_of(syn).expect("every released synapse was just made active");
+        st.active.released[slot] += q;
+        st.quanta_step += q as f64;
+        // Multivesicular release adds concentration in the shared cleft (§5.3).
+        st.active.cleft_mm[slot] += q * ty.delta_t_mm;
+        if ty.cleft_pulse == 1 {
+            let still = if st.active.pulse_left[slot] > 0 { st.active.pulse_quanta[slot] } else { 0.0 };
+            st.active.pulse_quanta[slot] = still + q;
+            st.active.pulse_left[slot] = ty.pulse_steps;
+        }
+    }
+}

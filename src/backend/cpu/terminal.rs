@@ -1,0 +1,75 @@
+//! Lazy advance of a presynaptic terminal from its last event to now (§3.2 steps 1, 2, 7;
+//! §3.3 for TM). Called by `release` (spike arrivals and asynchronous fusions) and by
+//! `spontaneous` (miniature release), always before the terminal is read.
+//!
+//! Splitting an interval at an extra event is exact: refilling and recycling are Markov
+//! (P(not refilled by t) = P(not by t_f)·P(not in [t_f, t])) and the residual-Ca decays
+//! compose, so advancing at asynchronous or spontaneous fusions changes no distribution.
+//! Will be mirrored by a `terminal` function in `shaders/common.wgsl`.
+
+use crate::layout::{release, GpuSynType, PowTable};
+use crate::model::pow_decay;
+use crate::philox::{uniform_at, Domain, Purpose};
+use crate::state::State;
+
+/// Advances synapse `syn` of type `ty` to step `t`.
+pub fn advance_terminal(seed: u64, ty: &GpuSynType, tables: &[PowTable], syn: u32, t: u32, st: &mut State) {
+    let i = syn as usize;
+    let delta = t - st.t_last[i];
+    if delta == 0 {
+        return;
+    }
+    let tracked = ty.reserve_size > 0;
+    // (7) recycling: each vesicle in endocytosis has returned with prob 1 - e^{-Δ/τ_endo}.
+    if tracked && st.endo[i] > 0 {
+        let p_ret = 1.0 - pow_decay(&tables[ty.tab_endo as usize], delta);
+        let mut back = 0u32;
+        for v in 0..st.endo[i] {
+            if uniform_at(seed, Domain::Synapse, syn, t, Purpose::Recycle, v) < p_ret {
+                back += 1;
+            }
+        }
+        st.endo[i] -= back;
+        st.reserve[i] += back;
+    }
+    let committed = if st.committed.is_empty() { 0 } else { st.committed[i] };
+    // (1) refilling of empty sites since the last event.
+    let decay_d = pow_decay(&tables[ty.tab_rec as usize], delta);
+    let p_fill = if ty.release == release::CA {
+        // η = ((K_D/X_D⁺ + 1)/(K_D/X_D⁺ + e^{-Δ/τ_D}))^{-(kmax-k0)τ_D}, η = 1 if X_D⁺ = 0 (DKR 2000).
+        let x_d = st.x_d[i];
+        let eta = if x_d > 0.0 {
+            let kx = ty.k_d / x_d;
+            ((kx + 1.0) / (kx + decay_d)).powf(-ty.eta_exponent)
+        } else {
+            1.0
+        };
+        1.0 - pow_decay(&tables[ty.tab_k0 as usize], delta) * eta
+    } else {
+        // TM: Ca-independent recovery, P_fill = 1 - e^{-Δ/τ_rec} (§3.3).
+        1.0 - decay_d
+    };
+    if ty.release != release::TM_MEAN {
+        for j in 0..ty.n_sites {
+            let bit = 1u32 << j;
+            if (st.sites[i] | committed) & bit == 0
+                && uniform_at(seed, Domain::Synapse, syn, t, Purpose::Refill, j) < p_fill
+                && (!tracked || st.reserve[i] > 0)
+            {
+                st.sites[i] |= bit;
+                if tracked {
+                    st.reserve[i] -= 1;
+                }
+            }
+        }
+    }
+    // (2) decay of the residual-Ca sites (CA) or of the TM variables.
+    st.x_f[i] *= pow_decay(&tables[ty.tab_fac as usize], delta);
+    if ty.release == release::TM_MEAN {
+        // x ← 1 + (x - 1)·e^{-Δ/τ_rec} (Maass & Markram 2002 recursion, §2.2).
+        st.x_d[i] = 1.0 + (st.x_d[i] - 1.0) * decay_d;
+    } else {
+        st.x_d[i] *= decay_d;
+    }
+    st.t_last[i] = t;
+}

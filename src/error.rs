@@ -1,0 +1,93 @@
+//! The library's error type.
+
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// A problem in a network file, located in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// 1-based column (0 when unknown).
+    pub column: usize,
+    /// The field, as a dotted path (`populations[1].lif.tau_rr_ms`).
+    pub field: String,
+    /// What is wrong, with the value and the accepted range.
+    pub message: String,
+}
+
+impl std::fmt::Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}: field `{}`: {}", self.path.display(), self.line, self.column, self.field, self.message)
+    }
+}
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The network file is malformed or out of range.
+    #[error("{0}")]
+    Spec(Box<SpecError>),
+    /// A `--set KEY=VALUE` override could not be applied.
+    #[error("bad override `{given}`: {reason} (network file {path})")]
+    Override {
+        /// The override as given.
+        given: String,
+        /// Why it was rejected.
+        reason: String,
+        /// The network file.
+        path: PathBuf,
+    },
+    /// The network would need more memory than allowed.
+    #[error("the network needs about {needed_gib:.2} GiB of state ({detail}), more than the {limit_gib:.2} GiB allowed; reduce sizes or raise simulation.max_memory_gib (network file {path})")]
+    TooLarge {
+        /// Estimated need.
+        needed_gib: f64,
+        /// The limit.
+        limit_gib: f64,
+        /// What the estimate is made of.
+        detail: String,
+        /// The network file.
+        path: PathBuf,
+    },
+    /// Reading or writing a file failed.
+    #[error("{source} ({path})")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Writing the HDF5 output failed.
+    #[error("HDF5: {message} ({path})")]
+    Hdf5 {
+        /// What failed.
+        message: String,
+        /// The output file.
+        path: PathBuf,
+    },
+    /// No GPU adapter could be found (the CLI's `--backend auto` falls back to the CPU).
+    #[error("no GPU adapter found: {0}")]
+    NoAdapter(String),
+    /// A GPU device or validation error.
+    #[error("GPU device error: {0}")]
+    Device(String),
+    /// The run was interrupted (Ctrl-C); the output holds everything up to the last flush.
+    #[error("interrupted at step {step}")]
+    Interrupted {
+        /// The step reached.
+        step: u64,
+    },
+}
+
+impl Error {
+    /// The located spec error, if this is one.
+    pub fn as_spec(&self) -> Option<&SpecError> {
+        match self {
+            Error::Spec(e) => Some(e),
+            _ => None,
+        }
+    }
+}

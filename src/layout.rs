@@ -1,0 +1,250 @@
+//! Plain-old-data parameter tables shared by the CPU kernels and (later) the WGSL
+//! shaders. Every struct here must stay byte-identical to its twin in
+//! `shaders/common.wgsl` once the GPU backend lands; sizes are asserted at compile time.
+//! All values are f32 or u32, computed on the host in f64 by `crate::model`.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Release model codes (`GpuSynType::release`).
+pub mod release {
+    /// Event-driven calcium model (§2.1, §3.2).
+    pub const CA: u32 = 0;
+    /// Stochastic per-site Tsodyks-Markram (§3.3).
+    pub const TM_STOCHASTIC: u32 = 1;
+    /// Mean Tsodyks-Markram (§2.2).
+    pub const TM_MEAN: u32 = 2;
+}
+
+/// Receptor kind codes (`GpuReceptor::kind`).
+pub mod receptor {
+    /// Two-state kinetic receptor (AMPA, GABA_A, glycine, nACh; NMDA with `mg_block`).
+    pub const KINETIC: u32 = 0;
+    /// GABA_B cascade (§5.2).
+    pub const GABA_B: u32 = 1;
+    /// Exponential conductance per quantum (§6.4a).
+    pub const EXP: u32 = 2;
+}
+
+/// Neuron model codes (`GpuPopulation::model`).
+pub mod neuron {
+    /// LIF (§6.1).
+    pub const LIF: u32 = 0;
+    /// Traub-Miles HH (§6.2).
+    pub const HH: u32 = 1;
+    /// Poisson source.
+    pub const POISSON: u32 = 2;
+    /// Explicit spike times.
+    pub const SPIKE_TIMES: u32 = 3;
+}
+
+/// Number of entries of each lazy-decay table: `exp(-2^b · dt / τ)` for b = 0..32.
+pub const POW_BITS: usize = 32;
+
+/// A lazy-decay table: entry b is `exp(-2^b · dt / τ)` (f64 on the host, stored f32).
+/// `decay(Δ steps) = Π_{b: bit b of Δ set} table[b]`, ascending b (see `model::pow_decay`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct PowTable {
+    /// The factors.
+    pub f: [f32; POW_BITS],
+}
+const _: () = assert!(std::mem::size_of::<PowTable>() == 128);
+
+/// Per synapse type constants (§1-§4). Must stay byte-identical to `SynType` in shaders/common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct GpuSynType {
+    /// `release::*`.
+    pub release: u32,
+    /// Release sites N (≤ 32).
+    pub n_sites: u32,
+    /// 0 = facilitated drive, 1 = DKR law (§2.1).
+    pub law: u32,
+    /// Reserve pool size at rest; 0 = untracked (infinite).
+    pub reserve_size: u32,
+    /// Relative Ca drive per AP, c = W([Ca]o,[Mg]o) / W(2,1) (§1.1).
+    pub c_drive: f32,
+    /// p_max (§2.1).
+    pub p_max: f32,
+    /// K_p^n (§2.1).
+    pub k_p_pow_n: f32,
+    /// Hill coefficient n.
+    pub hill_n: f32,
+    /// φ_F (§2.1).
+    pub phi_f: f32,
+    /// K_F (§2.1).
+    pub k_f: f32,
+    /// K_D of the refilling site (§3.2).
+    pub k_d: f32,
+    /// (kmax - k0)·τ_D, the exponent of η (§3.2).
+    pub eta_exponent: f32,
+    /// Tsodyks-Markram U (§2.2).
+    pub tm_u: f32,
+    /// ρ_a, asynchronous release strength (§3.4); 0 = off.
+    pub async_rho: f32,
+    /// τ_a in steps (§3.4).
+    pub tau_async_steps: f32,
+    /// λ_s·N·dt: miniature release probability rate per docked site per step (§3.4).
+    pub spont_per_site_step: f32,
+    /// Cleft concentration per vesicle, mM (§4.1).
+    pub delta_t_mm: f32,
+    /// exp(-dt/(2 τ_clear)) (§5.1 mid-step T).
+    pub clear_half: f32,
+    /// exp(-dt/τ_clear) (§4.2).
+    pub clear_full: f32,
+    /// Transmitter below this is cleared (§5.4 ε_T), mM.
+    pub clear_threshold_mm: f32,
+    /// 0 = exponential cleft, 1 = pulse.
+    pub cleft_pulse: u32,
+    /// Pulse length in steps.
+    pub pulse_steps: u32,
+    /// Pulse concentration per vesicle, mM.
+    pub pulse_mm: f32,
+    /// First global receptor index of this type.
+    pub receptor_first: u32,
+    /// Number of receptors.
+    pub n_receptors: u32,
+    /// Pow table of τ_F (facilitation site) or τ_fac (TM).
+    pub tab_fac: u32,
+    /// Pow table of τ_D (recovery site) or τ_rec (TM).
+    pub tab_rec: u32,
+    /// Pow table of the basal refilling rate k0 (CA).
+    pub tab_k0: u32,
+    /// Pow table of τ_endo.
+    pub tab_endo: u32,
+    /// Resting Ca, µM (display, §1.1).
+    pub ca_rest_um: f32,
+    /// Ca per unit of X_F, µM (display, §1.1).
+    pub delta_ca_um: f32,
+    #[doc(hidden)]
+    pub _pad0: u32,
+}
+const _: () = assert!(std::mem::size_of::<GpuSynType>() == 128);
+
+/// One receptor of one synapse type (§5). Must stay byte-identical to `Receptor` in shaders/common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct GpuReceptor {
+    /// `receptor::*`.
+    pub kind: u32,
+    /// 1 = NMDA Mg2+ block B(V) applies (§5.1).
+    pub mg_block: u32,
+    /// Pow table of exp(-β dt) for the lazy hand-off (§5.4).
+    pub tab_beta: u32,
+    /// Index of the synapse type owning this receptor.
+    pub syn_type: u32,
+    /// α, 1/(mM·ms) (or K1 for GABA_B).
+    pub alpha: f32,
+    /// β, 1/ms (or K2 for GABA_B).
+    pub beta: f32,
+    /// Peak conductance per synapse, nS.
+    pub g_max_ns: f32,
+    /// Reversal potential, mV.
+    pub e_rev_mv: f32,
+    /// exp(-β dt) (kinetic) or exp(-dt/τ) (exp receptor).
+    pub decay: f32,
+    /// exp(-dt/(2τ)) (exp receptor, §6.4a mid-step rule).
+    pub half_decay: f32,
+    /// GABA_B K3, 1/ms.
+    pub k3: f32,
+    /// GABA_B K4, 1/ms.
+    pub k4: f32,
+    /// GABA_B exp(-K4 dt).
+    pub decay_k4: f32,
+    /// GABA_B K_D.
+    pub k_d: f32,
+    /// GABA_B Hill n.
+    pub n_hill: f32,
+    #[doc(hidden)]
+    pub _pad0: u32,
+}
+const _: () = assert!(std::mem::size_of::<GpuReceptor>() == 64);
+
+/// Per population neuron constants (§6). Must stay byte-identical to `Population` in shaders/common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct GpuPopulation {
+    /// `neuron::*`.
+    pub model: u32,
+    /// Absolute refractory steps n_ref = round(t_ref/dt) (LIF) or lock-out steps (HH).
+    pub n_ref: u32,
+    /// Poisson: first step of firing.
+    pub start_step: u32,
+    /// Poisson: first step without firing.
+    pub stop_step: u32,
+    /// Membrane capacitance, pF.
+    pub c_m_pf: f32,
+    /// Leak conductance, nS.
+    pub g_l_ns: f32,
+    /// Leak reversal, mV.
+    pub e_l_mv: f32,
+    /// LIF threshold θ_0, mV.
+    pub v_th_mv: f32,
+    /// LIF reset, mV.
+    pub v_reset_mv: f32,
+    /// Relative refractory conductance increment, nS.
+    pub q_rr_ns: f32,
+    /// exp(-dt/τ_rr).
+    pub decay_rr: f32,
+    /// Relative refractory reversal, mV.
+    pub e_rr_mv: f32,
+    /// Adaptation increment, nS.
+    pub q_sfa_ns: f32,
+    /// exp(-dt/τ_sfa).
+    pub decay_sfa: f32,
+    /// Adaptation reversal, mV.
+    pub e_sfa_mv: f32,
+    /// Threshold jump, mV.
+    pub delta_theta_mv: f32,
+    /// exp(-dt/τ_θ).
+    pub decay_theta: f32,
+    /// Constant bias current, pA.
+    pub i_bias_pa: f32,
+    /// HH ḡ_Na, nS.
+    pub g_na_ns: f32,
+    /// HH ḡ_K, nS.
+    pub g_k_ns: f32,
+    /// HH E_Na, mV.
+    pub e_na_mv: f32,
+    /// HH E_K, mV.
+    pub e_k_mv: f32,
+    /// HH V_T, mV.
+    pub v_t_mv: f32,
+    /// HH spike detection level, mV.
+    pub v_spike_mv: f32,
+    /// Poisson: probability of a spike per step, 1 - exp(-rate·dt).
+    pub p_spike: f32,
+    #[doc(hidden)]
+    pub _pad: [u32; 7],
+}
+const _: () = assert!(std::mem::size_of::<GpuPopulation>() == 128);
+
+/// Per-step constants. Must stay byte-identical to `StepParams` in shaders/common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct StepParams {
+    /// Number of neurons.
+    pub n_neurons: u32,
+    /// Number of synapses.
+    pub n_synapses: u32,
+    /// Index of the step being computed.
+    pub step: u32,
+    /// Number of global receptor entries.
+    pub n_receptors: u32,
+    /// Step in ms.
+    pub dt_ms: f32,
+    /// [Mg]o in mM (NMDA block).
+    pub mg_o_mm: f32,
+    /// Low 32 bits of the seed.
+    pub seed_lo: u32,
+    /// High 32 bits of the seed.
+    pub seed_hi: u32,
+}
+const _: () = assert!(std::mem::size_of::<StepParams>() == 32);
+
+impl StepParams {
+    /// The 64-bit seed.
+    pub fn seed(&self) -> u64 {
+        (self.seed_hi as u64) << 32 | self.seed_lo as u64
+    }
+}

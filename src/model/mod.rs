@@ -1,0 +1,420 @@
+//! Model parameters with their defaults (f64, from `model-spec.md`) and the derived
+//! constants uploaded to the kernels as f32 (`crate::layout`).
+//!
+//! The NEST `P_`/`V_` split: [`Model::from_spec`] resolves every parameter the user left
+//! out to its documented default, then computes decay factors such as `exp(-dt/τ)` once,
+//! in f64. No kernel evaluates `exp(-dt/τ)` for a constant τ; lazy presynaptic updates
+//! over Δ steps use [`pow_decay`] on tables of `exp(-2^b dt/τ)`.
+
+use crate::layout::{self, GpuPopulation, GpuReceptor, GpuSynType, PowTable, POW_BITS};
+use crate::spec::{
+    CleftModel, FacilitationLaw, NetworkFile, NeuronModel, ReceptorKind, ReleaseModel, Transmitter,
+};
+
+/// Reference saline of §1.1: [Ca]o = 2 mM, [Mg]o = 1 mM.
+pub const CA_REF_MM: f64 = 2.0;
+/// Reference [Mg]o, mM.
+pub const MG_REF_MM: f64 = 1.0;
+/// Unmyelinated conduction constant k in v = k·√d, m/s per √µm (§7, 1-2 [verify]).
+pub const UNMYELINATED_K: f64 = 1.5;
+/// Myelinated conduction: v = 6 m/s per µm of diameter (§7; Hursh 1939).
+pub const MYELINATED_M_PER_S_PER_UM: f64 = 6.0;
+/// Asynchronous release latencies are truncated at this many τ_a (probability e^-20).
+pub const ASYNC_TRUNCATION_TAUS: f64 = 20.0;
+
+/// Cleft defaults per transmitter (§4.1, §4.2): (ΔT mM, k_diffusion, k_uptake, k_enzyme in 1/ms).
+///
+/// Glutamate: ΔT 1.1 mM, τ_clear 1.2 ms (Clements et al. 1992), split into diffusion
+/// 0.5/ms and EAAT uptake 1/3 per ms [design split]. GABA: 1.5 mM, τ 0.3 ms
+/// (Barberis et al. 2011 range 0.1-0.5 ms) [verify]. Glycine: 2.5 mM, τ 0.75 ms
+/// (Beato 2008) [verify]. ACh: 1 mM [design], AChE 7/ms (τ ≈ 0.14 ms, "destroyed in
+/// < 1 ms") plus diffusion 1/ms, so that blocking the enzyme leaves a diffusion-limited
+/// τ of 1 ms (§4.2).
+pub fn cleft_defaults(t: Transmitter) -> (f64, f64, f64, f64) {
+    match t {
+        Transmitter::Glutamate => (1.1, 0.5, 1.0 / 1.2 - 0.5, 0.0),
+        Transmitter::Gaba => (1.5, 2.0, 1.0 / 0.3 - 2.0, 0.0),
+        Transmitter::Glycine => (2.5, 0.8, 1.0 / 0.75 - 0.8, 0.0),
+        Transmitter::Acetylcholine => (1.0, 1.0, 0.0, 7.0),
+    }
+}
+
+/// W([Ca]o, [Mg]o) of Dodge & Rahamimoff (1967), §1.1.
+pub fn dr_w(ca_mm: f64, mg_mm: f64, k_ca_mm: f64, k_mg_mm: f64) -> f64 {
+    ca_mm / (1.0 + ca_mm / k_ca_mm + mg_mm / k_mg_mm)
+}
+
+/// Relative Ca drive c = W([Ca]o,[Mg]o)/W(2,1) (§1.1).
+pub fn ca_drive(ca_mm: f64, mg_mm: f64, k_ca_mm: f64, k_mg_mm: f64) -> f64 {
+    dr_w(ca_mm, mg_mm, k_ca_mm, k_mg_mm) / dr_w(CA_REF_MM, MG_REF_MM, k_ca_mm, k_mg_mm)
+}
+
+/// NMDA Mg2+ block B(V) = 1/(1 + exp(-0.062 V)·[Mg]o/3.57) (Jahr & Stevens 1990; §5.1), f32
+/// as in the kernels.
+pub fn nmda_block(v_mv: f32, mg_o_mm: f32) -> f32 {
+    1.0 / (1.0 + (-0.062 * v_mv).exp() * mg_o_mm / 3.57)
+}
+
+/// Table of exp(-2^b · dt/τ), b = 0..32 (computed in f64). τ = ∞ gives ones, τ = 0 zeros.
+pub fn pow_table(dt_ms: f64, tau_ms: f64) -> PowTable {
+    let mut f = [0f32; POW_BITS];
+    for (b, x) in f.iter_mut().enumerate() {
+        *x = if tau_ms.is_infinite() { 1.0 } else if tau_ms <= 0.0 { 0.0 } else { (-(2f64.powi(b as i32)) * dt_ms / tau_ms).exp() as f32 };
+    }
+    PowTable { f }
+}
+
+/// exp(-Δ·dt/τ) from a pow table: the product of the entries of Δ's set bits, ascending.
+/// Kernels and their WGSL twins multiply in the same order, so the result is bit-identical.
+#[inline]
+pub fn pow_decay(t: &PowTable, delta_steps: u32) -> f32 {
+    let mut out = 1.0f32;
+    let mut d = delta_steps;
+    let mut b = 0usize;
+    while d != 0 {
+        if d & 1 == 1 {
+            out *= t.f[b];
+        }
+        d >>= 1;
+        b += 1;
+    }
+    out
+}
+
+/// Resolved parameters of one receptor (f64) with its name.
+#[derive(Debug, Clone)]
+pub struct ReceptorModel {
+    /// Kind.
+    pub kind: ReceptorKind,
+    /// Owning synapse type index.
+    pub syn_type: usize,
+    /// `"<synapse type>_<kind>"`, used in output names.
+    pub name: String,
+    /// α (kinetic) or K1 (GABA_B), 1/(mM ms).
+    pub alpha: f64,
+    /// β (kinetic) or K2 (GABA_B), 1/ms; 1/τ for exp.
+    pub beta: f64,
+    /// g_max, nS.
+    pub g_max_ns: f64,
+    /// Reversal, mV.
+    pub e_rev_mv: f64,
+    /// GABA_B K3, K4, K_D, n.
+    pub gaba_b: [f64; 4],
+}
+
+/// Resolved synapse type.
+#[derive(Debug, Clone)]
+pub struct SynTypeModel {
+    /// Name.
+    pub name: String,
+    /// Transmitter.
+    pub transmitter: Transmitter,
+    /// Release model.
+    pub release: ReleaseModel,
+    /// Constants for the kernels.
+    pub gpu: GpuSynType,
+    /// Longest asynchronous release latency in steps (ring sizing).
+    pub max_async_steps: u32,
+    /// λ_s in 1/s.
+    pub spont_rate_per_s: f64,
+}
+
+/// Resolved population.
+#[derive(Debug, Clone)]
+pub struct PopModel {
+    /// Name.
+    pub name: String,
+    /// Model.
+    pub model: NeuronModel,
+    /// Size.
+    pub size: u32,
+    /// First global neuron id.
+    pub first: u32,
+    /// Constants for the kernels.
+    pub gpu: GpuPopulation,
+}
+
+/// The whole resolved model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Step, ms.
+    pub dt_ms: f64,
+    /// Number of steps of the run.
+    pub n_steps: u32,
+    /// Seed.
+    pub seed: u64,
+    /// [Ca]o, mM.
+    pub ca_o_mm: f64,
+    /// [Mg]o, mM.
+    pub mg_o_mm: f64,
+    /// Populations in file order.
+    pub pops: Vec<PopModel>,
+    /// Synapse types in file order.
+    pub syn_types: Vec<SynTypeModel>,
+    /// Receptors of all types (global receptor index), in type order.
+    pub receptors: Vec<ReceptorModel>,
+    /// Receptor constants for the kernels.
+    pub gpu_receptors: Vec<GpuReceptor>,
+    /// Lazy-decay tables.
+    pub pow_tables: Vec<PowTable>,
+}
+
+impl Model {
+    /// Resolves defaults and derives the constants. The file must have been validated.
+    pub fn from_spec(f: &NetworkFile) -> Model {
+        let dt = f.simulation.dt_ms;
+        let mut tables: Vec<PowTable> = Vec::new();
+        let mut table = |tau: f64| -> u32 {
+            tables.push(pow_table(dt, tau));
+            (tables.len() - 1) as u32
+        };
+        let mut pops = Vec::new();
+        let mut first = 0u32;
+        for p in &f.populations {
+            let mut g = GpuPopulation::default();
+            match p.model {
+                NeuronModel::Lif => {
+                    let l = p.lif.clone().unwrap_or_default();
+                    g.model = layout::neuron::LIF;
+                    g.c_m_pf = l.c_m_pf.unwrap_or(200.0) as f32;
+                    let gl = l.g_l_ns.unwrap_or(10.0);
+                    g.g_l_ns = gl as f32;
+                    g.e_l_mv = l.e_l_mv.unwrap_or(-70.0) as f32;
+                    g.v_th_mv = l.v_th_mv.unwrap_or(-50.0) as f32;
+                    g.v_reset_mv = l.v_reset_mv.unwrap_or(-60.0) as f32;
+                    g.n_ref = (l.t_ref_ms.unwrap_or(2.0) / dt).round() as u32;
+                    g.q_rr_ns = l.q_rr_ns.unwrap_or(111.0 * gl) as f32;
+                    g.decay_rr = (-dt / l.tau_rr_ms.unwrap_or(1.97)).exp() as f32;
+                    g.e_rr_mv = l.e_rr_mv.unwrap_or(-70.0) as f32;
+                    g.q_sfa_ns = l.q_sfa_ns.unwrap_or(0.5 * gl) as f32;
+                    g.decay_sfa = (-dt / l.tau_sfa_ms.unwrap_or(110.0)).exp() as f32;
+                    g.e_sfa_mv = l.e_sfa_mv.unwrap_or(-70.0) as f32;
+                    g.delta_theta_mv = l.delta_theta_mv.unwrap_or(0.0) as f32;
+                    g.decay_theta = (-dt / l.tau_theta_ms.unwrap_or(5.0)).exp() as f32;
+                    g.i_bias_pa = l.i_bias_pa.unwrap_or(0.0) as f32;
+                }
+                NeuronModel::Hh => {
+                    let h = p.hh.clone().unwrap_or_default();
+                    g.model = layout::neuron::HH;
+                    g.c_m_pf = h.c_m_pf.unwrap_or(200.0) as f32;
+                    g.g_l_ns = h.g_l_ns.unwrap_or(10.0) as f32;
+                    g.e_l_mv = h.e_l_mv.unwrap_or(-60.0) as f32;
+                    g.g_na_ns = h.g_na_ns.unwrap_or(20_000.0) as f32;
+                    g.g_k_ns = h.g_k_ns.unwrap_or(6_000.0) as f32;
+                    g.e_na_mv = h.e_na_mv.unwrap_or(50.0) as f32;
+                    g.e_k_mv = h.e_k_mv.unwrap_or(-90.0) as f32;
+                    g.v_t_mv = h.v_t_mv.unwrap_or(-63.0) as f32;
+                    g.v_spike_mv = h.v_spike_mv.unwrap_or(-20.0) as f32;
+                    g.n_ref = (h.lockout_ms.unwrap_or(3.0) / dt).round() as u32;
+                    g.i_bias_pa = h.i_bias_pa.unwrap_or(0.0) as f32;
+                }
+                NeuronModel::Poisson => {
+                    let ps = p.poisson.as_ref().expect("validated: poisson table present");
+                    g.model = layout::neuron::POISSON;
+                    g.p_spike = (1.0 - (-ps.rate_hz * 1e-3 * dt).exp()) as f32;
+                    g.start_step = (ps.start_ms / dt).round() as u32;
+                    g.stop_step = ps.stop_ms.map(|s| (s / dt).round().min(u32::MAX as f64) as u32).unwrap_or(u32::MAX);
+                }
+                NeuronModel::SpikeTimes => {
+                    g.model = layout::neuron::SPIKE_TIMES;
+                }
+            }
+            pops.push(PopModel { name: p.name.clone(), model: p.model, size: p.size as u32, first, gpu: g });
+            first += p.size as u32;
+        }
+
+        let mut syn_types = Vec::new();
+        let mut receptors = Vec::new();
+        let mut gpu_receptors = Vec::new();
+        for (ti, s) in f.synapse_types.iter().enumerate() {
+            let mut g = GpuSynType::default();
+            let ves = s.vesicles.clone().unwrap_or_default();
+            let is_ca = s.release == ReleaseModel::Ca;
+            match s.release {
+                ReleaseModel::Ca => {
+                    let ca = s.ca.clone().unwrap_or_default();
+                    g.release = layout::release::CA;
+                    g.n_sites = ca.n_sites.unwrap_or(5);
+                    let law = ca.law.unwrap_or_default();
+                    g.law = (law == FacilitationLaw::Dkr) as u32;
+                    let p_max = ca.p_max.unwrap_or(1.0);
+                    let p_ref = ca.p_ref.unwrap_or(0.24);
+                    g.p_max = p_max as f32;
+                    g.k_p_pow_n = ((p_max - p_ref) / p_ref) as f32;
+                    g.hill_n = ca.hill_n.unwrap_or(4.0) as f32;
+                    g.phi_f = ca.phi_f.unwrap_or(0.916) as f32;
+                    g.k_f = ca.k_f.unwrap_or(if law == FacilitationLaw::Dkr { 0.6713 } else { 0.5 }) as f32;
+                    g.c_drive = ca_drive(f.environment.ca_o_mm, f.environment.mg_o_mm, ca.k_ca_mm.unwrap_or(2.0), ca.k_mg_mm.unwrap_or(3.0)) as f32;
+                    let tau_d = ca.tau_d_ms.unwrap_or(50.0);
+                    let k0 = ca.k0_per_s.unwrap_or(2.0) * 1e-3;
+                    let kmax = ca.kmax_per_s.unwrap_or(30.0) * 1e-3;
+                    g.k_d = ca.k_d.unwrap_or(2.0) as f32;
+                    g.eta_exponent = ((kmax - k0) * tau_d) as f32;
+                    g.tab_fac = table(ca.tau_f_ms.unwrap_or(100.0));
+                    g.tab_rec = table(tau_d);
+                    g.tab_k0 = table(if k0 > 0.0 { 1.0 / k0 } else { f64::INFINITY });
+                    g.ca_rest_um = ca.ca_rest_um.unwrap_or(0.05) as f32;
+                    g.delta_ca_um = ca.delta_ca_um.unwrap_or(0.2) as f32;
+                }
+                ReleaseModel::TmStochastic | ReleaseModel::TmMean => {
+                    let tm = s.tm.clone().unwrap_or_default();
+                    g.release = if s.release == ReleaseModel::TmMean { layout::release::TM_MEAN } else { layout::release::TM_STOCHASTIC };
+                    g.n_sites = tm.n_sites.unwrap_or(5);
+                    g.tm_u = tm.u.unwrap_or(0.5) as f32;
+                    g.tab_fac = table(tm.tau_fac_ms.unwrap_or(0.0));
+                    g.tab_rec = table(tm.tau_rec_ms.unwrap_or(800.0));
+                    g.tab_k0 = g.tab_rec;
+                    g.p_max = 1.0;
+                }
+            }
+            g.reserve_size = ves.reserve_size.unwrap_or(0);
+            g.tab_endo = table(ves.tau_endo_ms.unwrap_or(1000.0));
+            g.async_rho = ves.async_rho.unwrap_or(if is_ca { 0.05 } else { 0.0 }) as f32;
+            let tau_a = ves.tau_async_ms.unwrap_or(30.0);
+            g.tau_async_steps = (tau_a / dt) as f32;
+            let max_async_steps = if g.async_rho > 0.0 { (ASYNC_TRUNCATION_TAUS * tau_a / dt).ceil() as u32 } else { 0 };
+            let spont = ves.spont_rate_per_s.unwrap_or(if is_ca { 2e-4 } else { 0.0 });
+            g.spont_per_site_step = (spont * 1e-3 * dt) as f32;
+
+            let cl = s.cleft.clone().unwrap_or_default();
+            let (dt_mm, kd, ku, ke) = cleft_defaults(s.transmitter);
+            g.delta_t_mm = cl.delta_t_mm.unwrap_or(dt_mm) as f32;
+            let k_clear = cl.k_diffusion_per_ms.unwrap_or(kd) + cl.k_uptake_per_ms.unwrap_or(ku) + cl.k_enzyme_per_ms.unwrap_or(ke);
+            g.clear_half = (-dt * k_clear / 2.0).exp() as f32;
+            g.clear_full = (-dt * k_clear).exp() as f32;
+            g.clear_threshold_mm = cl.clear_threshold_mm.unwrap_or(1e-4) as f32;
+            g.cleft_pulse = (cl.model == Some(CleftModel::Pulse)) as u32;
+            g.pulse_mm = cl.pulse_mm.unwrap_or(1.0) as f32;
+            g.pulse_steps = (cl.pulse_ms.unwrap_or(1.0) / dt).round().max(1.0) as u32;
+            g.receptor_first = receptors.len() as u32;
+            g.n_receptors = s.receptors.len() as u32;
+            for r in &s.receptors {
+                let (a, b, gm, e) = match r.kind {
+                    ReceptorKind::Ampa => (1.1, 0.19, 0.5, 0.0),
+                    ReceptorKind::Nmda => (0.072, 0.0066, 2.0, 0.0),
+                    ReceptorKind::GabaA => (5.0, 0.18, 0.5, -80.0),
+                    ReceptorKind::Glycine => (5.0, 0.15, 0.5, -75.0),
+                    ReceptorKind::Nach => (3.0, 0.7, 0.5, 0.0),
+                    ReceptorKind::GabaB => (0.52, 0.0013, 1.0, -95.0),
+                    ReceptorKind::Exp => (0.0, 1.0 / 5.0, 1.0, 0.0),
+                };
+                let alpha = r.alpha_per_mm_ms.or(r.k1_per_mm_ms).unwrap_or(a);
+                let beta = match r.kind {
+                    ReceptorKind::Exp => 1.0 / r.tau_ms.unwrap_or(5.0),
+                    ReceptorKind::GabaB => r.k2_per_ms.unwrap_or(b),
+                    _ => r.beta_per_ms.unwrap_or(b),
+                };
+                let gaba_b = [r.k3_per_ms.unwrap_or(0.098), r.k4_per_ms.unwrap_or(0.033), r.k_d.unwrap_or(100.0), r.n_hill.unwrap_or(4.0)];
+                let m = ReceptorModel {
+                    kind: r.kind,
+                    syn_type: ti,
+                    name: format!("{}_{}", s.name, r.kind.name()),
+                    alpha,
+                    beta,
+                    g_max_ns: r.g_max_ns.unwrap_or(gm),
+                    e_rev_mv: r.e_rev_mv.unwrap_or(e),
+                    gaba_b,
+                };
+                let mut gr = GpuReceptor {
+                    kind: match r.kind {
+                        ReceptorKind::GabaB => layout::receptor::GABA_B,
+                        ReceptorKind::Exp => layout::receptor::EXP,
+                        _ => layout::receptor::KINETIC,
+                    },
+                    mg_block: (r.kind == ReceptorKind::Nmda) as u32,
+                    syn_type: ti as u32,
+                    alpha: m.alpha as f32,
+                    beta: m.beta as f32,
+                    g_max_ns: m.g_max_ns as f32,
+                    e_rev_mv: m.e_rev_mv as f32,
+                    decay: (-m.beta * dt).exp() as f32,
+                    half_decay: (-m.beta * dt / 2.0).exp() as f32,
+                    ..Default::default()
+                };
+                if r.kind == ReceptorKind::GabaB {
+                    gr.k3 = gaba_b[0] as f32;
+                    gr.k4 = gaba_b[1] as f32;
+                    gr.decay_k4 = (-gaba_b[1] * dt).exp() as f32;
+                    gr.k_d = gaba_b[2] as f32;
+                    gr.n_hill = gaba_b[3] as f32;
+                }
+                gr.tab_beta = table(1.0 / m.beta);
+                receptors.push(m);
+                gpu_receptors.push(gr);
+            }
+            syn_types.push(SynTypeModel {
+                name: s.name.clone(),
+                transmitter: s.transmitter,
+                release: s.release,
+                gpu: g,
+                max_async_steps,
+                spont_rate_per_s: spont,
+            });
+        }
+        let n_steps = (f.simulation.duration_ms / dt).round() as u32;
+        Model {
+            dt_ms: dt,
+            n_steps,
+            seed: f.simulation.seed,
+            ca_o_mm: f.environment.ca_o_mm,
+            mg_o_mm: f.environment.mg_o_mm,
+            pops,
+            syn_types,
+            receptors,
+            gpu_receptors,
+            pow_tables: tables,
+        }
+    }
+
+    /// Total number of neurons (sources included).
+    pub fn n_neurons(&self) -> u32 {
+        self.pops.iter().map(|p| p.size).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pow_decay_matches_exp() {
+        let t = pow_table(0.1, 100.0);
+        for d in [0u32, 1, 2, 3, 7, 100, 12345, 1 << 20] {
+            let exact = (-(d as f64) * 0.1 / 100.0).exp();
+            let got = pow_decay(&t, d) as f64;
+            // Each factor carries ≤ 0.5 ulp; at most 32 factors.
+            assert!((got - exact).abs() <= 32.0 * f32::EPSILON as f64 * exact.max(1e-30) + 1e-38, "d={d}: {got} vs {exact}");
+        }
+    }
+
+    #[test]
+    fn ca_drive_is_one_in_reference_saline() {
+        assert!((ca_drive(2.0, 1.0, 2.0, 3.0) - 1.0).abs() < 1e-15);
+        assert!(ca_drive(1.0, 1.0, 2.0, 3.0) < 1.0);
+    }
+
+    /// §8i: NMDA block values of §5.1 (exact formula), [Mg]o = 0, 1, 2 mM.
+    #[test]
+    fn nmda_block_table() {
+        let cases = [
+            (-100.0, 1.0, 0.0072),
+            (-80.0, 1.0, 0.0244),
+            (-70.0, 1.0, 0.0445),
+            (-60.0, 1.0, 0.0796),
+            (-50.0, 1.0, 0.1385),
+            (-40.0, 1.0, 0.2302),
+            (-20.0, 1.0, 0.5081),
+            (0.0, 1.0, 0.7812),
+            (20.0, 1.0, 0.9250),
+            (40.0, 1.0, 0.9771),
+            (-70.0, 2.0, 0.0227),
+            (0.0, 2.0, 0.6409),
+            (-70.0, 0.0, 1.0),
+        ];
+        for (v, mg, want) in cases {
+            let got = nmda_block(v, mg);
+            // Half a unit in the last printed digit (§8 rule), 4 decimals.
+            assert!((got - want).abs() <= 0.5e-4 + 1e-6, "B({v}, {mg}) = {got}, spec {want}");
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! Building the network: neuron ids, positions, connectivity (post-major synapse order),
+//! weights, delays (§7), the outgoing CSR for `propagate`, spike-source tables, inputs.
+//!
+//! Synapse ids are assigned **sorted by target neuron** (then projection, then creation
+//! order), so the incoming synapses of a neuron are one contiguous id range. Summation of
+//! conductances in ascending synapse id is therefore a fixed-order gather per neuron
+//! (DESIGN.md, determinism contract), and miniature release can pick an incoming synapse
+//! by index (§3.4 thinning).
+
+use glam::DVec3;
+use std::path::Path;
+
+use crate::error::Error;
+use crate::model::{Model, MYELINATED_M_PER_S_PER_UM, UNMYELINATED_K};
+use crate::philox::Stream;
+use crate::spec::{
+    validate, DistanceProfile, Fibre, Layout, LoadedNetwork, NetworkFile, NeuronModel, PopulationSpec, Rule, SpecPath,
+};
+
+/// Bytes of CPU state per synapse: static (post 4, type 2, delay 2, weight 4, out CSR 4)
+/// plus dynamic (t_last 4, X_F 4, X_D 4, sites 4, hand-off step 4, hand-off r 2×4).
+pub const BYTES_PER_SYNAPSE: u64 = 48;
+/// Extra bytes per synapse while building (source, target, weight, delay per entry).
+pub const BUILD_BYTES_PER_SYNAPSE: u64 = 16;
+/// Bytes of state per neuron and receptor (active and pooled conductance).
+pub const BYTES_PER_NEURON_RECEPTOR: u64 = 8;
+/// Bytes of state per neuron besides receptors.
+pub const BYTES_PER_NEURON: u64 = 64;
+
+/// One built projection.
+#[derive(Debug, Clone)]
+pub struct ProjectionInfo {
+    /// Name.
+    pub name: String,
+    /// Source population index.
+    pub source: usize,
+    /// Target population index.
+    pub target: usize,
+    /// Synapse type index.
+    pub syn_type: usize,
+    /// Global synapse ids in creation order (the projection-local synapse id is the index).
+    pub synapse_ids: Vec<u32>,
+}
+
+/// A DC current input.
+#[derive(Debug, Clone)]
+pub struct CurrentInput {
+    /// Global neuron ids.
+    pub neurons: Vec<u32>,
+    /// Amplitude, pA.
+    pub amplitude_pa: f32,
+    /// First step with the current on.
+    pub start_step: u32,
+    /// First step with the current off.
+    pub stop_step: u32,
+}
+
+/// The built network (static data).
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// Population index of every neuron.
+    pub neuron_pop: Vec<u16>,
+    /// Positions per population (µm), if given.
+    pub positions: Vec<Option<Vec<DVec3>>>,
+    /// Target neuron of every synapse (ascending).
+    pub syn_post: Vec<u32>,
+    /// Source neuron of every synapse.
+    pub syn_pre: Vec<u32>,
+    /// Synapse type of every synapse.
+    pub syn_type: Vec<u16>,
+    /// Delay of every synapse in steps (≥ 1).
+    pub syn_delay: Vec<u16>,
+    /// Weight of every synapse (scales g_max).
+    pub syn_weight: Vec<f32>,
+    /// Incoming synapse id range of neuron n: `in_offsets[n]..in_offsets[n+1]`.
+    pub in_offsets: Vec<u32>,
+    /// Outgoing CSR offsets per neuron.
+    pub out_offsets: Vec<u32>,
+    /// Outgoing synapse ids, grouped by source neuron, ascending within a group.
+    pub out_syn: Vec<u32>,
+    /// Longest delay in steps.
+    pub max_delay: u32,
+    /// Spike-time sources: offsets per neuron into `spike_steps`.
+    pub spike_offsets: Vec<u32>,
+    /// Spike steps of spike-time sources, ascending per neuron, duplicates removed.
+    pub spike_steps: Vec<u32>,
+    /// Current inputs.
+    pub inputs: Vec<CurrentInput>,
+    /// Projections.
+    pub projections: Vec<ProjectionInfo>,
+    /// Initial membrane potential per neuron, mV.
+    pub v_init: Vec<f32>,
+    /// Initial pooled conductance (neuron, global receptor, nS).
+    pub g_init: Vec<(u32, u32, f32)>,
+}
+
+impl Network {
+    /// Number of neurons.
+    pub fn n_neurons(&self) -> u32 {
+        self.neuron_pop.len() as u32
+    }
+    /// Number of synapses.
+    pub fn n_synapses(&self) -> u32 {
+        self.syn_post.len() as u32
+    }
+}
+
+/// Size estimate of a network before it is built.
+#[derive(Debug, Clone)]
+pub struct Estimate {
+    /// Neurons.
+    pub neurons: u64,
+    /// Expected synapses per projection (name, count).
+    pub synapses: Vec<(String, f64)>,
+    /// Bytes of CPU state while running.
+    pub cpu_bytes: f64,
+    /// Peak bytes while building.
+    pub build_bytes: f64,
+}
+
+/// Expected sizes and memory of a validated file.
+pub fn estimate(f: &NetworkFile) -> Estimate {
+    let size = |n: &str| f.populations.iter().find(|p| p.name == n).map(|p| p.size as f64).unwrap_or(0.0);
+    let neurons: u64 = f.populations.iter().map(|p| p.size).sum();
+    let n_receptors: usize = f.synapse_types.iter().map(|s| s.receptors.len()).sum();
+    let synapses: Vec<(String, f64)> = f
+        .projections
+        .iter()
+        .map(|p| {
+            let (ns, nt) = (size(&p.source), size(&p.target));
+            let n = match p.rule {
+                Rule::AllToAll => ns * nt,
+                Rule::OneToOne => nt,
+                Rule::FixedProbability => p.p.or(p.distance.as_ref().map(|d| d.p_max)).unwrap_or(0.0) * ns * nt,
+                Rule::FixedIndegree => p.indegree.unwrap_or(0) as f64 * nt,
+                Rule::Pairs => p.pairs.as_ref().map(|v| v.len()).unwrap_or(0) as f64,
+            };
+            (p.display_name(), n)
+        })
+        .collect();
+    let total_syn: f64 = synapses.iter().map(|s| s.1).sum();
+    let neuron_bytes = neurons as f64 * (BYTES_PER_NEURON + BYTES_PER_NEURON_RECEPTOR * n_receptors as u64) as f64;
+    let cpu_bytes = neuron_bytes + total_syn * BYTES_PER_SYNAPSE as f64;
+    Estimate { neurons, synapses, cpu_bytes, build_bytes: cpu_bytes + total_syn * BUILD_BYTES_PER_SYNAPSE as f64 }
+}
+
+/// Memory available to this process in bytes (MemAvailable), or 8 GiB if unknown.
+pub fn available_memory() -> f64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb * 1024.0)
+        .unwrap_or(8.0 * (1u64 << 30) as f64)
+}
+
+fn positions(p: &PopulationSpec, seed: u64, pop_index: usize) -> Option<Vec<DVec3>> {
+    let pos = p.positions.as_ref()?;
+    let o = DVec3::from_array(pos.origin_um);
+    let n = p.size as usize;
+    let mut rng = Stream::new(seed, 0x5000 + pop_index as u32, 0);
+    Some(match pos.layout {
+        Layout::Grid => {
+            let [nx, ny, _] = pos.shape.expect("validated");
+            let sp = pos.spacing_um.expect("validated");
+            (0..n as u64).map(|i| o + sp * DVec3::new((i % nx) as f64, ((i / nx) % ny) as f64, (i / (nx * ny)) as f64)).collect()
+        }
+        Layout::Box => {
+            let s = DVec3::from_array(pos.size_um.expect("validated"));
+            (0..n).map(|_| o + s * DVec3::new(rng.uniform() as f64, rng.uniform() as f64, rng.uniform() as f64)).collect()
+        }
+        Layout::Sphere => {
+            let r = pos.radius_um.expect("validated");
+            (0..n)
+                .map(|_| loop {
+                    let q = DVec3::new(rng.uniform() as f64, rng.uniform() as f64, rng.uniform() as f64) * 2.0 - DVec3::ONE;
+                    if q.length_squared() <= 1.0 {
+                        break o + q * r;
+                    }
+                })
+                .collect()
+        }
+        Layout::List => pos.points_um.as_ref().expect("validated").iter().map(|x| DVec3::from_array(*x)).collect(),
+    })
+}
+
+/// Builds the network of a loaded file with its resolved model. Checks the memory
+/// estimate first; delays beyond the u16 range are reported with their location.
+pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
+    let f = &net.file;
+    let est = estimate(f);
+    let limit = f.simulation.max_memory_gib.map(|g| g * (1u64 << 30) as f64).unwrap_or_else(available_memory);
+    if est.build_bytes > limit {
+        let gib = (1u64 << 30) as f64;
+        let syn: f64 = est.synapses.iter().map(|s| s.1).sum();
+        return Err(Error::TooLarge {
+            needed_gib: est.build_bytes / gib,
+            limit_gib: limit / gib,
+            detail: format!("{} neurons, {:.3e} synapses", est.neurons, syn),
+            path: net.path.clone(),
+        });
+    }
+    let seed = f.simulation.seed;
+    let dt = f.simulation.dt_ms;
+    let n_neurons = model.n_neurons() as usize;
+    let pop_index = |name: &str| f.populations.iter().position(|p| p.name == name).expect("validated reference");
+    let mut neuron_pop = Vec::with_capacity(n_neurons);
+    for (i, p) in model.pops.iter().enumerate() {
+        neuron_pop.extend(std::iter::repeat_n(i as u16, p.size as usize));
+    }
+    let positions: Vec<Option<Vec<DVec3>>> = f.populations.iter().enumerate().map(|(i, p)| positions(p, seed, i)).collect();
+
+    // Per projection: entries (post, pre, weight, delay) grouped by ascending post.
+    struct Entry {
+        post: u32,
+        pre: u32,
+        weight: f32,
+        delay: u16,
+    }
+    let mut per_proj: Vec<Vec<Entry>> = Vec::with_capacity(f.projections.len());
+    let mut max_delay = 1u32;
+    for (pi, p) in f.projections.iter().enumerate() {
+        let at = SpecPath::root().key("projections").index(pi);
+        let (si, ti) = (pop_index(&p.source), pop_index(&p.target));
+        let (src, tgt) = (&model.pops[si], &model.pops[ti]);
+        let same = si == ti;
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut pairs_by_target: Vec<Vec<u32>> = Vec::new();
+        if p.rule == Rule::Pairs {
+            pairs_by_target = vec![Vec::new(); tgt.size as usize];
+            for [a, b] in p.pairs.as_ref().expect("validated") {
+                pairs_by_target[*b as usize].push(*a as u32);
+            }
+        }
+        let weight = p.weight.unwrap_or(crate::spec::Dist::Const(1.0));
+        let delay = p.delay_ms.unwrap_or(crate::spec::Dist::Const(0.2));
+        let mut sources: Vec<u32> = Vec::new();
+        for t in 0..tgt.size {
+            let mut rng = Stream::new(seed, 0x1000 + pi as u32, t);
+            sources.clear();
+            match p.rule {
+                Rule::AllToAll => sources.extend((0..src.size).filter(|&s| !same || p.allow_autapses || s != t)),
+                Rule::OneToOne => sources.push(t),
+                Rule::FixedProbability => {
+                    if let Some(d) = &p.distance {
+                        let (ps, pt) = (positions[si].as_ref().expect("validated"), positions[ti].as_ref().expect("validated"));
+                        for s in 0..src.size {
+                            if same && !p.allow_autapses && s == t {
+                                continue;
+                            }
+                            let dist = ps[s as usize].distance(pt[t as usize]);
+                            let prob = match d.profile {
+                                DistanceProfile::Gaussian => d.p_max * (-dist * dist / (2.0 * d.scale_um * d.scale_um)).exp(),
+                                DistanceProfile::Exponential => d.p_max * (-dist / d.scale_um).exp(),
+                            };
+                            if (rng.uniform() as f64) < prob {
+                                sources.push(s);
+                            }
+                        }
+                    } else {
+                        let prob = p.p.expect("validated");
+                        if prob >= 1.0 {
+                            sources.extend(0..src.size);
+                        } else if prob > 0.0 {
+                            // Geometric skipping: gaps between successes are Geometric(p).
+                            let ln_q = (1.0 - prob).ln();
+                            let mut s: f64 = -1.0;
+                            loop {
+                                s += 1.0 + (rng.uniform_open().ln() / ln_q).floor();
+                                if s >= src.size as f64 {
+                                    break;
+                                }
+                                sources.push(s as u32);
+                            }
+                        }
+                        if same && !p.allow_autapses {
+                            sources.retain(|&s| s != t);
+                        }
+                    }
+                }
+                Rule::FixedIndegree => {
+                    let k = p.indegree.expect("validated");
+                    let can_skip_self = !same || p.allow_autapses || src.size > 1;
+                    for _ in 0..k {
+                        let mut s = rng.below(src.size);
+                        while same && !p.allow_autapses && s == t && can_skip_self {
+                            s = rng.below(src.size);
+                        }
+                        sources.push(s);
+                    }
+                    sources.sort_unstable();
+                }
+                Rule::Pairs => sources.extend_from_slice(&pairs_by_target[t as usize]),
+            }
+            for &s in &sources {
+                let w = weight.sample(&mut rng).max(0.0) as f32;
+                let d_ms = match &p.conduction {
+                    None => delay.sample(&mut rng),
+                    Some(c) => {
+                        let (ps, pt) = (positions[si].as_ref().expect("validated"), positions[ti].as_ref().expect("validated"));
+                        let l_um = ps[s as usize].distance(pt[t as usize]);
+                        let v = c.velocity_m_per_s.unwrap_or_else(|| {
+                            let d = c.diameter_um.expect("validated");
+                            match c.fibre {
+                                Fibre::Myelinated => MYELINATED_M_PER_S_PER_UM * d,
+                                Fibre::Unmyelinated => UNMYELINATED_K * d.sqrt(),
+                            }
+                        });
+                        // µm / (m/s) = 1e-6 s = 1e-3 ms (§7).
+                        c.synaptic_delay_ms.unwrap_or(0.2) + l_um / v * 1e-3
+                    }
+                };
+                let steps = (d_ms / dt).round().max(1.0);
+                if steps > validate::MAX_DELAY_STEPS as f64 {
+                    let key = if p.conduction.is_some() { "conduction" } else { "delay_ms" };
+                    return Err(validate::spec_error(
+                        &net.text,
+                        &net.path,
+                        &at.key(key),
+                        format!("a delay of {d_ms:.3} ms is {steps} steps; accepted: at most {} steps ({} ms at dt = {dt} ms)", validate::MAX_DELAY_STEPS, validate::MAX_DELAY_STEPS as f64 * dt),
+                    ));
+                }
+                max_delay = max_delay.max(steps as u32);
+                entries.push(Entry { post: tgt.first + t, pre: src.first + s, weight: w, delay: steps as u16 });
+            }
+        }
+        per_proj.push(entries);
+    }
+
+    // Post-major merge: counts per post, then fill in projection order.
+    let mut in_offsets = vec![0u32; n_neurons + 1];
+    let mut total: u64 = 0;
+    for entries in &per_proj {
+        for e in entries {
+            in_offsets[e.post as usize + 1] += 1;
+        }
+        total += entries.len() as u64;
+    }
+    if total > validate::MAX_IDS {
+        return Err(Error::TooLarge {
+            needed_gib: total as f64 * BYTES_PER_SYNAPSE as f64 / (1u64 << 30) as f64,
+            limit_gib: validate::MAX_IDS as f64 * BYTES_PER_SYNAPSE as f64 / (1u64 << 30) as f64,
+            detail: format!("{total} synapses exceed the u32 synapse ids"),
+            path: net.path.clone(),
+        });
+    }
+    for n in 0..n_neurons {
+        in_offsets[n + 1] += in_offsets[n];
+    }
+    let ns = total as usize;
+    let mut cursor: Vec<u32> = in_offsets[..n_neurons].to_vec();
+    let (mut syn_post, mut syn_pre, mut syn_type, mut syn_delay, mut syn_weight) =
+        (vec![0u32; ns], vec![0u32; ns], vec![0u16; ns], vec![0u16; ns], vec![0f32; ns]);
+    let mut projections = Vec::new();
+    for (pi, entries) in per_proj.into_iter().enumerate() {
+        let p = &f.projections[pi];
+        let st = f.synapse_types.iter().position(|s| s.name == p.synapse).expect("validated");
+        let mut ids = Vec::with_capacity(entries.len());
+        for e in entries {
+            let id = cursor[e.post as usize];
+            cursor[e.post as usize] += 1;
+            let i = id as usize;
+            syn_post[i] = e.post;
+            syn_pre[i] = e.pre;
+            syn_type[i] = st as u16;
+            syn_delay[i] = e.delay;
+            syn_weight[i] = e.weight;
+            ids.push(id);
+        }
+        projections.push(ProjectionInfo { name: p.display_name(), source: pop_index(&p.source), target: pop_index(&p.target), syn_type: st, synapse_ids: ids });
+    }
+
+    // Outgoing CSR by source, ascending synapse id within a source.
+    let mut out_offsets = vec![0u32; n_neurons + 1];
+    for &pre in &syn_pre {
+        out_offsets[pre as usize + 1] += 1;
+    }
+    for n in 0..n_neurons {
+        out_offsets[n + 1] += out_offsets[n];
+    }
+    let mut oc: Vec<u32> = out_offsets[..n_neurons].to_vec();
+    let mut out_syn = vec![0u32; ns];
+    for (id, &pre) in syn_pre.iter().enumerate() {
+        out_syn[oc[pre as usize] as usize] = id as u32;
+        oc[pre as usize] += 1;
+    }
+
+    // Spike-time sources.
+    let mut spike_offsets = vec![0u32; n_neurons + 1];
+    let mut spike_steps = Vec::new();
+    for (pi, p) in f.populations.iter().enumerate() {
+        let first = model.pops[pi].first as usize;
+        for i in 0..p.size as usize {
+            if let Some(st) = &p.spike_times {
+                let times: &[f64] = match (&st.times_ms, &st.per_neuron_ms) {
+                    (Some(t), _) => t,
+                    (None, Some(l)) => &l[i],
+                    _ => &[],
+                };
+                let mut steps: Vec<u32> = times.iter().map(|t| (t / dt).round() as u32).collect();
+                steps.sort_unstable();
+                steps.dedup();
+                spike_steps.extend(steps);
+            }
+            spike_offsets[first + i + 1] = spike_steps.len() as u32;
+        }
+    }
+
+    let inputs = f
+        .inputs
+        .iter()
+        .map(|inp| {
+            let pi = pop_index(&inp.target);
+            let first = model.pops[pi].first;
+            let neurons = match &inp.ids {
+                Some(ids) => ids.iter().map(|&i| first + i as u32).collect(),
+                None => (first..first + model.pops[pi].size).collect(),
+            };
+            CurrentInput {
+                neurons,
+                amplitude_pa: inp.amplitude_pa as f32,
+                start_step: (inp.start_ms / dt).round() as u32,
+                stop_step: inp.stop_ms.map(|s| (s / dt).round().min(u32::MAX as f64) as u32).unwrap_or(u32::MAX),
+            }
+        })
+        .collect();
+
+    // Initial values.
+    let mut v_init = vec![0f32; n_neurons];
+    let mut g_init = Vec::new();
+    for (pi, p) in f.populations.iter().enumerate() {
+        let pm = &model.pops[pi];
+        let mut rng = Stream::new(seed, 0x6000 + pi as u32, 0);
+        let init = p.init.clone().unwrap_or_default();
+        for i in 0..pm.size {
+            let n = (pm.first + i) as usize;
+            v_init[n] = match (&init.v_mv, p.model) {
+                (Some(d), _) => d.sample(&mut rng) as f32,
+                (None, NeuronModel::Lif | NeuronModel::Hh) => pm.gpu.e_l_mv,
+                _ => 0.0,
+            };
+        }
+        for (key, d) in &init.g_ns {
+            let ri = model.receptors.iter().position(|r| format!("{}.{}", model.syn_types[r.syn_type].name, r.kind.name()) == *key).expect("validated");
+            for i in 0..pm.size {
+                g_init.push((pm.first + i, ri as u32, d.sample(&mut rng).max(0.0) as f32));
+            }
+        }
+    }
+
+    Ok(Network {
+        neuron_pop,
+        positions,
+        syn_post,
+        syn_pre,
+        syn_type,
+        syn_delay,
+        syn_weight,
+        in_offsets,
+        out_offsets,
+        out_syn,
+        max_delay,
+        spike_offsets,
+        spike_steps,
+        inputs,
+        projections,
+        v_init,
+        g_init,
+    })
+}
+
+/// Convenience for tests and tools: load, resolve and build from text.
+pub fn build_from_str(text: &str, name: &str) -> Result<(LoadedNetwork, Model, Network), Error> {
+    let loaded = crate::spec::load_str(text, Path::new(name), &[])?;
+    let model = Model::from_spec(&loaded.file);
+    let net = build(&loaded, &model)?;
+    Ok((loaded, model, net))
+}

@@ -1,0 +1,203 @@
+//! Philox4x32-10 counter-based random numbers (Salmon, Moraes, Dror & Shaw 2011).
+//!
+//! The determinism contract of DESIGN.md: every random number is a pure function of
+//! (seed, entity id, step, purpose), so results do not depend on scheduling, and the
+//! GPU (a later `shaders/philox.wgsl`, which must mirror this file statement for
+//! statement, with `mulhi32` built from 16-bit limbs because WGSL has no 64-bit
+//! integers) draws exactly the same numbers as the CPU. Spec §9 "Random numbers".
+//!
+//! Key = (entity id, low 32 bits of the seed); counter = (step, purpose | block << 8,
+//! high 32 bits of the seed, domain). `block` selects the 4-word block when more than
+//! four numbers are needed for the same (step, purpose), e.g. one per release site.
+
+/// Philox multiplier for lane 0.
+const M0: u32 = 0xD251_1F53;
+/// Philox multiplier for lane 2.
+const M1: u32 = 0xCD9E_8D57;
+/// Weyl key increment for key word 0 (golden ratio).
+const W0: u32 = 0x9E37_79B9;
+/// Weyl key increment for key word 1 (sqrt(3) - 1).
+const W1: u32 = 0xBB67_AE85;
+
+/// Which kind of entity a stream belongs to (counter word 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Domain {
+    /// Per-synapse streams (release, refilling, recycling, asynchronous release).
+    Synapse = 0,
+    /// Per-neuron streams (Poisson sources, miniature release thinning).
+    Neuron = 1,
+    /// Network construction (connectivity, weights, delays, initial values).
+    Build = 2,
+}
+
+/// What a draw is used for (low byte of counter word 1). Distinct purposes never
+/// share numbers within one (entity, step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Purpose {
+    /// Refilling of empty release sites (§3.2 step 1).
+    Refill = 1,
+    /// Synchronous release per occupied site (§3.2 step 4).
+    Release = 2,
+    /// Asynchronous release decision per site (§3.4).
+    AsyncRelease = 3,
+    /// Asynchronous release latency per site (§3.4).
+    AsyncDelay = 4,
+    /// Return of endocytosed vesicles to the reserve pool (§3.2 step 7).
+    Recycle = 5,
+    /// Miniature (spontaneous) release thinning per neuron (§3.4).
+    Spontaneous = 6,
+    /// Poisson spike sources.
+    Poisson = 7,
+    /// Network construction streams.
+    Build = 8,
+}
+
+/// One Philox round on the 4-word counter with the 2-word key.
+#[inline]
+fn round(c: [u32; 4], k: [u32; 2]) -> [u32; 4] {
+    let p0 = (M0 as u64) * (c[0] as u64);
+    let p1 = (M1 as u64) * (c[2] as u64);
+    let hi0 = (p0 >> 32) as u32;
+    let lo0 = p0 as u32;
+    let hi1 = (p1 >> 32) as u32;
+    let lo1 = p1 as u32;
+    [hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0]
+}
+
+/// Philox4x32 with 10 rounds: four independent 32-bit words per (counter, key).
+#[inline]
+pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
+    let mut c = counter;
+    let mut k = key;
+    for i in 0..10 {
+        if i > 0 {
+            k = [k[0].wrapping_add(W0), k[1].wrapping_add(W1)];
+        }
+        c = round(c, k);
+    }
+    c
+}
+
+/// Uniform number in [0, 1) from one 32-bit word: `(x >> 8) * 2^-24` (exact in f32).
+#[inline]
+pub fn u01(x: u32) -> f32 {
+    (x >> 8) as f32 * (1.0 / 16_777_216.0)
+}
+
+/// Four uniforms in [0, 1) for (seed, domain, entity, step, purpose, block).
+#[inline]
+pub fn uniform4(seed: u64, domain: Domain, entity: u32, step: u32, purpose: Purpose, block: u32) -> [f32; 4] {
+    let w = philox4x32_10(
+        [step, purpose as u32 | (block << 8), (seed >> 32) as u32, domain as u32],
+        [entity, seed as u32],
+    );
+    [u01(w[0]), u01(w[1]), u01(w[2]), u01(w[3])]
+}
+
+/// The `i`-th uniform of (seed, domain, entity, step, purpose): lane `i % 4` of block `i / 4`.
+#[inline]
+pub fn uniform_at(seed: u64, domain: Domain, entity: u32, step: u32, purpose: Purpose, i: u32) -> f32 {
+    uniform4(seed, domain, entity, step, purpose, i / 4)[(i % 4) as usize]
+}
+
+/// A sequential stream of uniforms for host-side work (network construction, initial
+/// values). Not used inside the step kernels, whose draws are addressed explicitly.
+#[derive(Clone, Debug)]
+pub struct Stream {
+    seed: u64,
+    entity: u32,
+    tag: u32,
+    next: u32,
+    buf: [f32; 4],
+    used: usize,
+}
+
+impl Stream {
+    /// A stream for one construction task (`tag`) and entity (e.g. a target neuron).
+    pub fn new(seed: u64, tag: u32, entity: u32) -> Self {
+        Self { seed, entity, tag, next: 0, buf: [0.0; 4], used: 4 }
+    }
+
+    /// Next uniform in [0, 1).
+    pub fn uniform(&mut self) -> f32 {
+        if self.used == 4 {
+            let w = philox4x32_10(
+                [self.tag, Purpose::Build as u32, (self.seed >> 32) as u32, Domain::Build as u32],
+                [self.entity, self.seed as u32 ^ self.next.wrapping_mul(0x85EB_CA6B)],
+            );
+            // The block counter lives in the key so that a stream never repeats for
+            // 2^32 blocks; the counter words stay free for (tag, purpose, seed, domain).
+            self.next = self.next.wrapping_add(1);
+            self.buf = [u01(w[0]), u01(w[1]), u01(w[2]), u01(w[3])];
+            self.used = 0;
+        }
+        let x = self.buf[self.used];
+        self.used += 1;
+        x
+    }
+
+    /// Next uniform in (0, 1], safe for logarithms, in f64.
+    pub fn uniform_open(&mut self) -> f64 {
+        1.0 - self.uniform() as f64
+    }
+
+    /// Standard normal deviate (Box-Muller, one of the pair).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.uniform_open();
+        let u2 = self.uniform() as f64;
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// Uniform integer in `0..n` (n > 0).
+    pub fn below(&mut self, n: u32) -> u32 {
+        // 24-bit uniform times n, plus a second word for n above 2^16 to keep bias < 2^-24.
+        let hi = (self.uniform() as f64) * n as f64;
+        let lo = self.uniform() as f64 / 16_777_216.0 * n as f64;
+        ((hi + lo) as u32).min(n - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Known-answer vectors of Random123 (kat_vectors, philox4x32 with 10 rounds).
+    #[test]
+    fn philox_known_answers() {
+        assert_eq!(philox4x32_10([0; 4], [0; 2]), [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8]);
+        assert_eq!(
+            philox4x32_10([u32::MAX; 4], [u32::MAX; 2]),
+            [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd]
+        );
+        assert_eq!(
+            philox4x32_10([0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344], [0xa409_3822, 0x299f_31d0]),
+            [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1]
+        );
+    }
+
+    #[test]
+    fn uniform_range_and_mean() {
+        let n = 40_000u32;
+        let mut sum = 0.0f64;
+        for i in 0..n {
+            let u = uniform_at(7, Domain::Synapse, 3, i, Purpose::Release, 0);
+            assert!((0.0..1.0).contains(&u));
+            sum += u as f64;
+        }
+        let mean = sum / n as f64;
+        // SE of the mean of U(0,1) is 1/sqrt(12 n) = 0.00144; accept 4 SE.
+        assert!((mean - 0.5).abs() < 4.0 * (1.0 / (12.0 * n as f64)).sqrt(), "mean {mean}");
+    }
+
+    #[test]
+    fn streams_differ_by_purpose_entity_and_seed() {
+        let a = uniform4(1, Domain::Synapse, 0, 5, Purpose::Release, 0);
+        assert_ne!(a, uniform4(1, Domain::Synapse, 0, 5, Purpose::Refill, 0));
+        assert_ne!(a, uniform4(1, Domain::Synapse, 1, 5, Purpose::Release, 0));
+        assert_ne!(a, uniform4(2, Domain::Synapse, 0, 5, Purpose::Release, 0));
+        assert_ne!(a, uniform4(1 << 40, Domain::Synapse, 0, 5, Purpose::Release, 0));
+        assert_eq!(a, uniform4(1, Domain::Synapse, 0, 5, Purpose::Release, 0));
+    }
+}

@@ -1,0 +1,247 @@
+//! Structure-of-arrays state shared by both backends (DESIGN.md "Data layout").
+//!
+//! Neurons: one array per variable. Synapses: static arrays live in
+//! [`crate::network::Network`]; the dynamic presynaptic state here is advanced lazily,
+//! only when an event reaches the synapse (§9). Cleft and receptor state exists only for
+//! *active* synapses, in [`ActivePool`], kept sorted by synapse id so that the per-neuron
+//! conductance sums are a fixed-order gather.
+
+use crate::layout;
+use crate::model::Model;
+use crate::network::Network;
+
+/// `handoff_step` value of a synapse that is active (its receptor state lives in the pool).
+pub const ACTIVE: u32 = u32::MAX;
+/// `handoff_step` value of a synapse that never handed receptor state to a neuron pool.
+pub const NO_HANDOFF: u32 = u32::MAX - 1;
+/// Receptor state slots per active synapse: two per receptor (r, or R and G for GABA_B).
+pub const SLOT_STRIDE: usize = 2 * crate::spec::validate::MAX_RECEPTORS;
+
+/// Cleft and receptor state of the active synapses, sorted by synapse id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActivePool {
+    /// Synapse id of each slot (ascending).
+    pub syn: Vec<u32>,
+    /// Cleft transmitter, mM (exponential cleft), after this step's release.
+    pub cleft_mm: Vec<f32>,
+    /// Quanta released into this cleft in the current step.
+    pub released: Vec<f32>,
+    /// Pulse cleft: steps of pulse left.
+    pub pulse_left: Vec<u32>,
+    /// Pulse cleft: quanta of the current pulse.
+    pub pulse_quanta: Vec<f32>,
+    /// For a synapse activated in this step: its previous hand-off step (or NO_HANDOFF), so
+    /// the cleft kernel takes its receptor state back from the neuron pool (§5.4); ACTIVE after.
+    pub fresh: Vec<u32>,
+    /// Receptor state, `SLOT_STRIDE` per slot.
+    pub r: Vec<f32>,
+}
+
+impl ActivePool {
+    /// Number of active synapses.
+    pub fn len(&self) -> usize {
+        self.syn.len()
+    }
+    /// True when no synapse is active.
+    pub fn is_empty(&self) -> bool {
+        self.syn.is_empty()
+    }
+    /// Slot of a synapse, if active.
+    pub fn slot_of(&self, syn: u32) -> Option<usize> {
+        self.syn.binary_search(&syn).ok()
+    }
+    fn push_new(&mut self, syn: u32) {
+        self.syn.push(syn);
+        self.cleft_mm.push(0.0);
+        self.released.push(0.0);
+        self.pulse_left.push(0);
+        self.pulse_quanta.push(0.0);
+        self.fresh.push(NO_HANDOFF);
+        self.r.extend_from_slice(&[0.0; SLOT_STRIDE]);
+    }
+    fn push_from(&mut self, o: &ActivePool, i: usize) {
+        self.syn.push(o.syn[i]);
+        self.cleft_mm.push(o.cleft_mm[i]);
+        self.released.push(o.released[i]);
+        self.pulse_left.push(o.pulse_left[i]);
+        self.pulse_quanta.push(o.pulse_quanta[i]);
+        self.fresh.push(o.fresh[i]);
+        self.r.extend_from_slice(&o.r[i * SLOT_STRIDE..(i + 1) * SLOT_STRIDE]);
+    }
+    /// Merges `new_syn` (ascending, none active yet) into the pool, keeping it sorted.
+    pub fn merge_new(&mut self, new_syn: &[u32]) {
+        if new_syn.is_empty() {
+            return;
+        }
+        let old = std::mem::take(self);
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < new_syn.len() {
+            if j == new_syn.len() || (i < old.len() && old.syn[i] < new_syn[j]) {
+                self.push_from(&old, i);
+                i += 1;
+            } else {
+                self.push_new(new_syn[j]);
+                j += 1;
+            }
+        }
+    }
+    /// Keeps the slots where `keep` is true, in order.
+    pub fn retain(&mut self, keep: &[bool]) {
+        let old = std::mem::take(self);
+        for (i, &k) in keep.iter().enumerate() {
+            if k {
+                self.push_from(&old, i);
+            }
+        }
+    }
+}
+
+/// The dynamic state of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    /// The next step to compute.
+    pub step: u32,
+    /// Membrane potential, mV (per neuron).
+    pub v_mv: Vec<f32>,
+    /// Relative refractory conductance, nS (LIF, §6.1).
+    pub g_rr_ns: Vec<f32>,
+    /// Adaptation conductance, nS (LIF, §6.1).
+    pub g_sfa_ns: Vec<f32>,
+    /// Threshold elevation, mV (LIF, §6.1).
+    pub theta_mv: Vec<f32>,
+    /// Remaining refractory (LIF) or lock-out (HH) steps.
+    pub refr: Vec<u32>,
+    /// HH gates m, h, n (§6.2).
+    pub hh_m: Vec<f32>,
+    /// HH gate h.
+    pub hh_h: Vec<f32>,
+    /// HH gate n.
+    pub hh_n: Vec<f32>,
+    /// Injected current, pA (sum of the inputs on at this step).
+    pub i_ext_pa: Vec<f32>,
+    /// Next spike of each spike-time source (index into `Network::spike_steps`).
+    pub spike_ptr: Vec<u32>,
+    /// Conductance of active synapses this step, nS, `[neuron * n_receptors + receptor]`.
+    pub g_active_ns: Vec<f32>,
+    /// Pooled conductance, nS (§5.4 hand-offs and exp receptors), same indexing.
+    pub g_pool_ns: Vec<f32>,
+    /// Last step at which the terminal was advanced (per synapse).
+    pub t_last: Vec<u32>,
+    /// Facilitation site X_F (CA) or TM facilitation u·(1-U) (per synapse).
+    pub x_f: Vec<f32>,
+    /// Recovery site X_D (CA) or TM resources x (per synapse).
+    pub x_d: Vec<f32>,
+    /// Occupied release sites, bitmask (per synapse).
+    pub sites: Vec<u32>,
+    /// Sites committed to a pending asynchronous fusion (empty unless async release is on).
+    pub committed: Vec<u32>,
+    /// Reserve pool count (empty unless a type tracks it).
+    pub reserve: Vec<u32>,
+    /// Vesicles in endocytosis, on their way back to the reserve (same).
+    pub endo: Vec<u32>,
+    /// Step of the last hand-off of receptor state to the neuron pool, or ACTIVE / NO_HANDOFF.
+    pub handoff_step: Vec<u32>,
+    /// Receptor open fraction at hand-off, `handoff_stride` per synapse.
+    pub handoff_r: Vec<f32>,
+    /// Stride of `handoff_r`.
+    pub handoff_stride: usize,
+    /// Active synapses.
+    pub active: ActivePool,
+    /// Delay ring: synapse ids whose presynaptic spike arrives at step ≡ slot.
+    pub ring: Vec<Vec<u32>>,
+    /// Delay ring of asynchronous fusions: (synapse, site).
+    pub ring_async: Vec<Vec<(u32, u32)>>,
+    /// Spikes of the last computed step (ascending neuron ids).
+    pub spikes: Vec<u32>,
+    /// Miniature releases drawn in the last step, released into the cleft in the next
+    /// (synapse ascending, quanta).
+    pub pending_minis: Vec<(u32, f32)>,
+    /// Quanta released in the last computed step, summed over synapses.
+    pub quanta_step: f64,
+}
+
+impl State {
+    /// Initial state: neurons at their initial potential, all release sites occupied,
+    /// reserve pools full, nothing in flight (§3.1).
+    pub fn new(model: &Model, net: &Network) -> State {
+        let nn = net.n_neurons() as usize;
+        let ns = net.n_synapses() as usize;
+        let nr = model.receptors.len();
+        let any_async = model.syn_types.iter().any(|t| t.gpu.async_rho > 0.0);
+        let any_reserve = model.syn_types.iter().any(|t| t.gpu.reserve_size > 0);
+        let handoff_stride = model
+            .syn_types
+            .iter()
+            .map(|t| {
+                let first = t.gpu.receptor_first as usize;
+                model.gpu_receptors[first..first + t.gpu.n_receptors as usize].len()
+            })
+            .max()
+            .unwrap_or(0);
+        let any_kinetic = model.gpu_receptors.iter().any(|r| r.kind == layout::receptor::KINETIC);
+        let handoff_stride = if any_kinetic { handoff_stride } else { 0 };
+        let mut s = State {
+            step: 0,
+            v_mv: net.v_init.clone(),
+            g_rr_ns: vec![0.0; nn],
+            g_sfa_ns: vec![0.0; nn],
+            theta_mv: vec![0.0; nn],
+            refr: vec![0; nn],
+            hh_m: vec![0.0; nn],
+            hh_h: vec![0.0; nn],
+            hh_n: vec![0.0; nn],
+            i_ext_pa: vec![0.0; nn],
+            spike_ptr: net.spike_offsets[..nn].to_vec(),
+            g_active_ns: vec![0.0; nn * nr],
+            g_pool_ns: vec![0.0; nn * nr],
+            t_last: vec![0; ns],
+            x_f: vec![0.0; ns],
+            x_d: vec![0.0; ns],
+            sites: vec![0; ns],
+            committed: if any_async { vec![0; ns] } else { Vec::new() },
+            reserve: if any_reserve { vec![0; ns] } else { Vec::new() },
+            endo: if any_reserve { vec![0; ns] } else { Vec::new() },
+            handoff_step: vec![NO_HANDOFF; ns],
+            handoff_r: vec![0.0; ns * handoff_stride],
+            handoff_stride,
+            active: ActivePool::default(),
+            ring: Vec::new(),
+            ring_async: Vec::new(),
+            spikes: Vec::new(),
+            pending_minis: Vec::new(),
+            quanta_step: 0.0,
+        };
+        for i in 0..ns {
+            let t = &model.syn_types[net.syn_type[i] as usize].gpu;
+            s.sites[i] = if t.n_sites >= 32 { u32::MAX } else { (1u32 << t.n_sites) - 1 };
+            if t.release == layout::release::TM_MEAN {
+                s.x_d[i] = 1.0;
+            }
+            if any_reserve {
+                s.reserve[i] = t.reserve_size;
+            }
+        }
+        for n in 0..nn {
+            let p = &model.pops[net.neuron_pop[n] as usize].gpu;
+            if p.model == layout::neuron::HH {
+                let (m, h, nn_) = crate::backend::cpu::integrate::hh_steady_state(s.v_mv[n], p.v_t_mv);
+                s.hh_m[n] = m;
+                s.hh_h[n] = h;
+                s.hh_n[n] = nn_;
+            }
+        }
+        for &(n, r, g) in &net.g_init {
+            s.g_pool_ns[n as usize * nr + r as usize] += g;
+        }
+        let max_async = model.syn_types.iter().map(|t| t.max_async_steps).max().unwrap_or(0);
+        let ring_len = net.max_delay.max(max_async) as usize + 1;
+        s.ring = vec![Vec::new(); ring_len];
+        s.ring_async = vec![Vec::new(); ring_len];
+        s
+    }
+
+    /// Time of the next step's start, ms.
+    pub fn time_ms(&self, dt_ms: f64) -> f64 {
+        self.step as f64 * dt_ms
+    }
+}
