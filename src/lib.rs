@@ -19,13 +19,13 @@
 
 pub mod backend;
 pub mod error;
-// gpu: adapter discovery only for now
+pub mod gpu;
 pub mod layout;
 pub mod model;
 pub mod network;
 pub mod philox;
-//record
-//sim
+pub mod record;
+pub mod sim;
 pub mod spec;
 pub mod state;
 

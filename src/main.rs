@@ -1,1 +1,181 @@
-fn main(){}
+//! The `quantal` command line: `run`, `check`, `info`.
+
+mod cli;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use cli::{BackendArg, Cli, Command};
+use quantal::network;
+use quantal::record::hdf5::Hdf5Recorder;
+use quantal::sim::{BackendKind, Simulation};
+use quantal::spec;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run { network, output, backend, seed, duration_ms, set, quiet } => run(network, output, backend, seed, duration_ms, set, quiet),
+        Command::Check { network, set } => check(network, set),
+        Command::Info => info(),
+    }
+}
+
+fn gib(b: f64) -> String {
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", b / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    }
+}
+
+fn run(
+    path: std::path::PathBuf,
+    output: Option<std::path::PathBuf>,
+    backend: BackendArg,
+    seed: Option<u64>,
+    duration_ms: Option<f64>,
+    mut set: Vec<String>,
+    quiet: bool,
+) -> Result<ExitCode> {
+    if let Some(s) = seed {
+        set.push(format!("simulation.seed={s}"));
+    }
+    if let Some(d) = duration_ms {
+        set.push(format!("simulation.duration_ms={d:?}"));
+    }
+    let loaded = spec::load(&path, &set).with_context(|| format!("loading network file {}", path.display()))?;
+    let out = output.unwrap_or_else(|| {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "quantal".into());
+        std::path::PathBuf::from(format!("{stem}.h5"))
+    });
+    let kind = match backend {
+        BackendArg::Cpu => BackendKind::Cpu,
+        BackendArg::Auto => BackendKind::Cpu,
+    };
+    let mut sim = Simulation::new(loaded, kind).with_context(|| format!("building network {}", path.display()))?;
+    let n_syn = sim.net.n_synapses();
+    let steps = sim.model.n_steps;
+    if !quiet {
+        let why = if backend == BackendArg::Auto { " (auto: the GPU backend is not part of this version)" } else { "" };
+        eprintln!(
+            "quantal {}: {} neurons, {} synapses, {} steps of {} ms; backend {}{} on {}",
+            quantal::VERSION,
+            sim.net.n_neurons(),
+            n_syn,
+            steps,
+            sim.model.dt_ms,
+            sim.backend.name(),
+            why,
+            sim.backend.device()
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        // A second Ctrl-C is left to the default handler only if setting ours fails.
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed));
+    }
+    let mut rec = Hdf5Recorder::new(&out);
+    let terminal = std::io::stderr().is_terminal();
+    let bar = if !quiet && terminal {
+        let b = indicatif::ProgressBar::new(steps as u64);
+        b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {elapsed_precise} elapsed, {eta} left").expect("static template"));
+        Some(b)
+    } else {
+        None
+    };
+    let mut last_line = 0u32;
+    let mut progress = |done: u32, total: u32| {
+        if let Some(b) = &bar {
+            b.set_position(done as u64);
+        } else if !quiet && (done as u64 * 10 / total.max(1) as u64) > last_line as u64 {
+            last_line = (done as u64 * 10 / total.max(1) as u64) as u32;
+            eprintln!("progress: {done}/{total} steps ({}%)", done as u64 * 100 / total.max(1) as u64);
+        }
+    };
+    let result = sim.run(&mut rec, &mut progress, &stop);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let summary = match result {
+        Ok(s) => s,
+        Err(quantal::Error::Interrupted { step }) => {
+            eprintln!("interrupted at step {step}; {} holds everything up to the last flush", out.display());
+            return Ok(ExitCode::from(130));
+        }
+        Err(e) => return Err(e).with_context(|| format!("running {} (output {})", path.display(), out.display())),
+    };
+    let secs = summary.simulated_ms / 1000.0;
+    println!("wrote {}", out.display());
+    println!("simulated {:.1} ms in {:.2} s wall ({:.3}x real time), backend {}", summary.simulated_ms, summary.wall_s, summary.realtime_factor(), sim.backend.name());
+    println!("quanta released: {:.0}", summary.quanta);
+    for (name, count, size) in &summary.spikes {
+        let rate = if secs > 0.0 { *count as f64 / *size as f64 / secs } else { 0.0 };
+        println!("  {name:<20} {count:>10} spikes  {rate:>9.3} Hz mean rate ({size} neurons)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
+    let loaded = spec::load(&path, &set).with_context(|| format!("loading network file {}", path.display()))?;
+    let est = network::estimate(&loaded.file);
+    let model = quantal::model::Model::from_spec(&loaded.file);
+    let net = network::build(&loaded, &model).with_context(|| format!("building network {}", path.display()))?;
+    println!("{}: valid", path.display());
+    if let Some(d) = &loaded.file.description {
+        println!("  {}", d.lines().next().unwrap_or(""));
+    }
+    println!("steps: {} of {} ms ({} ms)", model.n_steps, model.dt_ms, model.n_steps as f64 * model.dt_ms);
+    println!("neurons: {}", net.n_neurons());
+    for p in &model.pops {
+        println!("  {:<20} {:>9} {:?}", p.name, p.size, p.model);
+    }
+    println!("synapses: {}", net.n_synapses());
+    for p in &net.projections {
+        println!("  {:<20} {:>9} ({} -> {}, {})", p.name, p.synapse_ids.len(), model.pops[p.source].name, model.pops[p.target].name, model.syn_types[p.syn_type].name);
+    }
+    println!("longest delay: {} steps", net.max_delay);
+    let exact = net.n_neurons() as f64
+        * (network::BYTES_PER_NEURON + network::BYTES_PER_NEURON_RECEPTOR * model.receptors.len() as u64) as f64
+        + net.n_synapses() as f64 * network::BYTES_PER_SYNAPSE as f64;
+    println!("memory: cpu backend {} of state (estimated before building: {}, peak while building {})", gib(exact), gib(est.cpu_bytes), gib(est.build_bytes));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info() -> Result<ExitCode> {
+    println!("quantal {}", quantal::VERSION);
+    println!("backends: cpu (reference)");
+    match quantal::gpu::list_adapters() {
+        Ok(list) => {
+            println!("GPU adapters seen by wgpu:");
+            for a in list {
+                println!("  {} [{} {}] driver: {}", a.name, a.backend, a.device_type, a.driver);
+                println!(
+                    "    max storage binding {}, max buffer {}, storage buffers/stage {}, workgroups/dim {}, invocations/workgroup {}, f32 atomics {}",
+                    gib(a.max_storage_buffer_binding_size as f64),
+                    gib(a.max_buffer_size as f64),
+                    a.max_storage_buffers_per_shader_stage,
+                    a.max_compute_workgroups_per_dimension,
+                    a.max_compute_invocations_per_workgroup,
+                    a.float_atomics
+                );
+            }
+        }
+        Err(e) => println!("GPU adapters: none ({e})"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,300 @@
+//! Driving a run: building the network and backend, sampling reports, batching spikes
+//! and samples to a [`Recorder`] with periodic flushes, and the end-of-run summary.
+//!
+//! Time conventions: step s advances the state from s·dt to (s+1)·dt. A spike emitted
+//! in step s is stamped (s+1)·dt (NEST's convention); it reaches a synapse with delay d
+//! steps in step s+d. Reports sample the state at the start of steps 0, k, 2k, ...
+//! (times 0, k·dt, ...), SONATA `mapping/time = [0, duration, k·dt]`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::backend::cpu::CpuBackend;
+use crate::backend::{Backend, NeuronVar, Probe, SynVar};
+use crate::error::Error;
+use crate::model::Model;
+use crate::network::{self, Network};
+use crate::record::{Recorder, ReportDesc, RunMeta, Summary};
+use crate::spec::{validate::spec_error, LoadedNetwork, NeuronModel, ReceptorKind, SpecPath};
+
+/// Which backend runs the simulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The CPU reference.
+    Cpu,
+}
+
+/// A ready-to-run simulation.
+pub struct Simulation {
+    /// The loaded network file.
+    pub loaded: LoadedNetwork,
+    /// The resolved model.
+    pub model: Arc<Model>,
+    /// The built network.
+    pub net: Arc<Network>,
+    /// The backend.
+    pub backend: Box<dyn Backend>,
+    /// Reports to write.
+    pub reports: Vec<ReportDesc>,
+    probes: Vec<Probe>,
+    spike_pops: Vec<usize>,
+    sample_every: u32,
+    flush_every: u32,
+}
+
+fn units(var: &str) -> &'static str {
+    match var {
+        "v_mv" | "theta_mv" => "mV",
+        "i_ext_pa" => "pA",
+        "ca_res_um" => "uM",
+        "cleft_mm" => "mM",
+        "docked" | "reserve" | "endosome" | "released" => "vesicles",
+        v if v.ends_with("_ns") => "nS",
+        _ => "1",
+    }
+}
+
+impl Simulation {
+    /// Resolves, builds and prepares `loaded` on the chosen backend.
+    pub fn new(loaded: LoadedNetwork, backend: BackendKind) -> Result<Simulation, Error> {
+        let model = Arc::new(Model::from_spec(&loaded.file));
+        let net = Arc::new(network::build(&loaded, &model)?);
+        let f = &loaded.file;
+        let dt = model.dt_ms;
+        let sample_every = (f.record.sample_interval_ms.unwrap_or(dt) / dt).round().max(1.0) as u32;
+        let flush_every = (f.record.flush_interval_ms.unwrap_or(100.0) / dt).round().max(1.0) as u32;
+        let time_ms = [0.0, model.n_steps as f64 * dt, sample_every as f64 * dt];
+        let mut reports = Vec::new();
+        let mut probes = Vec::new();
+        let rec_root = SpecPath::root().key("record");
+        for (ri, r) in f.record.neurons.iter().enumerate() {
+            let pi = model.pops.iter().position(|p| p.name == r.population).expect("validated");
+            let pop = &model.pops[pi];
+            let ids: Vec<u64> = r.ids.clone().unwrap_or_else(|| (0..pop.size as u64).collect());
+            for v in &r.variables {
+                let var = match v.as_str() {
+                    "v_mv" => NeuronVar::V,
+                    "g_rr_ns" => NeuronVar::GRr,
+                    "g_sfa_ns" => NeuronVar::GSfa,
+                    "theta_mv" => NeuronVar::Theta,
+                    "refractory" => NeuronVar::Refractory,
+                    "i_ext_pa" => NeuronVar::IExt,
+                    "g_syn_total_ns" => NeuronVar::GSynTotal,
+                    "m" => NeuronVar::M,
+                    "h" => NeuronVar::H,
+                    "n" => NeuronVar::N,
+                    other => {
+                        let ri_global = model.receptors.iter().position(|rc| format!("g_{}_ns", rc.name) == other).ok_or_else(|| {
+                            spec_error(&loaded.text, &loaded.path, &rec_root.key("neurons").index(ri).key("variables"), format!("unknown variable `{other}`"))
+                        })?;
+                        NeuronVar::Receptor(ri_global as u32)
+                    }
+                };
+                reports.push(ReportDesc {
+                    group: pop.name.clone(),
+                    variable: v.clone(),
+                    units: units(v).to_string(),
+                    node_ids: ids.clone(),
+                    element_ids: vec![0; ids.len()],
+                    index_pointer: (0..=ids.len() as u64).collect(),
+                    time_ms,
+                });
+                probes.extend(ids.iter().map(|&i| Probe::Neuron(var, pop.first + i as u32)));
+            }
+        }
+        for (ri, r) in f.record.synapses.iter().enumerate() {
+            let proj = net.projections.iter().find(|p| p.name == r.projection).expect("validated");
+            let n_syn = proj.synapse_ids.len() as u64;
+            let mut local: Vec<u64> = r.ids.clone().unwrap_or_else(|| (0..n_syn).collect());
+            for (j, &l) in local.iter().enumerate() {
+                if l >= n_syn {
+                    return Err(spec_error(
+                        &loaded.text,
+                        &loaded.path,
+                        &rec_root.key("synapses").index(ri).key("ids").index(j),
+                        format!("synapse id {l} is out of range; projection `{}` has {n_syn} synapses, accepted: [0, {n_syn})", proj.name),
+                    ));
+                }
+            }
+            // Columns grouped by target neuron (global ids are post-major).
+            local.sort_by_key(|&l| proj.synapse_ids[l as usize]);
+            let target_first = model.pops[proj.target].first;
+            let mut node_ids: Vec<u64> = Vec::new();
+            let mut index_pointer: Vec<u64> = Vec::new();
+            for (c, &l) in local.iter().enumerate() {
+                let post = (net.syn_post[proj.synapse_ids[l as usize] as usize] - target_first) as u64;
+                if node_ids.last() != Some(&post) {
+                    node_ids.push(post);
+                    index_pointer.push(c as u64);
+                }
+            }
+            index_pointer.push(local.len() as u64);
+            let st = &f.synapse_types[proj.syn_type];
+            for v in &r.variables {
+                let var = match v.as_str() {
+                    "ca_res_um" => SynVar::CaRes,
+                    "x_f" => SynVar::XF,
+                    "x_d" => SynVar::XD,
+                    "docked" => SynVar::Docked,
+                    "reserve" => SynVar::Reserve,
+                    "endosome" => SynVar::Endosome,
+                    "released" => SynVar::Released,
+                    "cleft_mm" => SynVar::Cleft,
+                    "tm_u" => SynVar::TmU,
+                    "tm_x" => SynVar::TmX,
+                    "gprot_gaba_b" => SynVar::GProt(st.receptors.iter().position(|r| r.kind == ReceptorKind::GabaB).expect("validated") as u32),
+                    other => {
+                        let j = st.receptors.iter().position(|rc| format!("r_{}", rc.kind.name()) == other).expect("validated");
+                        SynVar::R(j as u32)
+                    }
+                };
+                reports.push(ReportDesc {
+                    group: proj.name.clone(),
+                    variable: v.clone(),
+                    units: units(v).to_string(),
+                    node_ids: node_ids.clone(),
+                    element_ids: local.clone(),
+                    index_pointer: index_pointer.clone(),
+                    time_ms,
+                });
+                probes.extend(local.iter().map(|&l| Probe::Synapse(var, proj.synapse_ids[l as usize])));
+            }
+        }
+        let spike_pops: Vec<usize> = match &f.record.spikes {
+            Some(names) => names.iter().map(|n| model.pops.iter().position(|p| &p.name == n).expect("validated")).collect(),
+            None => (0..model.pops.len()).collect(),
+        };
+        let backend: Box<dyn Backend> = match backend {
+            BackendKind::Cpu => Box::new(CpuBackend::new(Arc::clone(&model), Arc::clone(&net))),
+        };
+        Ok(Simulation { loaded, model, net, backend, reports, probes, spike_pops, sample_every, flush_every })
+    }
+
+    /// Names of the populations whose spikes are written.
+    pub fn spike_population_names(&self) -> Vec<String> {
+        self.spike_pops.iter().map(|&p| self.model.pops[p].name.clone()).collect()
+    }
+
+    /// Metadata for the output.
+    pub fn meta(&self) -> RunMeta {
+        RunMeta {
+            version: crate::VERSION.to_string(),
+            seed: self.model.seed,
+            backend: self.backend.name().to_string(),
+            adapter: self.backend.device(),
+            dt_ms: self.model.dt_ms,
+            duration_ms: self.model.n_steps as f64 * self.model.dt_ms,
+            network_path: self.loaded.path.display().to_string(),
+            network_text: self.loaded.original_text.clone(),
+            effective_text: self.loaded.text.clone(),
+            overrides: self.loaded.overrides.clone(),
+        }
+    }
+
+    /// Runs all steps, writing to `rec`. `progress(done, total)` is called about every
+    /// 1 % of the run; when `stop` becomes true the run ends after the current step, the
+    /// output is flushed and finished with `complete = false`, and `Error::Interrupted`
+    /// is returned.
+    pub fn run(&mut self, rec: &mut dyn Recorder, progress: &mut dyn FnMut(u32, u32), stop: &AtomicBool) -> Result<Summary, Error> {
+        let n_steps = self.model.n_steps;
+        let dt = self.model.dt_ms;
+        let names = self.spike_population_names();
+        rec.begin(&self.meta(), &names, &self.reports)?;
+        let n_pops = self.model.pops.len();
+        let mut pop_slot = vec![usize::MAX; n_pops];
+        for (k, &p) in self.spike_pops.iter().enumerate() {
+            pop_slot[p] = k;
+        }
+        let mut spike_t: Vec<Vec<f64>> = vec![Vec::new(); self.spike_pops.len()];
+        let mut spike_n: Vec<Vec<u64>> = vec![Vec::new(); self.spike_pops.len()];
+        let mut rows: Vec<Vec<f32>> = vec![Vec::new(); self.reports.len()];
+        let mut counts = vec![0u64; n_pops];
+        let mut sample = Vec::new();
+        let mut quanta = 0.0f64;
+        let report_every = (n_steps / 100).max(1);
+        let start = Instant::now();
+        let mut interrupted = false;
+        let mut done = 0u32;
+        let write_batch = |rec: &mut dyn Recorder, spike_t: &mut Vec<Vec<f64>>, spike_n: &mut Vec<Vec<u64>>, rows: &mut Vec<Vec<f32>>| -> Result<(), Error> {
+            for k in 0..spike_t.len() {
+                rec.write_spikes(k, &spike_t[k], &spike_n[k])?;
+                spike_t[k].clear();
+                spike_n[k].clear();
+            }
+            for (r, data) in rows.iter_mut().enumerate() {
+                rec.write_rows(r, data)?;
+                data.clear();
+            }
+            rec.flush()
+        };
+        let mut result: Result<(), Error> = Ok(());
+        for s in 0..n_steps {
+            if stop.load(Ordering::Relaxed) {
+                interrupted = true;
+                break;
+            }
+            if s % self.sample_every == 0 && !self.probes.is_empty() {
+                if let Err(e) = self.backend.sample(&self.probes, &mut sample) {
+                    result = Err(e);
+                    break;
+                }
+                let mut off = 0;
+                for (r, desc) in self.reports.iter().enumerate() {
+                    let n = desc.n_elements();
+                    rows[r].extend_from_slice(&sample[off..off + n]);
+                    off += n;
+                }
+            }
+            if let Err(e) = self.backend.step() {
+                result = Err(e);
+                break;
+            }
+            quanta += self.backend.quanta_last_step();
+            let t_ms = (s as f64 + 1.0) * dt;
+            for &n in self.backend.spikes() {
+                let p = self.net.neuron_pop[n as usize] as usize;
+                counts[p] += 1;
+                let k = pop_slot[p];
+                if k != usize::MAX {
+                    spike_t[k].push(t_ms);
+                    spike_n[k].push((n - self.model.pops[p].first) as u64);
+                }
+            }
+            done = s + 1;
+            if done % self.flush_every == 0 {
+                if let Err(e) = write_batch(rec, &mut spike_t, &mut spike_n, &mut rows) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            if done % report_every == 0 {
+                progress(done, n_steps);
+            }
+        }
+        let wall_s = start.elapsed().as_secs_f64();
+        // Always write what was computed, even after an error or an interruption.
+        let flushed = write_batch(rec, &mut spike_t, &mut spike_n, &mut rows);
+        let summary = Summary {
+            steps: done as u64,
+            simulated_ms: done as f64 * dt,
+            wall_s,
+            spikes: self.model.pops.iter().enumerate().map(|(i, p)| (p.name.clone(), counts[i], p.size as u64)).collect(),
+            quanta,
+            complete: !interrupted && result.is_ok() && done == n_steps,
+        };
+        let finished = rec.finish(&summary);
+        result?;
+        flushed?;
+        finished?;
+        if interrupted {
+            return Err(Error::Interrupted { step: done as u64 });
+        }
+        Ok(summary)
+    }
+
+    /// The model of a population by name.
+    pub fn population_model(&self, name: &str) -> Option<NeuronModel> {
+        self.model.pops.iter().find(|p| p.name == name).map(|p| p.model)
+    }
+}

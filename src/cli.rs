@@ -1,0 +1,63 @@
+//! Command-line interface (clap). The binary is a thin layer over the library.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Spiking networks with step-by-step chemical synapses.
+#[derive(Debug, Parser)]
+#[command(name = "quantal", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Backends offered on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// The best available backend (today the CPU reference; the GPU backend joins here).
+    Auto,
+    /// The CPU reference backend.
+    Cpu,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a network file and write spikes and reports to HDF5 (SONATA layout).
+    #[command(after_help = "Examples:\n  quantal run networks/single_synapse.toml -o single_synapse.h5\n  quantal run networks/coba.toml --duration-ms 200 --seed 3\n  quantal run networks/single_synapse.toml --set environment.ca_o_mm=1.0 -o low_ca.h5")]
+    Run {
+        /// Network file (TOML).
+        network: PathBuf,
+        /// Output HDF5 file (default: <network name>.h5 in the current directory).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Backend.
+        #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+        backend: BackendArg,
+        /// Seed (overrides simulation.seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Duration in ms (overrides simulation.duration_ms).
+        #[arg(long = "duration-ms")]
+        duration_ms: Option<f64>,
+        /// Override any parameter by its path, e.g. synapse_types.glu.ca.p_ref=0.3 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// No progress output.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Validate a network file and print its size and memory needs.
+    #[command(after_help = "Example:\n  quantal check networks/coba.toml")]
+    Check {
+        /// Network file (TOML).
+        network: PathBuf,
+        /// Override parameters as in `run`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Print the version and the GPU adapters wgpu can see (or why none).
+    #[command(after_help = "Example:\n  quantal info")]
+    Info,
+}

@@ -1,0 +1,174 @@
+//! HDF5 output in the SONATA report layout (DESIGN.md "Output").
+//!
+//! ```text
+//! /                      attrs: program, version, seed, backend, adapter, dt_ms, duration_ms,
+//!                               network_path, network_toml, effective_network_toml, overrides,
+//!                               complete (false until the run ends), summary attributes
+//! /spikes/<population>   attr sorting = "by_time"
+//!     timestamps (f64, ms, attr units = "ms"), node_ids (u64)
+//! /report/<population or projection>/<variable>
+//!     data (f32, time × element, attr units)
+//!     mapping/node_ids, mapping/element_ids, mapping/index_pointer (u64),
+//!     mapping/time (f64 [start, stop, dt], attr units = "ms")
+//! ```
+//! Datasets are chunked and unlimited along time; they grow at each batch and the file is
+//! flushed after each batch, so an interrupted run leaves a readable file with everything
+//! up to the last flush.
+
+use hdf5::types::VarLenUnicode;
+use hdf5::{Dataset, File, Group};
+use ndarray::{s, ArrayView2};
+use std::path::{Path, PathBuf};
+
+use super::{Recorder, ReportDesc, RunMeta, Summary};
+use crate::error::Error;
+
+/// Chunk length of the spike datasets.
+const SPIKE_CHUNK: usize = 16_384;
+/// Target bytes per report chunk.
+const REPORT_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Writes a run to an HDF5 file.
+pub struct Hdf5Recorder {
+    path: PathBuf,
+    file: Option<File>,
+    spikes: Vec<(Dataset, Dataset, usize)>,
+    reports: Vec<(Dataset, usize, usize)>,
+}
+
+fn vstr(s: &str) -> VarLenUnicode {
+    // Interior NULs cannot be stored in an HDF5 string; replace them.
+    s.replace('\0', "\u{FFFD}").parse().expect("a string without NUL is a valid VarLenUnicode")
+}
+
+impl Hdf5Recorder {
+    /// A recorder that will create (truncate) `path` at `begin`.
+    pub fn new(path: &Path) -> Self {
+        Self { path: path.to_path_buf(), file: None, spikes: Vec::new(), reports: Vec::new() }
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> Error {
+        Error::Hdf5 { message: e.to_string(), path: self.path.clone() }
+    }
+
+    fn attr_str(&self, g: &Group, name: &str, v: &str) -> Result<(), Error> {
+        g.new_attr::<VarLenUnicode>().create(name).and_then(|a| a.write_scalar(&vstr(v))).map_err(|e| self.err(e))
+    }
+
+    fn attr_f64(&self, g: &Group, name: &str, v: f64) -> Result<(), Error> {
+        let a = match g.attr(name) {
+            Ok(a) => a,
+            Err(_) => g.new_attr::<f64>().create(name).map_err(|e| self.err(e))?,
+        };
+        a.write_scalar(&v).map_err(|e| self.err(e))
+    }
+
+    fn attr_u64(&self, g: &Group, name: &str, v: u64) -> Result<(), Error> {
+        let a = match g.attr(name) {
+            Ok(a) => a,
+            Err(_) => g.new_attr::<u64>().create(name).map_err(|e| self.err(e))?,
+        };
+        a.write_scalar(&v).map_err(|e| self.err(e))
+    }
+
+    fn group(&self, parent: &Group, name: &str) -> Result<Group, Error> {
+        match parent.group(name) {
+            Ok(g) => Ok(g),
+            Err(_) => parent.create_group(name).map_err(|e| self.err(e)),
+        }
+    }
+}
+
+impl Recorder for Hdf5Recorder {
+    fn begin(&mut self, meta: &RunMeta, spike_pops: &[String], reports: &[ReportDesc]) -> Result<(), Error> {
+        let file = File::create(&self.path).map_err(|e| self.err(e))?;
+        let root: &Group = &file;
+        self.attr_str(root, "program", "quantal")?;
+        self.attr_str(root, "version", &meta.version)?;
+        self.attr_u64(root, "seed", meta.seed)?;
+        self.attr_str(root, "backend", &meta.backend)?;
+        self.attr_str(root, "adapter", &meta.adapter)?;
+        self.attr_f64(root, "dt_ms", meta.dt_ms)?;
+        self.attr_f64(root, "duration_ms", meta.duration_ms)?;
+        self.attr_str(root, "network_path", &meta.network_path)?;
+        self.attr_str(root, "network_toml", &meta.network_text)?;
+        self.attr_str(root, "effective_network_toml", &meta.effective_text)?;
+        self.attr_str(root, "overrides", &meta.overrides.join("\n"))?;
+        self.attr_u64(root, "complete", 0)?;
+        let sp = self.group(root, "spikes")?;
+        for name in spike_pops {
+            let g = self.group(&sp, name)?;
+            self.attr_str(&g, "sorting", "by_time")?;
+            let ts = g.new_dataset::<f64>().chunk(SPIKE_CHUNK).shape(0..).create("timestamps").map_err(|e| self.err(e))?;
+            ts.new_attr::<VarLenUnicode>().create("units").and_then(|a| a.write_scalar(&vstr("ms"))).map_err(|e| self.err(e))?;
+            let ids = g.new_dataset::<u64>().chunk(SPIKE_CHUNK).shape(0..).create("node_ids").map_err(|e| self.err(e))?;
+            self.spikes.push((ts, ids, 0));
+        }
+        let rep = self.group(root, "report")?;
+        for r in reports {
+            let g = self.group(&rep, &r.group)?;
+            let v = self.group(&g, &r.variable)?;
+            let n = r.n_elements().max(1);
+            let rows = (REPORT_CHUNK_BYTES / (4 * n)).clamp(1, 4096);
+            let d = v.new_dataset::<f32>().chunk((rows, n)).shape((0.., r.n_elements())).create("data").map_err(|e| self.err(e))?;
+            d.new_attr::<VarLenUnicode>().create("units").and_then(|a| a.write_scalar(&vstr(&r.units))).map_err(|e| self.err(e))?;
+            let m = self.group(&v, "mapping")?;
+            m.new_dataset_builder().with_data(&r.node_ids).create("node_ids").map_err(|e| self.err(e))?;
+            m.new_dataset_builder().with_data(&r.element_ids).create("element_ids").map_err(|e| self.err(e))?;
+            m.new_dataset_builder().with_data(&r.index_pointer).create("index_pointer").map_err(|e| self.err(e))?;
+            let t = m.new_dataset_builder().with_data(&r.time_ms).create("time").map_err(|e| self.err(e))?;
+            t.new_attr::<VarLenUnicode>().create("units").and_then(|a| a.write_scalar(&vstr("ms"))).map_err(|e| self.err(e))?;
+            self.reports.push((d, r.n_elements(), 0));
+        }
+        file.flush().map_err(|e| self.err(e))?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    fn write_spikes(&mut self, pop: usize, times_ms: &[f64], node_ids: &[u64]) -> Result<(), Error> {
+        if times_ms.is_empty() {
+            return Ok(());
+        }
+        let (ts, ids, n) = &mut self.spikes[pop];
+        let m = *n + times_ms.len();
+        let r = ts
+            .resize(m)
+            .and_then(|_| ts.write_slice(times_ms, *n..m))
+            .and_then(|_| ids.resize(m))
+            .and_then(|_| ids.write_slice(node_ids, *n..m));
+        *n = m;
+        r.map_err(|e| Error::Hdf5 { message: e.to_string(), path: self.path.clone() })
+    }
+
+    fn write_rows(&mut self, report: usize, data: &[f32]) -> Result<(), Error> {
+        let (d, cols, n) = &mut self.reports[report];
+        if *cols == 0 || data.is_empty() {
+            return Ok(());
+        }
+        let rows = data.len() / *cols;
+        let view = ArrayView2::from_shape((rows, *cols), data).map_err(|e| Error::Hdf5 { message: e.to_string(), path: self.path.clone() })?;
+        let m = *n + rows;
+        let r = d.resize((m, *cols)).and_then(|_| d.write_slice(view, s![*n..m, ..]));
+        *n = m;
+        r.map_err(|e| Error::Hdf5 { message: e.to_string(), path: self.path.clone() })
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        match &self.file {
+            Some(f) => f.flush().map_err(|e| self.err(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(&mut self, summary: &Summary) -> Result<(), Error> {
+        let Some(file) = self.file.take() else { return Ok(()) };
+        let root: &Group = &file;
+        self.attr_u64(root, "complete", summary.complete as u64)?;
+        self.attr_u64(root, "steps", summary.steps)?;
+        self.attr_f64(root, "simulated_ms", summary.simulated_ms)?;
+        self.attr_f64(root, "wall_s", summary.wall_s)?;
+        self.attr_f64(root, "quanta_released", summary.quanta)?;
+        file.flush().map_err(|e| self.err(e))?;
+        file.close().map_err(|e| self.err(e))
+    }
+}
