@@ -1,0 +1,4 @@
+//! All integration tests in one binary (one link), one module per theme.
+
+mod analytic;
+mod common;
