@@ -116,8 +116,9 @@ pub struct GpuSynType {
     pub ca_rest_um: f32,
     /// Ca per unit of X_F, µM (display, §1.1).
     pub delta_ca_um: f32,
-    #[doc(hidden)]
-    pub _pad0: u32,
+    /// 1 when a receptor depends on the cleft transmitter (kinetic or GABA_B), 0 when all
+    /// receptors are exp (the synapse then needs one step of activity per release).
+    pub cleft_dependent: u32,
 }
 const _: () = assert!(std::mem::size_of::<GpuSynType>() == 128);
 

@@ -287,6 +287,7 @@ impl Model {
             g.pulse_mm = cl.pulse_mm.unwrap_or(1.0) as f32;
             g.pulse_steps = (cl.pulse_ms.unwrap_or(1.0) / dt).round().max(1.0) as u32;
             g.receptor_first = receptors.len() as u32;
+            g.cleft_dependent = s.receptors.iter().any(|r| r.kind != ReceptorKind::Exp) as u32;
             g.n_receptors = s.receptors.len() as u32;
             for r in &s.receptors {
                 let (a, b, gm, e) = match r.kind {

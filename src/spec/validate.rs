@@ -262,7 +262,7 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
                 if ok.is_none() {
                     return Err(c.err(&kat, format!("key `{key}` must be \"<synapse type>.<receptor kind>\" of a defined synapse type and one of its receptors")));
                 }
-                c.dist(&kat, d, 0.0, 1e6, "nS")?;
+                c.dist(&kat, d, 0.0, f64::INFINITY, "nS")?;
             }
         }
     }
@@ -446,7 +446,7 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
             }
         }
         if let Some(w) = &p.weight {
-            c.dist(&at.key("weight"), w, 0.0, 1e6, "(dimensionless, scales g_max)")?;
+            c.dist(&at.key("weight"), w, 0.0, f64::INFINITY, "(dimensionless, scales g_max)")?;
         }
         let max_delay = MAX_DELAY_STEPS as f64 * dt;
         if let Some(d) = &p.delay_ms {

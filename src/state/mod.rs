@@ -50,49 +50,72 @@ impl ActivePool {
     pub fn slot_of(&self, syn: u32) -> Option<usize> {
         self.syn.binary_search(&syn).ok()
     }
-    fn push_new(&mut self, syn: u32) {
-        self.syn.push(syn);
-        self.cleft_mm.push(0.0);
-        self.released.push(0.0);
-        self.pulse_left.push(0);
-        self.pulse_quanta.push(0.0);
-        self.fresh.push(NO_HANDOFF);
-        self.r.extend_from_slice(&[0.0; SLOT_STRIDE]);
+    /// Copies slot `from` to slot `to` (both in range).
+    fn move_slot(&mut self, from: usize, to: usize) {
+        if from == to {
+            return;
+        }
+        self.syn[to] = self.syn[from];
+        self.cleft_mm[to] = self.cleft_mm[from];
+        self.released[to] = self.released[from];
+        self.pulse_left[to] = self.pulse_left[from];
+        self.pulse_quanta[to] = self.pulse_quanta[from];
+        self.fresh[to] = self.fresh[from];
+        self.r.copy_within(from * SLOT_STRIDE..(from + 1) * SLOT_STRIDE, to * SLOT_STRIDE);
     }
-    fn push_from(&mut self, o: &ActivePool, i: usize) {
-        self.syn.push(o.syn[i]);
-        self.cleft_mm.push(o.cleft_mm[i]);
-        self.released.push(o.released[i]);
-        self.pulse_left.push(o.pulse_left[i]);
-        self.pulse_quanta.push(o.pulse_quanta[i]);
-        self.fresh.push(o.fresh[i]);
-        self.r.extend_from_slice(&o.r[i * SLOT_STRIDE..(i + 1) * SLOT_STRIDE]);
+
+    /// Resets slot `to` to a newly activated synapse.
+    fn set_new(&mut self, to: usize, syn: u32) {
+        self.syn[to] = syn;
+        self.cleft_mm[to] = 0.0;
+        self.released[to] = 0.0;
+        self.pulse_left[to] = 0;
+        self.pulse_quanta[to] = 0.0;
+        self.fresh[to] = NO_HANDOFF;
+        self.r[to * SLOT_STRIDE..(to + 1) * SLOT_STRIDE].fill(0.0);
     }
-    /// Merges `new_syn` (ascending, none active yet) into the pool, keeping it sorted.
+
+    fn resize(&mut self, n: usize) {
+        self.syn.resize(n, 0);
+        self.cleft_mm.resize(n, 0.0);
+        self.released.resize(n, 0.0);
+        self.pulse_left.resize(n, 0);
+        self.pulse_quanta.resize(n, 0.0);
+        self.fresh.resize(n, NO_HANDOFF);
+        self.r.resize(n * SLOT_STRIDE, 0.0);
+    }
+
+    /// Merges `new_syn` (ascending, none active yet) into the pool, keeping it sorted
+    /// (in place, from the back: O(len + new)).
     pub fn merge_new(&mut self, new_syn: &[u32]) {
         if new_syn.is_empty() {
             return;
         }
-        let old = std::mem::take(self);
-        let (mut i, mut j) = (0, 0);
-        while i < old.len() || j < new_syn.len() {
-            if j == new_syn.len() || (i < old.len() && old.syn[i] < new_syn[j]) {
-                self.push_from(&old, i);
-                i += 1;
+        let old = self.len();
+        self.resize(old + new_syn.len());
+        let (mut i, mut j, mut w) = (old, new_syn.len(), old + new_syn.len());
+        while j > 0 {
+            w -= 1;
+            if i > 0 && self.syn[i - 1] > new_syn[j - 1] {
+                self.move_slot(i - 1, w);
+                i -= 1;
             } else {
-                self.push_new(new_syn[j]);
-                j += 1;
+                self.set_new(w, new_syn[j - 1]);
+                j -= 1;
             }
         }
     }
-    /// Keeps the slots where `keep` is true, in order.
+
+    /// Keeps the slots where `keep` is true, in order (in place).
     pub fn retain(&mut self, keep: &[bool]) {
-        let old = std::mem::take(self);
+        let mut w = 0;
         for (i, &k) in keep.iter().enumerate() {
             if k {
-                self.push_from(&old, i);
+                self.move_slot(i, w);
+                w += 1;
             }
         }
+        self.resize(w);
     }
 }
 
