@@ -2,4 +2,5 @@
 
 mod analytic;
 mod common;
+mod networks;
 mod release;

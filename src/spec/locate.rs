@@ -62,6 +62,43 @@ impl SpecPath {
     }
 }
 
+/// The path of the deepest key whose value contains byte `offset` (for serde errors).
+pub fn path_at(text: &str, offset: usize) -> Option<SpecPath> {
+    let doc = DeTable::parse(text).ok()?;
+    let root = DeValue::Table(doc.into_inner());
+    let mut cur = &root;
+    let mut path = SpecPath::root();
+    loop {
+        // The entry that starts last at or before the offset (tables are written in order).
+        let next = match cur {
+            DeValue::Table(t) => t
+                .iter()
+                .filter(|(k, v)| k.span().start <= offset || v.span().start <= offset)
+                .max_by_key(|(k, v)| k.span().start.max(if v.span().start <= offset { v.span().start } else { 0 }))
+                .map(|(k, v)| (PathSeg::Key(k.get_ref().to_string()), v)),
+            DeValue::Array(a) => a
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.span().start <= offset)
+                .max_by_key(|(_, v)| v.span().start)
+                .map(|(i, v)| (PathSeg::Index(i), v)),
+            _ => None,
+        };
+        match next {
+            Some((seg, v)) => {
+                path.0.push(seg);
+                cur = v.get_ref();
+            }
+            None => break,
+        }
+    }
+    if path.0.is_empty() {
+        None
+    } else {
+        Some(path)
+    }
+}
+
 impl fmt::Display for SpecPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;

@@ -13,7 +13,7 @@ mod overrides;
 pub mod validate;
 
 pub use dist::Dist;
-pub use locate::{line_col, PathSeg, SpecPath};
+pub use locate::{line_col, path_at, PathSeg, SpecPath};
 pub use overrides::apply_overrides;
 pub use validate::validate;
 
@@ -665,7 +665,7 @@ pub fn load_str(original_text: &str, path: &Path, overrides: &[String]) -> Resul
             path: path.to_path_buf(),
             line,
             column,
-            field: field_from_message(&text, e.span()),
+            field: e.span().and_then(|s| path_at(&text, s.start)).map(|p| p.to_string()).unwrap_or_else(|| field_from_message(&text, e.span())),
             message: msg,
         }))
     })?;

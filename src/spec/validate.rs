@@ -76,16 +76,13 @@ impl Check<'_> {
             }
         }
         let (a, b) = (d.lower_bound(), d.upper_bound());
-        if !(a >= lo && b <= hi) || a.is_nan() || b.is_nan() {
-            let shown = |x: f64| if x.is_infinite() { format!("{x}") } else { format!("{x}") };
-            return Err(self.err(
-                at,
-                format!(
-                    "values reach [{}, {}]; accepted: [{lo}, {hi}] {unit} (clip a normal with min/max)",
-                    shown(a),
-                    shown(b)
-                ),
-            ));
+        if a.is_nan() || b.is_nan() {
+            return Err(self.err(at, format!("value NaN is not a number; accepted: [{lo}, {hi}] {unit}").trim_end().to_string()));
+        }
+        if !(a >= lo && b <= hi) {
+            let what = if a == b { format!("value {a} is out of range") } else { format!("values reach [{a}, {b}]") };
+            let hint = if matches!(d, Dist::Normal { .. }) { " (clip a normal with min/max)" } else { "" };
+            return Err(self.err(at, format!("{what}; accepted: [{lo}, {hi}] {unit}{hint}").trim_end().to_string()));
         }
         Ok(())
     }

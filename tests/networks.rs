@@ -1,0 +1,183 @@
+//! Every example network loads, builds and runs a short stretch; every bad fixture fails
+//! with its annotated message at its annotated line; mutated files never panic.
+
+use crate::common::backend_with;
+use quantal::backend::Backend;
+use quantal::model::Model;
+use quantal::network;
+use quantal::philox::Stream;
+use quantal::record::MemoryRecorder;
+use quantal::sim::{BackendKind, Simulation};
+use quantal::spec;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+fn files(dir: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every `networks/*.toml` loads, builds, is documented in networks/README.md, and runs
+/// 20 steps with its recording set-up; the examples that must show activity do.
+#[test]
+fn every_example_network_loads_and_runs() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/README.md")).unwrap();
+    let all = files("networks");
+    for required in ["single_synapse", "summation", "nmj_ach", "coba", "cobahh", "large"] {
+        assert!(all.iter().any(|p| p.file_stem().unwrap() == required), "networks/{required}.toml is missing");
+    }
+    for path in all {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(readme.contains(&name), "networks/README.md does not describe {name}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# "), "{name} must be documented at its top");
+        let loaded = spec::load(&path, &["simulation.duration_ms=2.0".into()]).unwrap_or_else(|e| panic!("{e}"));
+        let mut sim = Simulation::new(loaded, BackendKind::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if name == "large.toml" {
+            assert!(sim.net.n_neurons() >= 100_000 && sim.net.n_synapses() >= 10_000_000, "large.toml is too small");
+        }
+        let mut rec = MemoryRecorder::default();
+        let s = sim.run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(s.steps, 20, "{name}");
+        assert!(s.complete);
+        for (r, d) in rec.reports.iter().zip(&rec.data) {
+            let every = (r.time_ms[2] / sim.model.dt_ms).round() as usize;
+            assert_eq!(d.len(), 20usize.div_ceil(every) * r.n_elements(), "{name}: report {}/{}", r.group, r.variable);
+            assert!(d.iter().all(|x| x.is_finite()), "{name}: non-finite values in {}/{}", r.group, r.variable);
+        }
+    }
+}
+
+/// The textbook example does what its header says: 11 presynaptic spikes, quanta
+/// released, a subthreshold EPSP train, and docked vesicles that deplete and recover.
+#[test]
+fn single_synapse_example_behaves() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/single_synapse.toml");
+    let mut sim = Simulation::new(spec::load(&path, &[]).unwrap(), BackendKind::Cpu).unwrap();
+    let mut rec = MemoryRecorder::default();
+    let s = sim.run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false)).unwrap();
+    assert_eq!(s.spikes[0].1, 11);
+    assert_eq!(s.spikes[1].1, 0, "the postsynaptic cell is held below threshold");
+    assert!(s.quanta > 5.0);
+    let v = rec.series(rec.report("post", "v_mv").unwrap(), 0);
+    let vmax = v.iter().cloned().fold(f32::MIN, f32::max);
+    assert!(vmax > -69.0 && vmax < -50.0, "EPSPs should sum below threshold, max V {vmax}");
+    let docked = rec.series(rec.report("pre_to_post", "docked").unwrap(), 0);
+    let min_docked = docked.iter().cloned().fold(f32::MAX, f32::min);
+    assert!(min_docked < 10.0, "the train should deplete the sites");
+    let ca = rec.series(rec.report("pre_to_post", "ca_res_um").unwrap(), 0);
+    assert!(ca.iter().cloned().fold(f32::MIN, f32::max) > 0.2, "residual Ca2+ builds up during the train");
+}
+
+/// The summation example: test_1 (five synapses together) and test_3 (a fast train)
+/// reach threshold; test_0, test_2 (with inhibition) and test_4 (slow train) do not.
+#[test]
+fn summation_example_behaves() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/summation.toml");
+    let mut sim = Simulation::new(spec::load(&path, &[]).unwrap(), BackendKind::Cpu).unwrap();
+    let mut rec = MemoryRecorder::default();
+    sim.run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false)).unwrap();
+    let k = rec.spike_pops.iter().position(|p| p == "test").unwrap();
+    let mut fired: Vec<u64> = rec.spike_ids[k].clone();
+    fired.sort_unstable();
+    fired.dedup();
+    assert_eq!(fired, vec![1, 3]);
+}
+
+/// Bad fixtures: each file says `# expect: <text>` and `# line: <n>` (0 = not a located
+/// error); loading and building must fail with that text, naming the file and line.
+#[test]
+fn every_bad_fixture_fails_well() {
+    let all = files("tests/fixtures/bad");
+    assert!(all.len() >= 15);
+    for path in all {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text.lines().find_map(|l| l.strip_prefix("# expect: ")).expect("fixture needs # expect:").to_string();
+        let line: usize = text.lines().find_map(|l| l.strip_prefix("# line: ")).expect("fixture needs # line:").trim().parse().unwrap();
+        let result = spec::load(&path, &[]).and_then(|l| {
+            let m = Model::from_spec(&l.file);
+            network::build(&l, &m).map(|_| ())
+        });
+        let err = match result {
+            Ok(()) => panic!("{} should fail", path.display()),
+            Err(e) => e,
+        };
+        let msg = err.to_string();
+        assert!(msg.contains(&expect), "{}: message `{msg}` lacks `{expect}`", path.display());
+        assert!(msg.contains(&*path.to_string_lossy()), "{}: message `{msg}` does not name the file", path.display());
+        if line > 0 {
+            let e = err.as_spec().unwrap_or_else(|| panic!("{}: not a located error: {msg}", path.display()));
+            assert_eq!(e.line, line, "{}: {msg}", path.display());
+            assert!(e.column > 0 && !e.field.is_empty());
+        }
+    }
+}
+
+/// Random mutations of the example files (numbers made negative, huge, NaN or zero,
+/// lines dropped or duplicated, strings replaced) never panic: they load or fail with an error.
+#[test]
+fn mutated_files_never_panic() {
+    let base: Vec<String> = ["single_synapse", "summation", "nmj_ach"]
+        .iter()
+        .map(|n| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("networks/{n}.toml"))).unwrap())
+        .collect();
+    let mut rng = Stream::new(99, 1, 0);
+    let replacements = ["-1.0", "0", "0.0", "1e300", "nan", "inf", "-inf", "4294967296", "\"x\"", "[]", "true", "1e-300"];
+    for trial in 0..400 {
+        let text = &base[trial % base.len()];
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        for _ in 0..1 + rng.below(3) {
+            let i = rng.below(lines.len() as u32) as usize;
+            match rng.below(4) {
+                0 => {
+                    lines.remove(i);
+                }
+                1 => {
+                    let l = lines[i].clone();
+                    lines.insert(i, l);
+                }
+                _ => {
+                    if let Some((k, _)) = lines[i].split_once(" = ") {
+                        let r = replacements[rng.below(replacements.len() as u32) as usize];
+                        lines[i] = format!("{k} = {r}");
+                    }
+                }
+            }
+        }
+        let mutated = lines.join("\n");
+        let outcome = std::panic::catch_unwind(|| {
+            if let Ok(l) = spec::load_str(&mutated, Path::new("mutated.toml"), &["simulation.duration_ms=1.0".into()]) {
+                let m = Model::from_spec(&l.file);
+                if network::estimate(&l.file).build_bytes < 1e8 {
+                    if let Ok(net) = network::build(&l, &m) {
+                        let mut b = quantal::backend::cpu::CpuBackend::new(std::sync::Arc::new(m), std::sync::Arc::new(net));
+                        for _ in 0..10 {
+                            b.step().unwrap();
+                        }
+                    }
+                }
+            }
+        });
+        assert!(outcome.is_ok(), "panic on mutated input:\n{mutated}");
+    }
+}
+
+/// `--set` overrides reach the model and keep the file's line numbers for errors.
+#[test]
+fn overrides_apply_and_keep_locations() {
+    let text = "version = 1\n[simulation]\nduration_ms = 10.0\n[[populations]]\nname = \"a\"\nsize = 3\nmodel = \"lif\"\n";
+    let b = backend_with(text, &["populations.a.size=7", "environment.ca_o_mm=1.5"]);
+    assert_eq!(b.network().n_neurons(), 7);
+    assert_eq!(b.model().ca_o_mm, 1.5);
+    let err = spec::load_str(text, Path::new("o.toml"), &["populations.a.size=-2".into()]).unwrap_err();
+    assert!(err.to_string().starts_with("o.toml:6:"), "{err}");
+    for bad in ["populations.nobody.size=1", "populations.a=1", "noequals", "simulation..dt_ms=1"] {
+        let e = spec::load_str(text, Path::new("o.toml"), &[bad.into()]).unwrap_err();
+        assert!(matches!(e, quantal::Error::Override { .. }), "{bad}: {e}");
+    }
+}
