@@ -3,4 +3,5 @@
 mod analytic;
 mod common;
 mod networks;
+mod output;
 mod release;
