@@ -15,6 +15,14 @@ use quantal::record::hdf5::Hdf5Recorder;
 use quantal::sim::{BackendKind, Simulation};
 use quantal::spec;
 
+/// println! that ignores a closed stdout (e.g. `quantal check x | head`).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
@@ -120,12 +128,12 @@ fn run(
         Err(e) => return Err(e).with_context(|| format!("running {} (output {})", path.display(), out.display())),
     };
     let secs = summary.simulated_ms / 1000.0;
-    println!("wrote {}", out.display());
-    println!("simulated {:.1} ms in {:.2} s wall ({:.3}x real time), backend {}", summary.simulated_ms, summary.wall_s, summary.realtime_factor(), sim.backend.name());
-    println!("quanta released: {:.0}", summary.quanta);
+    say!("wrote {}", out.display());
+    say!("simulated {:.1} ms in {:.2} s wall ({:.3}x real time), backend {}", summary.simulated_ms, summary.wall_s, summary.realtime_factor(), sim.backend.name());
+    say!("quanta released: {:.0}", summary.quanta);
     for (name, count, size) in &summary.spikes {
         let rate = if secs > 0.0 { *count as f64 / *size as f64 / secs } else { 0.0 };
-        println!("  {name:<20} {count:>10} spikes  {rate:>9.3} Hz mean rate ({size} neurons)");
+        say!("  {name:<20} {count:>10} spikes  {rate:>9.3} Hz mean rate ({size} neurons)");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -135,36 +143,36 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
     let est = network::estimate(&loaded.file);
     let model = quantal::model::Model::from_spec(&loaded.file);
     let net = network::build(&loaded, &model).with_context(|| format!("building network {}", path.display()))?;
-    println!("{}: valid", path.display());
+    say!("{}: valid", path.display());
     if let Some(d) = &loaded.file.description {
-        println!("  {}", d.lines().next().unwrap_or(""));
+        say!("  {}", d.lines().next().unwrap_or(""));
     }
-    println!("steps: {} of {} ms ({} ms)", model.n_steps, model.dt_ms, model.n_steps as f64 * model.dt_ms);
-    println!("neurons: {}", net.n_neurons());
+    say!("steps: {} of {} ms ({} ms)", model.n_steps, model.dt_ms, model.n_steps as f64 * model.dt_ms);
+    say!("neurons: {}", net.n_neurons());
     for p in &model.pops {
-        println!("  {:<20} {:>9} {:?}", p.name, p.size, p.model);
+        say!("  {:<20} {:>9} {:?}", p.name, p.size, p.model);
     }
-    println!("synapses: {}", net.n_synapses());
+    say!("synapses: {}", net.n_synapses());
     for p in &net.projections {
-        println!("  {:<20} {:>9} ({} -> {}, {})", p.name, p.synapse_ids.len(), model.pops[p.source].name, model.pops[p.target].name, model.syn_types[p.syn_type].name);
+        say!("  {:<20} {:>9} ({} -> {}, {})", p.name, p.synapse_ids.len(), model.pops[p.source].name, model.pops[p.target].name, model.syn_types[p.syn_type].name);
     }
-    println!("longest delay: {} steps", net.max_delay);
+    say!("longest delay: {} steps", net.max_delay);
     let exact = net.n_neurons() as f64
         * (network::BYTES_PER_NEURON + network::BYTES_PER_NEURON_RECEPTOR * model.receptors.len() as u64) as f64
         + net.n_synapses() as f64 * network::BYTES_PER_SYNAPSE as f64;
-    println!("memory: cpu backend {} of state (estimated before building: {}, peak while building {})", gib(exact), gib(est.cpu_bytes), gib(est.build_bytes));
+    say!("memory: cpu backend {} of state (estimated before building: {}, peak while building {})", gib(exact), gib(est.cpu_bytes), gib(est.build_bytes));
     Ok(ExitCode::SUCCESS)
 }
 
 fn info() -> Result<ExitCode> {
-    println!("quantal {}", quantal::VERSION);
-    println!("backends: cpu (reference)");
+    say!("quantal {}", quantal::VERSION);
+    say!("backends: cpu (reference)");
     match quantal::gpu::list_adapters() {
         Ok(list) => {
-            println!("GPU adapters seen by wgpu:");
+            say!("GPU adapters seen by wgpu:");
             for a in list {
-                println!("  {} [{} {}] driver: {}", a.name, a.backend, a.device_type, a.driver);
-                println!(
+                say!("  {} [{} {}] driver: {}", a.name, a.backend, a.device_type, a.driver);
+                say!(
                     "    max storage binding {}, max buffer {}, storage buffers/stage {}, workgroups/dim {}, invocations/workgroup {}, f32 atomics {}",
                     gib(a.max_storage_buffer_binding_size as f64),
                     gib(a.max_buffer_size as f64),
@@ -175,7 +183,7 @@ fn info() -> Result<ExitCode> {
                 );
             }
         }
-        Err(e) => println!("GPU adapters: none ({e})"),
+        Err(e) => say!("GPU adapters: none ({e})"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,9 @@
 //! All integration tests in one binary (one link), one module per theme.
 
 mod analytic;
+mod cli;
 mod common;
+mod gpu;
 mod networks;
 mod output;
 mod release;
