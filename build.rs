@@ -9,7 +9,9 @@ fn main() {
     let on = |k: &str| std::env::var(k).map(|v| v == "1").unwrap_or(false);
     if on("QUANTAL_SKIP_GPU_TESTS") {
         if on("QUANTAL_REQUIRE_GPU") {
-            panic!("QUANTAL_REQUIRE_GPU=1 forbids QUANTAL_SKIP_GPU_TESTS=1: the GPU tests must run");
+            panic!(
+                "QUANTAL_REQUIRE_GPU=1 forbids QUANTAL_SKIP_GPU_TESTS=1: the GPU tests must run"
+            );
         }
         println!("cargo:rustc-cfg=skip_gpu_tests");
     }

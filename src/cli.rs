@@ -25,7 +25,9 @@ pub enum BackendArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a network file and write spikes and reports to HDF5 (SONATA layout).
-    #[command(after_help = "Examples:\n  quantal run networks/single_synapse.toml -o single_synapse.h5\n  quantal run networks/coba.toml --duration-ms 200 --seed 3\n  quantal run networks/single_synapse.toml --set environment.ca_o_mm=1.0 -o low_ca.h5")]
+    #[command(
+        after_help = "Examples:\n  quantal run networks/single_synapse.toml -o single_synapse.h5\n  quantal run networks/coba.toml --duration-ms 200 --seed 3\n  quantal run networks/single_synapse.toml --set environment.ca_o_mm=1.0 -o low_ca.h5"
+    )]
     Run {
         /// Network file (TOML).
         network: PathBuf,

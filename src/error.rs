@@ -20,7 +20,15 @@ pub struct SpecError {
 
 impl std::fmt::Display for SpecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}: field `{}`: {}", self.path.display(), self.line, self.column, self.field, self.message)
+        write!(
+            f,
+            "{}:{}:{}: field `{}`: {}",
+            self.path.display(),
+            self.line,
+            self.column,
+            self.field,
+            self.message
+        )
     }
 }
 

@@ -31,17 +31,24 @@ pub struct AdapterSummary {
 
 /// The wgpu backends searched: `WGPU_BACKEND` when set, else Vulkan, Metal, DX12 and GL.
 pub fn backends() -> wgpu::Backends {
-    wgpu::Backends::from_env().unwrap_or(wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12 | wgpu::Backends::GL)
+    wgpu::Backends::from_env().unwrap_or(
+        wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12 | wgpu::Backends::GL,
+    )
 }
 
 /// Lists the adapters wgpu can see. `Err(NoAdapter)` with the reason when there is none.
 pub fn list_adapters() -> Result<Vec<AdapterSummary>, Error> {
     let backends = backends();
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends, ..wgpu::InstanceDescriptor::new_without_display_handle() });
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
     let adapters = pollster::block_on(instance.enumerate_adapters(backends));
     if adapters.is_empty() {
         // request_adapter explains why (drivers that could not be loaded, ...).
-        let why = match pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default())) {
+        let why = match pollster::block_on(
+            instance.request_adapter(&wgpu::RequestAdapterOptions::default()),
+        ) {
             Err(e) => e.to_string(),
             Ok(_) => "enumerate_adapters returned none".to_string(),
         };

@@ -36,7 +36,15 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { network, output, backend, seed, duration_ms, set, quiet } => run(network, output, backend, seed, duration_ms, set, quiet),
+        Command::Run {
+            network,
+            output,
+            backend,
+            seed,
+            duration_ms,
+            set,
+            quiet,
+        } => run(network, output, backend, seed, duration_ms, set, quiet),
         Command::Check { network, set } => check(network, set),
         Command::Info => info(),
     }
@@ -65,20 +73,29 @@ fn run(
     if let Some(d) = duration_ms {
         set.push(format!("simulation.duration_ms={d:?}"));
     }
-    let loaded = spec::load(&path, &set).with_context(|| format!("loading network file {}", path.display()))?;
+    let loaded = spec::load(&path, &set)
+        .with_context(|| format!("loading network file {}", path.display()))?;
     let out = output.unwrap_or_else(|| {
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "quantal".into());
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "quantal".into());
         std::path::PathBuf::from(format!("{stem}.h5"))
     });
     let kind = match backend {
         BackendArg::Cpu => BackendKind::Cpu,
         BackendArg::Auto => BackendKind::Cpu,
     };
-    let mut sim = Simulation::new(loaded, kind).with_context(|| format!("building network {}", path.display()))?;
+    let mut sim = Simulation::new(loaded, kind)
+        .with_context(|| format!("building network {}", path.display()))?;
     let n_syn = sim.net.n_synapses();
     let steps = sim.model.n_steps;
     if !quiet {
-        let why = if backend == BackendArg::Auto { " (auto: the GPU backend is not part of this version)" } else { "" };
+        let why = if backend == BackendArg::Auto {
+            " (auto: the GPU backend is not part of this version)"
+        } else {
+            ""
+        };
         eprintln!(
             "quantal {}: {} neurons, {} synapses, {} steps of {} ms; backend {}{} on {}",
             quantal::VERSION,
@@ -101,7 +118,12 @@ fn run(
     let terminal = std::io::stderr().is_terminal();
     let bar = if !quiet && terminal {
         let b = indicatif::ProgressBar::new(steps as u64);
-        b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {elapsed_precise} elapsed, {eta} left").expect("static template"));
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} steps  {elapsed_precise} elapsed, {eta} left",
+            )
+            .expect("static template"),
+        );
         Some(b)
     } else {
         None
@@ -112,7 +134,10 @@ fn run(
             b.set_position(done as u64);
         } else if !quiet && (done as u64 * 10 / total.max(1) as u64) > last_line as u64 {
             last_line = (done as u64 * 10 / total.max(1) as u64) as u32;
-            eprintln!("progress: {done}/{total} steps ({}%)", done as u64 * 100 / total.max(1) as u64);
+            eprintln!(
+                "progress: {done}/{total} steps ({}%)",
+                done as u64 * 100 / total.max(1) as u64
+            );
         }
     };
     let result = sim.run(&mut rec, &mut progress, &stop);
@@ -122,45 +147,81 @@ fn run(
     let summary = match result {
         Ok(s) => s,
         Err(quantal::Error::Interrupted { step }) => {
-            eprintln!("interrupted at step {step}; {} holds everything up to the last flush", out.display());
+            eprintln!(
+                "interrupted at step {step}; {} holds everything up to the last flush",
+                out.display()
+            );
             return Ok(ExitCode::from(130));
         }
-        Err(e) => return Err(e).with_context(|| format!("running {} (output {})", path.display(), out.display())),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("running {} (output {})", path.display(), out.display()))
+        }
     };
     let secs = summary.simulated_ms / 1000.0;
     say!("wrote {}", out.display());
-    say!("simulated {:.1} ms in {:.2} s wall ({:.3}x real time), backend {}", summary.simulated_ms, summary.wall_s, summary.realtime_factor(), sim.backend.name());
+    say!(
+        "simulated {:.1} ms in {:.2} s wall ({:.3}x real time), backend {}",
+        summary.simulated_ms,
+        summary.wall_s,
+        summary.realtime_factor(),
+        sim.backend.name()
+    );
     say!("quanta released: {:.0}", summary.quanta);
     for (name, count, size) in &summary.spikes {
-        let rate = if secs > 0.0 { *count as f64 / *size as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            *count as f64 / *size as f64 / secs
+        } else {
+            0.0
+        };
         say!("  {name:<20} {count:>10} spikes  {rate:>9.3} Hz mean rate ({size} neurons)");
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
-    let loaded = spec::load(&path, &set).with_context(|| format!("loading network file {}", path.display()))?;
+    let loaded = spec::load(&path, &set)
+        .with_context(|| format!("loading network file {}", path.display()))?;
     let est = network::estimate(&loaded.file);
     let model = quantal::model::Model::from_spec(&loaded.file);
-    let net = network::build(&loaded, &model).with_context(|| format!("building network {}", path.display()))?;
+    let net = network::build(&loaded, &model)
+        .with_context(|| format!("building network {}", path.display()))?;
     say!("{}: valid", path.display());
     if let Some(d) = &loaded.file.description {
         say!("  {}", d.lines().next().unwrap_or(""));
     }
-    say!("steps: {} of {} ms ({} ms)", model.n_steps, model.dt_ms, model.n_steps as f64 * model.dt_ms);
+    say!(
+        "steps: {} of {} ms ({} ms)",
+        model.n_steps,
+        model.dt_ms,
+        model.n_steps as f64 * model.dt_ms
+    );
     say!("neurons: {}", net.n_neurons());
     for p in &model.pops {
         say!("  {:<20} {:>9} {:?}", p.name, p.size, p.model);
     }
     say!("synapses: {}", net.n_synapses());
     for p in &net.projections {
-        say!("  {:<20} {:>9} ({} -> {}, {})", p.name, p.synapse_ids.len(), model.pops[p.source].name, model.pops[p.target].name, model.syn_types[p.syn_type].name);
+        say!(
+            "  {:<20} {:>9} ({} -> {}, {})",
+            p.name,
+            p.synapse_ids.len(),
+            model.pops[p.source].name,
+            model.pops[p.target].name,
+            model.syn_types[p.syn_type].name
+        );
     }
     say!("longest delay: {} steps", net.max_delay);
     let exact = net.n_neurons() as f64
-        * (network::BYTES_PER_NEURON + network::BYTES_PER_NEURON_RECEPTOR * model.receptors.len() as u64) as f64
+        * (network::BYTES_PER_NEURON
+            + network::BYTES_PER_NEURON_RECEPTOR * model.receptors.len() as u64) as f64
         + net.n_synapses() as f64 * network::BYTES_PER_SYNAPSE as f64;
-    say!("memory: cpu backend {} of state (estimated before building: {}, peak while building {})", gib(exact), gib(est.cpu_bytes), gib(est.build_bytes));
+    say!(
+        "memory: cpu backend {} of state (estimated before building: {}, peak while building {})",
+        gib(exact),
+        gib(est.cpu_bytes),
+        gib(est.build_bytes)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -171,7 +232,13 @@ fn info() -> Result<ExitCode> {
         Ok(list) => {
             say!("GPU adapters seen by wgpu:");
             for a in list {
-                say!("  {} [{} {}] driver: {}", a.name, a.backend, a.device_type, a.driver);
+                say!(
+                    "  {} [{} {}] driver: {}",
+                    a.name,
+                    a.backend,
+                    a.device_type,
+                    a.driver
+                );
                 say!(
                     "    max storage binding {}, max buffer {}, storage buffers/stage {}, workgroups/dim {}, invocations/workgroup {}, f32 atomics {}",
                     gib(a.max_storage_buffer_binding_size as f64),

@@ -88,9 +88,21 @@ pub fn u01(x: u32) -> f32 {
 
 /// Four uniforms in [0, 1) for (seed, domain, entity, step, purpose, block).
 #[inline]
-pub fn uniform4(seed: u64, domain: Domain, entity: u32, step: u32, purpose: Purpose, block: u32) -> [f32; 4] {
+pub fn uniform4(
+    seed: u64,
+    domain: Domain,
+    entity: u32,
+    step: u32,
+    purpose: Purpose,
+    block: u32,
+) -> [f32; 4] {
     let w = philox4x32_10(
-        [step, purpose as u32 | (block << 8), (seed >> 32) as u32, domain as u32],
+        [
+            step,
+            purpose as u32 | (block << 8),
+            (seed >> 32) as u32,
+            domain as u32,
+        ],
         [entity, seed as u32],
     );
     [u01(w[0]), u01(w[1]), u01(w[2]), u01(w[3])]
@@ -98,7 +110,14 @@ pub fn uniform4(seed: u64, domain: Domain, entity: u32, step: u32, purpose: Purp
 
 /// The `i`-th uniform of (seed, domain, entity, step, purpose): lane `i % 4` of block `i / 4`.
 #[inline]
-pub fn uniform_at(seed: u64, domain: Domain, entity: u32, step: u32, purpose: Purpose, i: u32) -> f32 {
+pub fn uniform_at(
+    seed: u64,
+    domain: Domain,
+    entity: u32,
+    step: u32,
+    purpose: Purpose,
+    i: u32,
+) -> f32 {
     uniform4(seed, domain, entity, step, purpose, i / 4)[(i % 4) as usize]
 }
 
@@ -117,15 +136,30 @@ pub struct Stream {
 impl Stream {
     /// A stream for one construction task (`tag`) and entity (e.g. a target neuron).
     pub fn new(seed: u64, tag: u32, entity: u32) -> Self {
-        Self { seed, entity, tag, next: 0, buf: [0.0; 4], used: 4 }
+        Self {
+            seed,
+            entity,
+            tag,
+            next: 0,
+            buf: [0.0; 4],
+            used: 4,
+        }
     }
 
     /// Next uniform in [0, 1).
     pub fn uniform(&mut self) -> f32 {
         if self.used == 4 {
             let w = philox4x32_10(
-                [self.tag, Purpose::Build as u32, (self.seed >> 32) as u32, Domain::Build as u32],
-                [self.entity, self.seed as u32 ^ self.next.wrapping_mul(0x85EB_CA6B)],
+                [
+                    self.tag,
+                    Purpose::Build as u32,
+                    (self.seed >> 32) as u32,
+                    Domain::Build as u32,
+                ],
+                [
+                    self.entity,
+                    self.seed as u32 ^ self.next.wrapping_mul(0x85EB_CA6B),
+                ],
             );
             // The block counter lives in the key so that a stream never repeats for
             // 2^32 blocks; the counter words stay free for (tag, purpose, seed, domain).
@@ -166,13 +200,19 @@ mod tests {
     /// Known-answer vectors of Random123 (kat_vectors, philox4x32 with 10 rounds).
     #[test]
     fn philox_known_answers() {
-        assert_eq!(philox4x32_10([0; 4], [0; 2]), [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8]);
+        assert_eq!(
+            philox4x32_10([0; 4], [0; 2]),
+            [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8]
+        );
         assert_eq!(
             philox4x32_10([u32::MAX; 4], [u32::MAX; 2]),
             [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd]
         );
         assert_eq!(
-            philox4x32_10([0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344], [0xa409_3822, 0x299f_31d0]),
+            philox4x32_10(
+                [0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344],
+                [0xa409_3822, 0x299f_31d0]
+            ),
             [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1]
         );
     }
@@ -188,7 +228,10 @@ mod tests {
         }
         let mean = sum / n as f64;
         // SE of the mean of U(0,1) is 1/sqrt(12 n) = 0.00144; accept 4 SE.
-        assert!((mean - 0.5).abs() < 4.0 * (1.0 / (12.0 * n as f64)).sqrt(), "mean {mean}");
+        assert!(
+            (mean - 0.5).abs() < 4.0 * (1.0 / (12.0 * n as f64)).sqrt(),
+            "mean {mean}"
+        );
     }
 
     #[test]
@@ -197,7 +240,10 @@ mod tests {
         assert_ne!(a, uniform4(1, Domain::Synapse, 0, 5, Purpose::Refill, 0));
         assert_ne!(a, uniform4(1, Domain::Synapse, 1, 5, Purpose::Release, 0));
         assert_ne!(a, uniform4(2, Domain::Synapse, 0, 5, Purpose::Release, 0));
-        assert_ne!(a, uniform4(1 << 40, Domain::Synapse, 0, 5, Purpose::Release, 0));
+        assert_ne!(
+            a,
+            uniform4(1 << 40, Domain::Synapse, 0, 5, Purpose::Release, 0)
+        );
         assert_eq!(a, uniform4(1, Domain::Synapse, 0, 5, Purpose::Release, 0));
     }
 }

@@ -62,16 +62,27 @@ impl Simulation {
         let net = Arc::new(network::build(&loaded, &model)?);
         let f = &loaded.file;
         let dt = model.dt_ms;
-        let sample_every = (f.record.sample_interval_ms.unwrap_or(dt) / dt).round().max(1.0) as u32;
-        let flush_every = (f.record.flush_interval_ms.unwrap_or(100.0) / dt).round().max(1.0) as u32;
+        let sample_every = (f.record.sample_interval_ms.unwrap_or(dt) / dt)
+            .round()
+            .max(1.0) as u32;
+        let flush_every = (f.record.flush_interval_ms.unwrap_or(100.0) / dt)
+            .round()
+            .max(1.0) as u32;
         let time_ms = [0.0, model.n_steps as f64 * dt, sample_every as f64 * dt];
         let mut reports = Vec::new();
         let mut probes = Vec::new();
         let rec_root = SpecPath::root().key("record");
         for (ri, r) in f.record.neurons.iter().enumerate() {
-            let pi = model.pops.iter().position(|p| p.name == r.population).expect("validated");
+            let pi = model
+                .pops
+                .iter()
+                .position(|p| p.name == r.population)
+                .expect("validated");
             let pop = &model.pops[pi];
-            let ids: Vec<u64> = r.ids.clone().unwrap_or_else(|| (0..pop.size as u64).collect());
+            let ids: Vec<u64> = r
+                .ids
+                .clone()
+                .unwrap_or_else(|| (0..pop.size as u64).collect());
             for v in &r.variables {
                 let var = match v.as_str() {
                     "v_mv" => NeuronVar::V,
@@ -85,9 +96,18 @@ impl Simulation {
                     "h" => NeuronVar::H,
                     "n" => NeuronVar::N,
                     other => {
-                        let ri_global = model.receptors.iter().position(|rc| format!("g_{}_ns", rc.name) == other).ok_or_else(|| {
-                            spec_error(&loaded.text, &loaded.path, &rec_root.key("neurons").index(ri).key("variables"), format!("unknown variable `{other}`"))
-                        })?;
+                        let ri_global = model
+                            .receptors
+                            .iter()
+                            .position(|rc| format!("g_{}_ns", rc.name) == other)
+                            .ok_or_else(|| {
+                                spec_error(
+                                    &loaded.text,
+                                    &loaded.path,
+                                    &rec_root.key("neurons").index(ri).key("variables"),
+                                    format!("unknown variable `{other}`"),
+                                )
+                            })?;
                         NeuronVar::Receptor(ri_global as u32)
                     }
                 };
@@ -100,11 +120,18 @@ impl Simulation {
                     index_pointer: (0..=ids.len() as u64).collect(),
                     time_ms,
                 });
-                probes.extend(ids.iter().map(|&i| Probe::Neuron(var, pop.first + i as u32)));
+                probes.extend(
+                    ids.iter()
+                        .map(|&i| Probe::Neuron(var, pop.first + i as u32)),
+                );
             }
         }
         for (ri, r) in f.record.synapses.iter().enumerate() {
-            let proj = net.projections.iter().find(|p| p.name == r.projection).expect("validated");
+            let proj = net
+                .projections
+                .iter()
+                .find(|p| p.name == r.projection)
+                .expect("validated");
             let n_syn = proj.synapse_ids.len() as u64;
             let mut local: Vec<u64> = r.ids.clone().unwrap_or_else(|| (0..n_syn).collect());
             for (j, &l) in local.iter().enumerate() {
@@ -123,7 +150,8 @@ impl Simulation {
             let mut node_ids: Vec<u64> = Vec::new();
             let mut index_pointer: Vec<u64> = Vec::new();
             for (c, &l) in local.iter().enumerate() {
-                let post = (net.syn_post[proj.synapse_ids[l as usize] as usize] - target_first) as u64;
+                let post =
+                    (net.syn_post[proj.synapse_ids[l as usize] as usize] - target_first) as u64;
                 if node_ids.last() != Some(&post) {
                     node_ids.push(post);
                     index_pointer.push(c as u64);
@@ -143,9 +171,18 @@ impl Simulation {
                     "cleft_mm" => SynVar::Cleft,
                     "tm_u" => SynVar::TmU,
                     "tm_x" => SynVar::TmX,
-                    "gprot_gaba_b" => SynVar::GProt(st.receptors.iter().position(|r| r.kind == ReceptorKind::GabaB).expect("validated") as u32),
+                    "gprot_gaba_b" => SynVar::GProt(
+                        st.receptors
+                            .iter()
+                            .position(|r| r.kind == ReceptorKind::GabaB)
+                            .expect("validated") as u32,
+                    ),
                     other => {
-                        let j = st.receptors.iter().position(|rc| format!("r_{}", rc.kind.name()) == other).expect("validated");
+                        let j = st
+                            .receptors
+                            .iter()
+                            .position(|rc| format!("r_{}", rc.kind.name()) == other)
+                            .expect("validated");
                         SynVar::R(j as u32)
                     }
                 };
@@ -158,22 +195,48 @@ impl Simulation {
                     index_pointer: index_pointer.clone(),
                     time_ms,
                 });
-                probes.extend(local.iter().map(|&l| Probe::Synapse(var, proj.synapse_ids[l as usize])));
+                probes.extend(
+                    local
+                        .iter()
+                        .map(|&l| Probe::Synapse(var, proj.synapse_ids[l as usize])),
+                );
             }
         }
         let spike_pops: Vec<usize> = match &f.record.spikes {
-            Some(names) => names.iter().map(|n| model.pops.iter().position(|p| &p.name == n).expect("validated")).collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    model
+                        .pops
+                        .iter()
+                        .position(|p| &p.name == n)
+                        .expect("validated")
+                })
+                .collect(),
             None => (0..model.pops.len()).collect(),
         };
         let backend: Box<dyn Backend> = match backend {
             BackendKind::Cpu => Box::new(CpuBackend::new(Arc::clone(&model), Arc::clone(&net))),
         };
-        Ok(Simulation { loaded, model, net, backend, reports, probes, spike_pops, sample_every, flush_every })
+        Ok(Simulation {
+            loaded,
+            model,
+            net,
+            backend,
+            reports,
+            probes,
+            spike_pops,
+            sample_every,
+            flush_every,
+        })
     }
 
     /// Names of the populations whose spikes are written.
     pub fn spike_population_names(&self) -> Vec<String> {
-        self.spike_pops.iter().map(|&p| self.model.pops[p].name.clone()).collect()
+        self.spike_pops
+            .iter()
+            .map(|&p| self.model.pops[p].name.clone())
+            .collect()
     }
 
     /// Metadata for the output.
@@ -196,7 +259,12 @@ impl Simulation {
     /// 1 % of the run; when `stop` becomes true the run ends after the current step, the
     /// output is flushed and finished with `complete = false`, and `Error::Interrupted`
     /// is returned.
-    pub fn run(&mut self, rec: &mut dyn Recorder, progress: &mut dyn FnMut(u32, u32), stop: &AtomicBool) -> Result<Summary, Error> {
+    pub fn run(
+        &mut self,
+        rec: &mut dyn Recorder,
+        progress: &mut dyn FnMut(u32, u32),
+        stop: &AtomicBool,
+    ) -> Result<Summary, Error> {
         let n_steps = self.model.n_steps;
         let dt = self.model.dt_ms;
         let names = self.spike_population_names();
@@ -216,7 +284,11 @@ impl Simulation {
         let start = Instant::now();
         let mut interrupted = false;
         let mut done = 0u32;
-        let write_batch = |rec: &mut dyn Recorder, spike_t: &mut Vec<Vec<f64>>, spike_n: &mut Vec<Vec<u64>>, rows: &mut Vec<Vec<f32>>| -> Result<(), Error> {
+        let write_batch = |rec: &mut dyn Recorder,
+                           spike_t: &mut Vec<Vec<f64>>,
+                           spike_n: &mut Vec<Vec<u64>>,
+                           rows: &mut Vec<Vec<f32>>|
+         -> Result<(), Error> {
             for k in 0..spike_t.len() {
                 rec.write_spikes(k, &spike_t[k], &spike_n[k])?;
                 spike_t[k].clear();
@@ -262,13 +334,13 @@ impl Simulation {
                 }
             }
             done = s + 1;
-            if done % self.flush_every == 0 {
+            if done.is_multiple_of(self.flush_every) {
                 if let Err(e) = write_batch(rec, &mut spike_t, &mut spike_n, &mut rows) {
                     result = Err(e);
                     break;
                 }
             }
-            if done % report_every == 0 {
+            if done.is_multiple_of(report_every) {
                 progress(done, n_steps);
             }
         }
@@ -279,7 +351,13 @@ impl Simulation {
             steps: done as u64,
             simulated_ms: done as f64 * dt,
             wall_s,
-            spikes: self.model.pops.iter().enumerate().map(|(i, p)| (p.name.clone(), counts[i], p.size as u64)).collect(),
+            spikes: self
+                .model
+                .pops
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.name.clone(), counts[i], p.size as u64))
+                .collect(),
             quanta,
             complete: !interrupted && result.is_ok() && done == n_steps,
         };
@@ -295,6 +373,10 @@ impl Simulation {
 
     /// The model of a population by name.
     pub fn population_model(&self, name: &str) -> Option<NeuronModel> {
-        self.model.pops.iter().find(|p| p.name == name).map(|p| p.model)
+        self.model
+            .pops
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.model)
     }
 }

@@ -8,7 +8,14 @@ use quantal::backend::{Backend, NeuronVar, Probe, SynVar};
 /// One presynaptic spike at t = 0, delivered after one step (release at step 1), and a
 /// single quantum: tm_mean with N = 1, U = 1 and instant recovery releases exactly one
 /// vesicle per spike, which makes the response deterministic.
-fn one_quantum(dt: f64, transmitter: &str, cleft: &str, receptor: &str, cell: &str, spikes_ms: &str) -> String {
+fn one_quantum(
+    dt: f64,
+    transmitter: &str,
+    cleft: &str,
+    receptor: &str,
+    cell: &str,
+    spikes_ms: &str,
+) -> String {
     format!(
         r#"
 version = 1
@@ -107,7 +114,18 @@ const PULSE_1MM_1MS: &str = "model = \"pulse\"\npulse_mm = 1.0\npulse_ms = 1.0";
 #[test]
 fn ampa_pulse_shape_at_three_steps() {
     for dt in [0.1, 0.05, 0.025] {
-        let x = trace(&one_quantum(dt, "glutamate", PULSE_1MM_1MS, "kind = \"ampa\"", "", "[0.0]"), R, (30.0 / dt) as usize);
+        let x = trace(
+            &one_quantum(
+                dt,
+                "glutamate",
+                PULSE_1MM_1MS,
+                "kind = \"ampa\"",
+                "",
+                "[0.0]",
+            ),
+            R,
+            (30.0 / dt) as usize,
+        );
         let (ip, p) = peak(&x);
         Tolerance::printed(4).check(&format!("AMPA pulse peak r, dt {dt}"), p, 0.6180);
         Tolerance::abs(1e-9).check("AMPA peak time (ms)", ip as f64 * dt, 1.0);
@@ -126,7 +144,11 @@ fn ampa_pulse_shape_at_three_steps() {
 /// T of §5.1 at dt = 0.1 ms: 0.5667 at 1.90 ms.
 #[test]
 fn ampa_exponential_cleft() {
-    let x = trace(&one_quantum(0.1, "glutamate", "", "kind = \"ampa\"", "", "[0.0]"), R, 300);
+    let x = trace(
+        &one_quantum(0.1, "glutamate", "", "kind = \"ampa\"", "", "[0.0]"),
+        R,
+        300,
+    );
     let (ip, p) = peak(&x);
     Tolerance::printed(4).check("AMPA exp-cleft peak r", p, 0.5667);
     Tolerance::abs(1e-9).check("peak time (ms)", ip as f64 * 0.1, 1.9);
@@ -136,7 +158,14 @@ fn ampa_exponential_cleft() {
 #[test]
 fn ampa_short_pulse() {
     let x = trace(
-        &one_quantum(0.1, "glutamate", "model = \"pulse\"\npulse_mm = 1.0\npulse_ms = 0.3", "kind = \"ampa\"\nalpha_per_mm_ms = 0.94\nbeta_per_ms = 0.18", "", "[0.0]"),
+        &one_quantum(
+            0.1,
+            "glutamate",
+            "model = \"pulse\"\npulse_mm = 1.0\npulse_ms = 0.3",
+            "kind = \"ampa\"\nalpha_per_mm_ms = 0.94\nbeta_per_ms = 0.18",
+            "",
+            "[0.0]",
+        ),
         R,
         200,
     );
@@ -150,7 +179,18 @@ fn ampa_short_pulse() {
 /// §8e NMDA pulse: peak r 0.0692 at 1 ms, decay τ 151.5 ms.
 #[test]
 fn nmda_pulse_shape() {
-    let x = trace(&one_quantum(0.1, "glutamate", PULSE_1MM_1MS, "kind = \"nmda\"", "", "[0.0]"), R, 3000);
+    let x = trace(
+        &one_quantum(
+            0.1,
+            "glutamate",
+            PULSE_1MM_1MS,
+            "kind = \"nmda\"",
+            "",
+            "[0.0]",
+        ),
+        R,
+        3000,
+    );
     let (ip, p) = peak(&x);
     Tolerance::printed(4).check("NMDA peak r", p, 0.0692);
     Tolerance::abs(1e-9).check("peak time", ip as f64 * 0.1, 1.0);
@@ -161,7 +201,11 @@ fn nmda_pulse_shape() {
 /// §8e GABA_A pulse: peak 0.9598 at 1 ms, rise 0.41 ms, decay τ 5.56 ms.
 #[test]
 fn gaba_a_pulse_shape() {
-    let x = trace(&one_quantum(0.1, "gaba", PULSE_1MM_1MS, "kind = \"gaba_a\"", "", "[0.0]"), R, 300);
+    let x = trace(
+        &one_quantum(0.1, "gaba", PULSE_1MM_1MS, "kind = \"gaba_a\"", "", "[0.0]"),
+        R,
+        300,
+    );
     let (ip, p) = peak(&x);
     Tolerance::printed(4).check("GABA_A peak r", p, 0.9598);
     Tolerance::abs(1e-9).check("peak time", ip as f64 * 0.1, 1.0);
@@ -176,20 +220,48 @@ fn gaba_a_pulse_shape() {
 /// 0.976 mV at 10.75 ms (exact; grid value within 0.1 ms).
 #[test]
 fn single_epsp_on_lif() {
-    let x = trace(&one_quantum(0.1, "glutamate", PULSE_1MM_1MS, "kind = \"ampa\"\ng_max_ns = 1.0", "", "[0.0]"), V, 600);
+    let x = trace(
+        &one_quantum(
+            0.1,
+            "glutamate",
+            PULSE_1MM_1MS,
+            "kind = \"ampa\"\ng_max_ns = 1.0",
+            "",
+            "[0.0]",
+        ),
+        V,
+        600,
+    );
     let (ip, p) = peak(&x);
     Tolerance::printed(3).check("EPSP amplitude (mV), pulse cleft", p + 70.0, 0.782);
     Tolerance::abs(1e-9).check("EPSP peak time (ms)", ip as f64 * 0.1, 9.9);
-    let rise = (crossing_up(&x, -70.0 + 0.9 * (p + 70.0)) - crossing_up(&x, -70.0 + 0.1 * (p + 70.0))) * 0.1;
+    let rise = (crossing_up(&x, -70.0 + 0.9 * (p + 70.0))
+        - crossing_up(&x, -70.0 + 0.1 * (p + 70.0)))
+        * 0.1;
     Tolerance::abs(0.02).check("EPSP 10-90 % rise (ms)", rise, 5.30);
     let back = crossing_down(&x, ip, -70.0 + 0.5 * (p + 70.0)) * 0.1;
     Tolerance::abs(0.1).check("EPSP back to half (ms)", back, 29.6);
 
-    let x = trace(&one_quantum(0.1, "glutamate", "", "kind = \"ampa\"\ng_max_ns = 1.0", "", "[0.0]"), V, 600);
+    let x = trace(
+        &one_quantum(
+            0.1,
+            "glutamate",
+            "",
+            "kind = \"ampa\"\ng_max_ns = 1.0",
+            "",
+            "[0.0]",
+        ),
+        V,
+        600,
+    );
     let (ip, p) = peak(&x);
     // Exact value 0.976 mV; the grid scheme (mid-step T) differs by < 0.3 %.
     Tolerance::rel(3e-3).check("EPSP amplitude (mV), exponential cleft", p + 70.0, 0.976);
-    Tolerance::abs(0.1).check("EPSP peak time (ms), exponential cleft", ip as f64 * 0.1, 10.75);
+    Tolerance::abs(0.1).check(
+        "EPSP peak time (ms), exponential cleft",
+        ip as f64 * 0.1,
+        10.75,
+    );
 }
 
 /// §8e COBA benchmark synapses on the benchmark cell at -60 mV, §6.4(a) mid-step rule:
@@ -197,11 +269,33 @@ fn single_epsp_on_lif() {
 #[test]
 fn coba_benchmark_psps() {
     let cell = "c_m_pf = 200.0\ng_l_ns = 10.0\ne_l_mv = -60.0";
-    let x = trace(&one_quantum(0.1, "glutamate", "", "kind = \"exp\"\ng_max_ns = 6.0\ntau_ms = 5.0\ne_rev_mv = 0.0", cell, "[0.0]"), V, 600);
+    let x = trace(
+        &one_quantum(
+            0.1,
+            "glutamate",
+            "",
+            "kind = \"exp\"\ng_max_ns = 6.0\ntau_ms = 5.0\ne_rev_mv = 0.0",
+            cell,
+            "[0.0]",
+        ),
+        V,
+        600,
+    );
     let (ip, p) = peak(&x);
     Tolerance::printed(3).check("COBA EPSP (mV)", p + 60.0, 5.351);
     Tolerance::abs(1e-9).check("COBA EPSP peak time", ip as f64 * 0.1, 9.1);
-    let x = trace(&one_quantum(0.1, "gaba", "", "kind = \"exp\"\ng_max_ns = 67.0\ntau_ms = 10.0\ne_rev_mv = -80.0", cell, "[0.0]"), V, 600);
+    let x = trace(
+        &one_quantum(
+            0.1,
+            "gaba",
+            "",
+            "kind = \"exp\"\ng_max_ns = 67.0\ntau_ms = 10.0\ne_rev_mv = -80.0",
+            cell,
+            "[0.0]",
+        ),
+        V,
+        600,
+    );
     let neg: Vec<f64> = x.iter().map(|v| -v).collect();
     let (ip, p) = peak(&neg);
     Tolerance::printed(2).check("COBA IPSP (mV)", -p + 60.0, -14.42);
@@ -217,16 +311,45 @@ fn gaba_b_cascade_bursts() {
         ("[0.0]", 1.4505e-5, 102.17),
         ("[0.0, 5.0]", 1.9922e-4, 104.68),
         ("[0.0, 5.0, 10.0, 15.0]", 2.3611e-3, 109.73),
-        ("[0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0]", 3.8425e-2, 125.12),
+        (
+            "[0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0]",
+            3.8425e-2,
+            125.12,
+        ),
     ];
     for (spikes, want, t_peak) in cases {
-        let x = trace(&one_quantum(0.1, "gaba", "model = \"pulse\"\npulse_mm = 0.5\npulse_ms = 0.3", "kind = \"gaba_b\"\ng_max_ns = 1.0", "", spikes), G0, 4000);
+        let x = trace(
+            &one_quantum(
+                0.1,
+                "gaba",
+                "model = \"pulse\"\npulse_mm = 0.5\npulse_ms = 0.3",
+                "kind = \"gaba_b\"\ng_max_ns = 1.0",
+                "",
+                spikes,
+            ),
+            G0,
+            4000,
+        );
         let (ip, p) = peak(&x);
         Tolerance::rel(1e-4).check(&format!("GABA_B peak g/gmax for spikes {spikes}"), p, want);
         Tolerance::abs(0.1 + 1e-9).check("GABA_B peak time (ms)", ip as f64 * 0.1, t_peak);
     }
-    let ten_100hz = (0..10).map(|k| format!("{:.1}", k as f64 * 10.0)).collect::<Vec<_>>().join(", ");
-    let x = trace(&one_quantum(0.1, "gaba", "model = \"pulse\"\npulse_mm = 0.5\npulse_ms = 0.3", "kind = \"gaba_b\"\ng_max_ns = 1.0", "", &format!("[{ten_100hz}]")), G0, 4000);
+    let ten_100hz = (0..10)
+        .map(|k| format!("{:.1}", k as f64 * 10.0))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let x = trace(
+        &one_quantum(
+            0.1,
+            "gaba",
+            "model = \"pulse\"\npulse_mm = 0.5\npulse_ms = 0.3",
+            "kind = \"gaba_b\"\ng_max_ns = 1.0",
+            "",
+            &format!("[{ten_100hz}]"),
+        ),
+        G0,
+        4000,
+    );
     let (ip, p) = peak(&x);
     Tolerance::rel(1e-4).check("GABA_B 10 @ 100 Hz", p, 3.7703e-2);
     Tolerance::abs(0.1 + 1e-9).check("GABA_B 10 @ 100 Hz peak time", ip as f64 * 0.1, 154.98);
@@ -279,12 +402,18 @@ fn lif_f_i_curve() {
         let s = spike_steps(&mut b, 10_000, 0);
         assert!(s.len() >= 5, "I = {i} pA: only {} spikes", s.len());
         let isis: Vec<u32> = s.windows(2).map(|w| w[1] - w[0]).collect();
-        assert!(isis.iter().all(|&d| d == isis[0]), "I = {i}: ISIs not constant: {isis:?}");
+        assert!(
+            isis.iter().all(|&d| d == isis[0]),
+            "I = {i}: ISIs not constant: {isis:?}"
+        );
         let rate = 1000.0 / (isis[0] as f64 * 0.1);
         Tolerance::printed(3).check(&format!("LIF rate at {i} pA (dt = 0.1 column)"), rate, grid);
         // Grid thresholds can only delay a spike by < dt: ISI ∈ [T, T + dt].
         let t_analytic = 1000.0 / analytic;
-        assert!(isis[0] as f64 * 0.1 >= t_analytic - 1e-9 && isis[0] as f64 * 0.1 <= t_analytic + 0.1, "I = {i}: ISI outside the bracket");
+        assert!(
+            isis[0] as f64 * 0.1 >= t_analytic - 1e-9 && isis[0] as f64 * 0.1 <= t_analytic + 0.1,
+            "I = {i}: ISI outside the bracket"
+        );
     }
     // Below rheobase (I_rh = 100 pA on the benchmark cell): silent.
     let mut b = backend(&lif_dc(bench, 99.0));
@@ -300,7 +429,12 @@ fn lif_refractoriness() {
     let with_rr = spike_steps(&mut backend(&text), 3000, 0);
     let without = spike_steps(&mut backend(&lif_dc(cell, 600.0)), 3000, 0);
     let isi = |s: &[u32]| s[2] - s[1];
-    assert!(isi(&with_rr) > isi(&without) + 5, "q_rr should lengthen the ISI: {} vs {}", isi(&with_rr), isi(&without));
+    assert!(
+        isi(&with_rr) > isi(&without) + 5,
+        "q_rr should lengthen the ISI: {} vs {}",
+        isi(&with_rr),
+        isi(&without)
+    );
     // V is clamped at V_reset during the n_ref = 20 steps after a spike.
     let mut b = backend(&lif_dc(cell, 600.0));
     let first = spike_steps(&mut b, 2000, 0)[0];
@@ -308,7 +442,8 @@ fn lif_refractoriness() {
     crate::common::run(&mut b, first + 1);
     let mut buf = Vec::new();
     for _ in 0..20 {
-        b.sample(&[Probe::Neuron(NeuronVar::V, 0)], &mut buf).unwrap();
+        b.sample(&[Probe::Neuron(NeuronVar::V, 0)], &mut buf)
+            .unwrap();
         assert_eq!(buf[0], -60.0);
         b.step().unwrap();
     }
@@ -337,13 +472,27 @@ amplitude_pa = {i_pa}
 /// peak 48.54 mV and trough -85.72 mV within 1 mV.
 #[test]
 fn hh_traub_miles_rates_and_shape() {
-    let cases: [(f64, f64, f64); 7] =
-        [(-40.0, 0.0, 0.0), (-30.0, 3.40, 3.40), (-10.0, 11.36, 11.39), (0.0, 13.81, 13.85), (100.0, 31.43, 31.59), (500.0, 81.97, 82.78), (1000.0, 131.58, 132.85)];
+    let cases: [(f64, f64, f64); 7] = [
+        (-40.0, 0.0, 0.0),
+        (-30.0, 3.40, 3.40),
+        (-10.0, 11.36, 11.39),
+        (0.0, 13.81, 13.85),
+        (100.0, 31.43, 31.59),
+        (500.0, 81.97, 82.78),
+        (1000.0, 131.58, 132.85),
+    ];
     for (i, grid, rk4) in cases {
         let mut b = backend(&hh(i, 1500.0));
-        let s: Vec<u32> = spike_steps(&mut b, 15_000, 0).into_iter().filter(|&x| x as f64 * 0.1 >= 500.0).collect();
+        let s: Vec<u32> = spike_steps(&mut b, 15_000, 0)
+            .into_iter()
+            .filter(|&x| x as f64 * 0.1 >= 500.0)
+            .collect();
         if grid == 0.0 {
-            assert!(s.is_empty(), "I = {i} pA should be silent after 500 ms, got {} spikes", s.len());
+            assert!(
+                s.is_empty(),
+                "I = {i} pA should be silent after 500 ms, got {} spikes",
+                s.len()
+            );
             continue;
         }
         assert!(s.len() >= 2, "I = {i}: {} spikes", s.len());
@@ -356,7 +505,8 @@ fn hh_traub_miles_rates_and_shape() {
     let mut v = Vec::new();
     let mut first = None;
     for s in 0..15_000u32 {
-        b.sample(&[Probe::Neuron(NeuronVar::V, 0)], &mut buf).unwrap();
+        b.sample(&[Probe::Neuron(NeuronVar::V, 0)], &mut buf)
+            .unwrap();
         v.push(buf[0] as f64);
         b.step().unwrap();
         if first.is_none() && b.spikes().contains(&0) {

@@ -4,18 +4,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn quantal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quantal")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("run quantal")
+    Command::new(env!("CARGO_BIN_EXE_quantal"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run quantal")
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[track_caller]
 fn fails_well(o: &Output, needles: &[&str]) {
     let (out, err) = text(o);
     assert_eq!(o.status.code(), Some(2), "stdout {out}\nstderr {err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
     assert!(err.starts_with("error: "), "{err}");
     for n in needles {
         assert!(err.contains(n), "stderr lacks `{n}`: {err}");
@@ -31,15 +41,41 @@ fn tmp(name: &str) -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn run_writes_a_file_and_a_summary() {
     let (_d, out) = tmp("ss.h5");
-    let o = quantal(&["run", "networks/single_synapse.toml", "-o", out.to_str().unwrap(), "--duration-ms", "300", "--set", "environment.ca_o_mm=1.0"]);
+    let o = quantal(&[
+        "run",
+        "networks/single_synapse.toml",
+        "-o",
+        out.to_str().unwrap(),
+        "--duration-ms",
+        "300",
+        "--set",
+        "environment.ca_o_mm=1.0",
+    ]);
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
-    assert!(stdout.contains("wrote") && stdout.contains("real time") && stdout.contains("backend cpu"), "{stdout}");
-    assert!(stdout.contains("pre") && stdout.contains("Hz mean rate"), "{stdout}");
-    assert!(stderr.contains("backend cpu"), "the run says which backend: {stderr}");
+    assert!(
+        stdout.contains("wrote") && stdout.contains("real time") && stdout.contains("backend cpu"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pre") && stdout.contains("Hz mean rate"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("backend cpu"),
+        "the run says which backend: {stderr}"
+    );
     let f = hdf5::File::open(&out).unwrap();
-    let ov = f.attr("overrides").unwrap().read_scalar::<hdf5::types::VarLenUnicode>().unwrap().to_string();
-    assert!(ov.contains("environment.ca_o_mm=1.0") && ov.contains("simulation.duration_ms=300.0"), "{ov}");
+    let ov = f
+        .attr("overrides")
+        .unwrap()
+        .read_scalar::<hdf5::types::VarLenUnicode>()
+        .unwrap()
+        .to_string();
+    assert!(
+        ov.contains("environment.ca_o_mm=1.0") && ov.contains("simulation.duration_ms=300.0"),
+        "{ov}"
+    );
 }
 
 #[test]
@@ -47,35 +83,108 @@ fn same_seed_same_file_contents() {
     let read = |p: &Path| {
         let f = hdf5::File::open(p).unwrap();
         (
-            f.dataset("spikes/pre/timestamps").unwrap().read_raw::<f64>().unwrap(),
-            f.dataset("report/post/v_mv/data").unwrap().read_raw::<f32>().unwrap(),
-            f.dataset("report/pre_to_post/released/data").unwrap().read_raw::<f32>().unwrap(),
+            f.dataset("spikes/pre/timestamps")
+                .unwrap()
+                .read_raw::<f64>()
+                .unwrap(),
+            f.dataset("report/post/v_mv/data")
+                .unwrap()
+                .read_raw::<f32>()
+                .unwrap(),
+            f.dataset("report/pre_to_post/released/data")
+                .unwrap()
+                .read_raw::<f32>()
+                .unwrap(),
         )
     };
     let (_d, a) = tmp("a.h5");
     let (_e, b) = tmp("b.h5");
     let (_g, c) = tmp("c.h5");
     for (p, seed) in [(&a, "7"), (&b, "7"), (&c, "8")] {
-        assert!(quantal(&["run", "networks/single_synapse.toml", "-q", "-o", p.to_str().unwrap(), "--seed", seed]).status.success());
+        assert!(quantal(&[
+            "run",
+            "networks/single_synapse.toml",
+            "-q",
+            "-o",
+            p.to_str().unwrap(),
+            "--seed",
+            seed
+        ])
+        .status
+        .success());
     }
     let (ra, rb, rc) = (read(&a), read(&b), read(&c));
-    assert!(ra.1.iter().zip(&rb.1).all(|(x, y)| x.to_bits() == y.to_bits()) && ra == rb, "same seed, different output");
+    assert!(
+        ra.1.iter()
+            .zip(&rb.1)
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+            && ra == rb,
+        "same seed, different output"
+    );
     assert_ne!(ra.2, rc.2, "different seeds, same release sequence");
 }
 
 #[test]
 fn bad_file_missing_file_and_bad_overrides() {
-    fails_well(&quantal(&["run", "tests/fixtures/bad/negative_tau.toml"]), &["negative_tau.toml:12:1", "tau_rr_ms", "-1", "accepted"]);
-    fails_well(&quantal(&["run", "tests/fixtures/bad/syntax_error.toml"]), &["syntax_error.toml:7:15"]);
-    fails_well(&quantal(&["check", "tests/fixtures/bad/too_large.toml"]), &["GiB", "too_large.toml"]);
-    fails_well(&quantal(&["run", "networks/no_such_file.toml"]), &["no_such_file.toml", "No such file"]);
-    fails_well(&quantal(&["run", "networks/single_synapse.toml", "--set", "populations.nobody.size=3"]), &["no entry named `nobody`"]);
-    fails_well(&quantal(&["run", "networks/single_synapse.toml", "--set", "environment.ca_o_mm"]), &["expected KEY=VALUE"]);
-    fails_well(&quantal(&["run", "networks/single_synapse.toml", "--set", "environment.ca_o_mm=-3"]), &["single_synapse.toml:", "ca_o_mm", "accepted: [0, 100] mM"]);
-    fails_well(&quantal(&["run", "networks/single_synapse.toml", "--set", "environment.calcium=3"]), &["unknown field `calcium`"]);
+    fails_well(
+        &quantal(&["run", "tests/fixtures/bad/negative_tau.toml"]),
+        &["negative_tau.toml:12:1", "tau_rr_ms", "-1", "accepted"],
+    );
+    fails_well(
+        &quantal(&["run", "tests/fixtures/bad/syntax_error.toml"]),
+        &["syntax_error.toml:7:15"],
+    );
+    fails_well(
+        &quantal(&["check", "tests/fixtures/bad/too_large.toml"]),
+        &["GiB", "too_large.toml"],
+    );
+    fails_well(
+        &quantal(&["run", "networks/no_such_file.toml"]),
+        &["no_such_file.toml", "No such file"],
+    );
+    fails_well(
+        &quantal(&[
+            "run",
+            "networks/single_synapse.toml",
+            "--set",
+            "populations.nobody.size=3",
+        ]),
+        &["no entry named `nobody`"],
+    );
+    fails_well(
+        &quantal(&[
+            "run",
+            "networks/single_synapse.toml",
+            "--set",
+            "environment.ca_o_mm",
+        ]),
+        &["expected KEY=VALUE"],
+    );
+    fails_well(
+        &quantal(&[
+            "run",
+            "networks/single_synapse.toml",
+            "--set",
+            "environment.ca_o_mm=-3",
+        ]),
+        &["single_synapse.toml:", "ca_o_mm", "accepted: [0, 100] mM"],
+    );
+    fails_well(
+        &quantal(&[
+            "run",
+            "networks/single_synapse.toml",
+            "--set",
+            "environment.calcium=3",
+        ]),
+        &["unknown field `calcium`"],
+    );
     let o = quantal(&["run", "networks/single_synapse.toml", "--backend", "cuda"]);
     assert_ne!(o.status.code(), Some(0));
-    assert!(text(&o).1.contains("possible values: auto, cpu"), "{}", text(&o).1);
+    assert!(
+        text(&o).1.contains("possible values: auto, cpu"),
+        "{}",
+        text(&o).1
+    );
 }
 
 #[test]
@@ -83,7 +192,16 @@ fn check_prints_sizes_and_memory() {
     let o = quantal(&["check", "networks/coba.toml"]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    for n in ["valid", "neurons: 4000", "exc", "inh", "synapses:", "ee", "memory: cpu backend", "steps: 10000"] {
+    for n in [
+        "valid",
+        "neurons: 4000",
+        "exc",
+        "inh",
+        "synapses:",
+        "ee",
+        "memory: cpu backend",
+        "steps: 10000",
+    ] {
         assert!(out.contains(n), "check output lacks `{n}`:\n{out}");
     }
 }
@@ -95,14 +213,20 @@ fn info_and_help() {
     assert!(o.status.success(), "{err}");
     assert!(out.contains(&format!("quantal {}", env!("CARGO_PKG_VERSION"))));
     if std::env::var("QUANTAL_REQUIRE_GPU").as_deref() == Ok("1") {
-        assert!(out.contains("GPU adapters seen by wgpu:"), "QUANTAL_REQUIRE_GPU=1 but no adapter:\n{out}");
+        assert!(
+            out.contains("GPU adapters seen by wgpu:"),
+            "QUANTAL_REQUIRE_GPU=1 but no adapter:\n{out}"
+        );
     } else {
         assert!(out.contains("GPU adapters"), "{out}");
     }
     for sub in ["run", "check", "info"] {
         let o = quantal(&[sub, "--help"]);
         assert!(o.status.success());
-        assert!(text(&o).0.contains("Example"), "{sub} --help lacks an example");
+        assert!(
+            text(&o).0.contains("Example"),
+            "{sub} --help lacks an example"
+        );
     }
 }
 
@@ -111,7 +235,17 @@ fn info_and_help() {
 fn sigint_leaves_a_readable_file() {
     let (_d, out) = tmp("coba.h5");
     let mut child = Command::new(env!("CARGO_BIN_EXE_quantal"))
-        .args(["run", "networks/coba.toml", "-q", "--duration-ms", "100000", "--set", "record.flush_interval_ms=5.0", "-o", out.to_str().unwrap()])
+        .args([
+            "run",
+            "networks/coba.toml",
+            "-q",
+            "--duration-ms",
+            "100000",
+            "--set",
+            "record.flush_interval_ms=5.0",
+            "-o",
+            out.to_str().unwrap(),
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .spawn()
         .unwrap();
@@ -120,7 +254,11 @@ fn sigint_leaves_a_readable_file() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     let f = hdf5::File::open(&out).unwrap();

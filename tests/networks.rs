@@ -26,29 +26,65 @@ fn files(dir: &str) -> Vec<PathBuf> {
 /// 20 steps with its recording set-up; the examples that must show activity do.
 #[test]
 fn every_example_network_loads_and_runs() {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/README.md"))
+            .unwrap();
     let all = files("networks");
-    for required in ["single_synapse", "summation", "nmj_ach", "coba", "cobahh", "large"] {
-        assert!(all.iter().any(|p| p.file_stem().unwrap() == required), "networks/{required}.toml is missing");
+    for required in [
+        "single_synapse",
+        "summation",
+        "nmj_ach",
+        "coba",
+        "cobahh",
+        "large",
+    ] {
+        assert!(
+            all.iter().any(|p| p.file_stem().unwrap() == required),
+            "networks/{required}.toml is missing"
+        );
     }
     for path in all {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(readme.contains(&name), "networks/README.md does not describe {name}");
+        assert!(
+            readme.contains(&name),
+            "networks/README.md does not describe {name}"
+        );
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with("# "), "{name} must be documented at its top");
-        let loaded = spec::load(&path, &["simulation.duration_ms=2.0".into()]).unwrap_or_else(|e| panic!("{e}"));
-        let mut sim = Simulation::new(loaded, BackendKind::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            text.starts_with("# "),
+            "{name} must be documented at its top"
+        );
+        let loaded = spec::load(&path, &["simulation.duration_ms=2.0".into()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut sim =
+            Simulation::new(loaded, BackendKind::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
         if name == "large.toml" {
-            assert!(sim.net.n_neurons() >= 100_000 && sim.net.n_synapses() >= 10_000_000, "large.toml is too small");
+            assert!(
+                sim.net.n_neurons() >= 100_000 && sim.net.n_synapses() >= 10_000_000,
+                "large.toml is too small"
+            );
         }
         let mut rec = MemoryRecorder::default();
-        let s = sim.run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let s = sim
+            .run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(s.steps, 20, "{name}");
         assert!(s.complete);
         for (r, d) in rec.reports.iter().zip(&rec.data) {
             let every = (r.time_ms[2] / sim.model.dt_ms).round() as usize;
-            assert_eq!(d.len(), 20usize.div_ceil(every) * r.n_elements(), "{name}: report {}/{}", r.group, r.variable);
-            assert!(d.iter().all(|x| x.is_finite()), "{name}: non-finite values in {}/{}", r.group, r.variable);
+            assert_eq!(
+                d.len(),
+                20usize.div_ceil(every) * r.n_elements(),
+                "{name}: report {}/{}",
+                r.group,
+                r.variable
+            );
+            assert!(
+                d.iter().all(|x| x.is_finite()),
+                "{name}: non-finite values in {}/{}",
+                r.group,
+                r.variable
+            );
         }
     }
 }
@@ -60,18 +96,29 @@ fn single_synapse_example_behaves() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/single_synapse.toml");
     let mut sim = Simulation::new(spec::load(&path, &[]).unwrap(), BackendKind::Cpu).unwrap();
     let mut rec = MemoryRecorder::default();
-    let s = sim.run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false)).unwrap();
+    let s = sim
+        .run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false))
+        .unwrap();
     assert_eq!(s.spikes[0].1, 11);
-    assert_eq!(s.spikes[1].1, 0, "the postsynaptic cell is held below threshold");
+    assert_eq!(
+        s.spikes[1].1, 0,
+        "the postsynaptic cell is held below threshold"
+    );
     assert!(s.quanta > 5.0);
     let v = rec.series(rec.report("post", "v_mv").unwrap(), 0);
     let vmax = v.iter().cloned().fold(f32::MIN, f32::max);
-    assert!(vmax > -69.0 && vmax < -50.0, "EPSPs should sum below threshold, max V {vmax}");
+    assert!(
+        vmax > -69.0 && vmax < -50.0,
+        "EPSPs should sum below threshold, max V {vmax}"
+    );
     let docked = rec.series(rec.report("pre_to_post", "docked").unwrap(), 0);
     let min_docked = docked.iter().cloned().fold(f32::MAX, f32::min);
     assert!(min_docked < 10.0, "the train should deplete the sites");
     let ca = rec.series(rec.report("pre_to_post", "ca_res_um").unwrap(), 0);
-    assert!(ca.iter().cloned().fold(f32::MIN, f32::max) > 0.2, "residual Ca2+ builds up during the train");
+    assert!(
+        ca.iter().cloned().fold(f32::MIN, f32::max) > 0.2,
+        "residual Ca2+ builds up during the train"
+    );
 }
 
 /// The summation example: test_1 (five synapses together) and test_3 (a fast train)
@@ -81,7 +128,8 @@ fn summation_example_behaves() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/summation.toml");
     let mut sim = Simulation::new(spec::load(&path, &[]).unwrap(), BackendKind::Cpu).unwrap();
     let mut rec = MemoryRecorder::default();
-    sim.run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false)).unwrap();
+    sim.run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false))
+        .unwrap();
     let k = rec.spike_pops.iter().position(|p| p == "test").unwrap();
     let mut fired: Vec<u64> = rec.spike_ids[k].clone();
     fired.sort_unstable();
@@ -97,8 +145,18 @@ fn every_bad_fixture_fails_well() {
     assert!(all.len() >= 15);
     for path in all {
         let text = std::fs::read_to_string(&path).unwrap();
-        let expect = text.lines().find_map(|l| l.strip_prefix("# expect: ")).expect("fixture needs # expect:").to_string();
-        let line: usize = text.lines().find_map(|l| l.strip_prefix("# line: ")).expect("fixture needs # line:").trim().parse().unwrap();
+        let expect = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect: "))
+            .expect("fixture needs # expect:")
+            .to_string();
+        let line: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# line: "))
+            .expect("fixture needs # line:")
+            .trim()
+            .parse()
+            .unwrap();
         let result = spec::load(&path, &[]).and_then(|l| {
             let m = Model::from_spec(&l.file);
             network::build(&l, &m).map(|_| ())
@@ -108,10 +166,20 @@ fn every_bad_fixture_fails_well() {
             Err(e) => e,
         };
         let msg = err.to_string();
-        assert!(msg.contains(&expect), "{}: message `{msg}` lacks `{expect}`", path.display());
-        assert!(msg.contains(&*path.to_string_lossy()), "{}: message `{msg}` does not name the file", path.display());
+        assert!(
+            msg.contains(&expect),
+            "{}: message `{msg}` lacks `{expect}`",
+            path.display()
+        );
+        assert!(
+            msg.contains(&*path.to_string_lossy()),
+            "{}: message `{msg}` does not name the file",
+            path.display()
+        );
         if line > 0 {
-            let e = err.as_spec().unwrap_or_else(|| panic!("{}: not a located error: {msg}", path.display()));
+            let e = err
+                .as_spec()
+                .unwrap_or_else(|| panic!("{}: not a located error: {msg}", path.display()));
             assert_eq!(e.line, line, "{}: {msg}", path.display());
             assert!(e.column > 0 && !e.field.is_empty());
         }
@@ -124,10 +192,28 @@ fn every_bad_fixture_fails_well() {
 fn mutated_files_never_panic() {
     let base: Vec<String> = ["single_synapse", "summation", "nmj_ach"]
         .iter()
-        .map(|n| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("networks/{n}.toml"))).unwrap())
+        .map(|n| {
+            std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("networks/{n}.toml")),
+            )
+            .unwrap()
+        })
         .collect();
     let mut rng = Stream::new(99, 1, 0);
-    let replacements = ["-1.0", "0", "0.0", "1e300", "nan", "inf", "-inf", "4294967296", "\"x\"", "[]", "true", "1e-300"];
+    let replacements = [
+        "-1.0",
+        "0",
+        "0.0",
+        "1e300",
+        "nan",
+        "inf",
+        "-inf",
+        "4294967296",
+        "\"x\"",
+        "[]",
+        "true",
+        "1e-300",
+    ];
     for trial in 0..400 {
         let text = &base[trial % base.len()];
         let mut lines: Vec<String> = text.lines().map(String::from).collect();
@@ -151,11 +237,18 @@ fn mutated_files_never_panic() {
         }
         let mutated = lines.join("\n");
         let outcome = std::panic::catch_unwind(|| {
-            if let Ok(l) = spec::load_str(&mutated, Path::new("mutated.toml"), &["simulation.duration_ms=1.0".into()]) {
+            if let Ok(l) = spec::load_str(
+                &mutated,
+                Path::new("mutated.toml"),
+                &["simulation.duration_ms=1.0".into()],
+            ) {
                 let m = Model::from_spec(&l.file);
                 if network::estimate(&l.file).build_bytes < 1e8 {
                     if let Ok(net) = network::build(&l, &m) {
-                        let mut b = quantal::backend::cpu::CpuBackend::new(std::sync::Arc::new(m), std::sync::Arc::new(net));
+                        let mut b = quantal::backend::cpu::CpuBackend::new(
+                            std::sync::Arc::new(m),
+                            std::sync::Arc::new(net),
+                        );
                         for _ in 0..10 {
                             b.step().unwrap();
                         }
@@ -174,9 +267,15 @@ fn overrides_apply_and_keep_locations() {
     let b = backend_with(text, &["populations.a.size=7", "environment.ca_o_mm=1.5"]);
     assert_eq!(b.network().n_neurons(), 7);
     assert_eq!(b.model().ca_o_mm, 1.5);
-    let err = spec::load_str(text, Path::new("o.toml"), &["populations.a.size=-2".into()]).unwrap_err();
+    let err =
+        spec::load_str(text, Path::new("o.toml"), &["populations.a.size=-2".into()]).unwrap_err();
     assert!(err.to_string().starts_with("o.toml:6:"), "{err}");
-    for bad in ["populations.nobody.size=1", "populations.a=1", "noequals", "simulation..dt_ms=1"] {
+    for bad in [
+        "populations.nobody.size=1",
+        "populations.a=1",
+        "noequals",
+        "simulation..dt_ms=1",
+    ] {
         let e = spec::load_str(text, Path::new("o.toml"), &[bad.into()]).unwrap_err();
         assert!(matches!(e, quantal::Error::Override { .. }), "{bad}: {e}");
     }

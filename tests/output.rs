@@ -18,7 +18,11 @@ fn sim(overrides: &[&str]) -> Simulation {
 }
 
 fn attr_str(f: &hdf5::Location, name: &str) -> String {
-    f.attr(name).unwrap().read_scalar::<VarLenUnicode>().unwrap().to_string()
+    f.attr(name)
+        .unwrap()
+        .read_scalar::<VarLenUnicode>()
+        .unwrap()
+        .to_string()
 }
 
 /// Writes single_synapse.toml to HDF5 and reads every part back, comparing with an
@@ -27,12 +31,20 @@ fn attr_str(f: &hdf5::Location, name: &str) -> String {
 fn hdf5_layout_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ss.h5");
-    let ov = ["simulation.duration_ms=600.0", "environment.ca_o_mm=2.5", "record.flush_interval_ms=50.0"];
+    let ov = [
+        "simulation.duration_ms=600.0",
+        "environment.ca_o_mm=2.5",
+        "record.flush_interval_ms=50.0",
+    ];
     let mut s = sim(&ov);
     let mut rec = Hdf5Recorder::new(&out);
-    let summary = s.run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false)).unwrap();
+    let summary = s
+        .run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false))
+        .unwrap();
     let mut mem = MemoryRecorder::default();
-    sim(&ov).run(&mut mem, &mut |_, _| {}, &AtomicBool::new(false)).unwrap();
+    sim(&ov)
+        .run(&mut mem, &mut |_, _| {}, &AtomicBool::new(false))
+        .unwrap();
 
     let f = File::open(&out).unwrap();
     // Root attributes: how the file was made.
@@ -44,7 +56,10 @@ fn hdf5_layout_round_trip() {
     assert_eq!(f.attr("dt_ms").unwrap().read_scalar::<f64>().unwrap(), 0.1);
     assert_eq!(f.attr("complete").unwrap().read_scalar::<u64>().unwrap(), 1);
     assert_eq!(f.attr("steps").unwrap().read_scalar::<u64>().unwrap(), 6000);
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/single_synapse.toml")).unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/single_synapse.toml"),
+    )
+    .unwrap();
     assert_eq!(attr_str(&f, "network_toml"), text);
     assert!(attr_str(&f, "effective_network_toml").contains("ca_o_mm = 2.5"));
     assert_eq!(attr_str(&f, "overrides"), ov.join("\n"));
@@ -54,46 +69,98 @@ fn hdf5_layout_round_trip() {
         let g = f.group(&format!("spikes/{pop}")).unwrap();
         assert_eq!(attr_str(&g, "sorting"), "by_time");
         let ts = g.dataset("timestamps").unwrap();
-        assert_eq!(ts.dtype().unwrap().to_descriptor().unwrap(), TypeDescriptor::Float(hdf5::types::FloatSize::U8));
+        assert_eq!(
+            ts.dtype().unwrap().to_descriptor().unwrap(),
+            TypeDescriptor::Float(hdf5::types::FloatSize::U8)
+        );
         assert_eq!(attr_str(&ts, "units"), "ms");
         let ids = g.dataset("node_ids").unwrap();
-        assert_eq!(ids.dtype().unwrap().to_descriptor().unwrap(), TypeDescriptor::Unsigned(hdf5::types::IntSize::U8));
+        assert_eq!(
+            ids.dtype().unwrap().to_descriptor().unwrap(),
+            TypeDescriptor::Unsigned(hdf5::types::IntSize::U8)
+        );
         let t = ts.read_raw::<f64>().unwrap();
         assert_eq!(t, mem.spike_times[k]);
         assert_eq!(ids.read_raw::<u64>().unwrap(), mem.spike_ids[k]);
         assert!(t.windows(2).all(|w| w[0] <= w[1]), "sorted by time");
     }
-    let pre = f.dataset("spikes/pre/timestamps").unwrap().read_raw::<f64>().unwrap();
+    let pre = f
+        .dataset("spikes/pre/timestamps")
+        .unwrap()
+        .read_raw::<f64>()
+        .unwrap();
     // Spike-time source at 10, 60, ... ms: step 100 stamped at the end of the step.
     assert!((pre[0] - 10.1).abs() < 1e-9, "{}", pre[0]);
     assert_eq!(summary.spikes[0].1 as usize, pre.len());
 
     // Reports: /report/<group>/<variable>/{data f32 (time × element), mapping/...}.
     for (r, desc) in mem.reports.iter().enumerate() {
-        let g = f.group(&format!("report/{}/{}", desc.group, desc.variable)).unwrap();
+        let g = f
+            .group(&format!("report/{}/{}", desc.group, desc.variable))
+            .unwrap();
         let d = g.dataset("data").unwrap();
-        assert_eq!(d.dtype().unwrap().to_descriptor().unwrap(), TypeDescriptor::Float(hdf5::types::FloatSize::U4));
+        assert_eq!(
+            d.dtype().unwrap().to_descriptor().unwrap(),
+            TypeDescriptor::Float(hdf5::types::FloatSize::U4)
+        );
         assert_eq!(d.shape(), vec![6000, desc.n_elements()]);
         assert_eq!(attr_str(&d, "units"), desc.units);
         assert!(d.chunk().is_some(), "report data must be chunked");
-        assert_eq!(d.read_raw::<f32>().unwrap(), mem.data[r], "{}/{}", desc.group, desc.variable);
+        assert_eq!(
+            d.read_raw::<f32>().unwrap(),
+            mem.data[r],
+            "{}/{}",
+            desc.group,
+            desc.variable
+        );
         let m = g.group("mapping").unwrap();
-        assert_eq!(m.dataset("node_ids").unwrap().read_raw::<u64>().unwrap(), desc.node_ids);
-        assert_eq!(m.dataset("element_ids").unwrap().read_raw::<u64>().unwrap(), desc.element_ids);
-        assert_eq!(m.dataset("index_pointer").unwrap().read_raw::<u64>().unwrap(), desc.index_pointer);
+        assert_eq!(
+            m.dataset("node_ids").unwrap().read_raw::<u64>().unwrap(),
+            desc.node_ids
+        );
+        assert_eq!(
+            m.dataset("element_ids").unwrap().read_raw::<u64>().unwrap(),
+            desc.element_ids
+        );
+        assert_eq!(
+            m.dataset("index_pointer")
+                .unwrap()
+                .read_raw::<u64>()
+                .unwrap(),
+            desc.index_pointer
+        );
         let time = m.dataset("time").unwrap();
         assert_eq!(time.read_raw::<f64>().unwrap(), vec![0.0, 600.0, 0.1]);
         assert_eq!(attr_str(&time, "units"), "ms");
     }
-    for (group, var, units) in [("post", "v_mv", "mV"), ("post", "g_glu_nmda_ns", "nS"), ("pre_to_post", "ca_res_um", "uM"), ("pre_to_post", "docked", "vesicles"), ("pre_to_post", "cleft_mm", "mM"), ("pre_to_post", "r_ampa", "1")] {
+    for (group, var, units) in [
+        ("post", "v_mv", "mV"),
+        ("post", "g_glu_nmda_ns", "nS"),
+        ("pre_to_post", "ca_res_um", "uM"),
+        ("pre_to_post", "docked", "vesicles"),
+        ("pre_to_post", "cleft_mm", "mM"),
+        ("pre_to_post", "r_ampa", "1"),
+    ] {
         let d = f.dataset(&format!("report/{group}/{var}/data")).unwrap();
         assert_eq!(attr_str(&d, "units"), units, "{group}/{var}");
     }
     // Synapse report mapping: the target node and the projection-local synapse id.
     let m = f.group("report/pre_to_post/released/mapping").unwrap();
-    assert_eq!(m.dataset("node_ids").unwrap().read_raw::<u64>().unwrap(), vec![0]);
-    assert_eq!(m.dataset("element_ids").unwrap().read_raw::<u64>().unwrap(), vec![0]);
-    let released: f32 = f.dataset("report/pre_to_post/released/data").unwrap().read_raw::<f32>().unwrap().iter().sum();
+    assert_eq!(
+        m.dataset("node_ids").unwrap().read_raw::<u64>().unwrap(),
+        vec![0]
+    );
+    assert_eq!(
+        m.dataset("element_ids").unwrap().read_raw::<u64>().unwrap(),
+        vec![0]
+    );
+    let released: f32 = f
+        .dataset("report/pre_to_post/released/data")
+        .unwrap()
+        .read_raw::<f32>()
+        .unwrap()
+        .iter()
+        .sum();
     assert_eq!(released as f64, summary.quanta);
 }
 
@@ -127,15 +194,27 @@ fn interrupted_run_leaves_a_readable_file() {
     assert_eq!(f.attr("steps").unwrap().read_scalar::<u64>().unwrap(), step);
     let rows = f.dataset("report/post/v_mv/data").unwrap().shape()[0];
     assert_eq!(rows as u64, step);
-    let pre = f.dataset("spikes/pre/timestamps").unwrap().read_raw::<f64>().unwrap();
-    assert_eq!(pre.len(), 6, "spikes at 10..260 ms happened before step {step}");
+    let pre = f
+        .dataset("spikes/pre/timestamps")
+        .unwrap()
+        .read_raw::<f64>()
+        .unwrap();
+    assert_eq!(
+        pre.len(),
+        6,
+        "spikes at 10..260 ms happened before step {step}"
+    );
 }
 
 /// A flush happens every flush interval: the recorder sees the file grow during the run.
 #[test]
 fn flushes_during_the_run() {
-    let mut s = sim(&["simulation.duration_ms=100.0", "record.flush_interval_ms=10.0"]);
+    let mut s = sim(&[
+        "simulation.duration_ms=100.0",
+        "record.flush_interval_ms=10.0",
+    ]);
     let mut mem = MemoryRecorder::default();
-    s.run(&mut mem, &mut |_, _| {}, &AtomicBool::new(false)).unwrap();
+    s.run(&mut mem, &mut |_, _| {}, &AtomicBool::new(false))
+        .unwrap();
     assert_eq!(mem.flushes, 11, "10 periodic flushes and the final one");
 }

@@ -70,38 +70,64 @@ fn released_now(b: &CpuBackend) -> Vec<f64> {
 #[test]
 fn binomial_quantal_statistics() {
     for (n, p, m_hat_want) in [(5u32, 0.3f64, 1.783f64), (10, 0.5, 6.93)] {
-        let mut b = backend(&trials(100, 1000, "[0.0]", &ca(&format!("n_sites = {n}\np_ref = {p}"))));
+        let mut b = backend(&trials(
+            100,
+            1000,
+            "[0.0]",
+            &ca(&format!("n_sites = {n}\np_ref = {p}")),
+        ));
         run(&mut b, 2);
         let k = released_now(&b);
         let m = k.len() as f64;
         assert_eq!(m, 1e5);
         let (mean, se) = mean_se(&k);
         let nf = n as f64;
-        assert!((mean - nf * p).abs() < 4.0 * se, "N={n} p={p}: mean {mean} vs {} (SE {se})", nf * p);
+        assert!(
+            (mean - nf * p).abs() < 4.0 * se,
+            "N={n} p={p}: mean {mean} vs {} (SE {se})",
+            nf * p
+        );
         let var = k.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (m - 1.0);
         let mu4 = k.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / m;
         let se_var = ((mu4 - var * var) / m).sqrt();
         let var_want = nf * p * (1.0 - p);
-        assert!((var - var_want).abs() < 4.0 * se_var, "variance {var} vs {var_want} (SE {se_var})");
+        assert!(
+            (var - var_want).abs() < 4.0 * se_var,
+            "variance {var} vs {var_want} (SE {se_var})"
+        );
         let cv = var.sqrt() / mean;
         Tolerance::rel(0.02).check("CV", cv, ((1.0 - p) / (nf * p)).sqrt());
         let n0 = k.iter().filter(|&&x| x == 0.0).count() as f64;
         let p0 = (1.0 - p).powi(n as i32);
         let se0 = (p0 * (1.0 - p0) / m).sqrt();
-        assert!((n0 / m - p0).abs() < 4.0 * se0, "failure rate {} vs {p0}", n0 / m);
+        assert!(
+            (n0 / m - p0).abs() < 4.0 * se0,
+            "failure rate {} vs {p0}",
+            n0 / m
+        );
         let m_hat = (m / n0).ln();
         let se_m = ((1.0 - p0) / (m * p0)).sqrt();
-        assert!((m_hat - m_hat_want).abs() < 4.0 * se_m + 0.005, "method of failures {m_hat} vs {m_hat_want}");
+        assert!(
+            (m_hat - m_hat_want).abs() < 4.0 * se_m + 0.005,
+            "method of failures {m_hat} vs {m_hat_want}"
+        );
         // χ², 5 bins (k = 0..3 and ≥ 4 for N = 5; centred bins for N = 10), df = 4: < 18.47 (p = 0.001).
         let binom = |j: u32| {
             let c = (0..j).fold(1.0, |a, i| a * (nf - i as f64) / (i as f64 + 1.0));
             c * p.powi(j as i32) * (1.0 - p).powi((n - j) as i32)
         };
-        let edges: Vec<(u32, u32)> = if n == 5 { vec![(0, 0), (1, 1), (2, 2), (3, 3), (4, 5)] } else { vec![(0, 3), (4, 4), (5, 5), (6, 6), (7, 10)] };
+        let edges: Vec<(u32, u32)> = if n == 5 {
+            vec![(0, 0), (1, 1), (2, 2), (3, 3), (4, 5)]
+        } else {
+            vec![(0, 3), (4, 4), (5, 5), (6, 6), (7, 10)]
+        };
         let chi2: f64 = edges
             .iter()
             .map(|&(a, z)| {
-                let obs = k.iter().filter(|&&x| x as u32 >= a && x as u32 <= z).count() as f64;
+                let obs = k
+                    .iter()
+                    .filter(|&&x| x as u32 >= a && x as u32 <= z)
+                    .count() as f64;
                 let exp = m * (a..=z).map(binom).sum::<f64>();
                 (obs - exp).powi(2) / exp
             })
@@ -124,7 +150,10 @@ fn variance_mean_parabola() {
         let mu4 = k.iter().map(|x| (x - mu).powi(4)).sum::<f64>() / m;
         let se = ((mu4 - var * var) / m).sqrt();
         let want = mu - mu * mu / 8.0;
-        assert!((var - want).abs() < 4.0 * se + 0.01, "[Ca]o {ca_mm}: var {var} vs parabola {want}");
+        assert!(
+            (var - want).abs() < 4.0 * se + 0.01,
+            "[Ca]o {ca_mm}: var {var} vs parabola {want}"
+        );
     }
 }
 
@@ -155,11 +184,20 @@ fn dodge_rahamimoff_fourth_power() {
     for (ca_mm, p_want, slope_want) in table {
         Tolerance::rel(1e-4).check(&format!("p_v at {ca_mm} mM"), p_at(ca_mm), p_want);
         let h = 0.01;
-        let slope = (p_at(ca_mm * (1.0 + h)).ln() - p_at(ca_mm * (1.0 - h)).ln()) / ((1.0 + h) / (1.0 - h)).ln();
+        let slope = (p_at(ca_mm * (1.0 + h)).ln() - p_at(ca_mm * (1.0 - h)).ln())
+            / ((1.0 + h) / (1.0 - h)).ln();
         Tolerance::abs(0.05).check(&format!("log-log slope at {ca_mm} mM"), slope, slope_want);
     }
     // Mg2+ lowers release without changing the low-[Ca]o slope much (Dodge & Rahamimoff 1967).
-    let loaded = quantal::spec::load_str(&text, Path::new("dr.toml"), &["environment.ca_o_mm=0.2".into(), "environment.mg_o_mm=4.0".into()]).unwrap();
+    let loaded = quantal::spec::load_str(
+        &text,
+        Path::new("dr.toml"),
+        &[
+            "environment.ca_o_mm=0.2".into(),
+            "environment.mg_o_mm=4.0".into(),
+        ],
+    )
+    .unwrap();
     let p_mg = ca_release_probability(&Model::from_spec(&loaded.file).syn_types[0].gpu, 0.0) as f64;
     assert!(p_mg < p_at(0.2));
 }
@@ -179,11 +217,19 @@ fn paired_pulse_ratio_ca_default() {
         let (m2, _) = mean_se(&k2);
         let v1 = k1.iter().map(|x| (x - m1).powi(2)).sum::<f64>() / m;
         let v2 = k2.iter().map(|x| (x - m2).powi(2)).sum::<f64>() / m;
-        let c12 = k1.iter().zip(&k2).map(|(a, b)| (a - m1) * (b - m2)).sum::<f64>() / m;
+        let c12 = k1
+            .iter()
+            .zip(&k2)
+            .map(|(a, b)| (a - m1) * (b - m2))
+            .sum::<f64>()
+            / m;
         let r = m2 / m1;
         let se = r * (v2 / (m * m2 * m2) + v1 / (m * m1 * m1) - 2.0 * c12 / (m * m1 * m2)).sqrt();
         let tol = 4.0 * (se * se + want_se * want_se).sqrt();
-        assert!((r - want).abs() < tol, "PPR({interval}) = {r} ± {se}, reference {want} ± {want_se}");
+        assert!(
+            (r - want).abs() < tol,
+            "PPR({interval}) = {r} ± {se}, reference {want} ± {want_se}"
+        );
     }
 }
 
@@ -202,7 +248,9 @@ fn tm_reference(u0: f64, d: f64, f: f64, isi: f64, n: usize) -> Vec<f64> {
 /// Amplitudes (quanta per spike) of one tm_mean synapse driven at `rate_hz`.
 fn tm_mean_amplitudes(u: f64, d: f64, f: f64, rate_hz: f64, pulses: usize) -> Vec<f64> {
     let isi = 1000.0 / rate_hz;
-    let times: Vec<String> = (0..pulses).map(|k| format!("{:?}", k as f64 * isi)).collect();
+    let times: Vec<String> = (0..pulses)
+        .map(|k| format!("{:?}", k as f64 * isi))
+        .collect();
     let text = trials(1, 1, &format!("[{}]", times.join(", ")), &format!("release = \"tm_mean\"\n[synapse_types.tm]\nn_sites = 1\nu = {u}\ntau_rec_ms = {d}\ntau_fac_ms = {f}\n"))
         .replace("duration_ms = 2000.0", &format!("duration_ms = {}", isi * pulses as f64 + 10.0));
     let mut b = backend(&text);
@@ -225,28 +273,56 @@ fn tm_mean_amplitudes(u: f64, d: f64, f: f64, rate_hz: f64, pulses: usize) -> Ve
 fn tsodyks_markram_steady_state() {
     let rates = [1.0, 5.0, 10.0, 20.0, 40.0, 100.0];
     let table: [((f64, f64, f64), [f64; 6]); 5] = [
-        ((0.5, 800.0, 0.0), [0.8328, 0.3623, 0.2103, 0.1143, 0.0597, 0.0245]),
-        ((0.5, 671.0, 17.0), [0.8730, 0.4099, 0.2433, 0.1345, 0.0711, 0.0294]),
-        ((0.25, 706.0, 21.0), [0.9259, 0.5671, 0.3793, 0.2306, 0.1297, 0.0554]),
-        ((0.03, 130.0, 530.0), [1.1723, 2.9146, 4.4905, 5.5162, 4.6259, 2.3623]),
-        ((0.09, 138.0, 670.0), [1.2571, 2.8372, 3.3249, 2.7659, 1.7346, 0.7686]),
+        (
+            (0.5, 800.0, 0.0),
+            [0.8328, 0.3623, 0.2103, 0.1143, 0.0597, 0.0245],
+        ),
+        (
+            (0.5, 671.0, 17.0),
+            [0.8730, 0.4099, 0.2433, 0.1345, 0.0711, 0.0294],
+        ),
+        (
+            (0.25, 706.0, 21.0),
+            [0.9259, 0.5671, 0.3793, 0.2306, 0.1297, 0.0554],
+        ),
+        (
+            (0.03, 130.0, 530.0),
+            [1.1723, 2.9146, 4.4905, 5.5162, 4.6259, 2.3623],
+        ),
+        (
+            (0.09, 138.0, 670.0),
+            [1.2571, 2.8372, 3.3249, 2.7659, 1.7346, 0.7686],
+        ),
     ];
     for ((u, d, f), want) in table {
         for (k, &rate) in rates.iter().enumerate() {
             let pulses = if rate < 2.0 { 60 } else { 400 };
             let a = tm_mean_amplitudes(u, d, f, rate, pulses);
-            Tolerance::printed(4).check(&format!("A_ss/A_1 for ({u}, {d}, {f}) at {rate} Hz"), a[pulses - 1] / a[0], want[k]);
+            Tolerance::printed(4).check(
+                &format!("A_ss/A_1 for ({u}, {d}, {f}) at {rate} Hz"),
+                a[pulses - 1] / a[0],
+                want[k],
+            );
         }
     }
     let a = tm_mean_amplitudes(0.5, 800.0, 0.0, 20.0, 10);
-    for (n, w) in [1.000, 0.530, 0.310, 0.206, 0.157, 0.135, 0.124, 0.119, 0.116, 0.115].iter().enumerate() {
+    for (n, w) in [
+        1.000, 0.530, 0.310, 0.206, 0.157, 0.135, 0.124, 0.119, 0.116, 0.115,
+    ]
+    .iter()
+    .enumerate()
+    {
         Tolerance::printed(3).check(&format!("20 Hz train pulse {}", n + 1), a[n] / a[0], *w);
     }
     // 1/f: A_ss/A_SE → 1/(f τ_rec); within 10 % for f ≥ 16.9 Hz, not at 10 Hz.
     for (rate, within) in [(10.0, false), (20.0, true), (40.0, true), (100.0, true)] {
         let a = tm_mean_amplitudes(0.5, 800.0, 0.0, rate, 400);
         let ratio = a[399] / (1000.0 / (rate * 800.0));
-        assert_eq!((ratio - 1.0).abs() < 0.1, within, "{rate} Hz: A_ss·f·τ_rec/A_SE = {ratio}");
+        assert_eq!(
+            (ratio - 1.0).abs() < 0.1,
+            within,
+            "{rate} Hz: A_ss·f·τ_rec/A_SE = {ratio}"
+        );
         if rate == 100.0 {
             // The spec prints 0.01225 (= 0.5 × the rounded table value 0.0245); the closed
             // form gives 0.012270, so compare at the table's precision.
@@ -270,7 +346,11 @@ fn tm_stochastic_mean_equals_tm() {
             run(&mut b, 1);
             let k: Vec<f64> = released_now(&b).iter().map(|x| x / 10.0).collect();
             let (m, se) = mean_se(&k);
-            assert!((m - w).abs() < 4.0 * se, "({u}, {d}, {f}) pulse {}: {m} ± {se} vs TM {w}", n + 1);
+            assert!(
+                (m - w).abs() < 4.0 * se,
+                "({u}, {d}, {f}) pulse {}: {m} ± {se} vs TM {w}",
+                n + 1
+            );
             run(&mut b, (isi / 0.1) as u32 - 1);
         }
     }
@@ -291,13 +371,28 @@ fn vesicle_conservation() {
         let st = b.state_ref();
         for i in 0..st.sites.len() {
             let total = st.sites[i].count_ones() + st.reserve[i] + st.endo[i];
-            assert_eq!(total, 8 + 12, "synapse {i} at step {}: sites {:b} reserve {} endo {}", st.step, st.sites[i], st.reserve[i], st.endo[i]);
-            assert_eq!(st.committed[i] & !st.sites[i], 0, "committed sites must be occupied");
+            assert_eq!(
+                total,
+                8 + 12,
+                "synapse {i} at step {}: sites {:b} reserve {} endo {}",
+                st.step,
+                st.sites[i],
+                st.reserve[i],
+                st.endo[i]
+            );
+            assert_eq!(
+                st.committed[i] & !st.sites[i],
+                0,
+                "committed sites must be occupied"
+            );
             saw_async |= st.committed[i] != 0;
         }
         async_fused += b.quanta_last_step();
     }
-    assert!(saw_async && async_fused > 0.0, "the protocol must exercise asynchronous release");
+    assert!(
+        saw_async && async_fused > 0.0,
+        "the protocol must exercise asynchronous release"
+    );
 }
 
 /// §8i spontaneous release: no APs, fast refilling (k0 = 1000/s); minis per synapse per
@@ -316,7 +411,10 @@ fn spontaneous_release_rate() {
     }
     let t_s = 5.0;
     let want = lambda * 5.0 * 1000.0 / (1000.0 + lambda) * 200.0 * t_s;
-    assert!((minis - want).abs() < 4.0 * want.sqrt(), "minis {minis} vs {want}");
+    assert!(
+        (minis - want).abs() < 4.0 * want.sqrt(),
+        "minis {minis} vs {want}"
+    );
 }
 
 /// §8i: a spike emitted at step s arrives at step s + delay_steps exactly: no loss, no
@@ -325,8 +423,16 @@ fn spontaneous_release_rate() {
 fn delays_are_exact_across_ring_wrap() {
     let delays = [0.1, 0.7, 2.3, 6.4, 6.5, 30.0];
     let spike_steps: Vec<u32> = vec![0, 1, 2, 5, 64, 65, 300, 301, 302, 601, 900, 1203, 1499];
-    let times: Vec<String> = spike_steps.iter().map(|s| format!("{:?}", *s as f64 * 0.1)).collect();
-    let mut text = trials(1, 1, &format!("[{}]", times.join(", ")), "release = \"tm_mean\"\n[synapse_types.tm]\nn_sites = 1\nu = 1.0\ntau_rec_ms = 0.001\n");
+    let times: Vec<String> = spike_steps
+        .iter()
+        .map(|s| format!("{:?}", *s as f64 * 0.1))
+        .collect();
+    let mut text = trials(
+        1,
+        1,
+        &format!("[{}]", times.join(", ")),
+        "release = \"tm_mean\"\n[synapse_types.tm]\nn_sites = 1\nu = 1.0\ntau_rec_ms = 0.001\n",
+    );
     text = text.split("[[projections]]").next().unwrap().to_string();
     for (k, d) in delays.iter().enumerate() {
         text.push_str(&format!("[[projections]]\nname = \"d{k}\"\nsource = \"pre\"\ntarget = \"post\"\nsynapse = \"s\"\nrule = \"all_to_all\"\ndelay_ms = {d}\n"));
@@ -368,7 +474,8 @@ fn nach(k_enzyme: f64) -> Vec<f64> {
     (0..300)
         .map(|_| {
             b.step().unwrap();
-            b.sample(&[Probe::Synapse(SynVar::R(0), 0)], &mut buf).unwrap();
+            b.sample(&[Probe::Synapse(SynVar::R(0), 0)], &mut buf)
+                .unwrap();
             buf[0] as f64
         })
         .collect()
@@ -382,11 +489,24 @@ fn ache_knockout_prolongs_nach_current() {
     let without = nach(0.0);
     let charge = |x: &[f64]| x.iter().sum::<f64>() * 0.1;
     let half_decay = |x: &[f64]| {
-        let (ip, p) = x.iter().enumerate().fold((0, 0.0), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
+        let (ip, p) = x
+            .iter()
+            .enumerate()
+            .fold((0, 0.0), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
         (ip..x.len()).find(|&i| x[i] < 0.5 * p).unwrap() as f64 * 0.1
     };
-    assert!(charge(&without) > 2.0 * charge(&with), "charge {} vs {}", charge(&without), charge(&with));
-    assert!(half_decay(&without) > half_decay(&with) + 0.5, "half decay {} vs {}", half_decay(&without), half_decay(&with));
+    assert!(
+        charge(&without) > 2.0 * charge(&with),
+        "charge {} vs {}",
+        charge(&without),
+        charge(&with)
+    );
+    assert!(
+        half_decay(&without) > half_decay(&with) + 0.5,
+        "half decay {} vs {}",
+        half_decay(&without),
+        half_decay(&with)
+    );
 }
 
 const RICH: &str = r#"

@@ -59,7 +59,13 @@ pub fn nmda_block(v_mv: f32, mg_o_mm: f32) -> f32 {
 pub fn pow_table(dt_ms: f64, tau_ms: f64) -> PowTable {
     let mut f = [0f32; POW_BITS];
     for (b, x) in f.iter_mut().enumerate() {
-        *x = if tau_ms.is_infinite() { 1.0 } else if tau_ms <= 0.0 { 0.0 } else { (-(2f64.powi(b as i32)) * dt_ms / tau_ms).exp() as f32 };
+        *x = if tau_ms.is_infinite() {
+            1.0
+        } else if tau_ms <= 0.0 {
+            0.0
+        } else {
+            (-(2f64.powi(b as i32)) * dt_ms / tau_ms).exp() as f32
+        };
     }
     PowTable { f }
 }
@@ -209,17 +215,29 @@ impl Model {
                     g.i_bias_pa = h.i_bias_pa.unwrap_or(0.0) as f32;
                 }
                 NeuronModel::Poisson => {
-                    let ps = p.poisson.as_ref().expect("validated: poisson table present");
+                    let ps = p
+                        .poisson
+                        .as_ref()
+                        .expect("validated: poisson table present");
                     g.model = layout::neuron::POISSON;
                     g.p_spike = (1.0 - (-ps.rate_hz * 1e-3 * dt).exp()) as f32;
                     g.start_step = (ps.start_ms / dt).round() as u32;
-                    g.stop_step = ps.stop_ms.map(|s| (s / dt).round().min(u32::MAX as f64) as u32).unwrap_or(u32::MAX);
+                    g.stop_step = ps
+                        .stop_ms
+                        .map(|s| (s / dt).round().min(u32::MAX as f64) as u32)
+                        .unwrap_or(u32::MAX);
                 }
                 NeuronModel::SpikeTimes => {
                     g.model = layout::neuron::SPIKE_TIMES;
                 }
             }
-            pops.push(PopModel { name: p.name.clone(), model: p.model, size: p.size as u32, first, gpu: g });
+            pops.push(PopModel {
+                name: p.name.clone(),
+                model: p.model,
+                size: p.size as u32,
+                first,
+                gpu: g,
+            });
             first += p.size as u32;
         }
 
@@ -243,8 +261,17 @@ impl Model {
                     g.k_p_pow_n = ((p_max - p_ref) / p_ref) as f32;
                     g.hill_n = ca.hill_n.unwrap_or(4.0) as f32;
                     g.phi_f = ca.phi_f.unwrap_or(0.916) as f32;
-                    g.k_f = ca.k_f.unwrap_or(if law == FacilitationLaw::Dkr { 0.6713 } else { 0.5 }) as f32;
-                    g.c_drive = ca_drive(f.environment.ca_o_mm, f.environment.mg_o_mm, ca.k_ca_mm.unwrap_or(2.0), ca.k_mg_mm.unwrap_or(3.0)) as f32;
+                    g.k_f = ca.k_f.unwrap_or(if law == FacilitationLaw::Dkr {
+                        0.6713
+                    } else {
+                        0.5
+                    }) as f32;
+                    g.c_drive = ca_drive(
+                        f.environment.ca_o_mm,
+                        f.environment.mg_o_mm,
+                        ca.k_ca_mm.unwrap_or(2.0),
+                        ca.k_mg_mm.unwrap_or(3.0),
+                    ) as f32;
                     let tau_d = ca.tau_d_ms.unwrap_or(50.0);
                     let k0 = ca.k0_per_s.unwrap_or(2.0) * 1e-3;
                     let kmax = ca.kmax_per_s.unwrap_or(30.0) * 1e-3;
@@ -258,7 +285,11 @@ impl Model {
                 }
                 ReleaseModel::TmStochastic | ReleaseModel::TmMean => {
                     let tm = s.tm.clone().unwrap_or_default();
-                    g.release = if s.release == ReleaseModel::TmMean { layout::release::TM_MEAN } else { layout::release::TM_STOCHASTIC };
+                    g.release = if s.release == ReleaseModel::TmMean {
+                        layout::release::TM_MEAN
+                    } else {
+                        layout::release::TM_STOCHASTIC
+                    };
                     g.n_sites = tm.n_sites.unwrap_or(5);
                     g.tm_u = tm.u.unwrap_or(0.5) as f32;
                     g.tab_fac = table(tm.tau_fac_ms.unwrap_or(0.0));
@@ -272,14 +303,22 @@ impl Model {
             g.async_rho = ves.async_rho.unwrap_or(if is_ca { 0.05 } else { 0.0 }) as f32;
             let tau_a = ves.tau_async_ms.unwrap_or(30.0);
             g.tau_async_steps = (tau_a / dt) as f32;
-            let max_async_steps = if g.async_rho > 0.0 { (ASYNC_TRUNCATION_TAUS * tau_a / dt).ceil() as u32 } else { 0 };
-            let spont = ves.spont_rate_per_s.unwrap_or(if is_ca { 2e-4 } else { 0.0 });
+            let max_async_steps = if g.async_rho > 0.0 {
+                (ASYNC_TRUNCATION_TAUS * tau_a / dt).ceil() as u32
+            } else {
+                0
+            };
+            let spont = ves
+                .spont_rate_per_s
+                .unwrap_or(if is_ca { 2e-4 } else { 0.0 });
             g.spont_per_site_step = (spont * 1e-3 * dt) as f32;
 
             let cl = s.cleft.clone().unwrap_or_default();
             let (dt_mm, kd, ku, ke) = cleft_defaults(s.transmitter);
             g.delta_t_mm = cl.delta_t_mm.unwrap_or(dt_mm) as f32;
-            let k_clear = cl.k_diffusion_per_ms.unwrap_or(kd) + cl.k_uptake_per_ms.unwrap_or(ku) + cl.k_enzyme_per_ms.unwrap_or(ke);
+            let k_clear = cl.k_diffusion_per_ms.unwrap_or(kd)
+                + cl.k_uptake_per_ms.unwrap_or(ku)
+                + cl.k_enzyme_per_ms.unwrap_or(ke);
             g.clear_half = (-dt * k_clear / 2.0).exp() as f32;
             g.clear_full = (-dt * k_clear).exp() as f32;
             g.clear_threshold_mm = cl.clear_threshold_mm.unwrap_or(1e-4) as f32;
@@ -305,7 +344,12 @@ impl Model {
                     ReceptorKind::GabaB => r.k2_per_ms.unwrap_or(b),
                     _ => r.beta_per_ms.unwrap_or(b),
                 };
-                let gaba_b = [r.k3_per_ms.unwrap_or(0.098), r.k4_per_ms.unwrap_or(0.033), r.k_d.unwrap_or(100.0), r.n_hill.unwrap_or(4.0)];
+                let gaba_b = [
+                    r.k3_per_ms.unwrap_or(0.098),
+                    r.k4_per_ms.unwrap_or(0.033),
+                    r.k_d.unwrap_or(100.0),
+                    r.n_hill.unwrap_or(4.0),
+                ];
                 let m = ReceptorModel {
                     kind: r.kind,
                     syn_type: ti,
@@ -384,7 +428,10 @@ mod tests {
             let exact = (-(d as f64) * 0.1 / 100.0).exp();
             let got = pow_decay(&t, d) as f64;
             // Each factor carries ≤ 0.5 ulp; at most 32 factors.
-            assert!((got - exact).abs() <= 32.0 * f32::EPSILON as f64 * exact.max(1e-30) + 1e-38, "d={d}: {got} vs {exact}");
+            assert!(
+                (got - exact).abs() <= 32.0 * f32::EPSILON as f64 * exact.max(1e-30) + 1e-38,
+                "d={d}: {got} vs {exact}"
+            );
         }
     }
 
@@ -415,7 +462,10 @@ mod tests {
         for (v, mg, want) in cases {
             let got = nmda_block(v, mg);
             // Half a unit in the last printed digit (§8 rule), 4 decimals.
-            assert!((got - want).abs() <= 0.5e-4 + 1e-6, "B({v}, {mg}) = {got}, spec {want}");
+            assert!(
+                (got - want).abs() <= 0.5e-4 + 1e-6,
+                "B({v}, {mg}) = {got}, spec {want}"
+            );
         }
     }
 }

@@ -14,7 +14,8 @@ use crate::error::Error;
 use crate::model::{Model, MYELINATED_M_PER_S_PER_UM, UNMYELINATED_K};
 use crate::philox::Stream;
 use crate::spec::{
-    validate, DistanceProfile, Fibre, Layout, LoadedNetwork, NetworkFile, NeuronModel, PopulationSpec, Rule, SpecPath,
+    validate, DistanceProfile, Fibre, Layout, LoadedNetwork, NetworkFile, NeuronModel,
+    PopulationSpec, Rule, SpecPath,
 };
 
 /// Bytes of CPU state per synapse: static (post 4, type 2, delay 2, weight 4, out CSR 4)
@@ -120,7 +121,13 @@ pub struct Estimate {
 
 /// Expected sizes and memory of a validated file.
 pub fn estimate(f: &NetworkFile) -> Estimate {
-    let size = |n: &str| f.populations.iter().find(|p| p.name == n).map(|p| p.size as f64).unwrap_or(0.0);
+    let size = |n: &str| {
+        f.populations
+            .iter()
+            .find(|p| p.name == n)
+            .map(|p| p.size as f64)
+            .unwrap_or(0.0)
+    };
     let neurons: u64 = f.populations.iter().map(|p| p.size).sum();
     let n_receptors: usize = f.synapse_types.iter().map(|s| s.receptors.len()).sum();
     let synapses: Vec<(String, f64)> = f
@@ -131,7 +138,9 @@ pub fn estimate(f: &NetworkFile) -> Estimate {
             let n = match p.rule {
                 Rule::AllToAll => ns * nt,
                 Rule::OneToOne => nt,
-                Rule::FixedProbability => p.p.or(p.distance.as_ref().map(|d| d.p_max)).unwrap_or(0.0) * ns * nt,
+                Rule::FixedProbability => {
+                    p.p.or(p.distance.as_ref().map(|d| d.p_max)).unwrap_or(0.0) * ns * nt
+                }
                 Rule::FixedIndegree => p.indegree.unwrap_or(0) as f64 * nt,
                 Rule::Pairs => p.pairs.as_ref().map(|v| v.len()).unwrap_or(0) as f64,
             };
@@ -139,9 +148,15 @@ pub fn estimate(f: &NetworkFile) -> Estimate {
         })
         .collect();
     let total_syn: f64 = synapses.iter().map(|s| s.1).sum();
-    let neuron_bytes = neurons as f64 * (BYTES_PER_NEURON + BYTES_PER_NEURON_RECEPTOR * n_receptors as u64) as f64;
+    let neuron_bytes =
+        neurons as f64 * (BYTES_PER_NEURON + BYTES_PER_NEURON_RECEPTOR * n_receptors as u64) as f64;
     let cpu_bytes = neuron_bytes + total_syn * BYTES_PER_SYNAPSE as f64;
-    Estimate { neurons, synapses, cpu_bytes, build_bytes: cpu_bytes + total_syn * BUILD_BYTES_PER_SYNAPSE as f64 }
+    Estimate {
+        neurons,
+        synapses,
+        cpu_bytes,
+        build_bytes: cpu_bytes + total_syn * BUILD_BYTES_PER_SYNAPSE as f64,
+    }
 }
 
 /// Memory available to this process in bytes (MemAvailable), or 8 GiB if unknown.
@@ -149,7 +164,10 @@ pub fn available_memory() -> f64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok())
+            s.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map(|kb| kb * 1024.0)
         .unwrap_or(8.0 * (1u64 << 30) as f64)
@@ -164,24 +182,52 @@ fn positions(p: &PopulationSpec, seed: u64, pop_index: usize) -> Option<Vec<DVec
         Layout::Grid => {
             let [nx, ny, _] = pos.shape.expect("validated");
             let sp = pos.spacing_um.expect("validated");
-            (0..n as u64).map(|i| o + sp * DVec3::new((i % nx) as f64, ((i / nx) % ny) as f64, (i / (nx * ny)) as f64)).collect()
+            (0..n as u64)
+                .map(|i| {
+                    o + sp
+                        * DVec3::new(
+                            (i % nx) as f64,
+                            ((i / nx) % ny) as f64,
+                            (i / (nx * ny)) as f64,
+                        )
+                })
+                .collect()
         }
         Layout::Box => {
             let s = DVec3::from_array(pos.size_um.expect("validated"));
-            (0..n).map(|_| o + s * DVec3::new(rng.uniform() as f64, rng.uniform() as f64, rng.uniform() as f64)).collect()
+            (0..n)
+                .map(|_| {
+                    o + s * DVec3::new(
+                        rng.uniform() as f64,
+                        rng.uniform() as f64,
+                        rng.uniform() as f64,
+                    )
+                })
+                .collect()
         }
         Layout::Sphere => {
             let r = pos.radius_um.expect("validated");
             (0..n)
                 .map(|_| loop {
-                    let q = DVec3::new(rng.uniform() as f64, rng.uniform() as f64, rng.uniform() as f64) * 2.0 - DVec3::ONE;
+                    let q = DVec3::new(
+                        rng.uniform() as f64,
+                        rng.uniform() as f64,
+                        rng.uniform() as f64,
+                    ) * 2.0
+                        - DVec3::ONE;
                     if q.length_squared() <= 1.0 {
                         break o + q * r;
                     }
                 })
                 .collect()
         }
-        Layout::List => pos.points_um.as_ref().expect("validated").iter().map(|x| DVec3::from_array(*x)).collect(),
+        Layout::List => pos
+            .points_um
+            .as_ref()
+            .expect("validated")
+            .iter()
+            .map(|x| DVec3::from_array(*x))
+            .collect(),
     })
 }
 
@@ -190,7 +236,11 @@ fn positions(p: &PopulationSpec, seed: u64, pop_index: usize) -> Option<Vec<DVec
 pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
     let f = &net.file;
     let est = estimate(f);
-    let limit = f.simulation.max_memory_gib.map(|g| g * (1u64 << 30) as f64).unwrap_or_else(available_memory);
+    let limit = f
+        .simulation
+        .max_memory_gib
+        .map(|g| g * (1u64 << 30) as f64)
+        .unwrap_or_else(available_memory);
     if est.build_bytes > limit {
         let gib = (1u64 << 30) as f64;
         let syn: f64 = est.synapses.iter().map(|s| s.1).sum();
@@ -204,12 +254,22 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
     let seed = f.simulation.seed;
     let dt = f.simulation.dt_ms;
     let n_neurons = model.n_neurons() as usize;
-    let pop_index = |name: &str| f.populations.iter().position(|p| p.name == name).expect("validated reference");
+    let pop_index = |name: &str| {
+        f.populations
+            .iter()
+            .position(|p| p.name == name)
+            .expect("validated reference")
+    };
     let mut neuron_pop = Vec::with_capacity(n_neurons);
     for (i, p) in model.pops.iter().enumerate() {
         neuron_pop.extend(std::iter::repeat_n(i as u16, p.size as usize));
     }
-    let positions: Vec<Option<Vec<DVec3>>> = f.populations.iter().enumerate().map(|(i, p)| positions(p, seed, i)).collect();
+    let positions: Vec<Option<Vec<DVec3>>> = f
+        .populations
+        .iter()
+        .enumerate()
+        .map(|(i, p)| positions(p, seed, i))
+        .collect();
 
     // Per projection: entries (post, pre, weight, delay) grouped by ascending post.
     struct Entry {
@@ -240,19 +300,28 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
             let mut rng = Stream::new(seed, 0x1000 + pi as u32, t);
             sources.clear();
             match p.rule {
-                Rule::AllToAll => sources.extend((0..src.size).filter(|&s| !same || p.allow_autapses || s != t)),
+                Rule::AllToAll => {
+                    sources.extend((0..src.size).filter(|&s| !same || p.allow_autapses || s != t))
+                }
                 Rule::OneToOne => sources.push(t),
                 Rule::FixedProbability => {
                     if let Some(d) = &p.distance {
-                        let (ps, pt) = (positions[si].as_ref().expect("validated"), positions[ti].as_ref().expect("validated"));
+                        let (ps, pt) = (
+                            positions[si].as_ref().expect("validated"),
+                            positions[ti].as_ref().expect("validated"),
+                        );
                         for s in 0..src.size {
                             if same && !p.allow_autapses && s == t {
                                 continue;
                             }
                             let dist = ps[s as usize].distance(pt[t as usize]);
                             let prob = match d.profile {
-                                DistanceProfile::Gaussian => d.p_max * (-dist * dist / (2.0 * d.scale_um * d.scale_um)).exp(),
-                                DistanceProfile::Exponential => d.p_max * (-dist / d.scale_um).exp(),
+                                DistanceProfile::Gaussian => {
+                                    d.p_max * (-dist * dist / (2.0 * d.scale_um * d.scale_um)).exp()
+                                }
+                                DistanceProfile::Exponential => {
+                                    d.p_max * (-dist / d.scale_um).exp()
+                                }
                             };
                             if (rng.uniform() as f64) < prob {
                                 sources.push(s);
@@ -298,7 +367,10 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
                 let d_ms = match &p.conduction {
                     None => delay.sample(&mut rng),
                     Some(c) => {
-                        let (ps, pt) = (positions[si].as_ref().expect("validated"), positions[ti].as_ref().expect("validated"));
+                        let (ps, pt) = (
+                            positions[si].as_ref().expect("validated"),
+                            positions[ti].as_ref().expect("validated"),
+                        );
                         let l_um = ps[s as usize].distance(pt[t as usize]);
                         let v = c.velocity_m_per_s.unwrap_or_else(|| {
                             let d = c.diameter_um.expect("validated");
@@ -313,7 +385,11 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
                 };
                 let steps = (d_ms / dt).round().max(1.0);
                 if steps > validate::MAX_DELAY_STEPS as f64 {
-                    let key = if p.conduction.is_some() { "conduction" } else { "delay_ms" };
+                    let key = if p.conduction.is_some() {
+                        "conduction"
+                    } else {
+                        "delay_ms"
+                    };
                     return Err(validate::spec_error(
                         &net.text,
                         &net.path,
@@ -322,7 +398,12 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
                     ));
                 }
                 max_delay = max_delay.max(steps as u32);
-                entries.push(Entry { post: tgt.first + t, pre: src.first + s, weight: w, delay: steps as u16 });
+                entries.push(Entry {
+                    post: tgt.first + t,
+                    pre: src.first + s,
+                    weight: w,
+                    delay: steps as u16,
+                });
             }
         }
         per_proj.push(entries);
@@ -350,12 +431,21 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
     }
     let ns = total as usize;
     let mut cursor: Vec<u32> = in_offsets[..n_neurons].to_vec();
-    let (mut syn_post, mut syn_pre, mut syn_type, mut syn_delay, mut syn_weight) =
-        (vec![0u32; ns], vec![0u32; ns], vec![0u16; ns], vec![0u16; ns], vec![0f32; ns]);
+    let (mut syn_post, mut syn_pre, mut syn_type, mut syn_delay, mut syn_weight) = (
+        vec![0u32; ns],
+        vec![0u32; ns],
+        vec![0u16; ns],
+        vec![0u16; ns],
+        vec![0f32; ns],
+    );
     let mut projections = Vec::new();
     for (pi, entries) in per_proj.into_iter().enumerate() {
         let p = &f.projections[pi];
-        let st = f.synapse_types.iter().position(|s| s.name == p.synapse).expect("validated");
+        let st = f
+            .synapse_types
+            .iter()
+            .position(|s| s.name == p.synapse)
+            .expect("validated");
         let mut ids = Vec::with_capacity(entries.len());
         for e in entries {
             let id = cursor[e.post as usize];
@@ -368,7 +458,13 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
             syn_weight[i] = e.weight;
             ids.push(id);
         }
-        projections.push(ProjectionInfo { name: p.display_name(), source: pop_index(&p.source), target: pop_index(&p.target), syn_type: st, synapse_ids: ids });
+        projections.push(ProjectionInfo {
+            name: p.display_name(),
+            source: pop_index(&p.source),
+            target: pop_index(&p.target),
+            syn_type: st,
+            synapse_ids: ids,
+        });
     }
 
     // Outgoing CSR by source, ascending synapse id within a source.
@@ -421,7 +517,10 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
                 neurons,
                 amplitude_pa: inp.amplitude_pa as f32,
                 start_step: (inp.start_ms / dt).round() as u32,
-                stop_step: inp.stop_ms.map(|s| (s / dt).round().min(u32::MAX as f64) as u32).unwrap_or(u32::MAX),
+                stop_step: inp
+                    .stop_ms
+                    .map(|s| (s / dt).round().min(u32::MAX as f64) as u32)
+                    .unwrap_or(u32::MAX),
             }
         })
         .collect();
@@ -442,7 +541,13 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
             };
         }
         for (key, d) in &init.g_ns {
-            let ri = model.receptors.iter().position(|r| format!("{}.{}", model.syn_types[r.syn_type].name, r.kind.name()) == *key).expect("validated");
+            let ri = model
+                .receptors
+                .iter()
+                .position(|r| {
+                    format!("{}.{}", model.syn_types[r.syn_type].name, r.kind.name()) == *key
+                })
+                .expect("validated");
             for i in 0..pm.size {
                 g_init.push((pm.first + i, ri as u32, d.sample(&mut rng).max(0.0) as f32));
             }

@@ -38,21 +38,34 @@ pub struct Hdf5Recorder {
 
 fn vstr(s: &str) -> VarLenUnicode {
     // Interior NULs cannot be stored in an HDF5 string; replace them.
-    s.replace('\0', "\u{FFFD}").parse().expect("a string without NUL is a valid VarLenUnicode")
+    s.replace('\0', "\u{FFFD}")
+        .parse()
+        .expect("a string without NUL is a valid VarLenUnicode")
 }
 
 impl Hdf5Recorder {
     /// A recorder that will create (truncate) `path` at `begin`.
     pub fn new(path: &Path) -> Self {
-        Self { path: path.to_path_buf(), file: None, spikes: Vec::new(), reports: Vec::new() }
+        Self {
+            path: path.to_path_buf(),
+            file: None,
+            spikes: Vec::new(),
+            reports: Vec::new(),
+        }
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Hdf5 { message: e.to_string(), path: self.path.clone() }
+        Error::Hdf5 {
+            message: e.to_string(),
+            path: self.path.clone(),
+        }
     }
 
     fn attr_str(&self, g: &Group, name: &str, v: &str) -> Result<(), Error> {
-        g.new_attr::<VarLenUnicode>().create(name).and_then(|a| a.write_scalar(&vstr(v))).map_err(|e| self.err(e))
+        g.new_attr::<VarLenUnicode>()
+            .create(name)
+            .and_then(|a| a.write_scalar(&vstr(v)))
+            .map_err(|e| self.err(e))
     }
 
     fn attr_f64(&self, g: &Group, name: &str, v: f64) -> Result<(), Error> {
@@ -80,7 +93,12 @@ impl Hdf5Recorder {
 }
 
 impl Recorder for Hdf5Recorder {
-    fn begin(&mut self, meta: &RunMeta, spike_pops: &[String], reports: &[ReportDesc]) -> Result<(), Error> {
+    fn begin(
+        &mut self,
+        meta: &RunMeta,
+        spike_pops: &[String],
+        reports: &[ReportDesc],
+    ) -> Result<(), Error> {
         let file = File::create(&self.path).map_err(|e| self.err(e))?;
         let root: &Group = &file;
         self.attr_str(root, "program", "quantal")?;
@@ -99,9 +117,22 @@ impl Recorder for Hdf5Recorder {
         for name in spike_pops {
             let g = self.group(&sp, name)?;
             self.attr_str(&g, "sorting", "by_time")?;
-            let ts = g.new_dataset::<f64>().chunk(SPIKE_CHUNK).shape(0..).create("timestamps").map_err(|e| self.err(e))?;
-            ts.new_attr::<VarLenUnicode>().create("units").and_then(|a| a.write_scalar(&vstr("ms"))).map_err(|e| self.err(e))?;
-            let ids = g.new_dataset::<u64>().chunk(SPIKE_CHUNK).shape(0..).create("node_ids").map_err(|e| self.err(e))?;
+            let ts = g
+                .new_dataset::<f64>()
+                .chunk(SPIKE_CHUNK)
+                .shape(0..)
+                .create("timestamps")
+                .map_err(|e| self.err(e))?;
+            ts.new_attr::<VarLenUnicode>()
+                .create("units")
+                .and_then(|a| a.write_scalar(&vstr("ms")))
+                .map_err(|e| self.err(e))?;
+            let ids = g
+                .new_dataset::<u64>()
+                .chunk(SPIKE_CHUNK)
+                .shape(0..)
+                .create("node_ids")
+                .map_err(|e| self.err(e))?;
             self.spikes.push((ts, ids, 0));
         }
         let rep = self.group(root, "report")?;
@@ -110,14 +141,38 @@ impl Recorder for Hdf5Recorder {
             let v = self.group(&g, &r.variable)?;
             let n = r.n_elements().max(1);
             let rows = (REPORT_CHUNK_BYTES / (4 * n)).clamp(1, 4096);
-            let d = v.new_dataset::<f32>().chunk((rows, n)).shape((0.., r.n_elements())).create("data").map_err(|e| self.err(e))?;
-            d.new_attr::<VarLenUnicode>().create("units").and_then(|a| a.write_scalar(&vstr(&r.units))).map_err(|e| self.err(e))?;
+            let d = v
+                .new_dataset::<f32>()
+                .chunk((rows, n))
+                .shape((0.., r.n_elements()))
+                .create("data")
+                .map_err(|e| self.err(e))?;
+            d.new_attr::<VarLenUnicode>()
+                .create("units")
+                .and_then(|a| a.write_scalar(&vstr(&r.units)))
+                .map_err(|e| self.err(e))?;
             let m = self.group(&v, "mapping")?;
-            m.new_dataset_builder().with_data(&r.node_ids).create("node_ids").map_err(|e| self.err(e))?;
-            m.new_dataset_builder().with_data(&r.element_ids).create("element_ids").map_err(|e| self.err(e))?;
-            m.new_dataset_builder().with_data(&r.index_pointer).create("index_pointer").map_err(|e| self.err(e))?;
-            let t = m.new_dataset_builder().with_data(&r.time_ms).create("time").map_err(|e| self.err(e))?;
-            t.new_attr::<VarLenUnicode>().create("units").and_then(|a| a.write_scalar(&vstr("ms"))).map_err(|e| self.err(e))?;
+            m.new_dataset_builder()
+                .with_data(&r.node_ids)
+                .create("node_ids")
+                .map_err(|e| self.err(e))?;
+            m.new_dataset_builder()
+                .with_data(&r.element_ids)
+                .create("element_ids")
+                .map_err(|e| self.err(e))?;
+            m.new_dataset_builder()
+                .with_data(&r.index_pointer)
+                .create("index_pointer")
+                .map_err(|e| self.err(e))?;
+            let t = m
+                .new_dataset_builder()
+                .with_data(&r.time_ms)
+                .create("time")
+                .map_err(|e| self.err(e))?;
+            t.new_attr::<VarLenUnicode>()
+                .create("units")
+                .and_then(|a| a.write_scalar(&vstr("ms")))
+                .map_err(|e| self.err(e))?;
             self.reports.push((d, r.n_elements(), 0));
         }
         file.flush().map_err(|e| self.err(e))?;
@@ -125,7 +180,12 @@ impl Recorder for Hdf5Recorder {
         Ok(())
     }
 
-    fn write_spikes(&mut self, pop: usize, times_ms: &[f64], node_ids: &[u64]) -> Result<(), Error> {
+    fn write_spikes(
+        &mut self,
+        pop: usize,
+        times_ms: &[f64],
+        node_ids: &[u64],
+    ) -> Result<(), Error> {
         if times_ms.is_empty() {
             return Ok(());
         }
@@ -137,7 +197,10 @@ impl Recorder for Hdf5Recorder {
             .and_then(|_| ids.resize(m))
             .and_then(|_| ids.write_slice(node_ids, *n..m));
         *n = m;
-        r.map_err(|e| Error::Hdf5 { message: e.to_string(), path: self.path.clone() })
+        r.map_err(|e| Error::Hdf5 {
+            message: e.to_string(),
+            path: self.path.clone(),
+        })
     }
 
     fn write_rows(&mut self, report: usize, data: &[f32]) -> Result<(), Error> {
@@ -146,11 +209,19 @@ impl Recorder for Hdf5Recorder {
             return Ok(());
         }
         let rows = data.len() / *cols;
-        let view = ArrayView2::from_shape((rows, *cols), data).map_err(|e| Error::Hdf5 { message: e.to_string(), path: self.path.clone() })?;
+        let view = ArrayView2::from_shape((rows, *cols), data).map_err(|e| Error::Hdf5 {
+            message: e.to_string(),
+            path: self.path.clone(),
+        })?;
         let m = *n + rows;
-        let r = d.resize((m, *cols)).and_then(|_| d.write_slice(view, s![*n..m, ..]));
+        let r = d
+            .resize((m, *cols))
+            .and_then(|_| d.write_slice(view, s![*n..m, ..]));
         *n = m;
-        r.map_err(|e| Error::Hdf5 { message: e.to_string(), path: self.path.clone() })
+        r.map_err(|e| Error::Hdf5 {
+            message: e.to_string(),
+            path: self.path.clone(),
+        })
     }
 
     fn flush(&mut self) -> Result<(), Error> {
@@ -161,7 +232,9 @@ impl Recorder for Hdf5Recorder {
     }
 
     fn finish(&mut self, summary: &Summary) -> Result<(), Error> {
-        let Some(file) = self.file.take() else { return Ok(()) };
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
         let root: &Group = &file;
         self.attr_u64(root, "complete", summary.complete as u64)?;
         self.attr_u64(root, "steps", summary.steps)?;

@@ -88,9 +88,15 @@ impl Summary {
 /// Receives the output of a run.
 pub trait Recorder {
     /// Called once before the first step.
-    fn begin(&mut self, meta: &RunMeta, spike_pops: &[String], reports: &[ReportDesc]) -> Result<(), Error>;
+    fn begin(
+        &mut self,
+        meta: &RunMeta,
+        spike_pops: &[String],
+        reports: &[ReportDesc],
+    ) -> Result<(), Error>;
     /// Appends spikes of population `pop` (index into `spike_pops`), sorted by time.
-    fn write_spikes(&mut self, pop: usize, times_ms: &[f64], node_ids: &[u64]) -> Result<(), Error>;
+    fn write_spikes(&mut self, pop: usize, times_ms: &[f64], node_ids: &[u64])
+        -> Result<(), Error>;
     /// Appends `data.len() / n_elements` rows to report `report`.
     fn write_rows(&mut self, report: usize, data: &[f32]) -> Result<(), Error>;
     /// Makes everything written so far durable.
@@ -129,12 +135,19 @@ impl MemoryRecorder {
 
     /// Index of the report of `group`/`variable`.
     pub fn report(&self, group: &str, variable: &str) -> Option<usize> {
-        self.reports.iter().position(|r| r.group == group && r.variable == variable)
+        self.reports
+            .iter()
+            .position(|r| r.group == group && r.variable == variable)
     }
 }
 
 impl Recorder for MemoryRecorder {
-    fn begin(&mut self, meta: &RunMeta, spike_pops: &[String], reports: &[ReportDesc]) -> Result<(), Error> {
+    fn begin(
+        &mut self,
+        meta: &RunMeta,
+        spike_pops: &[String],
+        reports: &[ReportDesc],
+    ) -> Result<(), Error> {
         self.meta = Some(meta.clone());
         self.spike_pops = spike_pops.to_vec();
         self.spike_times = vec![Vec::new(); spike_pops.len()];
@@ -143,7 +156,12 @@ impl Recorder for MemoryRecorder {
         self.data = vec![Vec::new(); reports.len()];
         Ok(())
     }
-    fn write_spikes(&mut self, pop: usize, times_ms: &[f64], node_ids: &[u64]) -> Result<(), Error> {
+    fn write_spikes(
+        &mut self,
+        pop: usize,
+        times_ms: &[f64],
+        node_ids: &[u64],
+    ) -> Result<(), Error> {
         self.spike_times[pop].extend_from_slice(times_ms);
         self.spike_ids[pop].extend_from_slice(node_ids);
         Ok(())

@@ -57,7 +57,9 @@ impl Dist {
         match *self {
             Dist::Const(v) => v,
             Dist::Uniform { low, .. } => low,
-            Dist::Normal { min, sd, mean, .. } => min.unwrap_or(if sd == 0.0 { mean } else { f64::NEG_INFINITY }),
+            Dist::Normal { min, sd, mean, .. } => {
+                min.unwrap_or(if sd == 0.0 { mean } else { f64::NEG_INFINITY })
+            }
         }
     }
 
@@ -66,7 +68,9 @@ impl Dist {
         match *self {
             Dist::Const(v) => v,
             Dist::Uniform { high, .. } => high,
-            Dist::Normal { max, sd, mean, .. } => max.unwrap_or(if sd == 0.0 { mean } else { f64::INFINITY }),
+            Dist::Normal { max, sd, mean, .. } => {
+                max.unwrap_or(if sd == 0.0 { mean } else { f64::INFINITY })
+            }
         }
     }
 

@@ -44,9 +44,10 @@ impl SpecPath {
         let mut cur = &root;
         for seg in &self.0 {
             let next = match (seg, cur) {
-                (PathSeg::Key(k), DeValue::Table(t)) => {
-                    t.iter().find(|(key, _)| key.get_ref().as_ref() == k.as_str()).map(|(key, v)| (key.span().start, v))
-                }
+                (PathSeg::Key(k), DeValue::Table(t)) => t
+                    .iter()
+                    .find(|(key, _)| key.get_ref().as_ref() == k.as_str())
+                    .map(|(key, v)| (key.span().start, v)),
                 (PathSeg::Index(i), DeValue::Array(a)) => a.get(*i).map(|v| (v.span().start, v)),
                 _ => None,
             };
@@ -74,7 +75,13 @@ pub fn path_at(text: &str, offset: usize) -> Option<SpecPath> {
             DeValue::Table(t) => t
                 .iter()
                 .filter(|(k, v)| k.span().start <= offset || v.span().start <= offset)
-                .max_by_key(|(k, v)| k.span().start.max(if v.span().start <= offset { v.span().start } else { 0 }))
+                .max_by_key(|(k, v)| {
+                    k.span().start.max(if v.span().start <= offset {
+                        v.span().start
+                    } else {
+                        0
+                    })
+                })
                 .map(|(k, v)| (PathSeg::Key(k.get_ref().to_string()), v)),
             DeValue::Array(a) => a
                 .iter()
@@ -123,6 +130,10 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map(|i| before[i + 1..].chars().count()).unwrap_or(before.chars().count()) + 1;
+    let col = before
+        .rfind('\n')
+        .map(|i| before[i + 1..].chars().count())
+        .unwrap_or(before.chars().count())
+        + 1;
     (line, col)
 }

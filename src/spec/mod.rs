@@ -99,7 +99,10 @@ fn default_mg_o() -> f64 {
 
 impl Default for EnvironmentSpec {
     fn default() -> Self {
-        Self { ca_o_mm: default_ca_o(), mg_o_mm: default_mg_o() }
+        Self {
+            ca_o_mm: default_ca_o(),
+            mg_o_mm: default_mg_o(),
+        }
     }
 }
 
@@ -630,7 +633,9 @@ pub struct SynapseRecordSpec {
 impl ProjectionSpec {
     /// The projection's name: explicit or `"<source>_to_<target>"`.
     pub fn display_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| format!("{}_to_{}", self.source, self.target))
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("{}_to_{}", self.source, self.target))
     }
 }
 
@@ -651,12 +656,19 @@ pub struct LoadedNetwork {
 
 /// Reads, overrides, parses and validates a network file.
 pub fn load(path: &Path, overrides: &[String]) -> Result<LoadedNetwork, Error> {
-    let original_text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    let original_text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     load_str(&original_text, path, overrides)
 }
 
 /// Parses and validates network text; `path` is used in error messages.
-pub fn load_str(original_text: &str, path: &Path, overrides: &[String]) -> Result<LoadedNetwork, Error> {
+pub fn load_str(
+    original_text: &str,
+    path: &Path,
+    overrides: &[String],
+) -> Result<LoadedNetwork, Error> {
     let text = apply_overrides(original_text, overrides, path)?;
     let file: NetworkFile = toml::from_str(&text).map_err(|e| {
         let (line, column) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((0, 0));
@@ -665,7 +677,11 @@ pub fn load_str(original_text: &str, path: &Path, overrides: &[String]) -> Resul
             path: path.to_path_buf(),
             line,
             column,
-            field: e.span().and_then(|s| path_at(&text, s.start)).map(|p| p.to_string()).unwrap_or_else(|| field_from_message(&text, e.span())),
+            field: e
+                .span()
+                .and_then(|s| path_at(&text, s.start))
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| field_from_message(&text, e.span())),
             message: msg,
         }))
     })?;
@@ -681,12 +697,20 @@ pub fn load_str(original_text: &str, path: &Path, overrides: &[String]) -> Resul
 
 /// The key at the start of the line a serde error points at, as the field name.
 fn field_from_message(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    let Some(span) = span else { return String::from("(document)") };
-    let start = text[..span.start.min(text.len())].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let Some(span) = span else {
+        return String::from("(document)");
+    };
+    let start = text[..span.start.min(text.len())]
+        .rfind('\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
     let line = &text[start..];
     let line = line.lines().next().unwrap_or("");
     match line.split_once('=') {
         Some((k, _)) => k.trim().to_string(),
-        None => line.trim().trim_matches(|c| c == '[' || c == ']').to_string(),
+        None => line
+            .trim()
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_string(),
     }
 }

@@ -32,7 +32,9 @@ pub fn apply_overrides(text: &str, overrides: &[String], path: &Path) -> Result<
 }
 
 fn apply_one(doc: &mut DocumentMut, given: &str) -> Result<(), String> {
-    let (key, value) = given.split_once('=').ok_or("expected KEY=VALUE, e.g. environment.ca_o_mm=1.0")?;
+    let (key, value) = given
+        .split_once('=')
+        .ok_or("expected KEY=VALUE, e.g. environment.ca_o_mm=1.0")?;
     let key = key.trim();
     let value = value.trim();
     let parsed: Value = value.parse().unwrap_or_else(|_| Value::from(value));
@@ -52,7 +54,9 @@ fn apply_one(doc: &mut DocumentMut, given: &str) -> Result<(), String> {
             table[seg] = Item::Value(parsed);
             return Ok(());
         }
-        let item = table.entry(seg).or_insert_with(|| Item::Table(Table::new()));
+        let item = table
+            .entry(seg)
+            .or_insert_with(|| Item::Table(Table::new()));
         match item {
             Item::Table(t) => {
                 table = t;
@@ -62,14 +66,25 @@ fn apply_one(doc: &mut DocumentMut, given: &str) -> Result<(), String> {
                 let next = segs[i + 1];
                 let idx = match next.parse::<usize>() {
                     Ok(n) if n < arr.len() => n,
-                    Ok(n) => return Err(format!("`{walked}` has {} entries; index {n} is out of range", arr.len())),
+                    Ok(n) => {
+                        return Err(format!(
+                            "`{walked}` has {} entries; index {n} is out of range",
+                            arr.len()
+                        ))
+                    }
                     Err(_) => {
-                        let names: Vec<String> =
-                            arr.iter().filter_map(|t| t.get("name").and_then(|v| v.as_str()).map(String::from)).collect();
-                        names
+                        let names: Vec<String> = arr
                             .iter()
-                            .position(|n| n == next)
-                            .ok_or_else(|| format!("`{walked}` has no entry named `{next}` (names: {})", names.join(", ")))?
+                            .filter_map(|t| {
+                                t.get("name").and_then(|v| v.as_str()).map(String::from)
+                            })
+                            .collect();
+                        names.iter().position(|n| n == next).ok_or_else(|| {
+                            format!(
+                                "`{walked}` has no entry named `{next}` (names: {})",
+                                names.join(", ")
+                            )
+                        })?
                     }
                 };
                 if i + 2 == segs.len() {
@@ -79,7 +94,9 @@ fn apply_one(doc: &mut DocumentMut, given: &str) -> Result<(), String> {
                 i += 2;
             }
             Item::Value(Value::InlineTable(_)) => {
-                return Err(format!("`{walked}` is an inline table; write it as a [table] to override its fields"))
+                return Err(format!(
+                    "`{walked}` is an inline table; write it as a [table] to override its fields"
+                ))
             }
             _ => return Err(format!("`{walked}` is a value, not a table")),
         }

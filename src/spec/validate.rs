@@ -20,7 +20,15 @@ pub const MAX_DELAY_STEPS: u64 = u16::MAX as u64;
 /// `g_<synapse type>_<receptor kind>_ns` come in addition for lif and hh).
 pub fn neuron_variables(model: NeuronModel) -> &'static [&'static str] {
     match model {
-        NeuronModel::Lif => &["v_mv", "g_rr_ns", "g_sfa_ns", "theta_mv", "refractory", "i_ext_pa", "g_syn_total_ns"],
+        NeuronModel::Lif => &[
+            "v_mv",
+            "g_rr_ns",
+            "g_sfa_ns",
+            "theta_mv",
+            "refractory",
+            "i_ext_pa",
+            "g_syn_total_ns",
+        ],
         NeuronModel::Hh => &["v_mv", "m", "h", "n", "i_ext_pa", "g_syn_total_ns"],
         NeuronModel::Poisson | NeuronModel::SpikeTimes => &[],
     }
@@ -28,13 +36,32 @@ pub fn neuron_variables(model: NeuronModel) -> &'static [&'static str] {
 
 /// Synapse variables that can be recorded (open fractions `r_<receptor kind>` and, for
 /// GABA_B, `gprot_gaba_b` come in addition).
-pub const SYNAPSE_VARIABLES: &[&str] =
-    &["ca_res_um", "x_f", "x_d", "docked", "reserve", "endosome", "released", "cleft_mm", "tm_u", "tm_x"];
+pub const SYNAPSE_VARIABLES: &[&str] = &[
+    "ca_res_um",
+    "x_f",
+    "x_d",
+    "docked",
+    "reserve",
+    "endosome",
+    "released",
+    "cleft_mm",
+    "tm_u",
+    "tm_x",
+];
 
 /// Builds a located spec error.
 pub fn spec_error(text: &str, file: &Path, at: &SpecPath, message: String) -> Error {
-    let (line, column) = at.offset_in(text).map(|o| line_col(text, o)).unwrap_or((0, 0));
-    Error::Spec(Box::new(SpecError { path: file.to_path_buf(), line, column, field: at.to_string(), message }))
+    let (line, column) = at
+        .offset_in(text)
+        .map(|o| line_col(text, o))
+        .unwrap_or((0, 0));
+    Error::Spec(Box::new(SpecError {
+        path: file.to_path_buf(),
+        line,
+        column,
+        field: at.to_string(),
+        message,
+    }))
 }
 
 struct Check<'a> {
@@ -48,18 +75,52 @@ impl Check<'_> {
     }
 
     /// value must be finite and within [lo, hi] (open ends where `lo_open`/`hi_open`).
-    fn range(&self, at: &SpecPath, v: f64, lo: f64, hi: f64, lo_open: bool, hi_open: bool, unit: &str) -> Result<(), Error> {
-        let ok = v.is_finite() && (if lo_open { v > lo } else { v >= lo }) && (if hi_open { v < hi } else { v <= hi });
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "an interval with open/closed ends reads best inline at the ~100 call sites"
+    )]
+    fn range(
+        &self,
+        at: &SpecPath,
+        v: f64,
+        lo: f64,
+        hi: f64,
+        lo_open: bool,
+        hi_open: bool,
+        unit: &str,
+    ) -> Result<(), Error> {
+        let ok = v.is_finite()
+            && (if lo_open { v > lo } else { v >= lo })
+            && (if hi_open { v < hi } else { v <= hi });
         if ok {
             return Ok(());
         }
         let l = if lo_open { "(" } else { "[" };
         let h = if hi_open { ")" } else { "]" };
-        let hi_s = if hi.is_infinite() { "inf".to_string() } else { format!("{hi}") };
-        Err(self.err(at, format!("value {v} is out of range; accepted: {l}{lo}, {hi_s}{h} {unit}").trim_end().to_string()))
+        let hi_s = if hi.is_infinite() {
+            "inf".to_string()
+        } else {
+            format!("{hi}")
+        };
+        Err(self.err(
+            at,
+            format!("value {v} is out of range; accepted: {l}{lo}, {hi_s}{h} {unit}")
+                .trim_end()
+                .to_string(),
+        ))
     }
 
-    fn opt(&self, base: &SpecPath, key: &str, v: Option<f64>, lo: f64, hi: f64, lo_open: bool, unit: &str) -> Result<(), Error> {
+    #[expect(clippy::too_many_arguments, reason = "as `range`")]
+    fn opt(
+        &self,
+        base: &SpecPath,
+        key: &str,
+        v: Option<f64>,
+        lo: f64,
+        hi: f64,
+        lo_open: bool,
+        unit: &str,
+    ) -> Result<(), Error> {
         match v {
             Some(x) => self.range(&base.key(key), x, lo, hi, lo_open, false, unit),
             None => Ok(()),
@@ -77,21 +138,50 @@ impl Check<'_> {
         }
         let (a, b) = (d.lower_bound(), d.upper_bound());
         if a.is_nan() || b.is_nan() {
-            return Err(self.err(at, format!("value NaN is not a number; accepted: [{lo}, {hi}] {unit}").trim_end().to_string()));
+            return Err(self.err(
+                at,
+                format!("value NaN is not a number; accepted: [{lo}, {hi}] {unit}")
+                    .trim_end()
+                    .to_string(),
+            ));
         }
         if !(a >= lo && b <= hi) {
-            let what = if a == b { format!("value {a} is out of range") } else { format!("values reach [{a}, {b}]") };
-            let hint = if matches!(d, Dist::Normal { .. }) { " (clip a normal with min/max)" } else { "" };
-            return Err(self.err(at, format!("{what}; accepted: [{lo}, {hi}] {unit}{hint}").trim_end().to_string()));
+            let what = if a == b {
+                format!("value {a} is out of range")
+            } else {
+                format!("values reach [{a}, {b}]")
+            };
+            let hint = if matches!(d, Dist::Normal { .. }) {
+                " (clip a normal with min/max)"
+            } else {
+                ""
+            };
+            return Err(self.err(
+                at,
+                format!("{what}; accepted: [{lo}, {hi}] {unit}{hint}")
+                    .trim_end()
+                    .to_string(),
+            ));
         }
         Ok(())
     }
 }
 
-fn unique<'a>(c: &Check, names: impl Iterator<Item = (SpecPath, &'a str)>, seen: &mut HashSet<String>) -> Result<(), Error> {
+fn unique<'a>(
+    c: &Check,
+    names: impl Iterator<Item = (SpecPath, &'a str)>,
+    seen: &mut HashSet<String>,
+) -> Result<(), Error> {
     for (at, n) in names {
-        if n.is_empty() || !n.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
-            return Err(c.err(&at, format!("name `{n}` must be non-empty and use only letters, digits, `_` and `-`")));
+        if n.is_empty()
+            || !n
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            return Err(c.err(
+                &at,
+                format!("name `{n}` must be non-empty and use only letters, digits, `_` and `-`"),
+            ));
         }
         if !seen.insert(n.to_string()) {
             return Err(c.err(&at, format!("name `{n}` is used twice (population, synapse type and projection names must be unique)")));
@@ -105,37 +195,126 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
     let c = Check { text, file };
     let root = SpecPath::root();
     if f.version != 1 {
-        return Err(c.err(&root.key("version"), format!("value {} is not supported; accepted: 1", f.version)));
+        return Err(c.err(
+            &root.key("version"),
+            format!("value {} is not supported; accepted: 1", f.version),
+        ));
     }
     let sim = root.key("simulation");
-    c.range(&sim.key("dt_ms"), f.simulation.dt_ms, 0.0, 10.0, true, false, "ms")?;
-    c.range(&sim.key("duration_ms"), f.simulation.duration_ms, 0.0, 1e9, false, false, "ms")?;
+    c.range(
+        &sim.key("dt_ms"),
+        f.simulation.dt_ms,
+        0.0,
+        10.0,
+        true,
+        false,
+        "ms",
+    )?;
+    c.range(
+        &sim.key("duration_ms"),
+        f.simulation.duration_ms,
+        0.0,
+        1e9,
+        false,
+        false,
+        "ms",
+    )?;
     let dt = f.simulation.dt_ms;
     if f.simulation.duration_ms / dt > u32::MAX as f64 - 1.0 {
-        return Err(c.err(&sim.key("duration_ms"), format!("{} steps exceed the 2^32 - 1 step counter", f.simulation.duration_ms / dt)));
+        return Err(c.err(
+            &sim.key("duration_ms"),
+            format!(
+                "{} steps exceed the 2^32 - 1 step counter",
+                f.simulation.duration_ms / dt
+            ),
+        ));
     }
-    c.opt(&sim, "max_memory_gib", f.simulation.max_memory_gib, 0.0, 1e6, true, "GiB")?;
+    c.opt(
+        &sim,
+        "max_memory_gib",
+        f.simulation.max_memory_gib,
+        0.0,
+        1e6,
+        true,
+        "GiB",
+    )?;
     let env = root.key("environment");
-    c.range(&env.key("ca_o_mm"), f.environment.ca_o_mm, 0.0, 100.0, false, false, "mM")?;
-    c.range(&env.key("mg_o_mm"), f.environment.mg_o_mm, 0.0, 100.0, false, false, "mM")?;
+    c.range(
+        &env.key("ca_o_mm"),
+        f.environment.ca_o_mm,
+        0.0,
+        100.0,
+        false,
+        false,
+        "mM",
+    )?;
+    c.range(
+        &env.key("mg_o_mm"),
+        f.environment.mg_o_mm,
+        0.0,
+        100.0,
+        false,
+        false,
+        "mM",
+    )?;
 
     let mut names = HashSet::new();
-    unique(&c, f.populations.iter().enumerate().map(|(i, p)| (root.key("populations").index(i).key("name"), p.name.as_str())), &mut names)?;
-    unique(&c, f.synapse_types.iter().enumerate().map(|(i, p)| (root.key("synapse_types").index(i).key("name"), p.name.as_str())), &mut names)?;
+    unique(
+        &c,
+        f.populations.iter().enumerate().map(|(i, p)| {
+            (
+                root.key("populations").index(i).key("name"),
+                p.name.as_str(),
+            )
+        }),
+        &mut names,
+    )?;
+    unique(
+        &c,
+        f.synapse_types.iter().enumerate().map(|(i, p)| {
+            (
+                root.key("synapse_types").index(i).key("name"),
+                p.name.as_str(),
+            )
+        }),
+        &mut names,
+    )?;
     let proj_names: Vec<String> = f.projections.iter().map(|p| p.display_name()).collect();
-    unique(&c, proj_names.iter().enumerate().map(|(i, n)| (root.key("projections").index(i).key("name"), n.as_str())), &mut names)?;
+    unique(
+        &c,
+        proj_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (root.key("projections").index(i).key("name"), n.as_str())),
+        &mut names,
+    )?;
 
     let mut total: u64 = 0;
     for (i, p) in f.populations.iter().enumerate() {
         let at = root.key("populations").index(i);
         if p.size == 0 || p.size > MAX_IDS {
-            return Err(c.err(&at.key("size"), format!("value {} is out of range; accepted: [1, {MAX_IDS}]", p.size)));
+            return Err(c.err(
+                &at.key("size"),
+                format!("value {} is out of range; accepted: [1, {MAX_IDS}]", p.size),
+            ));
         }
         total += p.size;
         if total > MAX_IDS {
-            return Err(c.err(&at.key("size"), format!("the populations hold {total} neurons in all; accepted: at most {MAX_IDS}")));
+            return Err(c.err(
+                &at.key("size"),
+                format!("the populations hold {total} neurons in all; accepted: at most {MAX_IDS}"),
+            ));
         }
-        let given = [("lif", p.lif.is_some(), NeuronModel::Lif), ("hh", p.hh.is_some(), NeuronModel::Hh), ("poisson", p.poisson.is_some(), NeuronModel::Poisson), ("spike_times", p.spike_times.is_some(), NeuronModel::SpikeTimes)];
+        let given = [
+            ("lif", p.lif.is_some(), NeuronModel::Lif),
+            ("hh", p.hh.is_some(), NeuronModel::Hh),
+            ("poisson", p.poisson.is_some(), NeuronModel::Poisson),
+            (
+                "spike_times",
+                p.spike_times.is_some(),
+                NeuronModel::SpikeTimes,
+            ),
+        ];
         for (key, present, model) in given {
             if present && model != p.model {
                 return Err(c.err(&at.key(key), format!("a `{key}` table is given but the model is `{:?}`; use the table named after the model", p.model).to_lowercase()));
@@ -145,21 +324,42 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
             let b = at.key("lif");
             c.opt(&b, "c_m_pf", l.c_m_pf, 0.0, 1e6, true, "pF")?;
             c.opt(&b, "g_l_ns", l.g_l_ns, 0.0, 1e6, true, "nS")?;
-            for (k, v) in [("e_l_mv", l.e_l_mv), ("v_th_mv", l.v_th_mv), ("v_reset_mv", l.v_reset_mv), ("e_rr_mv", l.e_rr_mv), ("e_sfa_mv", l.e_sfa_mv)] {
+            for (k, v) in [
+                ("e_l_mv", l.e_l_mv),
+                ("v_th_mv", l.v_th_mv),
+                ("v_reset_mv", l.v_reset_mv),
+                ("e_rr_mv", l.e_rr_mv),
+                ("e_sfa_mv", l.e_sfa_mv),
+            ] {
                 c.opt(&b, k, v, -200.0, 200.0, false, "mV")?;
             }
             c.opt(&b, "t_ref_ms", l.t_ref_ms, 0.0, 1000.0, false, "ms")?;
             c.opt(&b, "q_rr_ns", l.q_rr_ns, 0.0, 1e6, false, "nS")?;
             c.opt(&b, "q_sfa_ns", l.q_sfa_ns, 0.0, 1e6, false, "nS")?;
-            for (k, v) in [("tau_rr_ms", l.tau_rr_ms), ("tau_sfa_ms", l.tau_sfa_ms), ("tau_theta_ms", l.tau_theta_ms)] {
+            for (k, v) in [
+                ("tau_rr_ms", l.tau_rr_ms),
+                ("tau_sfa_ms", l.tau_sfa_ms),
+                ("tau_theta_ms", l.tau_theta_ms),
+            ] {
                 c.opt(&b, k, v, 0.0, 1e6, true, "ms")?;
             }
-            c.opt(&b, "delta_theta_mv", l.delta_theta_mv, 0.0, 200.0, false, "mV")?;
+            c.opt(
+                &b,
+                "delta_theta_mv",
+                l.delta_theta_mv,
+                0.0,
+                200.0,
+                false,
+                "mV",
+            )?;
             c.opt(&b, "i_bias_pa", l.i_bias_pa, -1e6, 1e6, false, "pA")?;
             let th = l.v_th_mv.unwrap_or(-50.0);
             let vr = l.v_reset_mv.unwrap_or(-60.0);
             if vr >= th {
-                return Err(c.err(&b.key("v_reset_mv"), format!("value {vr} must be below the threshold v_th_mv = {th} mV")));
+                return Err(c.err(
+                    &b.key("v_reset_mv"),
+                    format!("value {vr} must be below the threshold v_th_mv = {th} mV"),
+                ));
             }
         }
         if let Some(h) = &p.hh {
@@ -168,7 +368,13 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
             c.opt(&b, "g_l_ns", h.g_l_ns, 0.0, 1e6, true, "nS")?;
             c.opt(&b, "g_na_ns", h.g_na_ns, 0.0, 1e7, false, "nS")?;
             c.opt(&b, "g_k_ns", h.g_k_ns, 0.0, 1e7, false, "nS")?;
-            for (k, v) in [("e_l_mv", h.e_l_mv), ("e_na_mv", h.e_na_mv), ("e_k_mv", h.e_k_mv), ("v_t_mv", h.v_t_mv), ("v_spike_mv", h.v_spike_mv)] {
+            for (k, v) in [
+                ("e_l_mv", h.e_l_mv),
+                ("e_na_mv", h.e_na_mv),
+                ("e_k_mv", h.e_k_mv),
+                ("v_t_mv", h.v_t_mv),
+                ("v_spike_mv", h.v_spike_mv),
+            ] {
                 c.opt(&b, k, v, -200.0, 200.0, false, "mV")?;
             }
             c.opt(&b, "lockout_ms", h.lockout_ms, 0.0, 1000.0, false, "ms")?;
@@ -176,12 +382,33 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
         }
         match p.model {
             NeuronModel::Poisson => {
-                let ps = p.poisson.as_ref().ok_or_else(|| c.err(&at.key("model"), "model `poisson` needs a [populations.poisson] table with rate_hz".into()))?;
+                let ps = p.poisson.as_ref().ok_or_else(|| {
+                    c.err(
+                        &at.key("model"),
+                        "model `poisson` needs a [populations.poisson] table with rate_hz".into(),
+                    )
+                })?;
                 let b = at.key("poisson");
                 c.range(&b.key("rate_hz"), ps.rate_hz, 0.0, 1e5, false, false, "Hz")?;
-                c.range(&b.key("start_ms"), ps.start_ms, 0.0, 1e9, false, false, "ms")?;
+                c.range(
+                    &b.key("start_ms"),
+                    ps.start_ms,
+                    0.0,
+                    1e9,
+                    false,
+                    false,
+                    "ms",
+                )?;
                 if let Some(s) = ps.stop_ms {
-                    c.range(&b.key("stop_ms"), s, ps.start_ms, 1e9, false, false, "ms (not before start_ms)")?;
+                    c.range(
+                        &b.key("stop_ms"),
+                        s,
+                        ps.start_ms,
+                        1e9,
+                        false,
+                        false,
+                        "ms (not before start_ms)",
+                    )?;
                 }
             }
             NeuronModel::SpikeTimes => {
@@ -190,7 +417,15 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
                 match (&st.times_ms, &st.per_neuron_ms) {
                     (Some(t), None) => {
                         for (j, x) in t.iter().enumerate() {
-                            c.range(&b.key("times_ms").index(j), *x, 0.0, 1e9, false, false, "ms")?;
+                            c.range(
+                                &b.key("times_ms").index(j),
+                                *x,
+                                0.0,
+                                1e9,
+                                false,
+                                false,
+                                "ms",
+                            )?;
                         }
                     }
                     (None, Some(lists)) => {
@@ -199,11 +434,23 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
                         }
                         for (n, l) in lists.iter().enumerate() {
                             for (j, x) in l.iter().enumerate() {
-                                c.range(&b.key("per_neuron_ms").index(n).index(j), *x, 0.0, 1e9, false, false, "ms")?;
+                                c.range(
+                                    &b.key("per_neuron_ms").index(n).index(j),
+                                    *x,
+                                    0.0,
+                                    1e9,
+                                    false,
+                                    false,
+                                    "ms",
+                                )?;
                             }
                         }
                     }
-                    _ => return Err(c.err(&b, "give exactly one of times_ms and per_neuron_ms".into())),
+                    _ => {
+                        return Err(
+                            c.err(&b, "give exactly one of times_ms and per_neuron_ms".into())
+                        )
+                    }
                 }
             }
             _ => {}
@@ -211,36 +458,66 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
         if let Some(pos) = &p.positions {
             let b = at.key("positions");
             for (j, o) in pos.origin_um.iter().enumerate() {
-                c.range(&b.key("origin_um").index(j), *o, -1e9, 1e9, false, false, "µm")?;
+                c.range(
+                    &b.key("origin_um").index(j),
+                    *o,
+                    -1e9,
+                    1e9,
+                    false,
+                    false,
+                    "µm",
+                )?;
             }
             match pos.layout {
                 Layout::Grid => {
-                    let shape = pos.shape.ok_or_else(|| c.err(&b.key("layout"), "layout `grid` needs shape = [nx, ny, nz] and spacing_um".into()))?;
-                    let sp = pos.spacing_um.ok_or_else(|| c.err(&b.key("layout"), "layout `grid` needs spacing_um".into()))?;
+                    let shape = pos.shape.ok_or_else(|| {
+                        c.err(
+                            &b.key("layout"),
+                            "layout `grid` needs shape = [nx, ny, nz] and spacing_um".into(),
+                        )
+                    })?;
+                    let sp = pos.spacing_um.ok_or_else(|| {
+                        c.err(&b.key("layout"), "layout `grid` needs spacing_um".into())
+                    })?;
                     c.range(&b.key("spacing_um"), sp, 0.0, 1e9, true, false, "µm")?;
-                    let n = shape.iter().try_fold(1u64, |a, &x| a.checked_mul(x)).unwrap_or(u64::MAX);
+                    let n = shape
+                        .iter()
+                        .try_fold(1u64, |a, &x| a.checked_mul(x))
+                        .unwrap_or(u64::MAX);
                     if n != p.size {
                         return Err(c.err(&b.key("shape"), format!("{shape:?} holds {n} points but the population has {}; accepted: a shape whose product is the size", p.size)));
                     }
                 }
                 Layout::Box => {
-                    let s = pos.size_um.ok_or_else(|| c.err(&b.key("layout"), "layout `box` needs size_um = [x, y, z]".into()))?;
+                    let s = pos.size_um.ok_or_else(|| {
+                        c.err(
+                            &b.key("layout"),
+                            "layout `box` needs size_um = [x, y, z]".into(),
+                        )
+                    })?;
                     for (j, x) in s.iter().enumerate() {
                         c.range(&b.key("size_um").index(j), *x, 0.0, 1e9, false, false, "µm")?;
                     }
                 }
                 Layout::Sphere => {
-                    let r = pos.radius_um.ok_or_else(|| c.err(&b.key("layout"), "layout `sphere` needs radius_um".into()))?;
+                    let r = pos.radius_um.ok_or_else(|| {
+                        c.err(&b.key("layout"), "layout `sphere` needs radius_um".into())
+                    })?;
                     c.range(&b.key("radius_um"), r, 0.0, 1e9, false, false, "µm")?;
                 }
                 Layout::List => {
-                    let pts = pos.points_um.as_ref().ok_or_else(|| c.err(&b.key("layout"), "layout `list` needs points_um".into()))?;
+                    let pts = pos.points_um.as_ref().ok_or_else(|| {
+                        c.err(&b.key("layout"), "layout `list` needs points_um".into())
+                    })?;
                     if pts.len() as u64 != p.size {
                         return Err(c.err(&b.key("points_um"), format!("{} points for a population of size {}; accepted: one point per neuron", pts.len(), p.size)));
                     }
                     for (j, pt) in pts.iter().enumerate() {
                         if pt.iter().any(|x| !x.is_finite() || x.abs() > 1e9) {
-                            return Err(c.err(&b.key("points_um").index(j), format!("point {pt:?} must be finite within ±1e9 µm")));
+                            return Err(c.err(
+                                &b.key("points_um").index(j),
+                                format!("point {pt:?} must be finite within ±1e9 µm"),
+                            ));
                         }
                     }
                 }
@@ -254,7 +531,10 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
             for (key, d) in &init.g_ns {
                 let kat = b.key("g_ns").key(key);
                 let ok = key.split_once('.').and_then(|(t, k)| {
-                    f.synapse_types.iter().find(|s| s.name == t).and_then(|s| s.receptors.iter().find(|r| r.kind.name() == k))
+                    f.synapse_types
+                        .iter()
+                        .find(|s| s.name == t)
+                        .and_then(|s| s.receptors.iter().find(|r| r.kind.name() == k))
                 });
                 if ok.is_none() {
                     return Err(c.err(&kat, format!("key `{key}` must be \"<synapse type>.<receptor kind>\" of a defined synapse type and one of its receptors")));
@@ -267,7 +547,13 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
     for (i, s) in f.synapse_types.iter().enumerate() {
         let at = root.key("synapse_types").index(i);
         if s.ca.is_some() && s.release != ReleaseModel::Ca {
-            return Err(c.err(&at.key("ca"), format!("a `ca` table is given but release = {:?}; it applies to release = \"ca\" only", s.release)));
+            return Err(c.err(
+                &at.key("ca"),
+                format!(
+                    "a `ca` table is given but release = {:?}; it applies to release = \"ca\" only",
+                    s.release
+                ),
+            ));
         }
         if s.tm.is_some() && s.release == ReleaseModel::Ca {
             return Err(c.err(&at.key("tm"), "a `tm` table is given but release = \"ca\"; it applies to tm_stochastic and tm_mean".into()));
@@ -276,7 +562,10 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
             let b = at.key("ca");
             if let Some(n) = ca.n_sites {
                 if n == 0 || n > MAX_SITES {
-                    return Err(c.err(&b.key("n_sites"), format!("value {n} is out of range; accepted: [1, {MAX_SITES}]")));
+                    return Err(c.err(
+                        &b.key("n_sites"),
+                        format!("value {n} is out of range; accepted: [1, {MAX_SITES}]"),
+                    ));
                 }
             }
             let p_max = ca.p_max.unwrap_or(1.0);
@@ -292,7 +581,15 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
             c.opt(&b, "k0_per_s", ca.k0_per_s, 0.0, 1e5, false, "1/s")?;
             let k0 = ca.k0_per_s.unwrap_or(2.0);
             if let Some(km) = ca.kmax_per_s {
-                c.range(&b.key("kmax_per_s"), km, k0, 1e5, false, false, "1/s (not below k0_per_s)")?;
+                c.range(
+                    &b.key("kmax_per_s"),
+                    km,
+                    k0,
+                    1e5,
+                    false,
+                    false,
+                    "1/s (not below k0_per_s)",
+                )?;
             }
             c.opt(&b, "k_d", ca.k_d, 0.0, 1e6, true, "")?;
             c.opt(&b, "k_ca_mm", ca.k_ca_mm, 0.0, 1e3, true, "mM")?;
@@ -304,7 +601,10 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
             let b = at.key("tm");
             if let Some(n) = tm.n_sites {
                 if n == 0 || n > MAX_SITES {
-                    return Err(c.err(&b.key("n_sites"), format!("value {n} is out of range; accepted: [1, {MAX_SITES}]")));
+                    return Err(c.err(
+                        &b.key("n_sites"),
+                        format!("value {n} is out of range; accepted: [1, {MAX_SITES}]"),
+                    ));
                 }
             }
             c.opt(&b, "u", tm.u, 0.0, 1.0, true, "")?;
@@ -315,15 +615,30 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
             let b = at.key("vesicles");
             if let Some(r) = v.reserve_size {
                 if r > 1_000_000 {
-                    return Err(c.err(&b.key("reserve_size"), format!("value {r} is out of range; accepted: [0, 1000000] (0 = untracked)")));
+                    return Err(c.err(
+                        &b.key("reserve_size"),
+                        format!(
+                            "value {r} is out of range; accepted: [0, 1000000] (0 = untracked)"
+                        ),
+                    ));
                 }
             }
             c.opt(&b, "tau_endo_ms", v.tau_endo_ms, 0.0, 1e8, true, "ms")?;
             c.opt(&b, "async_rho", v.async_rho, 0.0, 1e3, false, "")?;
             c.opt(&b, "tau_async_ms", v.tau_async_ms, 0.0, 1e4, true, "ms")?;
-            c.opt(&b, "spont_rate_per_s", v.spont_rate_per_s, 0.0, 1e4, false, "1/s")?;
+            c.opt(
+                &b,
+                "spont_rate_per_s",
+                v.spont_rate_per_s,
+                0.0,
+                1e4,
+                false,
+                "1/s",
+            )?;
             if s.release == ReleaseModel::TmMean {
-                let sites = v.async_rho.unwrap_or(0.0) > 0.0 || v.spont_rate_per_s.unwrap_or(0.0) > 0.0 || v.reserve_size.unwrap_or(0) > 0;
+                let sites = v.async_rho.unwrap_or(0.0) > 0.0
+                    || v.spont_rate_per_s.unwrap_or(0.0) > 0.0
+                    || v.reserve_size.unwrap_or(0) > 0;
                 if sites {
                     return Err(c.err(&b, "release = \"tm_mean\" has no release sites: asynchronous, spontaneous release and a reserve pool need ca or tm_stochastic".into()));
                 }
@@ -332,16 +647,60 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
         if let Some(cl) = &s.cleft {
             let b = at.key("cleft");
             c.opt(&b, "delta_t_mm", cl.delta_t_mm, 0.0, 1e3, true, "mM")?;
-            c.opt(&b, "k_diffusion_per_ms", cl.k_diffusion_per_ms, 0.0, 1e4, false, "1/ms")?;
-            c.opt(&b, "k_uptake_per_ms", cl.k_uptake_per_ms, 0.0, 1e4, false, "1/ms")?;
-            c.opt(&b, "k_enzyme_per_ms", cl.k_enzyme_per_ms, 0.0, 1e4, false, "1/ms")?;
+            c.opt(
+                &b,
+                "k_diffusion_per_ms",
+                cl.k_diffusion_per_ms,
+                0.0,
+                1e4,
+                false,
+                "1/ms",
+            )?;
+            c.opt(
+                &b,
+                "k_uptake_per_ms",
+                cl.k_uptake_per_ms,
+                0.0,
+                1e4,
+                false,
+                "1/ms",
+            )?;
+            c.opt(
+                &b,
+                "k_enzyme_per_ms",
+                cl.k_enzyme_per_ms,
+                0.0,
+                1e4,
+                false,
+                "1/ms",
+            )?;
             c.opt(&b, "pulse_mm", cl.pulse_mm, 0.0, 1e3, true, "mM")?;
-            c.opt(&b, "pulse_ms", cl.pulse_ms, dt, 1e4, false, "ms (at least one step)")?;
-            c.opt(&b, "clear_threshold_mm", cl.clear_threshold_mm, 0.0, 1.0, true, "mM")?;
-            let any = cl.k_diffusion_per_ms.is_some() || cl.k_uptake_per_ms.is_some() || cl.k_enzyme_per_ms.is_some();
+            c.opt(
+                &b,
+                "pulse_ms",
+                cl.pulse_ms,
+                dt,
+                1e4,
+                false,
+                "ms (at least one step)",
+            )?;
+            c.opt(
+                &b,
+                "clear_threshold_mm",
+                cl.clear_threshold_mm,
+                0.0,
+                1.0,
+                true,
+                "mM",
+            )?;
+            let any = cl.k_diffusion_per_ms.is_some()
+                || cl.k_uptake_per_ms.is_some()
+                || cl.k_enzyme_per_ms.is_some();
             if any {
                 let d = crate::model::cleft_defaults(s.transmitter);
-                let total = cl.k_diffusion_per_ms.unwrap_or(d.1) + cl.k_uptake_per_ms.unwrap_or(d.2) + cl.k_enzyme_per_ms.unwrap_or(d.3);
+                let total = cl.k_diffusion_per_ms.unwrap_or(d.1)
+                    + cl.k_uptake_per_ms.unwrap_or(d.2)
+                    + cl.k_enzyme_per_ms.unwrap_or(d.3);
                 if total <= 0.0 && cl.model != Some(CleftModel::Pulse) {
                     return Err(c.err(&b, "diffusion + uptake + enzyme rates sum to 0: transmitter would never clear; accepted: a positive sum".into()));
                 }
@@ -349,30 +708,66 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
         }
         let rat = at.key("receptors");
         if s.receptors.is_empty() || s.receptors.len() > MAX_RECEPTORS {
-            return Err(c.err(&rat, format!("{} receptors given; accepted: 1 to {MAX_RECEPTORS}", s.receptors.len())));
+            return Err(c.err(
+                &rat,
+                format!(
+                    "{} receptors given; accepted: 1 to {MAX_RECEPTORS}",
+                    s.receptors.len()
+                ),
+            ));
         }
         let mut kinds = HashSet::new();
         for (j, r) in s.receptors.iter().enumerate() {
             let b = rat.index(j);
             if !kinds.insert(r.kind) {
-                return Err(c.err(&b.key("kind"), format!("receptor `{}` appears twice in this synapse type", r.kind.name())));
+                return Err(c.err(
+                    &b.key("kind"),
+                    format!(
+                        "receptor `{}` appears twice in this synapse type",
+                        r.kind.name()
+                    ),
+                ));
             }
             let allowed: &[ReceptorKind] = match s.transmitter {
-                Transmitter::Glutamate => &[ReceptorKind::Ampa, ReceptorKind::Nmda, ReceptorKind::Exp],
+                Transmitter::Glutamate => {
+                    &[ReceptorKind::Ampa, ReceptorKind::Nmda, ReceptorKind::Exp]
+                }
                 Transmitter::Gaba => &[ReceptorKind::GabaA, ReceptorKind::GabaB, ReceptorKind::Exp],
                 Transmitter::Glycine => &[ReceptorKind::Glycine, ReceptorKind::Exp],
                 Transmitter::Acetylcholine => &[ReceptorKind::Nach, ReceptorKind::Exp],
             };
             if !allowed.contains(&r.kind) {
                 let names: Vec<&str> = allowed.iter().map(|k| k.name()).collect();
-                return Err(c.err(&b.key("kind"), format!("`{}` does not bind {:?}; accepted: {}", r.kind.name(), s.transmitter, names.join(", ")).to_lowercase()));
+                return Err(c.err(
+                    &b.key("kind"),
+                    format!(
+                        "`{}` does not bind {:?}; accepted: {}",
+                        r.kind.name(),
+                        s.transmitter,
+                        names.join(", ")
+                    )
+                    .to_lowercase(),
+                ));
             }
             c.opt(&b, "g_max_ns", r.g_max_ns, 0.0, 1e6, false, "nS")?;
-            c.opt(&b, "alpha_per_mm_ms", r.alpha_per_mm_ms, 0.0, 1e4, false, "1/(mM·ms)")?;
+            c.opt(
+                &b,
+                "alpha_per_mm_ms",
+                r.alpha_per_mm_ms,
+                0.0,
+                1e4,
+                false,
+                "1/(mM·ms)",
+            )?;
             c.opt(&b, "beta_per_ms", r.beta_per_ms, 0.0, 1e4, true, "1/ms")?;
             c.opt(&b, "e_rev_mv", r.e_rev_mv, -200.0, 200.0, false, "mV")?;
             c.opt(&b, "tau_ms", r.tau_ms, 0.0, 1e6, true, "ms")?;
-            for (k, v) in [("k1_per_mm_ms", r.k1_per_mm_ms), ("k2_per_ms", r.k2_per_ms), ("k3_per_ms", r.k3_per_ms), ("k4_per_ms", r.k4_per_ms)] {
+            for (k, v) in [
+                ("k1_per_mm_ms", r.k1_per_mm_ms),
+                ("k2_per_ms", r.k2_per_ms),
+                ("k3_per_ms", r.k3_per_ms),
+                ("k4_per_ms", r.k4_per_ms),
+            ] {
                 c.opt(&b, k, v, 0.0, 1e4, true, "")?;
             }
             c.opt(&b, "k_d", r.k_d, 0.0, 1e9, true, "")?;
@@ -383,35 +778,77 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
     for (i, p) in f.projections.iter().enumerate() {
         let at = root.key("projections").index(i);
         let find = |key: &str, name: &str| -> Result<&PopulationSpec, Error> {
-            f.populations.iter().find(|q| q.name == name).ok_or_else(|| {
-                let all: Vec<&str> = f.populations.iter().map(|q| q.name.as_str()).collect();
-                c.err(&at.key(key), format!("population `{name}` is not defined; defined: {}", all.join(", ")))
-            })
+            f.populations
+                .iter()
+                .find(|q| q.name == name)
+                .ok_or_else(|| {
+                    let all: Vec<&str> = f.populations.iter().map(|q| q.name.as_str()).collect();
+                    c.err(
+                        &at.key(key),
+                        format!(
+                            "population `{name}` is not defined; defined: {}",
+                            all.join(", ")
+                        ),
+                    )
+                })
         };
         let src = find("source", &p.source)?;
         let tgt = find("target", &p.target)?;
         if !matches!(tgt.model, NeuronModel::Lif | NeuronModel::Hh) {
-            return Err(c.err(&at.key("target"), format!("population `{}` is a spike source; accepted targets: lif or hh populations", tgt.name)));
+            return Err(c.err(
+                &at.key("target"),
+                format!(
+                    "population `{}` is a spike source; accepted targets: lif or hh populations",
+                    tgt.name
+                ),
+            ));
         }
         if !f.synapse_types.iter().any(|s| s.name == p.synapse) {
             let all: Vec<&str> = f.synapse_types.iter().map(|s| s.name.as_str()).collect();
-            return Err(c.err(&at.key("synapse"), format!("synapse type `{}` is not defined; defined: {}", p.synapse, all.join(", "))));
+            return Err(c.err(
+                &at.key("synapse"),
+                format!(
+                    "synapse type `{}` is not defined; defined: {}",
+                    p.synapse,
+                    all.join(", ")
+                ),
+            ));
         }
         match p.rule {
             Rule::FixedProbability => match (&p.p, &p.distance) {
                 (Some(x), None) => c.range(&at.key("p"), *x, 0.0, 1.0, false, false, "")?,
                 (None, Some(_)) => {}
-                (Some(_), Some(_)) => return Err(c.err(&at.key("p"), "give either p or distance, not both".into())),
-                (None, None) => return Err(c.err(&at.key("rule"), "rule `fixed_probability` needs p or a [projections.distance] table".into())),
+                (Some(_), Some(_)) => {
+                    return Err(c.err(&at.key("p"), "give either p or distance, not both".into()))
+                }
+                (None, None) => {
+                    return Err(c.err(
+                        &at.key("rule"),
+                        "rule `fixed_probability` needs p or a [projections.distance] table".into(),
+                    ))
+                }
             },
             Rule::FixedIndegree => {
-                let k = p.indegree.ok_or_else(|| c.err(&at.key("rule"), "rule `fixed_indegree` needs indegree".into()))?;
+                let k = p.indegree.ok_or_else(|| {
+                    c.err(
+                        &at.key("rule"),
+                        "rule `fixed_indegree` needs indegree".into(),
+                    )
+                })?;
                 if k > 1_000_000 {
-                    return Err(c.err(&at.key("indegree"), format!("value {k} is out of range; accepted: [0, 1000000]")));
+                    return Err(c.err(
+                        &at.key("indegree"),
+                        format!("value {k} is out of range; accepted: [0, 1000000]"),
+                    ));
                 }
             }
             Rule::Pairs => {
-                let pairs = p.pairs.as_ref().ok_or_else(|| c.err(&at.key("rule"), "rule `pairs` needs pairs = [[source, target], ...]".into()))?;
+                let pairs = p.pairs.as_ref().ok_or_else(|| {
+                    c.err(
+                        &at.key("rule"),
+                        "rule `pairs` needs pairs = [[source, target], ...]".into(),
+                    )
+                })?;
                 for (j, [a, b]) in pairs.iter().enumerate() {
                     if *a >= src.size || *b >= tgt.size {
                         return Err(c.err(&at.key("pairs").index(j), format!("pair [{a}, {b}] is out of range; accepted: source id < {}, target id < {}", src.size, tgt.size)));
@@ -420,20 +857,52 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
             }
             Rule::OneToOne => {
                 if src.size != tgt.size {
-                    return Err(c.err(&at.key("rule"), format!("one_to_one needs equal sizes; source has {}, target {}", src.size, tgt.size)));
+                    return Err(c.err(
+                        &at.key("rule"),
+                        format!(
+                            "one_to_one needs equal sizes; source has {}, target {}",
+                            src.size, tgt.size
+                        ),
+                    ));
                 }
             }
             Rule::AllToAll => {}
         }
         if p.rule != Rule::FixedProbability && p.p.is_some() {
-            return Err(c.err(&at.key("p"), format!("p applies to rule fixed_probability only (rule is {:?})", p.rule).to_lowercase()));
+            return Err(c.err(
+                &at.key("p"),
+                format!(
+                    "p applies to rule fixed_probability only (rule is {:?})",
+                    p.rule
+                )
+                .to_lowercase(),
+            ));
         }
         if let Some(d) = &p.distance {
             if p.rule != Rule::FixedProbability {
-                return Err(c.err(&at.key("distance"), "distance applies to rule fixed_probability only".into()));
+                return Err(c.err(
+                    &at.key("distance"),
+                    "distance applies to rule fixed_probability only".into(),
+                ));
             }
-            c.range(&at.key("distance").key("p_max"), d.p_max, 0.0, 1.0, false, false, "")?;
-            c.range(&at.key("distance").key("scale_um"), d.scale_um, 0.0, 1e9, true, false, "µm")?;
+            c.range(
+                &at.key("distance").key("p_max"),
+                d.p_max,
+                0.0,
+                1.0,
+                false,
+                false,
+                "",
+            )?;
+            c.range(
+                &at.key("distance").key("scale_um"),
+                d.scale_um,
+                0.0,
+                1e9,
+                true,
+                false,
+                "µm",
+            )?;
         }
         if p.distance.is_some() || p.conduction.is_some() {
             for (key, q) in [("source", src), ("target", tgt)] {
@@ -443,20 +912,45 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
             }
         }
         if let Some(w) = &p.weight {
-            c.dist(&at.key("weight"), w, 0.0, f64::INFINITY, "(dimensionless, scales g_max)")?;
+            c.dist(
+                &at.key("weight"),
+                w,
+                0.0,
+                f64::INFINITY,
+                "(dimensionless, scales g_max)",
+            )?;
         }
         let max_delay = MAX_DELAY_STEPS as f64 * dt;
         if let Some(d) = &p.delay_ms {
             if p.conduction.is_some() {
-                return Err(c.err(&at.key("delay_ms"), "give either delay_ms or conduction, not both".into()));
+                return Err(c.err(
+                    &at.key("delay_ms"),
+                    "give either delay_ms or conduction, not both".into(),
+                ));
             }
             c.dist(&at.key("delay_ms"), d, 0.0, max_delay, "ms")?;
         }
         if let Some(cd) = &p.conduction {
             let b = at.key("conduction");
             c.opt(&b, "diameter_um", cd.diameter_um, 0.0, 100.0, true, "µm")?;
-            c.opt(&b, "velocity_m_per_s", cd.velocity_m_per_s, 0.0, 1000.0, true, "m/s")?;
-            c.opt(&b, "synaptic_delay_ms", cd.synaptic_delay_ms, 0.0, max_delay, false, "ms")?;
+            c.opt(
+                &b,
+                "velocity_m_per_s",
+                cd.velocity_m_per_s,
+                0.0,
+                1000.0,
+                true,
+                "m/s",
+            )?;
+            c.opt(
+                &b,
+                "synaptic_delay_ms",
+                cd.synaptic_delay_ms,
+                0.0,
+                max_delay,
+                false,
+                "ms",
+            )?;
             if cd.diameter_um.is_none() && cd.velocity_m_per_s.is_none() {
                 return Err(c.err(&b, "give diameter_um or velocity_m_per_s".into()));
             }
@@ -465,19 +959,61 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
 
     for (i, inp) in f.inputs.iter().enumerate() {
         let at = root.key("inputs").index(i);
-        let tgt = f.populations.iter().find(|q| q.name == inp.target).ok_or_else(|| c.err(&at.key("target"), format!("population `{}` is not defined", inp.target)))?;
+        let tgt = f
+            .populations
+            .iter()
+            .find(|q| q.name == inp.target)
+            .ok_or_else(|| {
+                c.err(
+                    &at.key("target"),
+                    format!("population `{}` is not defined", inp.target),
+                )
+            })?;
         if !matches!(tgt.model, NeuronModel::Lif | NeuronModel::Hh) {
-            return Err(c.err(&at.key("target"), format!("population `{}` is a spike source; currents go to lif or hh populations", tgt.name)));
+            return Err(c.err(
+                &at.key("target"),
+                format!(
+                    "population `{}` is a spike source; currents go to lif or hh populations",
+                    tgt.name
+                ),
+            ));
         }
-        c.range(&at.key("amplitude_pa"), inp.amplitude_pa, -1e6, 1e6, false, false, "pA")?;
-        c.range(&at.key("start_ms"), inp.start_ms, 0.0, 1e9, false, false, "ms")?;
+        c.range(
+            &at.key("amplitude_pa"),
+            inp.amplitude_pa,
+            -1e6,
+            1e6,
+            false,
+            false,
+            "pA",
+        )?;
+        c.range(
+            &at.key("start_ms"),
+            inp.start_ms,
+            0.0,
+            1e9,
+            false,
+            false,
+            "ms",
+        )?;
         if let Some(s) = inp.stop_ms {
-            c.range(&at.key("stop_ms"), s, inp.start_ms, 1e9, false, false, "ms (not before start_ms)")?;
+            c.range(
+                &at.key("stop_ms"),
+                s,
+                inp.start_ms,
+                1e9,
+                false,
+                false,
+                "ms (not before start_ms)",
+            )?;
         }
         if let Some(ids) = &inp.ids {
             for (j, id) in ids.iter().enumerate() {
                 if *id >= tgt.size {
-                    return Err(c.err(&at.key("ids").index(j), format!("id {id} is out of range; accepted: [0, {})", tgt.size)));
+                    return Err(c.err(
+                        &at.key("ids").index(j),
+                        format!("id {id} is out of range; accepted: [0, {})", tgt.size),
+                    ));
                 }
             }
         }
@@ -487,48 +1023,135 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
     if let Some(sp) = &f.record.spikes {
         for (j, n) in sp.iter().enumerate() {
             if !f.populations.iter().any(|q| &q.name == n) {
-                return Err(c.err(&rec.key("spikes").index(j), format!("population `{n}` is not defined")));
+                return Err(c.err(
+                    &rec.key("spikes").index(j),
+                    format!("population `{n}` is not defined"),
+                ));
             }
         }
     }
     if let Some(si) = f.record.sample_interval_ms {
-        c.range(&rec.key("sample_interval_ms"), si, dt, 1e9, false, false, "ms (at least dt)")?;
+        c.range(
+            &rec.key("sample_interval_ms"),
+            si,
+            dt,
+            1e9,
+            false,
+            false,
+            "ms (at least dt)",
+        )?;
     }
     if let Some(fi) = f.record.flush_interval_ms {
-        c.range(&rec.key("flush_interval_ms"), fi, dt, 1e9, false, false, "ms (at least dt)")?;
+        c.range(
+            &rec.key("flush_interval_ms"),
+            fi,
+            dt,
+            1e9,
+            false,
+            false,
+            "ms (at least dt)",
+        )?;
     }
     for (i, r) in f.record.neurons.iter().enumerate() {
         let at = rec.key("neurons").index(i);
-        let pop = f.populations.iter().find(|q| q.name == r.population).ok_or_else(|| c.err(&at.key("population"), format!("population `{}` is not defined", r.population)))?;
-        let receptor_vars: Vec<String> = f.synapse_types.iter().flat_map(|s| s.receptors.iter().map(move |rc| format!("g_{}_{}_ns", s.name, rc.kind.name()))).collect();
+        let pop = f
+            .populations
+            .iter()
+            .find(|q| q.name == r.population)
+            .ok_or_else(|| {
+                c.err(
+                    &at.key("population"),
+                    format!("population `{}` is not defined", r.population),
+                )
+            })?;
+        let receptor_vars: Vec<String> = f
+            .synapse_types
+            .iter()
+            .flat_map(|s| {
+                s.receptors
+                    .iter()
+                    .map(move |rc| format!("g_{}_{}_ns", s.name, rc.kind.name()))
+            })
+            .collect();
         for (j, v) in r.variables.iter().enumerate() {
-            let ok = neuron_variables(pop.model).contains(&v.as_str()) || (matches!(pop.model, NeuronModel::Lif | NeuronModel::Hh) && receptor_vars.contains(v));
+            let ok = neuron_variables(pop.model).contains(&v.as_str())
+                || (matches!(pop.model, NeuronModel::Lif | NeuronModel::Hh)
+                    && receptor_vars.contains(v));
             if !ok {
-                let mut all: Vec<String> = neuron_variables(pop.model).iter().map(|s| s.to_string()).collect();
+                let mut all: Vec<String> = neuron_variables(pop.model)
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
                 if matches!(pop.model, NeuronModel::Lif | NeuronModel::Hh) {
                     all.extend(receptor_vars.iter().cloned());
                 }
-                return Err(c.err(&at.key("variables").index(j), format!("`{v}` cannot be recorded for a {:?} population; accepted: {}", pop.model, if all.is_empty() { "none (spike sources have spikes only)".to_string() } else { all.join(", ") }).to_lowercase()));
+                return Err(c.err(
+                    &at.key("variables").index(j),
+                    format!(
+                        "`{v}` cannot be recorded for a {:?} population; accepted: {}",
+                        pop.model,
+                        if all.is_empty() {
+                            "none (spike sources have spikes only)".to_string()
+                        } else {
+                            all.join(", ")
+                        }
+                    )
+                    .to_lowercase(),
+                ));
             }
         }
         if let Some(ids) = &r.ids {
             for (j, id) in ids.iter().enumerate() {
                 if *id >= pop.size {
-                    return Err(c.err(&at.key("ids").index(j), format!("id {id} is out of range; accepted: [0, {})", pop.size)));
+                    return Err(c.err(
+                        &at.key("ids").index(j),
+                        format!("id {id} is out of range; accepted: [0, {})", pop.size),
+                    ));
                 }
             }
         }
     }
     for (i, r) in f.record.synapses.iter().enumerate() {
         let at = rec.key("synapses").index(i);
-        let proj = f.projections.iter().find(|p| p.display_name() == r.projection).ok_or_else(|| c.err(&at.key("projection"), format!("projection `{}` is not defined", r.projection)))?;
-        let st = f.synapse_types.iter().find(|s| s.name == proj.synapse).expect("checked above");
+        let proj = f
+            .projections
+            .iter()
+            .find(|p| p.display_name() == r.projection)
+            .ok_or_else(|| {
+                c.err(
+                    &at.key("projection"),
+                    format!("projection `{}` is not defined", r.projection),
+                )
+            })?;
+        let st = f
+            .synapse_types
+            .iter()
+            .find(|s| s.name == proj.synapse)
+            .expect("checked above");
         for (j, v) in r.variables.iter().enumerate() {
-            let recs: Vec<String> = st.receptors.iter().filter(|rc| rc.kind != ReceptorKind::Exp).map(|rc| format!("r_{}", rc.kind.name())).chain(st.receptors.iter().filter(|rc| rc.kind == ReceptorKind::GabaB).map(|_| "gprot_gaba_b".to_string())).collect();
+            let recs: Vec<String> = st
+                .receptors
+                .iter()
+                .filter(|rc| rc.kind != ReceptorKind::Exp)
+                .map(|rc| format!("r_{}", rc.kind.name()))
+                .chain(
+                    st.receptors
+                        .iter()
+                        .filter(|rc| rc.kind == ReceptorKind::GabaB)
+                        .map(|_| "gprot_gaba_b".to_string()),
+                )
+                .collect();
             if !SYNAPSE_VARIABLES.contains(&v.as_str()) && !recs.contains(v) {
-                let mut all: Vec<String> = SYNAPSE_VARIABLES.iter().map(|s| s.to_string()).collect();
+                let mut all: Vec<String> =
+                    SYNAPSE_VARIABLES.iter().map(|s| s.to_string()).collect();
                 all.extend(recs);
-                return Err(c.err(&at.key("variables").index(j), format!("`{v}` is not a synapse variable; accepted: {}", all.join(", "))));
+                return Err(c.err(
+                    &at.key("variables").index(j),
+                    format!(
+                        "`{v}` is not a synapse variable; accepted: {}",
+                        all.join(", ")
+                    ),
+                ));
             }
         }
     }

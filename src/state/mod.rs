@@ -61,7 +61,10 @@ impl ActivePool {
         self.pulse_left[to] = self.pulse_left[from];
         self.pulse_quanta[to] = self.pulse_quanta[from];
         self.fresh[to] = self.fresh[from];
-        self.r.copy_within(from * SLOT_STRIDE..(from + 1) * SLOT_STRIDE, to * SLOT_STRIDE);
+        self.r.copy_within(
+            from * SLOT_STRIDE..(from + 1) * SLOT_STRIDE,
+            to * SLOT_STRIDE,
+        );
     }
 
     /// Resets slot `to` to a newly activated synapse.
@@ -201,7 +204,10 @@ impl State {
             })
             .max()
             .unwrap_or(0);
-        let any_kinetic = model.gpu_receptors.iter().any(|r| r.kind == layout::receptor::KINETIC);
+        let any_kinetic = model
+            .gpu_receptors
+            .iter()
+            .any(|r| r.kind == layout::receptor::KINETIC);
         let handoff_stride = if any_kinetic { handoff_stride } else { 0 };
         let mut s = State {
             step: 0,
@@ -236,7 +242,11 @@ impl State {
         };
         for i in 0..ns {
             let t = &model.syn_types[net.syn_type[i] as usize].gpu;
-            s.sites[i] = if t.n_sites >= 32 { u32::MAX } else { (1u32 << t.n_sites) - 1 };
+            s.sites[i] = if t.n_sites >= 32 {
+                u32::MAX
+            } else {
+                (1u32 << t.n_sites) - 1
+            };
             if t.release == layout::release::TM_MEAN {
                 s.x_d[i] = 1.0;
             }
@@ -247,7 +257,8 @@ impl State {
         for n in 0..nn {
             let p = &model.pops[net.neuron_pop[n] as usize].gpu;
             if p.model == layout::neuron::HH {
-                let (m, h, nn_) = crate::backend::cpu::integrate::hh_steady_state(s.v_mv[n], p.v_t_mv);
+                let (m, h, nn_) =
+                    crate::backend::cpu::integrate::hh_steady_state(s.v_mv[n], p.v_t_mv);
                 s.hh_m[n] = m;
                 s.hh_h[n] = h;
                 s.hh_n[n] = nn_;
@@ -256,7 +267,12 @@ impl State {
         for &(n, r, g) in &net.g_init {
             s.g_pool_ns[n as usize * nr + r as usize] += g;
         }
-        let max_async = model.syn_types.iter().map(|t| t.max_async_steps).max().unwrap_or(0);
+        let max_async = model
+            .syn_types
+            .iter()
+            .map(|t| t.max_async_steps)
+            .max()
+            .unwrap_or(0);
         let ring_len = net.max_delay.max(max_async) as usize + 1;
         s.ring = vec![Vec::new(); ring_len];
         s.ring_async = vec![Vec::new(); ring_len];

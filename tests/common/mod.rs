@@ -24,12 +24,18 @@ impl Tolerance {
     }
     /// §8 deterministic rule: 1e-4 relative or half a unit in the last printed digit.
     pub fn printed(decimals: i32) -> Self {
-        Self { rel: 1e-4, abs: 0.5 * 10f64.powi(-decimals) }
+        Self {
+            rel: 1e-4,
+            abs: 0.5 * 10f64.powi(-decimals),
+        }
     }
     #[track_caller]
     pub fn check(&self, what: &str, got: f64, want: f64) {
         let tol = (self.rel * want.abs()).max(self.abs);
-        assert!((got - want).abs() <= tol, "{what}: got {got}, want {want} (tolerance {tol:e})");
+        assert!(
+            (got - want).abs() <= tol,
+            "{what}: got {got}, want {want} (tolerance {tol:e})"
+        );
     }
 }
 
@@ -41,7 +47,8 @@ pub fn backend(text: &str) -> CpuBackend {
 /// Builds a CPU backend from network text with `--set` overrides.
 pub fn backend_with(text: &str, overrides: &[&str]) -> CpuBackend {
     let ov: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-    let loaded = quantal::spec::load_str(text, Path::new("test.toml"), &ov).unwrap_or_else(|e| panic!("test network: {e}"));
+    let loaded = quantal::spec::load_str(text, Path::new("test.toml"), &ov)
+        .unwrap_or_else(|e| panic!("test network: {e}"));
     let model = Model::from_spec(&loaded.file);
     let net = network::build(&loaded, &model).unwrap_or_else(|e| panic!("test network: {e}"));
     CpuBackend::new(Arc::new(model), Arc::new(net))

@@ -32,6 +32,10 @@ pub fn decay_pools(model: &Model, st: &mut State) {
 }
 
 /// Advances every active synapse by one step and deactivates the cleared ones.
+#[expect(
+    clippy::needless_range_loop,
+    reason = "j indexes the receptor table, the slot state and g together, as the WGSL twin will"
+)]
 pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>) {
     let dt = model.dt_ms as f32;
     let t = st.step;
@@ -72,7 +76,11 @@ pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>)
         let t_mm;
         let cleared;
         if ty.cleft_pulse == 1 {
-            t_mm = if st.active.pulse_left[slot] > 0 { st.active.pulse_quanta[slot] * ty.pulse_mm } else { 0.0 };
+            t_mm = if st.active.pulse_left[slot] > 0 {
+                st.active.pulse_quanta[slot] * ty.pulse_mm
+            } else {
+                0.0
+            };
             if st.active.pulse_left[slot] > 0 {
                 st.active.pulse_left[slot] -= 1;
             }
@@ -119,7 +127,8 @@ pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>)
                 }
                 _ => {
                     // Exponential conductance: each quantum adds g_max·w to the pool (§6.4a).
-                    st.g_pool_ns[post * nr + first + j] += rc.g_max_ns * w * st.active.released[slot];
+                    st.g_pool_ns[post * nr + first + j] +=
+                        rc.g_max_ns * w * st.active.released[slot];
                 }
             }
         }

@@ -55,7 +55,11 @@ pub fn integrate(model: &Model, net: &Network, st: &mut State) {
         let p = &model.pops[net.neuron_pop[n] as usize].gpu;
         match p.model {
             neuron::POISSON => {
-                if t >= p.start_step && t < p.stop_step && uniform_at(model.seed, Domain::Neuron, n as u32, t, Purpose::Poisson, 0) < p.p_spike {
+                if t >= p.start_step
+                    && t < p.stop_step
+                    && uniform_at(model.seed, Domain::Neuron, n as u32, t, Purpose::Poisson, 0)
+                        < p.p_spike
+                {
                     st.spikes.push(n as u32);
                 }
                 continue;
@@ -84,7 +88,11 @@ pub fn integrate(model: &Model, net: &Network, st: &mut State) {
             let rc = &model.gpu_receptors[ri];
             let idx = n * nr + ri;
             let mut g = st.g_active_ns[idx]
-                + if rc.kind == receptor::EXP { st.g_pool_ns[idx] * rc.half_decay } else { st.g_pool_ns[idx] };
+                + if rc.kind == receptor::EXP {
+                    st.g_pool_ns[idx] * rc.half_decay
+                } else {
+                    st.g_pool_ns[idx]
+                };
             if rc.mg_block == 1 {
                 g *= nmda_block(v, mg);
             }

@@ -36,7 +36,17 @@ impl CpuBackend {
     pub fn new(model: Arc<Model>, net: Arc<Network>) -> Self {
         let st = State::new(&model, &net);
         let spont = SpontParams::new(&model);
-        Self { model, net, st, spont, events: Vec::new(), releases: Vec::new(), merged: Vec::new(), scratch: Vec::new(), keep: Vec::new() }
+        Self {
+            model,
+            net,
+            st,
+            spont,
+            events: Vec::new(),
+            releases: Vec::new(),
+            merged: Vec::new(),
+            scratch: Vec::new(),
+            keep: Vec::new(),
+        }
     }
 
     /// The state, read-only.
@@ -63,7 +73,10 @@ impl CpuBackend {
     /// (tests and stimulation protocols); `at` must be after the current step and within
     /// the ring horizon.
     pub fn inject_arrival(&mut self, syn: u32, at: u32) {
-        assert!(at >= self.st.step && ((at - self.st.step) as usize) < self.st.ring.len(), "arrival outside the ring horizon");
+        assert!(
+            at >= self.st.step && ((at - self.st.step) as usize) < self.st.ring.len(),
+            "arrival outside the ring horizon"
+        );
         let len = self.st.ring.len();
         self.st.ring[at as usize % len].push(syn);
     }
@@ -110,7 +123,11 @@ impl Backend for CpuBackend {
     }
 
     fn device(&self) -> String {
-        format!("CPU reference ({} {})", std::env::consts::ARCH, std::env::consts::OS)
+        format!(
+            "CPU reference ({} {})",
+            std::env::consts::ARCH,
+            std::env::consts::OS
+        )
     }
 
     fn step(&mut self) -> Result<(), Error> {
@@ -123,7 +140,14 @@ impl Backend for CpuBackend {
         release::release(&model, &net, &self.events, &mut self.st, &mut self.releases);
         let minis = std::mem::take(&mut self.st.pending_minis);
         merge_releases(&self.releases, &minis, &mut self.merged);
-        release::activate(&model, &net, &self.merged, &mut self.st, true, &mut self.scratch);
+        release::activate(
+            &model,
+            &net,
+            &self.merged,
+            &mut self.st,
+            true,
+            &mut self.scratch,
+        );
         cleft::decay_pools(&model, &mut self.st);
         cleft::cleft(&model, &net, &mut self.st, &mut self.keep);
         integrate::integrate(&model, &net, &mut self.st);
@@ -147,7 +171,11 @@ impl Backend for CpuBackend {
 
     fn sample(&mut self, probes: &[Probe], out: &mut Vec<f32>) -> Result<(), Error> {
         out.clear();
-        out.extend(probes.iter().map(|p| sample_one(&self.model, &self.net, &self.st, *p)));
+        out.extend(
+            probes
+                .iter()
+                .map(|p| sample_one(&self.model, &self.net, &self.st, *p)),
+        );
         Ok(())
     }
 
@@ -165,7 +193,12 @@ pub fn sample_one(model: &Model, net: &Network, st: &State, p: Probe) -> f32 {
             let receptor_g = |ri: usize| {
                 let rc = &model.gpu_receptors[ri];
                 let idx = n * nr + ri;
-                let mut g = st.g_active_ns[idx] + if rc.kind == receptor::EXP { st.g_pool_ns[idx] * rc.half_decay } else { st.g_pool_ns[idx] };
+                let mut g = st.g_active_ns[idx]
+                    + if rc.kind == receptor::EXP {
+                        st.g_pool_ns[idx] * rc.half_decay
+                    } else {
+                        st.g_pool_ns[idx]
+                    };
                 if rc.mg_block == 1 {
                     g *= nmda_block(st.v_mv[n], model.mg_o_mm as f32);
                 }
@@ -190,9 +223,18 @@ pub fn sample_one(model: &Model, net: &Network, st: &State, p: Probe) -> f32 {
             let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
             let tables = &model.pow_tables;
             let since = st.step - st.t_last[i];
-            let slot = if st.handoff_step[i] == ACTIVE { st.active.slot_of(s) } else { None };
+            let slot = if st.handoff_step[i] == ACTIVE {
+                st.active.slot_of(s)
+            } else {
+                None
+            };
             match var {
-                SynVar::CaRes => ty.ca_rest_um + ty.delta_ca_um * st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], since),
+                SynVar::CaRes => {
+                    ty.ca_rest_um
+                        + ty.delta_ca_um
+                            * st.x_f[i]
+                            * pow_decay(&tables[ty.tab_fac as usize], since)
+                }
                 SynVar::XF => st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], since),
                 SynVar::XD => {
                     if ty.release == rel::CA {
@@ -221,16 +263,22 @@ pub fn sample_one(model: &Model, net: &Network, st: &State, p: Probe) -> f32 {
                     }
                 }
                 SynVar::R(j) | SynVar::GProt(j) => {
-                    let off = if matches!(var, SynVar::GProt(_)) { 1 } else { 0 };
+                    let off = if matches!(var, SynVar::GProt(_)) {
+                        1
+                    } else {
+                        0
+                    };
                     if let Some(k) = slot {
                         st.active.r[k * SLOT_STRIDE + 2 * j as usize + off]
-                    } else if off == 0 && st.handoff_step[i] != NO_HANDOFF && st.handoff_stride > 0 {
+                    } else if off == 0 && st.handoff_step[i] != NO_HANDOFF && st.handoff_stride > 0
+                    {
                         let rc = &model.gpu_receptors[(ty.receptor_first + j) as usize];
                         if rc.kind != receptor::KINETIC {
                             return 0.0;
                         }
                         let held = st.step - 1 - st.handoff_step[i];
-                        st.handoff_r[i * st.handoff_stride + j as usize] * pow_decay(&tables[rc.tab_beta as usize], held)
+                        st.handoff_r[i * st.handoff_stride + j as usize]
+                            * pow_decay(&tables[rc.tab_beta as usize], held)
                     } else {
                         0.0
                     }

@@ -37,11 +37,17 @@ pub fn ca_release_probability(ty: &GpuSynType, x_f: f32) -> f32 {
 #[inline]
 fn release_sites(seed: u64, ty: &GpuSynType, syn: u32, t: u32, p: f32, st: &mut State) -> u32 {
     let i = syn as usize;
-    let committed = if st.committed.is_empty() { 0 } else { st.committed[i] };
+    let committed = if st.committed.is_empty() {
+        0
+    } else {
+        st.committed[i]
+    };
     let mut k = 0u32;
     for j in 0..ty.n_sites {
         let bit = 1u32 << j;
-        if st.sites[i] & !committed & bit != 0 && uniform_at(seed, Domain::Synapse, syn, t, Purpose::Release, j) < p {
+        if st.sites[i] & !committed & bit != 0
+            && uniform_at(seed, Domain::Synapse, syn, t, Purpose::Release, j) < p
+        {
             st.sites[i] &= !bit;
             k += 1;
         }
@@ -52,12 +58,22 @@ fn release_sites(seed: u64, ty: &GpuSynType, syn: u32, t: u32, p: f32, st: &mut 
 /// Asynchronous release (§3.4): each still-docked site commits with P_a = 1 - e^{-ρ_a p}
 /// and fuses after an Exp(τ_a) latency (≥ 1 step, truncated at the ring horizon).
 #[inline]
-fn schedule_async(seed: u64, ty: &GpuSynType, max_steps: u32, syn: u32, t: u32, p: f32, st: &mut State) {
+fn schedule_async(
+    seed: u64,
+    ty: &GpuSynType,
+    max_steps: u32,
+    syn: u32,
+    t: u32,
+    p: f32,
+    st: &mut State,
+) {
     let i = syn as usize;
     let p_a = 1.0 - (-ty.async_rho * p).exp();
     for j in 0..ty.n_sites {
         let bit = 1u32 << j;
-        if st.sites[i] & !st.committed[i] & bit != 0 && uniform_at(seed, Domain::Synapse, syn, t, Purpose::AsyncRelease, j) < p_a {
+        if st.sites[i] & !st.committed[i] & bit != 0
+            && uniform_at(seed, Domain::Synapse, syn, t, Purpose::AsyncRelease, j) < p_a
+        {
             st.committed[i] |= bit;
             let u = uniform_at(seed, Domain::Synapse, syn, t, Purpose::AsyncDelay, j);
             let lat = -ty.tau_async_steps * (1.0 - u).ln();
@@ -70,7 +86,13 @@ fn schedule_async(seed: u64, ty: &GpuSynType, max_steps: u32, syn: u32, t: u32, 
 
 /// Processes the events of this step (sorted, from `deliver`) and appends
 /// (synapse, quanta) to `releases`, one entry per synapse, ascending.
-pub fn release(model: &Model, net: &Network, events: &[(u32, u32)], st: &mut State, releases: &mut Vec<(u32, f32)>) {
+pub fn release(
+    model: &Model,
+    net: &Network,
+    events: &[(u32, u32)],
+    st: &mut State,
+    releases: &mut Vec<(u32, f32)>,
+) {
     releases.clear();
     let seed = model.seed;
     let tables: &[PowTable] = &model.pow_tables;
@@ -144,12 +166,24 @@ pub fn release(model: &Model, net: &Network, events: &[(u32, u32)], st: &mut Sta
 
 /// Adds released transmitter to the clefts (§4.1) and activates synapses. `releases` is
 /// ascending by synapse. Clears the per-step `released` counters first when `new_step`.
-pub fn activate(model: &Model, net: &Network, releases: &[(u32, f32)], st: &mut State, new_step: bool, scratch: &mut Vec<u32>) {
+pub fn activate(
+    model: &Model,
+    net: &Network,
+    releases: &[(u32, f32)],
+    st: &mut State,
+    new_step: bool,
+    scratch: &mut Vec<u32>,
+) {
     if new_step {
         st.active.released.iter_mut().for_each(|x| *x = 0.0);
     }
     scratch.clear();
-    scratch.extend(releases.iter().map(|r| r.0).filter(|&s| st.handoff_step[s as usize] != ACTIVE));
+    scratch.extend(
+        releases
+            .iter()
+            .map(|r| r.0)
+            .filter(|&s| st.handoff_step[s as usize] != ACTIVE),
+    );
     st.active.merge_new(scratch);
     for &s in scratch.iter() {
         // The slot remembers the hand-off step so `cleft` can take the state back (§5.4).
@@ -159,13 +193,20 @@ pub fn activate(model: &Model, net: &Network, releases: &[(u32, f32)], st: &mut 
     }
     for &(syn, q) in releases {
         let ty = &model.syn_types[net.syn_type[syn as usize] as usize].gpu;
-        let slot = st.active.slot_of(syn).expect("every released synapse was just made active");
+        let slot = st
+            .active
+            .slot_of(syn)
+            .expect("every released synapse was just made active");
         st.active.released[slot] += q;
         st.quanta_step += q as f64;
         // Multivesicular release adds concentration in the shared cleft (§5.3).
         st.active.cleft_mm[slot] += q * ty.delta_t_mm;
         if ty.cleft_pulse == 1 {
-            let still = if st.active.pulse_left[slot] > 0 { st.active.pulse_quanta[slot] } else { 0.0 };
+            let still = if st.active.pulse_left[slot] > 0 {
+                st.active.pulse_quanta[slot]
+            } else {
+                0.0
+            };
             st.active.pulse_quanta[slot] = still + q;
             st.active.pulse_left[slot] = ty.pulse_steps;
         }

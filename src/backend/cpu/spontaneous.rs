@@ -77,7 +77,10 @@ pub fn spontaneous(model: &Model, net: &Network, sp: &SpontParams, st: &mut Stat
         let mut draw = 0u32;
         let mut k_total = 0u32;
         for _ in 0..chunks {
-            k_total += poisson_inverse(uniform_at(seed, Domain::Neuron, n, t, Purpose::Spontaneous, draw), mean);
+            k_total += poisson_inverse(
+                uniform_at(seed, Domain::Neuron, n, t, Purpose::Spontaneous, draw),
+                mean,
+            );
             draw += 1;
         }
         let first_new = st.pending_minis.len();
@@ -95,7 +98,11 @@ pub fn spontaneous(model: &Model, net: &Network, sp: &SpontParams, st: &mut Stat
             }
             advance_terminal(seed, ty, &model.pow_tables, syn, t, st);
             let bit = 1u32 << site;
-            let committed = if st.committed.is_empty() { 0 } else { st.committed[i] };
+            let committed = if st.committed.is_empty() {
+                0
+            } else {
+                st.committed[i]
+            };
             if st.sites[i] & !committed & bit != 0 {
                 st.sites[i] &= !bit;
                 if ty.reserve_size > 0 {

@@ -13,7 +13,14 @@ use crate::philox::{uniform_at, Domain, Purpose};
 use crate::state::State;
 
 /// Advances synapse `syn` of type `ty` to step `t`.
-pub fn advance_terminal(seed: u64, ty: &GpuSynType, tables: &[PowTable], syn: u32, t: u32, st: &mut State) {
+pub fn advance_terminal(
+    seed: u64,
+    ty: &GpuSynType,
+    tables: &[PowTable],
+    syn: u32,
+    t: u32,
+    st: &mut State,
+) {
     let i = syn as usize;
     let delta = t - st.t_last[i];
     if delta == 0 {
@@ -32,7 +39,11 @@ pub fn advance_terminal(seed: u64, ty: &GpuSynType, tables: &[PowTable], syn: u3
         st.endo[i] -= back;
         st.reserve[i] += back;
     }
-    let committed = if st.committed.is_empty() { 0 } else { st.committed[i] };
+    let committed = if st.committed.is_empty() {
+        0
+    } else {
+        st.committed[i]
+    };
     // (1) refilling of empty sites since the last event.
     let decay_d = pow_decay(&tables[ty.tab_rec as usize], delta);
     let p_fill = if ty.release == release::CA {
