@@ -520,3 +520,179 @@ fn hh_traub_miles_rates_and_shape() {
     Tolerance::abs(1.0).check("grid peak (mV)", vmax, 48.54);
     Tolerance::abs(1.0).check("grid trough (mV)", vmin, -85.72);
 }
+
+/// §5.4: handing a cleared synapse's linear decay to the neuron pool and taking it back
+/// when the synapse is re-activated is exact: two releases 30 ms apart (the first is
+/// handed off after ~12 ms) give the same AMPA and NMDA conductances as a run whose
+/// synapse never hands off, to the 1e-4 mM transmitter threshold's effect.
+#[test]
+fn pooled_handoff_is_exact() {
+    let run = |threshold: &str, kind: &str| {
+        let cleft = format!("clear_threshold_mm = {threshold}");
+        trace(
+            &one_quantum(
+                0.1,
+                "glutamate",
+                &cleft,
+                &format!("kind = \"{kind}\"\ng_max_ns = 1.0"),
+                "",
+                "[0.0, 30.0, 33.0]",
+            ),
+            G0,
+            1500,
+        )
+    };
+    for kind in ["ampa", "nmda"] {
+        // The default threshold really hands off: at 25 ms no synapse is active and the
+        // neuron pool carries the conductance.
+        let mut b = backend(&one_quantum(
+            0.1,
+            "glutamate",
+            "clear_threshold_mm = 1e-4",
+            &format!("kind = \"{kind}\""),
+            "",
+            "[0.0, 30.0]",
+        ));
+        crate::common::run(&mut b, 250);
+        assert!(
+            b.state_ref().active.is_empty() && b.state_ref().g_pool_ns[1] > 0.0,
+            "{kind}: no hand-off happened"
+        );
+        let pooled = run("1e-4", kind);
+        let own = run("1e-30", kind);
+        let peak = own.iter().cloned().fold(0.0, f64::max);
+        for (j, (a, b)) in pooled.iter().zip(&own).enumerate() {
+            assert!(
+                (a - b).abs() <= 2e-4 * peak,
+                "{kind} at {:.1} ms: pooled {a} vs own {b}",
+                j as f64 * 0.1
+            );
+        }
+    }
+}
+
+/// §8c TM closed form PPR(Δ) = (1 + (1-U)e^{-Δ/τ_fac})(1 - U e^{-Δ/τ_rec}) for the seven
+/// parameter sets of the table, through the mean TM synapse.
+#[test]
+fn tm_paired_pulse_ratio_table() {
+    let intervals = [10.0, 20.0, 50.0, 100.0, 200.0, 500.0];
+    let table: [((f64, f64, f64), [f64; 6]); 7] = [
+        (
+            (0.5, 800.0, 0.0),
+            [0.5062, 0.5123, 0.5303, 0.5588, 0.6106, 0.7324],
+        ),
+        (
+            (0.5, 671.0, 17.0),
+            [0.6483, 0.5940, 0.5501, 0.5700, 0.6289, 0.7627],
+        ),
+        (
+            (0.09, 138.0, 670.0),
+            [1.7378, 1.7366, 1.7290, 1.7060, 1.6398, 1.4280],
+        ),
+        (
+            (0.16, 45.0, 376.0),
+            [1.5850, 1.6122, 1.6440, 1.6153, 1.4907, 1.2222],
+        ),
+        (
+            (0.25, 706.0, 21.0),
+            [1.1045, 0.9760, 0.8203, 0.7880, 0.8117, 0.8769],
+        ),
+        (
+            (0.32, 144.0, 62.0),
+            [1.1074, 1.0768, 1.0088, 0.9541, 0.9451, 0.9903],
+        ),
+        (
+            (0.03, 130.0, 530.0),
+            [1.8976, 1.8843, 1.8442, 1.7781, 1.6544, 1.3767],
+        ),
+    ];
+    for ((u, d, f), want) in table {
+        for (k, dt_pair) in intervals.iter().enumerate() {
+            let text = one_quantum(
+                0.1,
+                "glutamate",
+                "",
+                "kind = \"ampa\"",
+                "",
+                &format!("[0.0, {dt_pair:?}]"),
+            )
+            .replace(
+                "u = 1.0\ntau_rec_ms = 0.001",
+                &format!("u = {u}\ntau_rec_ms = {d}\ntau_fac_ms = {f}"),
+            );
+            let mut b = backend(&text);
+            let mut amps = Vec::new();
+            for _ in 0..(dt_pair / 0.1) as u32 + 5 {
+                b.step().unwrap();
+                if b.quanta_last_step() > 0.0 {
+                    amps.push(b.quanta_last_step());
+                }
+            }
+            Tolerance::printed(4).check(
+                &format!("PPR({dt_pair}) for ({u}, {d}, {f})"),
+                amps[1] / amps[0],
+                want[k],
+            );
+        }
+    }
+}
+
+/// §8g spike shape and refractoriness at dt = 0.01 ms (the spec's informative fine-step
+/// targets): tonic spike peak 47.96 mV, threshold (dV/dt = 10 mV/ms) -51.55 mV,
+/// half-width 0.483 ms; and from rest at -60 pA, two 1-ms pulses of 10× threshold
+/// (13.95 nA) give two spikes only when 1.30 ms or more apart (±0.1 ms).
+#[test]
+fn hh_spike_shape_and_refractoriness_fine_step() {
+    let text = hh(0.0, 300.0).replace("dt_ms = 0.1", "dt_ms = 0.01");
+    let mut b = backend(&text);
+    let mut buf = Vec::new();
+    let mut v = Vec::new();
+    for _ in 0..30_000 {
+        b.sample(&[Probe::Neuron(NeuronVar::V, 0)], &mut buf)
+            .unwrap();
+        v.push(buf[0] as f64);
+        b.step().unwrap();
+    }
+    // The last full spike: peak, threshold before it, half-width at (threshold + peak)/2.
+    let ip = (20_000..29_000)
+        .max_by(|&i, &j| v[i].partial_cmp(&v[j]).unwrap())
+        .unwrap();
+    let mut it = ip;
+    while it > 0 && (v[it] - v[it - 1]) / 0.01 >= 10.0 {
+        it -= 1;
+    }
+    let (s0, s1) = ((v[it] - v[it - 1]) / 0.01, (v[it + 1] - v[it]) / 0.01);
+    let threshold = v[it] + (10.0 - s0) / (s1 - s0) * (v[it + 1] - v[it]);
+    let half = 0.5 * (threshold + v[ip]);
+    let up = crossing_up(&v[it..=ip], half) + it as f64;
+    let down = crossing_down(&v, ip, half);
+    Tolerance::abs(0.5).check("HH peak (mV)", v[ip], 47.96);
+    Tolerance::abs(0.5).check("HH threshold (mV)", threshold, -51.55);
+    Tolerance::abs(0.02).check("HH half-width (ms)", (down - up) * 0.01, 0.483);
+
+    let two_pulses = |gap_ms: f64| {
+        let t0 = 100.0;
+        let text = format!(
+            "{}\n[[inputs]]\ntarget = \"cell\"\namplitude_pa = 13948.0\nstart_ms = {t0}\nstop_ms = {}\n[[inputs]]\ntarget = \"cell\"\namplitude_pa = 13948.0\nstart_ms = {}\nstop_ms = {}\n",
+            hh(-60.0, 200.0).replace("dt_ms = 0.1", "dt_ms = 0.01").replace("model = \"hh\"", "model = \"hh\"\n[populations.hh]\nlockout_ms = 0.0\n[populations.init]\nv_mv = -65.88"),
+            t0 + 1.0,
+            t0 + gap_ms,
+            t0 + gap_ms + 1.0
+        );
+        let mut b = backend(&text);
+        spike_steps(&mut b, 15_000, 0)
+            .into_iter()
+            .filter(|&s| s >= 9_000)
+            .count()
+    };
+    assert_eq!(
+        two_pulses(1.15),
+        1,
+        "a second pulse 1.15 ms later falls in the refractory period"
+    );
+    assert_eq!(
+        two_pulses(1.45),
+        2,
+        "a second pulse 1.45 ms later fires again"
+    );
+}
