@@ -8,7 +8,7 @@
 //! absolute refractoriness (step counting of §6.1) and the relative refractory
 //! conductance, tests the threshold, and fires spike sources (Poisson, listed times).
 
-use crate::layout::{neuron, receptor};
+use crate::layout::{neuron, receptor, GpuReceptor};
 use crate::model::{nmda_block, Model};
 use crate::network::Network;
 use crate::philox::{uniform_at, Domain, Purpose};
@@ -41,6 +41,29 @@ pub fn hh_rates(v: f32, v_t: f32) -> [f32; 6] {
 pub fn hh_steady_state(v: f32, v_t: f32) -> (f32, f32, f32) {
     let [am, bm, ah, bh, an, bn] = hh_rates(v, v_t);
     (am / (am + bm), ah / (ah + bh), an / (an + bn))
+}
+
+/// Conductance of one receptor on one neuron as the membrane sees it in this step, nS:
+/// active synapses plus the pool (exp receptors at mid-step g⁺·e^{-dt/(2τ)}, §6.4a),
+/// NMDA times its Mg2+ block B(V) (§5.1).
+#[inline]
+pub fn receptor_conductance(
+    rc: &GpuReceptor,
+    g_active_ns: f32,
+    g_pool_ns: f32,
+    v_mv: f32,
+    mg_o_mm: f32,
+) -> f32 {
+    let mut g = g_active_ns
+        + if rc.kind == receptor::EXP {
+            g_pool_ns * rc.half_decay
+        } else {
+            g_pool_ns
+        };
+    if rc.mg_block == 1 {
+        g *= nmda_block(v_mv, mg_o_mm);
+    }
+    g
 }
 
 /// Advances every neuron by one step; appends the spiking neurons to `st.spikes` in
@@ -87,15 +110,7 @@ pub fn integrate(model: &Model, net: &Network, st: &mut State) {
         for ri in 0..nr {
             let rc = &model.gpu_receptors[ri];
             let idx = n * nr + ri;
-            let mut g = st.g_active_ns[idx]
-                + if rc.kind == receptor::EXP {
-                    st.g_pool_ns[idx] * rc.half_decay
-                } else {
-                    st.g_pool_ns[idx]
-                };
-            if rc.mg_block == 1 {
-                g *= nmda_block(v, mg);
-            }
+            let g = receptor_conductance(rc, st.g_active_ns[idx], st.g_pool_ns[idx], v, mg);
             g_tot += g;
             num += g * rc.e_rev_mv;
         }

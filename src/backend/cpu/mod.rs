@@ -12,7 +12,7 @@ pub mod terminal;
 use super::{Backend, NeuronVar, Probe, SynVar};
 use crate::error::Error;
 use crate::layout::{receptor, release as rel};
-use crate::model::{nmda_block, pow_decay, Model};
+use crate::model::{pow_decay, Model};
 use crate::network::Network;
 use crate::state::{State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
 use spontaneous::SpontParams;
@@ -191,18 +191,14 @@ pub fn sample_one(model: &Model, net: &Network, st: &State, p: Probe) -> f32 {
         Probe::Neuron(var, n) => {
             let n = n as usize;
             let receptor_g = |ri: usize| {
-                let rc = &model.gpu_receptors[ri];
                 let idx = n * nr + ri;
-                let mut g = st.g_active_ns[idx]
-                    + if rc.kind == receptor::EXP {
-                        st.g_pool_ns[idx] * rc.half_decay
-                    } else {
-                        st.g_pool_ns[idx]
-                    };
-                if rc.mg_block == 1 {
-                    g *= nmda_block(st.v_mv[n], model.mg_o_mm as f32);
-                }
-                g
+                integrate::receptor_conductance(
+                    &model.gpu_receptors[ri],
+                    st.g_active_ns[idx],
+                    st.g_pool_ns[idx],
+                    st.v_mv[n],
+                    model.mg_o_mm as f32,
+                )
             };
             match var {
                 NeuronVar::V => st.v_mv[n],
