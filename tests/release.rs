@@ -592,3 +592,47 @@ fn same_seed_same_bits_other_seed_other_release() {
     assert_ne!(qa, qc, "different seeds gave the same release sequence");
     assert!(a != c);
 }
+
+/// §3.4 asynchronous release: after one AP each still-docked site commits with
+/// P_a = 1 - e^{-ρ_a·p}; every committed site fuses later, after an Exp(τ_a) latency.
+#[test]
+fn asynchronous_release_fraction_and_latency() {
+    let (n, p, rho, tau): (f64, f64, f64, f64) = (10.0, 0.3, 0.5, 30.0);
+    let syn = format!("release = \"ca\"\n[synapse_types.ca]\nn_sites = 10\np_ref = {p}\n[synapse_types.vesicles]\nasync_rho = {rho}\ntau_async_ms = {tau}\nspont_rate_per_s = 0.0\n");
+    let mut b = backend(&trials(50, 400, "[0.0]", &syn));
+    run(&mut b, 2);
+    let committed: Vec<f64> = b
+        .state_ref()
+        .committed
+        .iter()
+        .map(|c| c.count_ones() as f64)
+        .collect();
+    let (m, se) = mean_se(&committed);
+    let want = n * (1.0 - p) * (1.0 - (-rho * p).exp());
+    assert!(
+        (m - want).abs() < 4.0 * se,
+        "committed per synapse {m} ± {se} vs {want}"
+    );
+    let total: f64 = committed.iter().sum();
+    let mut latencies = Vec::new();
+    for _ in 0..(20.0 * tau / 0.1) as u32 {
+        let s = b.step_index();
+        b.step().unwrap();
+        for k in released_now(&b) {
+            for _ in 0..k as u32 {
+                latencies.push((s - 1) as f64 * 0.1);
+            }
+        }
+    }
+    assert_eq!(
+        latencies.len() as f64,
+        total,
+        "every committed site fuses once"
+    );
+    let (ml, sel) = mean_se(&latencies);
+    assert!(
+        (ml - tau).abs() < 4.0 * sel + 0.05,
+        "mean latency {ml} ± {sel} ms vs τ_a {tau}"
+    );
+    assert!(b.state_ref().committed.iter().all(|&c| c == 0));
+}

@@ -3,6 +3,7 @@
 mod analytic;
 mod cli;
 mod common;
+mod construction;
 mod gpu;
 mod networks;
 mod output;

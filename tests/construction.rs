@@ -1,0 +1,176 @@
+//! Network construction: connection rules, autapses, distance-dependent probability,
+//! delays from distance and conduction velocity (§7), positions, Poisson sources.
+
+use crate::common::{backend, mean_se};
+use quantal::backend::Backend;
+
+fn net(pops: &str, projections: &str) -> String {
+    format!(
+        "version = 1\n[simulation]\nduration_ms = 100.0\nseed = 3\n{pops}\n[[synapse_types]]\nname = \"glu\"\ntransmitter = \"glutamate\"\n[[synapse_types.receptors]]\nkind = \"ampa\"\ng_max_ns = 0.0\n{projections}"
+    )
+}
+
+fn pop(name: &str, size: u32, extra: &str) -> String {
+    format!("[[populations]]\nname = \"{name}\"\nsize = {size}\nmodel = \"lif\"\n{extra}\n")
+}
+
+fn proj(name: &str, src: &str, tgt: &str, rule: &str) -> String {
+    format!("[[projections]]\nname = \"{name}\"\nsource = \"{src}\"\ntarget = \"{tgt}\"\nsynapse = \"glu\"\n{rule}\n")
+}
+
+#[test]
+fn connection_rules() {
+    let text = net(
+        &(pop("a", 200, "") + &pop("b", 300, "")),
+        &(proj("all", "a", "a", "rule = \"all_to_all\"")
+            + &proj(
+                "one",
+                "a",
+                "a",
+                "rule = \"one_to_one\"\nallow_autapses = true",
+            )
+            + &proj("prob", "a", "b", "rule = \"fixed_probability\"\np = 0.1")
+            + &proj(
+                "indeg",
+                "b",
+                "a",
+                "rule = \"fixed_indegree\"\nindegree = 17",
+            )
+            + &proj(
+                "pairs",
+                "a",
+                "b",
+                "rule = \"pairs\"\npairs = [[0, 5], [0, 5], [199, 299]]",
+            )),
+    );
+    let b = backend(&text);
+    let n = b.network();
+    let count = |name: &str| {
+        n.projections
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap()
+            .synapse_ids
+            .len()
+    };
+    assert_eq!(count("all"), 200 * 199, "all_to_all without autapses");
+    assert_eq!(count("one"), 200);
+    let m = count("prob") as f64;
+    let (mean, var) = (0.1 * 60_000.0, 0.1 * 0.9 * 60_000.0);
+    assert!(
+        (m - mean).abs() < 4.0 * f64::sqrt(var),
+        "fixed_probability gave {m}, expected {mean}"
+    );
+    assert_eq!(count("indeg"), 17 * 200);
+    assert_eq!(count("pairs"), 3);
+    // No autapse in the all-to-all projection, every neuron of `a` gets exactly 17 from `indeg`.
+    let all = &n.projections[0];
+    assert!(all
+        .synapse_ids
+        .iter()
+        .all(|&s| n.syn_pre[s as usize] != n.syn_post[s as usize]));
+    let indeg = &n.projections[3];
+    let mut per = vec![0u32; 200];
+    for &s in &indeg.synapse_ids {
+        per[n.syn_post[s as usize] as usize] += 1;
+    }
+    assert!(per.iter().all(|&k| k == 17));
+    // Post-major ids and consistent CSRs.
+    assert!(n.syn_post.windows(2).all(|w| w[0] <= w[1]));
+    for post in 0..n.n_neurons() as usize {
+        for s in n.in_offsets[post]..n.in_offsets[post + 1] {
+            assert_eq!(n.syn_post[s as usize] as usize, post);
+        }
+    }
+    for pre in 0..n.n_neurons() as usize {
+        for o in n.out_offsets[pre]..n.out_offsets[pre + 1] {
+            assert_eq!(n.syn_pre[n.out_syn[o as usize] as usize] as usize, pre);
+        }
+    }
+}
+
+/// §7: delay = d_syn + L/v, v = 6 m/s per µm (myelinated) or 1.5·√d m/s (unmyelinated),
+/// in steps max(1, round(delay/dt)).
+#[test]
+fn delays_from_distance_and_conduction_velocity() {
+    let pts = "[populations.positions]\nlayout = \"list\"\npoints_um = [[0.0, 0.0, 0.0], [600.0, 0.0, 0.0], [0.0, 3000.0, 4000.0]]";
+    let text = net(
+        &pop("p", 3, pts),
+        &(proj("myel", "p", "p", "rule = \"pairs\"\npairs = [[0, 1], [0, 2]]\n[projections.conduction]\nfibre = \"myelinated\"\ndiameter_um = 1.0")
+            + &proj("unmyel", "p", "p", "rule = \"pairs\"\npairs = [[0, 1], [0, 2]]\n[projections.conduction]\nfibre = \"unmyelinated\"\ndiameter_um = 4.0\nsynaptic_delay_ms = 0.5")),
+    );
+    let b = backend(&text);
+    let n = b.network();
+    let delays = |name: &str| -> Vec<u16> {
+        let p = n.projections.iter().find(|p| p.name == name).unwrap();
+        p.synapse_ids
+            .iter()
+            .map(|&s| n.syn_delay[s as usize])
+            .collect()
+    };
+    // 600 µm at 6 m/s = 0.1 ms (+0.2) → 3 steps; 5000 µm → 0.833 + 0.2 → 10 steps.
+    assert_eq!(delays("myel"), vec![3, 10]);
+    // v = 1.5·√4 = 3 m/s: 600 µm → 0.2 + 0.5 → 7 steps; 5000 µm → 1.667 + 0.5 → 22 steps.
+    assert_eq!(delays("unmyel"), vec![7, 22]);
+}
+
+/// Distance-dependent probability on a grid: the connection frequency at a given
+/// distance follows p_max·exp(-d²/2σ²).
+#[test]
+fn gaussian_distance_profile() {
+    let grid = "[populations.positions]\nlayout = \"grid\"\nshape = [40, 40, 1]\nspacing_um = 10.0";
+    let text = net(&pop("g", 1600, grid), &proj("d", "g", "g", "rule = \"fixed_probability\"\n[projections.distance]\nprofile = \"gaussian\"\np_max = 0.8\nscale_um = 30.0"));
+    let b = backend(&text);
+    let n = b.network();
+    let pos = n.positions[0].as_ref().unwrap();
+    for (d, want) in [
+        (10.0f64, 0.8 * (-100.0f64 / 1800.0).exp()),
+        (30.0, 0.8 * (-0.5f64).exp()),
+        (50.0, 0.8 * (-2500.0f64 / 1800.0).exp()),
+    ] {
+        let (mut pairs, mut hits) = (0.0, 0.0);
+        let mut connected = std::collections::HashSet::new();
+        for s in 0..n.n_synapses() as usize {
+            connected.insert((n.syn_pre[s], n.syn_post[s]));
+        }
+        for a in 0..1600u32 {
+            for b2 in 0..1600u32 {
+                if a != b2 && (pos[a as usize].distance(pos[b2 as usize]) - d).abs() < 1e-6 {
+                    pairs += 1.0;
+                    hits += connected.contains(&(a, b2)) as u32 as f64;
+                }
+            }
+        }
+        let f = hits / pairs;
+        let se = (want * (1.0 - want) / pairs).sqrt();
+        assert!(
+            (f - want).abs() < 4.0 * se,
+            "at {d} µm: {f} vs {want} ({pairs} pairs)"
+        );
+    }
+}
+
+/// Poisson sources fire at their rate inside their window, and only there.
+#[test]
+fn poisson_source_rate_and_window() {
+    let text = "version = 1\n[simulation]\nduration_ms = 1000.0\n[[populations]]\nname = \"p\"\nsize = 500\nmodel = \"poisson\"\n[populations.poisson]\nrate_hz = 40.0\nstart_ms = 100.0\nstop_ms = 600.0\n";
+    let mut b = backend(text);
+    let mut counts = vec![0.0f64; 500];
+    let mut outside = 0;
+    for s in 0..10_000u32 {
+        b.step().unwrap();
+        for &n in b.spikes() {
+            if (1000..6000).contains(&s) {
+                counts[n as usize] += 1.0;
+            } else {
+                outside += 1;
+            }
+        }
+    }
+    assert_eq!(outside, 0);
+    let rates: Vec<f64> = counts.iter().map(|c| c / 0.5).collect();
+    let (m, se) = mean_se(&rates);
+    // Per step p = 1 - e^{-λ dt}: mean count per step equals p, so the rate is p/dt ≈ 39.92 Hz.
+    let want = (1.0 - (-40.0f64 * 1e-4).exp()) / 1e-4;
+    assert!((m - want).abs() < 4.0 * se, "rate {m} ± {se} vs {want}");
+}
