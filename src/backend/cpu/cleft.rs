@@ -93,8 +93,9 @@ pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>)
             cleared = t_next < ty.clear_threshold_mm;
             st.active.cleft_mm[slot] = if cleared { 0.0 } else { t_next };
         }
-        // A synapse with exp receptors only has no cleft-dependent state: one step suffices.
-        let mut done = cleared || ty.cleft_dependent == 0;
+        // A synapse with exp receptors only has no cleft-dependent state: it leaves the
+        // pool in the step after its release (so its `released` count can be sampled).
+        let mut done = cleared || (ty.cleft_dependent == 0 && st.active.released[slot] == 0.0);
         let mut g = [0f32; crate::spec::validate::MAX_RECEPTORS];
         for j in 0..nrec {
             let rc = &model.gpu_receptors[first + j];
