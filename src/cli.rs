@@ -59,6 +59,26 @@ pub enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Time a network: build time, steps per second, events per second, time per kernel.
+    #[command(
+        after_help = "Examples:\n  quantal bench networks/coba.toml --steps 2000\n  quantal bench networks/large.toml --steps 200 --warmup 50"
+    )]
+    Bench {
+        /// Network file (TOML).
+        network: PathBuf,
+        /// Timed steps.
+        #[arg(long, default_value_t = 1000)]
+        steps: u32,
+        /// Untimed steps before (to get past start-up transients).
+        #[arg(long, default_value_t = 100)]
+        warmup: u32,
+        /// Backend.
+        #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+        backend: BackendArg,
+        /// Override parameters as in `run`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Print the version and the GPU adapters wgpu can see (or why none).
     #[command(after_help = "Example:\n  quantal info")]
     Info,

@@ -46,6 +46,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             quiet,
         } => run(network, output, backend, seed, duration_ms, set, quiet),
         Command::Check { network, set } => check(network, set),
+        Command::Bench {
+            network,
+            steps,
+            warmup,
+            backend,
+            set,
+        } => bench(network, steps, warmup, backend, set),
         Command::Info => info(),
     }
 }
@@ -222,6 +229,75 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
         gib(est.cpu_bytes),
         gib(est.build_bytes)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench(
+    path: std::path::PathBuf,
+    steps: u32,
+    warmup: u32,
+    backend: BackendArg,
+    set: Vec<String>,
+) -> Result<ExitCode> {
+    let loaded = spec::load(&path, &set)
+        .with_context(|| format!("loading network file {}", path.display()))?;
+    let kind = match backend {
+        BackendArg::Cpu | BackendArg::Auto => BackendKind::Cpu,
+    };
+    let t0 = std::time::Instant::now();
+    let mut sim = Simulation::new(loaded, kind)
+        .with_context(|| format!("building network {}", path.display()))?;
+    let build_s = t0.elapsed().as_secs_f64();
+    let dt = sim.model.dt_ms;
+    let b = &mut sim.backend;
+    for _ in 0..warmup {
+        b.step()?;
+    }
+    b.set_profiling(true);
+    let (mut events, mut quanta, mut spikes) = (0u64, 0f64, 0u64);
+    let t1 = std::time::Instant::now();
+    for _ in 0..steps {
+        b.step()?;
+        events += b.events_last_step();
+        quanta += b.quanta_last_step();
+        spikes += b.spikes().len() as u64;
+    }
+    let wall = t1.elapsed().as_secs_f64().max(1e-12);
+    say!(
+        "{} on backend {} ({})",
+        path.display(),
+        b.name(),
+        b.device()
+    );
+    say!(
+        "  {} neurons, {} synapses; build {:.3} s",
+        sim.net.n_neurons(),
+        sim.net.n_synapses(),
+        build_s
+    );
+    say!(
+        "  {steps} steps after {warmup} warm-up: {:.3} s wall, {:.1} steps/s, {:.4}x real time",
+        wall,
+        steps as f64 / wall,
+        steps as f64 * dt / 1000.0 / wall
+    );
+    say!(
+        "  {:.3e} synaptic events/s, {:.3e} quanta/s, {:.3e} spikes/s (mean rate {:.2} Hz)",
+        events as f64 / wall,
+        quanta / wall,
+        spikes as f64 / wall,
+        spikes as f64 / sim.net.n_neurons().max(1) as f64 / (steps as f64 * dt / 1000.0).max(1e-12)
+    );
+    let prof = b.profile();
+    let total: f64 = prof.iter().map(|p| p.1).sum::<f64>().max(1e-12);
+    for (k, t) in prof {
+        say!(
+            "  {k:<12} {:>10.3} ms  {:>5.1} %  {:>9.2} µs/step",
+            t * 1e3,
+            100.0 * t / total,
+            t * 1e6 / steps.max(1) as f64
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

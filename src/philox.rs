@@ -121,6 +121,54 @@ pub fn uniform_at(
     uniform4(seed, domain, entity, step, purpose, i / 4)[(i % 4) as usize]
 }
 
+/// The uniforms of one (seed, domain, entity, step, purpose), read by index with the
+/// current 4-word block cached: `at(i)` equals [`uniform_at`] but runs Philox once per
+/// four consecutive indices.
+#[derive(Clone, Copy, Debug)]
+pub struct Lanes {
+    seed: u64,
+    domain: Domain,
+    entity: u32,
+    step: u32,
+    purpose: Purpose,
+    block: u32,
+    vals: [f32; 4],
+}
+
+impl Lanes {
+    /// Draws of `purpose` for `entity` at `step`.
+    #[inline]
+    pub fn new(seed: u64, domain: Domain, entity: u32, step: u32, purpose: Purpose) -> Self {
+        Self {
+            seed,
+            domain,
+            entity,
+            step,
+            purpose,
+            block: u32::MAX,
+            vals: [0.0; 4],
+        }
+    }
+
+    /// The `i`-th uniform.
+    #[inline]
+    pub fn at(&mut self, i: u32) -> f32 {
+        let b = i / 4;
+        if b != self.block {
+            self.vals = uniform4(
+                self.seed,
+                self.domain,
+                self.entity,
+                self.step,
+                self.purpose,
+                b,
+            );
+            self.block = b;
+        }
+        self.vals[(i % 4) as usize]
+    }
+}
+
 /// A sequential stream of uniforms for host-side work (network construction, initial
 /// values). Not used inside the step kernels, whose draws are addressed explicitly.
 #[derive(Clone, Debug)]
@@ -232,6 +280,17 @@ mod tests {
             (mean - 0.5).abs() < 4.0 * (1.0 / (12.0 * n as f64)).sqrt(),
             "mean {mean}"
         );
+    }
+
+    #[test]
+    fn lanes_equal_uniform_at() {
+        let mut l = Lanes::new(9, Domain::Synapse, 4, 77, Purpose::Refill);
+        for i in [0u32, 1, 2, 3, 4, 9, 8, 31, 0] {
+            assert_eq!(
+                l.at(i),
+                uniform_at(9, Domain::Synapse, 4, 77, Purpose::Refill, i)
+            );
+        }
     }
 
     #[test]

@@ -220,7 +220,7 @@ fn info_and_help() {
     } else {
         assert!(out.contains("GPU adapters"), "{out}");
     }
-    for sub in ["run", "check", "info"] {
+    for sub in ["run", "check", "bench", "info"] {
         let o = quantal(&[sub, "--help"]);
         assert!(o.status.success());
         assert!(
@@ -267,4 +267,30 @@ fn sigint_leaves_a_readable_file() {
     assert!(steps > 0 && steps < 1_000_000);
     let rows = f.dataset("report/exc/v_mv/data").unwrap().shape()[0] as u64;
     assert_eq!(rows, steps.div_ceil(10), "one row per ms up to the stop");
+}
+
+#[test]
+fn bench_reports_kernels() {
+    let o = quantal(&[
+        "bench",
+        "networks/coba.toml",
+        "--steps",
+        "30",
+        "--warmup",
+        "10",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for k in [
+        "steps/s",
+        "synaptic events/s",
+        "deliver",
+        "release",
+        "cleft",
+        "integrate",
+        "propagate",
+        "spontaneous",
+    ] {
+        assert!(out.contains(k), "bench output lacks `{k}`:\n{out}");
+    }
 }

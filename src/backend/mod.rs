@@ -90,4 +90,10 @@ pub trait Backend {
     fn sample(&mut self, probes: &[Probe], out: &mut Vec<f32>) -> Result<(), Error>;
     /// The full state (for parity tests and checkpoints).
     fn state(&mut self) -> Result<&State, Error>;
+    /// Presynaptic events (spike arrivals and asynchronous fusions) of the last step.
+    fn events_last_step(&self) -> u64;
+    /// Starts (and zeroes) or stops per-kernel timing.
+    fn set_profiling(&mut self, on: bool);
+    /// Wall time per kernel in seconds since profiling started, in pipeline order.
+    fn profile(&self) -> Vec<(&'static str, f64)>;
 }

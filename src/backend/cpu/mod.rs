@@ -29,7 +29,18 @@ pub struct CpuBackend {
     merged: Vec<(u32, f32)>,
     scratch: Vec<u32>,
     keep: Vec<bool>,
+    profile: Option<[f64; KERNELS.len()]>,
 }
+
+/// Kernel names in pipeline order, as reported by [`Backend::profile`].
+pub const KERNELS: [&str; 6] = [
+    "deliver",
+    "release",
+    "cleft",
+    "integrate",
+    "propagate",
+    "spontaneous",
+];
 
 impl CpuBackend {
     /// A backend at the initial state of the network.
@@ -46,6 +57,7 @@ impl CpuBackend {
             merged: Vec::new(),
             scratch: Vec::new(),
             keep: Vec::new(),
+            profile: None,
         }
     }
 
@@ -136,7 +148,18 @@ impl Backend for CpuBackend {
         self.st.quanta_step = 0.0;
         self.apply_inputs();
         // 1 deliver, 2 release (+ last step's minis), 3 cleft, 4 integrate, 5 propagate, 6 spontaneous.
+        let mut clock = self
+            .profile
+            .map(|_| (std::time::Instant::now(), [0f64; KERNELS.len()]));
+        let mut lap = |k: usize| {
+            if let Some((t, acc)) = clock.as_mut() {
+                let now = std::time::Instant::now();
+                acc[k] += (now - *t).as_secs_f64();
+                *t = now;
+            }
+        };
         deliver::deliver(&mut self.st, &mut self.events);
+        lap(0);
         release::release(&model, &net, &self.events, &mut self.st, &mut self.releases);
         let minis = std::mem::take(&mut self.st.pending_minis);
         merge_releases(&self.releases, &minis, &mut self.merged);
@@ -148,11 +171,21 @@ impl Backend for CpuBackend {
             true,
             &mut self.scratch,
         );
+        lap(1);
         cleft::decay_pools(&model, &mut self.st);
         cleft::cleft(&model, &net, &mut self.st, &mut self.keep);
+        lap(2);
         integrate::integrate(&model, &net, &mut self.st);
+        lap(3);
         propagate::propagate(&net, &mut self.st);
+        lap(4);
         spontaneous::spontaneous(&model, &net, &self.spont, &mut self.st);
+        lap(5);
+        if let (Some(p), Some((_, acc))) = (self.profile.as_mut(), clock) {
+            for (a, b) in p.iter_mut().zip(acc) {
+                *a += b;
+            }
+        }
         self.st.step += 1;
         Ok(())
     }
@@ -181,6 +214,20 @@ impl Backend for CpuBackend {
 
     fn state(&mut self) -> Result<&State, Error> {
         Ok(&self.st)
+    }
+
+    fn events_last_step(&self) -> u64 {
+        self.events.len() as u64
+    }
+
+    fn set_profiling(&mut self, on: bool) {
+        self.profile = if on { Some([0.0; KERNELS.len()]) } else { None };
+    }
+
+    fn profile(&self) -> Vec<(&'static str, f64)> {
+        self.profile
+            .map(|p| KERNELS.iter().copied().zip(p).collect())
+            .unwrap_or_default()
     }
 }
 

@@ -13,7 +13,7 @@ use super::terminal::advance_terminal;
 use crate::layout::{release as rel, GpuSynType, PowTable};
 use crate::model::Model;
 use crate::network::Network;
-use crate::philox::{uniform_at, Domain, Purpose};
+use crate::philox::{Domain, Lanes, Purpose};
 use crate::state::{State, ACTIVE};
 
 /// Release probability per docked vesicle of a CA synapse with facilitation site `x_f`
@@ -43,11 +43,10 @@ fn release_sites(seed: u64, ty: &GpuSynType, syn: u32, t: u32, p: f32, st: &mut 
         st.committed[i]
     };
     let mut k = 0u32;
+    let mut u = Lanes::new(seed, Domain::Synapse, syn, t, Purpose::Release);
     for j in 0..ty.n_sites {
         let bit = 1u32 << j;
-        if st.sites[i] & !committed & bit != 0
-            && uniform_at(seed, Domain::Synapse, syn, t, Purpose::Release, j) < p
-        {
+        if st.sites[i] & !committed & bit != 0 && u.at(j) < p {
             st.sites[i] &= !bit;
             k += 1;
         }
@@ -69,13 +68,13 @@ fn schedule_async(
 ) {
     let i = syn as usize;
     let p_a = 1.0 - (-ty.async_rho * p).exp();
+    let mut ua = Lanes::new(seed, Domain::Synapse, syn, t, Purpose::AsyncRelease);
+    let mut ud = Lanes::new(seed, Domain::Synapse, syn, t, Purpose::AsyncDelay);
     for j in 0..ty.n_sites {
         let bit = 1u32 << j;
-        if st.sites[i] & !st.committed[i] & bit != 0
-            && uniform_at(seed, Domain::Synapse, syn, t, Purpose::AsyncRelease, j) < p_a
-        {
+        if st.sites[i] & !st.committed[i] & bit != 0 && ua.at(j) < p_a {
             st.committed[i] |= bit;
-            let u = uniform_at(seed, Domain::Synapse, syn, t, Purpose::AsyncDelay, j);
+            let u = ud.at(j);
             let lat = -ty.tau_async_steps * (1.0 - u).ln();
             let steps = (lat.round() as u32).clamp(1, max_steps);
             let slot = ((t as u64 + steps as u64) % st.ring_async.len() as u64) as usize;

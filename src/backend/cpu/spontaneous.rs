@@ -12,7 +12,7 @@
 use super::terminal::advance_terminal;
 use crate::model::Model;
 use crate::network::Network;
-use crate::philox::{uniform_at, Domain, Purpose};
+use crate::philox::{Domain, Lanes, Purpose};
 use crate::state::State;
 
 /// Largest Poisson mean drawn by inversion from one uniform; larger means are split.
@@ -76,18 +76,16 @@ pub fn spontaneous(model: &Model, net: &Network, sp: &SpontParams, st: &mut Stat
         let mean = mean_total / chunks as f32;
         let mut draw = 0u32;
         let mut k_total = 0u32;
+        let mut u = Lanes::new(seed, Domain::Neuron, n, t, Purpose::Spontaneous);
         for _ in 0..chunks {
-            k_total += poisson_inverse(
-                uniform_at(seed, Domain::Neuron, n, t, Purpose::Spontaneous, draw),
-                mean,
-            );
+            k_total += poisson_inverse(u.at(draw), mean);
             draw += 1;
         }
         let first_new = st.pending_minis.len();
         for _ in 0..k_total {
-            let us = uniform_at(seed, Domain::Neuron, n, t, Purpose::Spontaneous, draw);
-            let uj = uniform_at(seed, Domain::Neuron, n, t, Purpose::Spontaneous, draw + 1);
-            let ua = uniform_at(seed, Domain::Neuron, n, t, Purpose::Spontaneous, draw + 2);
+            let us = u.at(draw);
+            let uj = u.at(draw + 1);
+            let ua = u.at(draw + 2);
             draw += 3;
             let syn = lo + ((us * n_in as f32) as u32).min(n_in - 1);
             let site = ((uj * sp.sites_max as f32) as u32).min(sp.sites_max - 1);

@@ -9,7 +9,7 @@
 
 use crate::layout::{release, GpuSynType, PowTable};
 use crate::model::pow_decay;
-use crate::philox::{uniform_at, Domain, Purpose};
+use crate::philox::{Domain, Lanes, Purpose};
 use crate::state::State;
 
 /// Advances synapse `syn` of type `ty` to step `t`.
@@ -31,8 +31,9 @@ pub fn advance_terminal(
     if tracked && st.endo[i] > 0 {
         let p_ret = 1.0 - pow_decay(&tables[ty.tab_endo as usize], delta);
         let mut back = 0u32;
+        let mut u = Lanes::new(seed, Domain::Synapse, syn, t, Purpose::Recycle);
         for v in 0..st.endo[i] {
-            if uniform_at(seed, Domain::Synapse, syn, t, Purpose::Recycle, v) < p_ret {
+            if u.at(v) < p_ret {
                 back += 1;
             }
         }
@@ -61,10 +62,11 @@ pub fn advance_terminal(
         1.0 - decay_d
     };
     if ty.release != release::TM_MEAN {
+        let mut u = Lanes::new(seed, Domain::Synapse, syn, t, Purpose::Refill);
         for j in 0..ty.n_sites {
             let bit = 1u32 << j;
             if (st.sites[i] | committed) & bit == 0
-                && uniform_at(seed, Domain::Synapse, syn, t, Purpose::Refill, j) < p_fill
+                && u.at(j) < p_fill
                 && (!tracked || st.reserve[i] > 0)
             {
                 st.sites[i] |= bit;
