@@ -229,6 +229,7 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
         gib(est.cpu_bytes),
         gib(est.build_bytes)
     );
+    say!("        gpu backend: not part of this version (it will hold the same state arrays on the device)");
     Ok(ExitCode::SUCCESS)
 }
 

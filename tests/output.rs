@@ -269,3 +269,76 @@ variables = ["released"]
     let last = s.backend.quanta_last_step();
     assert_eq!(recorded as f64 + last, summary.quanta);
 }
+
+/// A generic SONATA reader's view of a file: it walks `/spikes/*` and
+/// `/report/*/*` without knowing the network, and every group it finds is consistent.
+#[test]
+fn file_reads_as_sonata() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("nmj.h5");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/nmj_ach.toml");
+    let mut s = Simulation::new(
+        spec::load(
+            &path,
+            &[
+                "simulation.duration_ms=120.0".into(),
+                "record.sample_interval_ms=0.5".into(),
+            ],
+        )
+        .unwrap(),
+        BackendKind::Cpu,
+    )
+    .unwrap();
+    s.run(
+        &mut Hdf5Recorder::new(&out),
+        &mut |_, _| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let f = File::open(&out).unwrap();
+    let spikes = f.group("spikes").unwrap();
+    let pops = spikes.member_names().unwrap();
+    assert_eq!(pops, vec!["endplate".to_string(), "motor_axon".to_string()]);
+    for p in &pops {
+        let g = spikes.group(p).unwrap();
+        let t = g.dataset("timestamps").unwrap().read_raw::<f64>().unwrap();
+        let n = g.dataset("node_ids").unwrap().read_raw::<u64>().unwrap();
+        assert_eq!(t.len(), n.len());
+        assert!(t.windows(2).all(|w| w[0] <= w[1]));
+    }
+    let reports = f.group("report").unwrap();
+    let mut n_reports = 0;
+    for group in reports.member_names().unwrap() {
+        let g = reports.group(&group).unwrap();
+        for var in g.member_names().unwrap() {
+            let r = g.group(&var).unwrap();
+            let data = r.dataset("data").unwrap();
+            let m = r.group("mapping").unwrap();
+            let nodes = m.dataset("node_ids").unwrap().read_raw::<u64>().unwrap();
+            let elems = m.dataset("element_ids").unwrap().read_raw::<u64>().unwrap();
+            let ptr = m
+                .dataset("index_pointer")
+                .unwrap()
+                .read_raw::<u64>()
+                .unwrap();
+            let time = m.dataset("time").unwrap().read_raw::<f64>().unwrap();
+            assert_eq!(ptr.len(), nodes.len() + 1, "{group}/{var}");
+            assert!(
+                ptr.windows(2).all(|w| w[0] < w[1]) && ptr[0] == 0,
+                "{group}/{var}"
+            );
+            assert_eq!(*ptr.last().unwrap() as usize, elems.len());
+            let shape = data.shape();
+            assert_eq!(shape[1], elems.len());
+            // Rows follow mapping/time = [start, stop, dt].
+            assert_eq!(
+                shape[0],
+                ((time[1] - time[0]) / time[2]).round() as usize,
+                "{group}/{var}"
+            );
+            assert!(!attr_str(&data, "units").is_empty());
+            n_reports += 1;
+        }
+    }
+    assert_eq!(n_reports, 11);
+}
