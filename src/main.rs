@@ -60,8 +60,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 fn gib(b: f64) -> String {
     if b >= (1u64 << 30) as f64 {
         format!("{:.2} GiB", b / (1u64 << 30) as f64)
-    } else {
+    } else if b >= (1u64 << 20) as f64 {
         format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", b / 1024.0)
     }
 }
 
