@@ -120,7 +120,8 @@ fn run(
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
-        // A second Ctrl-C is left to the default handler only if setting ours fails.
+        // Ctrl-C, SIGTERM and SIGHUP (batch-system kills) end the run cleanly after the
+        // current step; the output is flushed and finished.
         let _ = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed));
     }
     let mut rec = Hdf5Recorder::new(&out);
