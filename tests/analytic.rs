@@ -608,26 +608,7 @@ fn tm_paired_pulse_ratio_table() {
     ];
     for ((u, d, f), want) in table {
         for (k, dt_pair) in intervals.iter().enumerate() {
-            let text = one_quantum(
-                0.1,
-                "glutamate",
-                "",
-                "kind = \"ampa\"",
-                "",
-                &format!("[0.0, {dt_pair:?}]"),
-            )
-            .replace(
-                "u = 1.0\ntau_rec_ms = 0.001",
-                &format!("u = {u}\ntau_rec_ms = {d}\ntau_fac_ms = {f}"),
-            );
-            let mut b = backend(&text);
-            let mut amps = Vec::new();
-            for _ in 0..(dt_pair / 0.1) as u32 + 5 {
-                b.step().unwrap();
-                if b.quanta_last_step() > 0.0 {
-                    amps.push(b.quanta_last_step());
-                }
-            }
+            let amps = crate::release::tm_mean_amplitudes(u, d, f, 1000.0 / dt_pair, 2);
             Tolerance::printed(4).check(
                 &format!("PPR({dt_pair}) for ({u}, {d}, {f})"),
                 amps[1] / amps[0],

@@ -246,7 +246,7 @@ fn tm_reference(u0: f64, d: f64, f: f64, isi: f64, n: usize) -> Vec<f64> {
 }
 
 /// Amplitudes (quanta per spike) of one tm_mean synapse driven at `rate_hz`.
-fn tm_mean_amplitudes(u: f64, d: f64, f: f64, rate_hz: f64, pulses: usize) -> Vec<f64> {
+pub(crate) fn tm_mean_amplitudes(u: f64, d: f64, f: f64, rate_hz: f64, pulses: usize) -> Vec<f64> {
     let isi = 1000.0 / rate_hz;
     let times: Vec<String> = (0..pulses)
         .map(|k| format!("{:?}", k as f64 * isi))
