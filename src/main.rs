@@ -225,7 +225,7 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
     let exact = net.n_neurons() as f64
         * (network::BYTES_PER_NEURON
             + network::BYTES_PER_NEURON_RECEPTOR * model.receptors.len() as u64) as f64
-        + net.n_synapses() as f64 * network::BYTES_PER_SYNAPSE as f64;
+        + net.n_synapses() as f64 * est.bytes_per_synapse as f64;
     say!(
         "memory: cpu backend {} of state (estimated before building: {}, peak while building {})",
         gib(exact),

@@ -174,3 +174,29 @@ fn poisson_source_rate_and_window() {
     let want = (1.0 - (-40.0f64 * 1e-4).exp()) / 1e-4;
     assert!((m - want).abs() < 4.0 * se, "rate {m} ± {se} vs {want}");
 }
+
+/// The memory estimate per synapse equals what the CPU state and network allocate.
+#[test]
+fn memory_estimate_matches_allocation() {
+    let b = crate::common::backend(crate::release::RICH);
+    let loaded =
+        quantal::spec::load_str(crate::release::RICH, std::path::Path::new("rich.toml"), &[])
+            .unwrap();
+    let est = quantal::network::estimate(&loaded.file);
+    let (n, st) = (b.network(), b.state_ref());
+    let ns = n.n_synapses() as usize;
+    let bytes = 4 * (n.syn_post.len() + n.syn_pre.len() + n.syn_weight.len() + n.out_syn.len())
+        + 2 * (n.syn_type.len() + n.syn_delay.len())
+        + 4 * (st.t_last.len()
+            + st.x_f.len()
+            + st.x_d.len()
+            + st.sites.len()
+            + st.handoff_step.len())
+        + 4 * (st.handoff_r.len() + st.committed.len() + st.reserve.len() + st.endo.len());
+    assert_eq!(bytes, ns * est.bytes_per_synapse as usize);
+    assert_eq!(
+        est.bytes_per_synapse,
+        40 + 4 * 2 + 4 + 8,
+        "two receptors per type, async and reserve on"
+    );
+}

@@ -509,7 +509,7 @@ fn ache_knockout_prolongs_nach_current() {
     );
 }
 
-const RICH: &str = r#"
+pub(crate) const RICH: &str = r#"
 version = 1
 [simulation]
 dt_ms = 0.1

@@ -17,10 +17,8 @@ use crate::spec::{
     validate, DistanceProfile, Fibre, Layout, LoadedNetwork, NetworkFile, NeuronModel,
     PopulationSpec, Rule, SpecPath,
 };
+use crate::state::SynapseArrays;
 
-/// Bytes of CPU state per synapse: static (post 4, type 2, delay 2, weight 4, out CSR 4)
-/// plus dynamic (t_last 4, X_F 4, X_D 4, sites 4, hand-off step 4, hand-off r 2×4).
-pub const BYTES_PER_SYNAPSE: u64 = 48;
 /// Extra bytes per synapse while building (source, target, weight, delay per entry).
 pub const BUILD_BYTES_PER_SYNAPSE: u64 = 16;
 /// Bytes of state per neuron and receptor (active and pooled conductance).
@@ -113,6 +111,8 @@ pub struct Estimate {
     pub neurons: u64,
     /// Expected synapses per projection (name, count).
     pub synapses: Vec<(String, f64)>,
+    /// Bytes of CPU state per synapse (`state::SynapseArrays::bytes_per_synapse`).
+    pub bytes_per_synapse: u64,
     /// Bytes of CPU state while running.
     pub cpu_bytes: f64,
     /// Peak bytes while building.
@@ -150,10 +150,12 @@ pub fn estimate(f: &NetworkFile) -> Estimate {
     let total_syn: f64 = synapses.iter().map(|s| s.1).sum();
     let neuron_bytes =
         neurons as f64 * (BYTES_PER_NEURON + BYTES_PER_NEURON_RECEPTOR * n_receptors as u64) as f64;
-    let cpu_bytes = neuron_bytes + total_syn * BYTES_PER_SYNAPSE as f64;
+    let bytes_per_synapse = SynapseArrays::of(&Model::from_spec(f)).bytes_per_synapse();
+    let cpu_bytes = neuron_bytes + total_syn * bytes_per_synapse as f64;
     Estimate {
         neurons,
         synapses,
+        bytes_per_synapse,
         cpu_bytes,
         build_bytes: cpu_bytes + total_syn * BUILD_BYTES_PER_SYNAPSE as f64,
     }
@@ -420,8 +422,9 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
     }
     if total > validate::MAX_IDS {
         return Err(Error::TooLarge {
-            needed_gib: total as f64 * BYTES_PER_SYNAPSE as f64 / (1u64 << 30) as f64,
-            limit_gib: validate::MAX_IDS as f64 * BYTES_PER_SYNAPSE as f64 / (1u64 << 30) as f64,
+            needed_gib: total as f64 * est.bytes_per_synapse as f64 / (1u64 << 30) as f64,
+            limit_gib: validate::MAX_IDS as f64 * est.bytes_per_synapse as f64
+                / (1u64 << 30) as f64,
             detail: format!("{total} synapses exceed the u32 synapse ids"),
             path: net.path.clone(),
         });

@@ -122,6 +122,49 @@ impl ActivePool {
     }
 }
 
+/// Which optional per-synapse arrays a model needs; shared by [`State::new`] and the
+/// memory estimate of `network::estimate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SynapseArrays {
+    /// Some type has asynchronous release (`committed` bitmask per synapse).
+    pub any_async: bool,
+    /// Some type tracks its reserve pool (`reserve` and `endo` per synapse).
+    pub any_reserve: bool,
+    /// Hand-off open fractions per synapse (most receptors of a type; 0 without kinetic receptors).
+    pub handoff_stride: usize,
+}
+
+impl SynapseArrays {
+    /// The arrays `model` needs.
+    pub fn of(model: &Model) -> Self {
+        let any_kinetic = model
+            .gpu_receptors
+            .iter()
+            .any(|r| r.kind == layout::receptor::KINETIC);
+        let most = model
+            .syn_types
+            .iter()
+            .map(|t| t.gpu.n_receptors as usize)
+            .max()
+            .unwrap_or(0);
+        SynapseArrays {
+            any_async: model.syn_types.iter().any(|t| t.gpu.async_rho > 0.0),
+            any_reserve: model.syn_types.iter().any(|t| t.gpu.reserve_size > 0),
+            handoff_stride: if any_kinetic { most } else { 0 },
+        }
+    }
+
+    /// CPU bytes per synapse: static post, pre, weight and outgoing CSR entry (4 B each),
+    /// type and delay (2 B each); dynamic t_last, X_F, X_D, sites, hand-off step (4 B each);
+    /// plus the optional arrays.
+    pub fn bytes_per_synapse(&self) -> u64 {
+        20 + 20
+            + 4 * self.handoff_stride as u64
+            + if self.any_async { 4 } else { 0 }
+            + if self.any_reserve { 8 } else { 0 }
+    }
+}
+
 /// The dynamic state of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct State {
@@ -193,22 +236,11 @@ impl State {
         let nn = net.n_neurons() as usize;
         let ns = net.n_synapses() as usize;
         let nr = model.receptors.len();
-        let any_async = model.syn_types.iter().any(|t| t.gpu.async_rho > 0.0);
-        let any_reserve = model.syn_types.iter().any(|t| t.gpu.reserve_size > 0);
-        let handoff_stride = model
-            .syn_types
-            .iter()
-            .map(|t| {
-                let first = t.gpu.receptor_first as usize;
-                model.gpu_receptors[first..first + t.gpu.n_receptors as usize].len()
-            })
-            .max()
-            .unwrap_or(0);
-        let any_kinetic = model
-            .gpu_receptors
-            .iter()
-            .any(|r| r.kind == layout::receptor::KINETIC);
-        let handoff_stride = if any_kinetic { handoff_stride } else { 0 };
+        let SynapseArrays {
+            any_async,
+            any_reserve,
+            handoff_stride,
+        } = SynapseArrays::of(model);
         let mut s = State {
             step: 0,
             v_mv: net.v_init.clone(),
