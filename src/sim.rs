@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::model::Model;
 use crate::network::{self, Network};
 use crate::record::{Recorder, ReportDesc, RunMeta, Summary};
-use crate::spec::{validate::spec_error, LoadedNetwork, NeuronModel, ReceptorKind, SpecPath};
+use crate::spec::{validate::spec_error, LoadedNetwork, ReceptorKind, SpecPath};
 
 /// Which backend runs the simulation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -369,14 +369,5 @@ impl Simulation {
             return Err(Error::Interrupted { step: done as u64 });
         }
         Ok(summary)
-    }
-
-    /// The model of a population by name.
-    pub fn population_model(&self, name: &str) -> Option<NeuronModel> {
-        self.model
-            .pops
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| p.model)
     }
 }

@@ -8,7 +8,6 @@
 //! by index (§3.4 thinning).
 
 use glam::DVec3;
-use std::path::Path;
 
 use crate::error::Error;
 use crate::model::{Model, MYELINATED_M_PER_S_PER_UM, UNMYELINATED_K};
@@ -576,12 +575,4 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
         v_init,
         g_init,
     })
-}
-
-/// Convenience for tests and tools: load, resolve and build from text.
-pub fn build_from_str(text: &str, name: &str) -> Result<(LoadedNetwork, Model, Network), Error> {
-    let loaded = crate::spec::load_str(text, Path::new(name), &[])?;
-    let model = Model::from_spec(&loaded.file);
-    let net = build(&loaded, &model)?;
-    Ok((loaded, model, net))
 }

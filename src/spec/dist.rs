@@ -73,15 +73,6 @@ impl Dist {
             }
         }
     }
-
-    /// Mean of the distribution before clipping.
-    pub fn mean(&self) -> f64 {
-        match *self {
-            Dist::Const(v) => v,
-            Dist::Uniform { low, high } => 0.5 * (low + high),
-            Dist::Normal { mean, .. } => mean,
-        }
-    }
 }
 
 struct DistVisitor;

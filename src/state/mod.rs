@@ -310,9 +310,4 @@ impl State {
         s.ring_async = vec![Vec::new(); ring_len];
         s
     }
-
-    /// Time of the next step's start, ms.
-    pub fn time_ms(&self, dt_ms: f64) -> f64 {
-        self.step as f64 * dt_ms
-    }
 }

@@ -81,18 +81,6 @@ impl CpuBackend {
         &self.net
     }
 
-    /// Schedules a presynaptic spike arrival at synapse `syn` at absolute step `at`
-    /// (tests and stimulation protocols); `at` must be after the current step and within
-    /// the ring horizon.
-    pub fn inject_arrival(&mut self, syn: u32, at: u32) {
-        assert!(
-            at >= self.st.step && ((at - self.st.step) as usize) < self.st.ring.len(),
-            "arrival outside the ring horizon"
-        );
-        let len = self.st.ring.len();
-        self.st.ring[at as usize % len].push(syn);
-    }
-
     fn apply_inputs(&mut self) {
         let t = self.st.step;
         for inp in &self.net.inputs {
@@ -163,14 +151,7 @@ impl Backend for CpuBackend {
         release::release(&model, &net, &self.events, &mut self.st, &mut self.releases);
         let minis = std::mem::take(&mut self.st.pending_minis);
         merge_releases(&self.releases, &minis, &mut self.merged);
-        release::activate(
-            &model,
-            &net,
-            &self.merged,
-            &mut self.st,
-            true,
-            &mut self.scratch,
-        );
+        release::activate(&model, &net, &self.merged, &mut self.st, &mut self.scratch);
         lap(1);
         cleft::decay_pools(&model, &mut self.st);
         cleft::cleft(&model, &net, &mut self.st, &mut self.keep);

@@ -164,18 +164,16 @@ pub fn release(
 }
 
 /// Adds released transmitter to the clefts (§4.1) and activates synapses. `releases` is
-/// ascending by synapse. Clears the per-step `released` counters first when `new_step`.
+/// ascending by synapse and holds all of this step's releases (events and last step's
+/// minis), so the per-step `released` counters restart from 0 first.
 pub fn activate(
     model: &Model,
     net: &Network,
     releases: &[(u32, f32)],
     st: &mut State,
-    new_step: bool,
     scratch: &mut Vec<u32>,
 ) {
-    if new_step {
-        st.active.released.iter_mut().for_each(|x| *x = 0.0);
-    }
+    st.active.released.iter_mut().for_each(|x| *x = 0.0);
     scratch.clear();
     scratch.extend(
         releases
