@@ -80,13 +80,27 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     c
 }
 
-/// Uniform number in [0, 1) from one 32-bit word: `(x >> 8) * 2^-24` (exact in f32).
+/// Uniform number in the open interval (0, 1) from one 32-bit word:
+/// `((x >> 9) + 0.5) * 2^-23`, exact in f32 (at most 24 significant bits), between 2^-24 and
+/// 1 - 2^-24. Never exactly 0 or 1, so `u < p` is false for p = 0 and true for p = 1, and a
+/// tiny p is not accepted once in 2^24 draws (DESIGN.md, determinism contract). A
+/// probability below 2^-24 is therefore treated as 0 by the step kernels.
 #[inline]
 pub fn u01(x: u32) -> f32 {
-    (x >> 8) as f32 * (1.0 / 16_777_216.0)
+    ((x >> 9) as f32 + 0.5) * (1.0 / 8_388_608.0)
 }
 
-/// Four uniforms in [0, 1) for (seed, domain, entity, step, purpose, block).
+/// Uniform number in the open interval (0, 1) with 52 random bits from two words:
+/// `((hi << 20 | lo >> 12) + 0.5) * 2^-52`, exact in f64. Used by network construction,
+/// where probabilities can be astronomically small (distance profiles) and are compared
+/// in f64.
+#[inline]
+pub fn u01_f64(hi: u32, lo: u32) -> f64 {
+    let bits = ((hi as u64) << 20) | (lo as u64 >> 12);
+    (bits as f64 + 0.5) * (1.0 / 4_503_599_627_370_496.0)
+}
+
+/// Four uniforms in (0, 1) for (seed, domain, entity, step, purpose, block).
 #[inline]
 pub fn uniform4(
     seed: u64,
@@ -177,7 +191,7 @@ pub struct Stream {
     entity: u32,
     tag: u32,
     next: u32,
-    buf: [f32; 4],
+    buf: [u32; 4],
     used: usize,
 }
 
@@ -189,13 +203,13 @@ impl Stream {
             entity,
             tag,
             next: 0,
-            buf: [0.0; 4],
+            buf: [0; 4],
             used: 4,
         }
     }
 
-    /// Next uniform in [0, 1).
-    pub fn uniform(&mut self) -> f32 {
+    /// Next raw 32-bit word.
+    fn word(&mut self) -> u32 {
         if self.used == 4 {
             let w = philox4x32_10(
                 [
@@ -212,7 +226,7 @@ impl Stream {
             // The block counter lives in the key so that a stream never repeats for
             // 2^32 blocks; the counter words stay free for (tag, purpose, seed, domain).
             self.next = self.next.wrapping_add(1);
-            self.buf = [u01(w[0]), u01(w[1]), u01(w[2]), u01(w[3])];
+            self.buf = w;
             self.used = 0;
         }
         let x = self.buf[self.used];
@@ -220,9 +234,23 @@ impl Stream {
         x
     }
 
-    /// Next uniform in (0, 1], safe for logarithms, in f64.
+    /// Next uniform in (0, 1), f32 resolution (2^-23).
+    pub fn uniform(&mut self) -> f32 {
+        let w = self.word();
+        u01(w)
+    }
+
+    /// Next uniform in (0, 1) with 52 random bits: for comparisons with probabilities that
+    /// can be far below 2^-24, and for logarithms.
+    pub fn uniform_f64(&mut self) -> f64 {
+        let hi = self.word();
+        let lo = self.word();
+        u01_f64(hi, lo)
+    }
+
+    /// Next uniform in (0, 1), safe for logarithms, in f64.
     pub fn uniform_open(&mut self) -> f64 {
-        1.0 - self.uniform() as f64
+        self.uniform_f64()
     }
 
     /// Standard normal deviate (Box-Muller, one of the pair).
@@ -265,13 +293,33 @@ mod tests {
         );
     }
 
+    /// Regression (correctness issue, item 1): the all-zero and all-one words must not map
+    /// to 0 or 1, or `u < p` accepts any p > 0 once in 2^24 draws.
+    #[test]
+    fn uniforms_are_in_the_open_interval() {
+        assert!(u01(0) > 0.0 && u01(0) == 2f32.powi(-24));
+        assert!(u01(u32::MAX) < 1.0 && u01(u32::MAX) == 1.0 - 2f32.powi(-24));
+        assert!(u01_f64(0, 0) > 0.0 && u01_f64(0, 0) < 1e-15);
+        assert!(u01_f64(u32::MAX, u32::MAX) < 1.0);
+        // The word 0 compared with a tiny probability is rejected, p = 1 always accepted.
+        assert!(u01(0) >= 1e-30f32);
+        assert!(u01(u32::MAX) < 1.0f32);
+        // Distinct words stay distinct where their top 23 bits differ (no rounding).
+        assert_ne!(u01(0x7FFF_FE00), u01(0x7FFF_FC00));
+        let mut s = Stream::new(3, 1, 2);
+        for _ in 0..1000 {
+            let u = s.uniform_f64();
+            assert!(u > 0.0 && u < 1.0);
+        }
+    }
+
     #[test]
     fn uniform_range_and_mean() {
         let n = 40_000u32;
         let mut sum = 0.0f64;
         for i in 0..n {
             let u = uniform_at(7, Domain::Synapse, 3, i, Purpose::Release, 0);
-            assert!((0.0..1.0).contains(&u));
+            assert!(u > 0.0 && u < 1.0);
             sum += u as f64;
         }
         let mean = sum / n as f64;

@@ -1,9 +1,11 @@
 //! Driving a run: building the network and backend, sampling reports, batching spikes
 //! and samples to a [`Recorder`] with periodic flushes, and the end-of-run summary.
 //!
-//! Time conventions: step s advances the state from s·dt to (s+1)·dt. A spike emitted
-//! in step s is stamped (s+1)·dt (NEST's convention); it reaches a synapse with delay d
-//! steps in step s+d. Reports sample the state at the start of steps 0, k, 2k, ...
+//! Time conventions: step s advances the state from s·dt to (s+1)·dt. A neuron's spike
+//! emitted in step s is stamped (s+1)·dt (NEST's convention: the end of the step in which
+//! threshold was crossed); a source's spike (Poisson or listed time) fired in step s is
+//! stamped s·dt, the time it happens. Either reaches a synapse with delay d steps in step
+//! s+d. Reports sample the state at the start of steps 0, k, 2k, ...
 //! (times 0, k·dt, ...), SONATA `mapping/time = [0, duration, k·dt]`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +15,7 @@ use std::time::Instant;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, NeuronVar, Probe, SynVar};
 use crate::error::Error;
+use crate::layout::neuron;
 use crate::model::Model;
 use crate::network::{self, Network};
 use crate::record::{Recorder, ReportDesc, RunMeta, Summary};
@@ -278,6 +281,12 @@ impl Simulation {
         let mut spike_n: Vec<Vec<u64>> = vec![Vec::new(); self.spike_pops.len()];
         let mut rows: Vec<Vec<f32>> = vec![Vec::new(); self.reports.len()];
         let mut counts = vec![0u64; n_pops];
+        let is_source: Vec<bool> = self
+            .model
+            .pops
+            .iter()
+            .map(|p| matches!(p.gpu.model, neuron::POISSON | neuron::SPIKE_TIMES))
+            .collect();
         let mut sample = Vec::new();
         let mut quanta = 0.0f64;
         let report_every = (n_steps / 100).max(1);
@@ -323,13 +332,19 @@ impl Simulation {
                 break;
             }
             quanta += self.backend.quanta_last_step();
-            let t_ms = (s as f64 + 1.0) * dt;
+            // Neurons: end of the step (NEST); sources: the time they fire (s·dt).
+            let t_neuron_ms = (s as f64 + 1.0) * dt;
+            let t_source_ms = s as f64 * dt;
             for &n in self.backend.spikes() {
                 let p = self.net.neuron_pop[n as usize] as usize;
                 counts[p] += 1;
                 let k = pop_slot[p];
                 if k != usize::MAX {
-                    spike_t[k].push(t_ms);
+                    spike_t[k].push(if is_source[p] {
+                        t_source_ms
+                    } else {
+                        t_neuron_ms
+                    });
                     spike_n[k].push((n - self.model.pops[p].first) as u64);
                 }
             }

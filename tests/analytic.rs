@@ -449,6 +449,50 @@ fn lif_refractoriness() {
     }
 }
 
+/// Regression (correctness issue, item 3): the spike-triggered increments of §6.1 are
+/// added after the step's decay, as in NEST's iaf_cond_exp_sfa_rr. k steps after the
+/// spike step, g_rr = q_rr·e^{-k·dt/τ_rr}, g_sfa = q_sfa·e^{-k·dt/τ_sfa} and
+/// θ = Δθ·e^{-k·dt/τ_θ} (k = 0 at the end of the spike step), to f32 rounding.
+#[test]
+fn lif_spike_increments_follow_the_closed_form() {
+    let cell = "e_l_mv = -70.0\nv_th_mv = -50.0\nv_reset_mv = -60.0\nt_ref_ms = 2.0\n\
+                tau_rr_ms = 1.97\ntau_sfa_ms = 110.0\ne_sfa_mv = -70.0\n\
+                delta_theta_mv = 2.0\ntau_theta_ms = 50.0";
+    let text = lif_dc(cell, 600.0)
+        .replace("q_rr_ns = 0.0\n", "q_rr_ns = 1110.0\n")
+        .replace("q_sfa_ns = 0.0\n", "q_sfa_ns = 14.48\n");
+    let first = spike_steps(&mut backend(&text), 2000, 0)[0];
+    let mut b = backend(&text);
+    crate::common::run(&mut b, first + 1);
+    let probes = [
+        Probe::Neuron(NeuronVar::GRr, 0),
+        Probe::Neuron(NeuronVar::GSfa, 0),
+        Probe::Neuron(NeuronVar::Theta, 0),
+    ];
+    let mut buf = Vec::new();
+    // During the absolute refractory period (20 steps) no second spike can add to them.
+    for k in 0..20 {
+        b.sample(&probes, &mut buf).unwrap();
+        let want = |q: f64, tau: f64| q * (-(k as f64) * 0.1 / tau).exp();
+        Tolerance::rel(2e-6).check(
+            &format!("g_rr {k} steps after"),
+            buf[0] as f64,
+            want(1110.0, 1.97),
+        );
+        Tolerance::rel(2e-6).check(
+            &format!("g_sfa {k} steps after"),
+            buf[1] as f64,
+            want(14.48, 110.0),
+        );
+        Tolerance::rel(2e-6).check(
+            &format!("theta {k} steps after"),
+            buf[2] as f64,
+            want(2.0, 50.0),
+        );
+        b.step().unwrap();
+    }
+}
+
 fn hh(i_pa: f64, duration_ms: f64) -> String {
     format!(
         r#"

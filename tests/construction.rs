@@ -200,3 +200,73 @@ fn memory_estimate_matches_allocation() {
         "two receptors per type, async and reserve on"
     );
 }
+
+/// Regression (correctness issue, item 1): pairs whose probability is astronomically small
+/// but not 0 are never connected. Two 2048-cell sheets 7 mm apart with an exponential
+/// profile of 10 µm: p ≈ e^-700 ≈ 1e-304 per pair. An f32 uniform that can be exactly 0
+/// (once in 2^24 draws) accepted such a pair; the 52-bit open uniform does not.
+#[test]
+fn astronomically_unlikely_pairs_are_not_connected() {
+    let sheet = |x: f64| {
+        format!("[populations.positions]\nlayout = \"grid\"\nshape = [64, 32, 1]\nspacing_um = 1.0\norigin_um = [{x}, 0.0, 0.0]")
+    };
+    let text = net(
+        &(pop("a", 2048, &sheet(0.0)) + &pop("b", 2048, &sheet(7000.0))),
+        &proj("far", "a", "b", "rule = \"fixed_probability\"\n[projections.distance]\nprofile = \"exponential\"\np_max = 1.0\nscale_um = 10.0"),
+    );
+    let b = backend(&text);
+    assert_eq!(b.network().n_synapses(), 0, "no pair at ~7 mm may connect");
+}
+
+/// Regression (correctness issue, item 4): p below ~5e-17 (1 - p rounds to 1) made the
+/// geometric skip add zero-length gaps forever. Tiny p now builds (almost surely) nothing.
+#[test]
+fn tiny_connection_probability_terminates() {
+    for p in ["1e-17", "1e-300", "5e-324"] {
+        let text = net(
+            &(pop("a", 1000, "") + &pop("b", 1000, "")),
+            &proj(
+                "tiny",
+                "a",
+                "b",
+                &format!("rule = \"fixed_probability\"\np = {p}"),
+            ),
+        );
+        let b = backend(&text);
+        assert_eq!(b.network().n_synapses(), 0, "p = {p}");
+    }
+    // Small but resolvable p still gives the expected count (1e6 pairs, p = 1e-4: 100 ± 10).
+    let text = net(
+        &(pop("a", 1000, "") + &pop("b", 1000, "")),
+        &proj("small", "a", "b", "rule = \"fixed_probability\"\np = 1e-4"),
+    );
+    let n = backend(&text).network().n_synapses() as f64;
+    assert!(
+        (n - 100.0).abs() < 40.0,
+        "{n} synapses for p = 1e-4 over 1e6 pairs"
+    );
+}
+
+/// Regression (correctness issue, item 5): population indices are u16 per neuron; the
+/// 65537th population is refused with its location instead of wrapping onto population 0.
+#[test]
+fn more_populations_than_the_index_holds_are_refused() {
+    let mut text = String::from("version = 1\n[simulation]\nduration_ms = 1.0\n");
+    for i in 0..=65536u32 {
+        text.push_str(&format!(
+            "[[populations]]\nname = \"p{i}\"\nsize = 1\nmodel = \"lif\"\n"
+        ));
+    }
+    text.push_str("[[synapse_types]]\nname = \"glu\"\ntransmitter = \"glutamate\"\n[[synapse_types.receptors]]\nkind = \"ampa\"\n");
+    let err = match quantal::spec::load_str(&text, std::path::Path::new("many.toml"), &[]) {
+        Ok(_) => panic!("65537 populations must be refused"),
+        Err(e) => e,
+    };
+    let msg = err.to_string();
+    assert!(
+        msg.contains("65537 populations") && msg.contains("at most 65536"),
+        "{msg}"
+    );
+    let e = err.as_spec().expect("a located error");
+    assert_eq!(e.line, 4 + 4 * 65536, "{msg}");
+}

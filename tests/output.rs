@@ -89,8 +89,16 @@ fn hdf5_layout_round_trip() {
         .unwrap()
         .read_raw::<f64>()
         .unwrap();
-    // Spike-time source at 10, 60, ... ms: step 100 stamped at the end of the step.
-    assert!((pre[0] - 10.1).abs() < 1e-9, "{}", pre[0]);
+    // Regression (correctness issue, item 6): a source fires at its listed time and is
+    // stamped at it (10.0 ms, not the end of step 100, 10.1 ms).
+    let listed = [
+        10.0, 60.0, 110.0, 160.0, 210.0, 260.0, 310.0, 360.0, 410.0, 460.0, 960.0,
+    ];
+    assert_eq!(
+        pre,
+        listed[..pre.len()],
+        "source spikes at their listed times"
+    );
     assert_eq!(summary.spikes[0].1 as usize, pre.len());
 
     // Reports: /report/<group>/<variable>/{data f32 (time × element), mapping/...}.

@@ -395,6 +395,48 @@ fn vesicle_conservation() {
     );
 }
 
+/// Regression (correctness issue, item 2): a terminal whose X_D⁺ is an f32 subnormal
+/// (reached when a miniature fusion advances a long-silent terminal without a Ca jump)
+/// made K_D/X_D overflow, the refill factor η NaN and P_fill NaN, so no empty site
+/// refilled at the next advance. After 10 s of silence every empty site refills
+/// (P_fill = 1 - e^{-k0·10 s} ≈ 1 - 2e-9), and X_D decays to exactly 0 (flushed).
+#[test]
+fn refilling_survives_ten_seconds_of_silence() {
+    use quantal::backend::cpu::terminal::advance_terminal;
+    let syn = "release = \"ca\"\n[synapse_types.ca]\nn_sites = 8\np_ref = 0.5\n\
+               [synapse_types.vesicles]\nasync_rho = 0.0\nspont_rate_per_s = 0.0\n";
+    let mut b = backend(&trials(10, 10, "[0.0]", syn));
+    let model = b.model().clone();
+    let ty = model.syn_types[0].gpu;
+    for x_d in [1e-40f32, 3e-39, 1e-45, 0.0] {
+        let st = b.state_mut();
+        for i in 0..st.sites.len() {
+            st.sites[i] = 0;
+            st.x_d[i] = x_d;
+            st.t_last[i] = 0;
+        }
+        for syn in 0..100u32 {
+            advance_terminal(
+                model.seed,
+                &ty,
+                &model.pow_tables,
+                syn,
+                100_000,
+                b.state_mut(),
+            );
+        }
+        let st = b.state_ref();
+        for i in 0..100 {
+            assert_eq!(
+                st.sites[i], 0xFF,
+                "X_D⁺ = {x_d:e}: synapse {i} sites {:b}",
+                st.sites[i]
+            );
+            assert_eq!(st.x_d[i], 0.0, "X_D after 10 s");
+        }
+    }
+}
+
 /// §8i spontaneous release: no APs, fast refilling (k0 = 1000/s); minis per synapse per
 /// second = λ_s·N·P(docked) with P(docked) = k0/(k0 + λ_s), within 4 SE.
 #[test]

@@ -64,10 +64,22 @@ pub fn pow_table(dt_ms: f64, tau_ms: f64) -> PowTable {
         } else if tau_ms <= 0.0 {
             0.0
         } else {
-            (-(2f64.powi(b as i32)) * dt_ms / tau_ms).exp() as f32
+            flush_subnormal((-(2f64.powi(b as i32)) * dt_ms / tau_ms).exp() as f32)
         };
     }
     PowTable { f }
+}
+
+/// `x`, or 0 when `x` is subnormal (|x| < 2^-126). Decaying state is flushed so that it
+/// reaches exactly 0 after a long silence, like a GPU that flushes denormals, and costs
+/// no slow subnormal arithmetic on the CPU.
+#[inline]
+pub fn flush_subnormal(x: f32) -> f32 {
+    if x.abs() < f32::MIN_POSITIVE {
+        0.0
+    } else {
+        x
+    }
 }
 
 /// exp(-Δ·dt/τ) from a pow table: the product of the entries of Δ's set bits, ascending.

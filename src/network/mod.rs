@@ -324,7 +324,9 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
                                     d.p_max * (-dist / d.scale_um).exp()
                                 }
                             };
-                            if (rng.uniform() as f64) < prob {
+                            // 52-bit uniform on (0, 1): a probability of 1e-300 is
+                            // (practically) never accepted (correctness issue, item 1).
+                            if rng.uniform_f64() < prob {
                                 sources.push(s);
                             }
                         }
@@ -334,11 +336,13 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
                             sources.extend(0..src.size);
                         } else if prob > 0.0 {
                             // Geometric skipping: gaps between successes are Geometric(p).
-                            let ln_q = (1.0 - prob).ln();
+                            // ln(1 - p) through ln_1p: for p below ~1e-16, 1 - p rounds
+                            // to 1 and ln gives 0 (an endless loop of zero-length gaps).
+                            let ln_q = (-prob).ln_1p();
                             let mut s: f64 = -1.0;
                             loop {
                                 s += 1.0 + (rng.uniform_open().ln() / ln_q).floor();
-                                if s >= src.size as f64 {
+                                if !s.is_finite() || s >= src.size as f64 {
                                     break;
                                 }
                                 sources.push(s as u32);

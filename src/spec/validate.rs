@@ -13,6 +13,8 @@ pub const MAX_IDS: u64 = u32::MAX as u64 - 1;
 pub const MAX_SITES: u32 = 32;
 /// Largest number of receptors per synapse type.
 pub const MAX_RECEPTORS: usize = 3;
+/// Largest number of populations, and of synapse types (indices stored as u16).
+pub const MAX_TYPES: usize = 1 << 16;
 /// Largest delay in steps (stored as u16).
 pub const MAX_DELAY_STEPS: u64 = u16::MAX as u64;
 
@@ -289,6 +291,19 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
         &mut names,
     )?;
 
+    // Population and synapse-type indices are u16 per neuron and synapse: refuse more
+    // than fit, naming the first one that does not (correctness issue, item 5).
+    for (key, n) in [
+        ("populations", f.populations.len()),
+        ("synapse_types", f.synapse_types.len()),
+    ] {
+        if n > MAX_TYPES {
+            return Err(c.err(
+                &root.key(key).index(MAX_TYPES),
+                format!("{n} {key} given; accepted: at most {MAX_TYPES}"),
+            ));
+        }
+    }
     let mut total: u64 = 0;
     for (i, p) in f.populations.iter().enumerate() {
         let at = root.key("populations").index(i);

@@ -9,7 +9,7 @@
 //! conductance, tests the threshold, and fires spike sources (Poisson, listed times).
 
 use crate::layout::{neuron, receptor, GpuReceptor};
-use crate::model::{nmda_block, Model};
+use crate::model::{flush_subnormal, nmda_block, Model};
 use crate::network::Network;
 use crate::philox::{uniform_at, Domain, Purpose};
 use crate::state::State;
@@ -130,16 +130,21 @@ pub fn integrate(model: &Model, net: &Network, st: &mut State) {
                     spiked = true;
                     st.v_mv[n] = p.v_reset_mv;
                     st.refr[n] = p.n_ref;
-                    st.g_rr_ns[n] += p.q_rr_ns;
-                    st.g_sfa_ns[n] += p.q_sfa_ns;
-                    st.theta_mv[n] += p.delta_theta_mv;
                 } else {
                     st.v_mv[n] = v_new;
                 }
             }
-            st.g_rr_ns[n] *= p.decay_rr;
-            st.g_sfa_ns[n] *= p.decay_sfa;
-            st.theta_mv[n] *= p.decay_theta;
+            // Decay over the step, then the spike-triggered increments (§6.1, as NEST's
+            // iaf_cond_exp_sfa_rr): a spike at the end of step s leaves g_rr = q_rr at
+            // (s+1)·dt, and q_rr·e^{-k·dt/τ_rr} k steps later.
+            st.g_rr_ns[n] = flush_subnormal(st.g_rr_ns[n] * p.decay_rr);
+            st.g_sfa_ns[n] = flush_subnormal(st.g_sfa_ns[n] * p.decay_sfa);
+            st.theta_mv[n] = flush_subnormal(st.theta_mv[n] * p.decay_theta);
+            if spiked {
+                st.g_rr_ns[n] += p.q_rr_ns;
+                st.g_sfa_ns[n] += p.q_sfa_ns;
+                st.theta_mv[n] += p.delta_theta_mv;
+            }
         } else {
             // (1) rates at V_n; (2) Rush-Larsen gates; (3) V with the new gates (§6.2).
             let [am, bm, ah, bh, an, bn] = hh_rates(v, p.v_t_mv);

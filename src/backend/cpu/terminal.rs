@@ -8,7 +8,7 @@
 //! Will be mirrored by a `terminal` function in `shaders/common.wgsl`.
 
 use crate::layout::{release, GpuSynType, PowTable};
-use crate::model::pow_decay;
+use crate::model::{flush_subnormal, pow_decay};
 use crate::philox::{Domain, Lanes, Purpose};
 use crate::state::State;
 
@@ -48,14 +48,12 @@ pub fn advance_terminal(
     // (1) refilling of empty sites since the last event.
     let decay_d = pow_decay(&tables[ty.tab_rec as usize], delta);
     let p_fill = if ty.release == release::CA {
-        // η = ((K_D/X_D⁺ + 1)/(K_D/X_D⁺ + e^{-Δ/τ_D}))^{-(kmax-k0)τ_D}, η = 1 if X_D⁺ = 0 (DKR 2000).
+        // η = ((K_D + X_D⁺)/(K_D + X_D⁺·e^{-Δ/τ_D}))^{-(kmax-k0)τ_D} (DKR 2000), the form
+        // of ((K_D/X + 1)/(K_D/X + e^{-Δ/τ_D}))^{-a} multiplied through by X: it has no
+        // K_D/X, which overflows to inf (and η to NaN) once X_D has decayed to a subnormal
+        // during a long silence. η = 1 at X_D⁺ = 0 follows without a branch.
         let x_d = st.x_d[i];
-        let eta = if x_d > 0.0 {
-            let kx = ty.k_d / x_d;
-            ((kx + 1.0) / (kx + decay_d)).powf(-ty.eta_exponent)
-        } else {
-            1.0
-        };
+        let eta = ((ty.k_d + x_d) / (ty.k_d + x_d * decay_d)).powf(-ty.eta_exponent);
         1.0 - pow_decay(&tables[ty.tab_k0 as usize], delta) * eta
     } else {
         // TM: Ca-independent recovery, P_fill = 1 - e^{-Δ/τ_rec} (§3.3).
@@ -77,12 +75,13 @@ pub fn advance_terminal(
         }
     }
     // (2) decay of the residual-Ca sites (CA) or of the TM variables.
-    st.x_f[i] *= pow_decay(&tables[ty.tab_fac as usize], delta);
+    // Subnormals are flushed to zero (DESIGN.md: they slow the CPU and a GPU may flush them).
+    st.x_f[i] = flush_subnormal(st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], delta));
     if ty.release == release::TM_MEAN {
         // x ← 1 + (x - 1)·e^{-Δ/τ_rec} (Maass & Markram 2002 recursion, §2.2).
         st.x_d[i] = 1.0 + (st.x_d[i] - 1.0) * decay_d;
     } else {
-        st.x_d[i] *= decay_d;
+        st.x_d[i] = flush_subnormal(st.x_d[i] * decay_d);
     }
     st.t_last[i] = t;
 }
