@@ -11,7 +11,7 @@
 //! Equations, defaults and validation targets: `model-spec.md` (cited as §1-§9 in the
 //! code). Architecture: `DESIGN.md`.
 //!
-//! Pipeline: [`spec`] (network file) → [`model`] (parameters, derived constants) →
+//! Pipeline: [`netfile`] (network file) → [`model`] (parameters, derived constants) →
 //! [`network`] (connectivity) → [`state`] (SoA) → [`backend`] (kernels) → [`sim`]
 //! (driving, sampling) → [`record`] (HDF5 / memory).
 
@@ -21,12 +21,13 @@ pub mod backend;
 pub mod error;
 pub mod gpu;
 pub mod layout;
+pub mod math;
 pub mod model;
+pub mod netfile;
 pub mod network;
 pub mod philox;
 pub mod record;
 pub mod sim;
-pub mod spec;
 pub mod state;
 
 pub use error::Error;

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cli::{BackendArg, Cli, Command};
+use quantal::netfile;
 use quantal::network;
 use quantal::record::hdf5::Hdf5Recorder;
 use quantal::sim::{BackendKind, Simulation};
-use quantal::spec;
 
 /// println! that ignores a closed stdout (e.g. `quantal check x | head`).
 macro_rules! say {
@@ -82,7 +82,7 @@ fn run(
     if let Some(d) = duration_ms {
         set.push(format!("simulation.duration_ms={d:?}"));
     }
-    let loaded = spec::load(&path, &set)
+    let loaded = netfile::load(&path, &set)
         .with_context(|| format!("loading network file {}", path.display()))?;
     let out = output.unwrap_or_else(|| {
         let stem = path
@@ -190,7 +190,7 @@ fn run(
 }
 
 fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
-    let loaded = spec::load(&path, &set)
+    let loaded = netfile::load(&path, &set)
         .with_context(|| format!("loading network file {}", path.display()))?;
     let est = network::estimate(&loaded.file);
     let model = quantal::model::Model::from_spec(&loaded.file);
@@ -243,7 +243,7 @@ fn bench(
     backend: BackendArg,
     set: Vec<String>,
 ) -> Result<ExitCode> {
-    let loaded = spec::load(&path, &set)
+    let loaded = netfile::load(&path, &set)
         .with_context(|| format!("loading network file {}", path.display()))?;
     let kind = match backend {
         BackendArg::Cpu | BackendArg::Auto => BackendKind::Cpu,

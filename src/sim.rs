@@ -17,9 +17,9 @@ use crate::backend::{Backend, NeuronVar, Probe, SynVar};
 use crate::error::Error;
 use crate::layout::neuron;
 use crate::model::Model;
+use crate::netfile::{validate::spec_error, LoadedNetwork, ReceptorKind, SpecPath};
 use crate::network::{self, Network};
 use crate::record::{Recorder, ReportDesc, RunMeta, Summary};
-use crate::spec::{validate::spec_error, LoadedNetwork, ReceptorKind, SpecPath};
 
 /// Which backend runs the simulation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

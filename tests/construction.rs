@@ -180,7 +180,7 @@ fn poisson_source_rate_and_window() {
 fn memory_estimate_matches_allocation() {
     let b = crate::common::backend(crate::release::RICH);
     let loaded =
-        quantal::spec::load_str(crate::release::RICH, std::path::Path::new("rich.toml"), &[])
+        quantal::netfile::load_str(crate::release::RICH, std::path::Path::new("rich.toml"), &[])
             .unwrap();
     let est = quantal::network::estimate(&loaded.file);
     let (n, st) = (b.network(), b.state_ref());
@@ -258,7 +258,7 @@ fn more_populations_than_the_index_holds_are_refused() {
         ));
     }
     text.push_str("[[synapse_types]]\nname = \"glu\"\ntransmitter = \"glutamate\"\n[[synapse_types.receptors]]\nkind = \"ampa\"\n");
-    let err = match quantal::spec::load_str(&text, std::path::Path::new("many.toml"), &[]) {
+    let err = match quantal::netfile::load_str(&text, std::path::Path::new("many.toml"), &[]) {
         Ok(_) => panic!("65537 populations must be refused"),
         Err(e) => e,
     };

@@ -4,11 +4,11 @@
 use crate::common::backend_with;
 use quantal::backend::Backend;
 use quantal::model::Model;
+use quantal::netfile;
 use quantal::network;
 use quantal::philox::Stream;
 use quantal::record::MemoryRecorder;
 use quantal::sim::{BackendKind, Simulation};
-use quantal::spec;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -54,7 +54,7 @@ fn every_example_network_loads_and_runs() {
             text.starts_with("# "),
             "{name} must be documented at its top"
         );
-        let loaded = spec::load(&path, &["simulation.duration_ms=2.0".into()])
+        let loaded = netfile::load(&path, &["simulation.duration_ms=2.0".into()])
             .unwrap_or_else(|e| panic!("{e}"));
         let mut sim =
             Simulation::new(loaded, BackendKind::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -94,7 +94,7 @@ fn every_example_network_loads_and_runs() {
 #[test]
 fn single_synapse_example_behaves() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/single_synapse.toml");
-    let mut sim = Simulation::new(spec::load(&path, &[]).unwrap(), BackendKind::Cpu).unwrap();
+    let mut sim = Simulation::new(netfile::load(&path, &[]).unwrap(), BackendKind::Cpu).unwrap();
     let mut rec = MemoryRecorder::default();
     let s = sim
         .run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false))
@@ -126,7 +126,7 @@ fn single_synapse_example_behaves() {
 #[test]
 fn summation_example_behaves() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/summation.toml");
-    let mut sim = Simulation::new(spec::load(&path, &[]).unwrap(), BackendKind::Cpu).unwrap();
+    let mut sim = Simulation::new(netfile::load(&path, &[]).unwrap(), BackendKind::Cpu).unwrap();
     let mut rec = MemoryRecorder::default();
     sim.run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false))
         .unwrap();
@@ -157,7 +157,7 @@ fn every_bad_fixture_fails_well() {
             .trim()
             .parse()
             .unwrap();
-        let result = spec::load(&path, &[]).and_then(|l| {
+        let result = netfile::load(&path, &[]).and_then(|l| {
             let m = Model::from_spec(&l.file);
             network::build(&l, &m).map(|_| ())
         });
@@ -237,7 +237,7 @@ fn mutated_files_never_panic() {
         }
         let mutated = lines.join("\n");
         let outcome = std::panic::catch_unwind(|| {
-            if let Ok(l) = spec::load_str(
+            if let Ok(l) = netfile::load_str(
                 &mutated,
                 Path::new("mutated.toml"),
                 &["simulation.duration_ms=1.0".into()],
@@ -267,8 +267,8 @@ fn overrides_apply_and_keep_locations() {
     let b = backend_with(text, &["populations.a.size=7", "environment.ca_o_mm=1.5"]);
     assert_eq!(b.network().n_neurons(), 7);
     assert_eq!(b.model().ca_o_mm, 1.5);
-    let err =
-        spec::load_str(text, Path::new("o.toml"), &["populations.a.size=-2".into()]).unwrap_err();
+    let err = netfile::load_str(text, Path::new("o.toml"), &["populations.a.size=-2".into()])
+        .unwrap_err();
     assert!(err.to_string().starts_with("o.toml:6:"), "{err}");
     for bad in [
         "populations.nobody.size=1",
@@ -276,7 +276,7 @@ fn overrides_apply_and_keep_locations() {
         "noequals",
         "simulation..dt_ms=1",
     ] {
-        let e = spec::load_str(text, Path::new("o.toml"), &[bad.into()]).unwrap_err();
+        let e = netfile::load_str(text, Path::new("o.toml"), &[bad.into()]).unwrap_err();
         assert!(matches!(e, quantal::Error::Override { .. }), "{bad}: {e}");
     }
 }
@@ -346,7 +346,7 @@ fn coba_sustains_asynchronous_irregular_activity() {
         ("benchmark synapses", deterministic.as_str(), (15.0, 25.0)),
         ("quantal coba.toml", text.as_str(), (15.0, 30.0)),
     ] {
-        let loaded = spec::load_str(t, &path, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let loaded = netfile::load_str(t, &path, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut sim = Simulation::new(loaded, BackendKind::Cpu).unwrap();
         let mut rec = MemoryRecorder::default();
         sim.run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false))

@@ -4,17 +4,17 @@
 
 use hdf5::types::{TypeDescriptor, VarLenUnicode};
 use hdf5::File;
+use quantal::netfile;
 use quantal::record::hdf5::Hdf5Recorder;
 use quantal::record::MemoryRecorder;
 use quantal::sim::{BackendKind, Simulation};
-use quantal::spec;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 fn sim(overrides: &[&str]) -> Simulation {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/single_synapse.toml");
     let ov: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-    Simulation::new(spec::load(&path, &ov).unwrap(), BackendKind::Cpu).unwrap()
+    Simulation::new(netfile::load(&path, &ov).unwrap(), BackendKind::Cpu).unwrap()
 }
 
 fn attr_str(f: &hdf5::Location, name: &str) -> String {
@@ -265,7 +265,7 @@ rule = "all_to_all"
 projection = "p"
 variables = ["released"]
 "#;
-    let loaded = spec::load_str(text, Path::new("released.toml"), &[]).unwrap();
+    let loaded = netfile::load_str(text, Path::new("released.toml"), &[]).unwrap();
     let mut s = Simulation::new(loaded, BackendKind::Cpu).unwrap();
     let mut mem = MemoryRecorder::default();
     let summary = s
@@ -286,7 +286,7 @@ fn file_reads_as_sonata() {
     let out = dir.path().join("nmj.h5");
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/nmj_ach.toml");
     let mut s = Simulation::new(
-        spec::load(
+        netfile::load(
             &path,
             &[
                 "simulation.duration_ms=120.0".into(),

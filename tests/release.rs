@@ -177,7 +177,7 @@ fn dodge_rahamimoff_fourth_power() {
     let text = trials(1, 1, "[0.0]", &ca(""));
     let p_at = |ca_mm: f64| {
         let set = vec![format!("environment.ca_o_mm={ca_mm:?}")];
-        let loaded = quantal::spec::load_str(&text, Path::new("dr.toml"), &set).unwrap();
+        let loaded = quantal::netfile::load_str(&text, Path::new("dr.toml"), &set).unwrap();
         let model = Model::from_spec(&loaded.file);
         ca_release_probability(&model.syn_types[0].gpu, 0.0) as f64
     };
@@ -189,7 +189,7 @@ fn dodge_rahamimoff_fourth_power() {
         Tolerance::abs(0.05).check(&format!("log-log slope at {ca_mm} mM"), slope, slope_want);
     }
     // Mg2+ lowers release without changing the low-[Ca]o slope much (Dodge & Rahamimoff 1967).
-    let loaded = quantal::spec::load_str(
+    let loaded = quantal::netfile::load_str(
         &text,
         Path::new("dr.toml"),
         &[

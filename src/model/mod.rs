@@ -7,7 +7,8 @@
 //! over Δ steps use [`pow_decay`] on tables of `exp(-2^b dt/τ)`.
 
 use crate::layout::{self, GpuPopulation, GpuReceptor, GpuSynType, PowTable, POW_BITS};
-use crate::spec::{
+use crate::math::exp_sw;
+use crate::netfile::{
     CleftModel, FacilitationLaw, NetworkFile, NeuronModel, ReceptorKind, ReleaseModel, Transmitter,
 };
 
@@ -22,22 +23,7 @@ pub const MYELINATED_M_PER_S_PER_UM: f64 = 6.0;
 /// Asynchronous release latencies are truncated at this many τ_a (probability e^-20).
 pub const ASYNC_TRUNCATION_TAUS: f64 = 20.0;
 
-/// Cleft defaults per transmitter (§4.1, §4.2): (ΔT mM, k_diffusion, k_uptake, k_enzyme in 1/ms).
-///
-/// Glutamate: ΔT 1.1 mM, τ_clear 1.2 ms (Clements et al. 1992), split into diffusion
-/// 0.5/ms and EAAT uptake 1/3 per ms [design split]. GABA: 1.5 mM, τ 0.3 ms
-/// (Barberis et al. 2011 range 0.1-0.5 ms) [verify]. Glycine: 2.5 mM, τ 0.75 ms
-/// (Beato 2008) [verify]. ACh: 1 mM [design], AChE 7/ms (τ ≈ 0.14 ms, "destroyed in
-/// < 1 ms") plus diffusion 1/ms, so that blocking the enzyme leaves a diffusion-limited
-/// τ of 1 ms (§4.2).
-pub fn cleft_defaults(t: Transmitter) -> (f64, f64, f64, f64) {
-    match t {
-        Transmitter::Glutamate => (1.1, 0.5, 1.0 / 1.2 - 0.5, 0.0),
-        Transmitter::Gaba => (1.5, 2.0, 1.0 / 0.3 - 2.0, 0.0),
-        Transmitter::Glycine => (2.5, 0.8, 1.0 / 0.75 - 0.8, 0.0),
-        Transmitter::Acetylcholine => (1.0, 1.0, 0.0, 7.0),
-    }
-}
+pub use crate::netfile::cleft_defaults;
 
 /// W([Ca]o, [Mg]o) of Dodge & Rahamimoff (1967), §1.1.
 pub fn dr_w(ca_mm: f64, mg_mm: f64, k_ca_mm: f64, k_mg_mm: f64) -> f64 {
@@ -52,7 +38,36 @@ pub fn ca_drive(ca_mm: f64, mg_mm: f64, k_ca_mm: f64, k_mg_mm: f64) -> f64 {
 /// NMDA Mg2+ block B(V) = 1/(1 + exp(-0.062 V)·[Mg]o/3.57) (Jahr & Stevens 1990; §5.1), f32
 /// as in the kernels.
 pub fn nmda_block(v_mv: f32, mg_o_mm: f32) -> f32 {
-    1.0 / (1.0 + (-0.062 * v_mv).exp() * mg_o_mm / 3.57)
+    1.0 / (1.0 + exp_sw(-0.062 * v_mv) * mg_o_mm / 3.57)
+}
+
+/// x/(eˣ - 1), with its limit 1 - x/2 near 0 (§6.2: avoids 0/0 in α_m, β_m, α_n).
+#[inline]
+pub fn exprel(x: f32) -> f32 {
+    if x.abs() < 1e-4 {
+        1.0 - 0.5 * x
+    } else {
+        x / (exp_sw(x) - 1.0)
+    }
+}
+
+/// Traub-Miles rates (α_m, β_m, α_h, β_h, α_n, β_n) in 1/ms at V (mV), §6.2.
+#[inline]
+pub fn hh_rates(v: f32, v_t: f32) -> [f32; 6] {
+    let u = v - v_t;
+    let am = 1.28 * exprel((13.0 - u) / 4.0);
+    let bm = 1.4 * exprel((u - 40.0) / 5.0);
+    let ah = 0.128 * exp_sw((17.0 - u) / 18.0);
+    let bh = 4.0 / (1.0 + exp_sw((40.0 - u) / 5.0));
+    let an = 0.16 * exprel((15.0 - u) / 5.0);
+    let bn = 0.5 * exp_sw((10.0 - u) / 40.0);
+    [am, bm, ah, bh, an, bn]
+}
+
+/// Steady-state gates (m, h, n) at V: the HH initial state (§6.2).
+pub fn hh_steady_state(v: f32, v_t: f32) -> (f32, f32, f32) {
+    let [am, bm, ah, bh, an, bn] = hh_rates(v, v_t);
+    (am / (am + bm), ah / (ah + bh), an / (an + bn))
 }
 
 /// Table of exp(-2^b · dt/τ), b = 0..32 (computed in f64). τ = ∞ gives ones, τ = 0 zeros.
@@ -426,6 +441,49 @@ impl Model {
     /// Total number of neurons (sources included).
     pub fn n_neurons(&self) -> u32 {
         self.pops.iter().map(|p| p.size).sum()
+    }
+}
+
+/// Which optional per-synapse arrays a model needs; shared by [`State::new`] and the
+/// memory estimate of `network::estimate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SynapseArrays {
+    /// Some type has asynchronous release (`committed` bitmask per synapse).
+    pub any_async: bool,
+    /// Some type tracks its reserve pool (`reserve` and `endo` per synapse).
+    pub any_reserve: bool,
+    /// Hand-off open fractions per synapse (most receptors of a type; 0 without kinetic receptors).
+    pub handoff_stride: usize,
+}
+
+impl SynapseArrays {
+    /// The arrays `model` needs.
+    pub fn of(model: &Model) -> Self {
+        let any_kinetic = model
+            .gpu_receptors
+            .iter()
+            .any(|r| r.kind == layout::receptor::KINETIC);
+        let most = model
+            .syn_types
+            .iter()
+            .map(|t| t.gpu.n_receptors as usize)
+            .max()
+            .unwrap_or(0);
+        SynapseArrays {
+            any_async: model.syn_types.iter().any(|t| t.gpu.async_rho > 0.0),
+            any_reserve: model.syn_types.iter().any(|t| t.gpu.reserve_size > 0),
+            handoff_stride: if any_kinetic { most } else { 0 },
+        }
+    }
+
+    /// CPU bytes per synapse: static post, pre, weight and outgoing CSR entry (4 B each),
+    /// type and delay (2 B each); dynamic t_last, X_F, X_D, sites, hand-off step (4 B each);
+    /// plus the optional arrays.
+    pub fn bytes_per_synapse(&self) -> u64 {
+        20 + 20
+            + 4 * self.handoff_stride as u64
+            + if self.any_async { 4 } else { 0 }
+            + if self.any_reserve { 8 } else { 0 }
     }
 }
 

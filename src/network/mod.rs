@@ -10,13 +10,12 @@
 use glam::DVec3;
 
 use crate::error::Error;
-use crate::model::{Model, MYELINATED_M_PER_S_PER_UM, UNMYELINATED_K};
-use crate::philox::Stream;
-use crate::spec::{
+use crate::model::{Model, SynapseArrays, MYELINATED_M_PER_S_PER_UM, UNMYELINATED_K};
+use crate::netfile::{
     validate, DistanceProfile, Fibre, Layout, LoadedNetwork, NetworkFile, NeuronModel,
     PopulationSpec, Rule, SpecPath,
 };
-use crate::state::SynapseArrays;
+use crate::philox::Stream;
 
 /// Extra bytes per synapse while building (source, target, weight, delay per entry).
 pub const BUILD_BYTES_PER_SYNAPSE: u64 = 16;
@@ -110,7 +109,7 @@ pub struct Estimate {
     pub neurons: u64,
     /// Expected synapses per projection (name, count).
     pub synapses: Vec<(String, f64)>,
-    /// Bytes of CPU state per synapse (`state::SynapseArrays::bytes_per_synapse`).
+    /// Bytes of CPU state per synapse (`model::SynapseArrays::bytes_per_synapse`).
     pub bytes_per_synapse: u64,
     /// Bytes of CPU state while running.
     pub cpu_bytes: f64,
@@ -294,8 +293,8 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
                 pairs_by_target[*b as usize].push(*a as u32);
             }
         }
-        let weight = p.weight.unwrap_or(crate::spec::Dist::Const(1.0));
-        let delay = p.delay_ms.unwrap_or(crate::spec::Dist::Const(0.2));
+        let weight = p.weight.unwrap_or(crate::netfile::Dist::Const(1.0));
+        let delay = p.delay_ms.unwrap_or(crate::netfile::Dist::Const(0.2));
         let mut sources: Vec<u32> = Vec::new();
         for t in 0..tgt.size {
             let mut rng = Stream::new(seed, 0x1000 + pi as u32, t);

@@ -7,7 +7,7 @@
 //! conductance sums are a fixed-order gather.
 
 use crate::layout;
-use crate::model::Model;
+use crate::model::{Model, SynapseArrays};
 use crate::network::Network;
 
 /// `handoff_step` value of a synapse that is active (its receptor state lives in the pool).
@@ -15,7 +15,7 @@ pub const ACTIVE: u32 = u32::MAX;
 /// `handoff_step` value of a synapse that never handed receptor state to a neuron pool.
 pub const NO_HANDOFF: u32 = u32::MAX - 1;
 /// Receptor state slots per active synapse: two per receptor (r, or R and G for GABA_B).
-pub const SLOT_STRIDE: usize = 2 * crate::spec::validate::MAX_RECEPTORS;
+pub const SLOT_STRIDE: usize = 2 * crate::netfile::validate::MAX_RECEPTORS;
 
 /// Cleft and receptor state of the active synapses, sorted by synapse id.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -119,49 +119,6 @@ impl ActivePool {
             }
         }
         self.resize(w);
-    }
-}
-
-/// Which optional per-synapse arrays a model needs; shared by [`State::new`] and the
-/// memory estimate of `network::estimate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SynapseArrays {
-    /// Some type has asynchronous release (`committed` bitmask per synapse).
-    pub any_async: bool,
-    /// Some type tracks its reserve pool (`reserve` and `endo` per synapse).
-    pub any_reserve: bool,
-    /// Hand-off open fractions per synapse (most receptors of a type; 0 without kinetic receptors).
-    pub handoff_stride: usize,
-}
-
-impl SynapseArrays {
-    /// The arrays `model` needs.
-    pub fn of(model: &Model) -> Self {
-        let any_kinetic = model
-            .gpu_receptors
-            .iter()
-            .any(|r| r.kind == layout::receptor::KINETIC);
-        let most = model
-            .syn_types
-            .iter()
-            .map(|t| t.gpu.n_receptors as usize)
-            .max()
-            .unwrap_or(0);
-        SynapseArrays {
-            any_async: model.syn_types.iter().any(|t| t.gpu.async_rho > 0.0),
-            any_reserve: model.syn_types.iter().any(|t| t.gpu.reserve_size > 0),
-            handoff_stride: if any_kinetic { most } else { 0 },
-        }
-    }
-
-    /// CPU bytes per synapse: static post, pre, weight and outgoing CSR entry (4 B each),
-    /// type and delay (2 B each); dynamic t_last, X_F, X_D, sites, hand-off step (4 B each);
-    /// plus the optional arrays.
-    pub fn bytes_per_synapse(&self) -> u64 {
-        20 + 20
-            + 4 * self.handoff_stride as u64
-            + if self.any_async { 4 } else { 0 }
-            + if self.any_reserve { 8 } else { 0 }
     }
 }
 
@@ -289,8 +246,7 @@ impl State {
         for n in 0..nn {
             let p = &model.pops[net.neuron_pop[n] as usize].gpu;
             if p.model == layout::neuron::HH {
-                let (m, h, nn_) =
-                    crate::backend::cpu::integrate::hh_steady_state(s.v_mv[n], p.v_t_mv);
+                let (m, h, nn_) = crate::model::hh_steady_state(s.v_mv[n], p.v_t_mv);
                 s.hh_m[n] = m;
                 s.hh_h[n] = h;
                 s.hh_n[n] = nn_;

@@ -47,7 +47,7 @@ pub fn backend(text: &str) -> CpuBackend {
 /// Builds a CPU backend from network text with `--set` overrides.
 pub fn backend_with(text: &str, overrides: &[&str]) -> CpuBackend {
     let ov: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-    let loaded = quantal::spec::load_str(text, Path::new("test.toml"), &ov)
+    let loaded = quantal::netfile::load_str(text, Path::new("test.toml"), &ov)
         .unwrap_or_else(|e| panic!("test network: {e}"));
     let model = Model::from_spec(&loaded.file);
     let net = network::build(&loaded, &model).unwrap_or_else(|e| panic!("test network: {e}"));

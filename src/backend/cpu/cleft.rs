@@ -9,6 +9,7 @@
 //! so every neuron's sum is gathered in a fixed order.
 
 use crate::layout::{receptor, PowTable};
+use crate::math::{exp_sw, pow_sw};
 use crate::model::{pow_decay, Model};
 use crate::network::Network;
 use crate::state::{State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
@@ -96,7 +97,7 @@ pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>)
         // A synapse with exp receptors only has no cleft-dependent state: it leaves the
         // pool in the step after its release (so its `released` count can be sampled).
         let mut done = cleared || (ty.cleft_dependent == 0 && st.active.released[slot] == 0.0);
-        let mut g = [0f32; crate::spec::validate::MAX_RECEPTORS];
+        let mut g = [0f32; crate::netfile::validate::MAX_RECEPTORS];
         for j in 0..nrec {
             let rc = &model.gpu_receptors[first + j];
             match rc.kind {
@@ -105,7 +106,7 @@ pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>)
                     let a = rc.alpha * t_mm;
                     let k = a + rc.beta;
                     let r_inf = a / k;
-                    let r = r_inf + (st.active.r[base + 2 * j] - r_inf) * (-k * dt).exp();
+                    let r = r_inf + (st.active.r[base + 2 * j] - r_inf) * exp_sw(-k * dt);
                     st.active.r[base + 2 * j] = r;
                     g[j] = rc.g_max_ns * w * r;
                 }
@@ -116,12 +117,12 @@ pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>)
                     let a = rc.alpha * t_mm;
                     let k = a + rc.beta;
                     let r_inf = a / k;
-                    let r_new = r_inf + (r_old - r_inf) * (-k * dt).exp();
+                    let r_new = r_inf + (r_old - r_inf) * exp_sw(-k * dt);
                     let g_inf = rc.k3 * r_old / rc.k4;
                     let gp = g_inf + (st.active.r[base + 2 * j + 1] - g_inf) * rc.decay_k4;
                     st.active.r[base + 2 * j] = r_new;
                     st.active.r[base + 2 * j + 1] = gp;
-                    let gn = gp.powf(rc.n_hill);
+                    let gn = pow_sw(gp, rc.n_hill);
                     let frac = gn / (gn + rc.k_d);
                     g[j] = rc.g_max_ns * w * frac;
                     done = done && r_new < 1e-6 && frac < GABA_B_NEGLIGIBLE;

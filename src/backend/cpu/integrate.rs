@@ -9,39 +9,11 @@
 //! conductance, tests the threshold, and fires spike sources (Poisson, listed times).
 
 use crate::layout::{neuron, receptor, GpuReceptor};
-use crate::model::{flush_subnormal, nmda_block, Model};
+use crate::math::exp_sw;
+use crate::model::{flush_subnormal, hh_rates, nmda_block, Model};
 use crate::network::Network;
 use crate::philox::{uniform_at, Domain, Purpose};
 use crate::state::State;
-
-/// x/(eˣ - 1), with its limit 1 - x/2 near 0 (§6.2: avoids 0/0 in α_m, β_m, α_n).
-#[inline]
-pub fn exprel(x: f32) -> f32 {
-    if x.abs() < 1e-4 {
-        1.0 - 0.5 * x
-    } else {
-        x / (x.exp() - 1.0)
-    }
-}
-
-/// Traub-Miles rates (α_m, β_m, α_h, β_h, α_n, β_n) in 1/ms at V (mV), §6.2.
-#[inline]
-pub fn hh_rates(v: f32, v_t: f32) -> [f32; 6] {
-    let u = v - v_t;
-    let am = 1.28 * exprel((13.0 - u) / 4.0);
-    let bm = 1.4 * exprel((u - 40.0) / 5.0);
-    let ah = 0.128 * ((17.0 - u) / 18.0).exp();
-    let bh = 4.0 / (1.0 + ((40.0 - u) / 5.0).exp());
-    let an = 0.16 * exprel((15.0 - u) / 5.0);
-    let bn = 0.5 * ((10.0 - u) / 40.0).exp();
-    [am, bm, ah, bh, an, bn]
-}
-
-/// Steady-state gates (m, h, n) at V.
-pub fn hh_steady_state(v: f32, v_t: f32) -> (f32, f32, f32) {
-    let [am, bm, ah, bh, an, bn] = hh_rates(v, v_t);
-    (am / (am + bm), ah / (ah + bh), an / (an + bn))
-}
 
 /// Conductance of one receptor on one neuron as the membrane sees it in this step, nS:
 /// active synapses plus the pool (exp receptors at mid-step g⁺·e^{-dt/(2τ)}, §6.4a),
@@ -125,7 +97,7 @@ pub fn integrate(model: &Model, net: &Network, st: &mut State) {
             } else {
                 // V ← V_inf + (V - V_inf)·exp(-g_tot·dt/C) (§6.1)
                 let v_inf = num / g_tot;
-                let v_new = v_inf + (v - v_inf) * (-g_tot * dt / p.c_m_pf).exp();
+                let v_new = v_inf + (v - v_inf) * exp_sw(-g_tot * dt / p.c_m_pf);
                 if v_new >= p.v_th_mv + st.theta_mv[n] {
                     spiked = true;
                     st.v_mv[n] = p.v_reset_mv;
@@ -151,9 +123,9 @@ pub fn integrate(model: &Model, net: &Network, st: &mut State) {
             let m_inf = am / (am + bm);
             let h_inf = ah / (ah + bh);
             let n_inf = an / (an + bn);
-            let m = m_inf + (st.hh_m[n] - m_inf) * (-dt * (am + bm)).exp();
-            let h = h_inf + (st.hh_h[n] - h_inf) * (-dt * (ah + bh)).exp();
-            let nk = n_inf + (st.hh_n[n] - n_inf) * (-dt * (an + bn)).exp();
+            let m = m_inf + (st.hh_m[n] - m_inf) * exp_sw(-dt * (am + bm));
+            let h = h_inf + (st.hh_h[n] - h_inf) * exp_sw(-dt * (ah + bh));
+            let nk = n_inf + (st.hh_n[n] - n_inf) * exp_sw(-dt * (an + bn));
             st.hh_m[n] = m;
             st.hh_h[n] = h;
             st.hh_n[n] = nk;
@@ -162,7 +134,7 @@ pub fn integrate(model: &Model, net: &Network, st: &mut State) {
             g_tot += g_na + g_k;
             num += g_na * p.e_na_mv + g_k * p.e_k_mv;
             let v_inf = num / g_tot;
-            let v_new = v_inf + (v - v_inf) * (-g_tot * dt / p.c_m_pf).exp();
+            let v_new = v_inf + (v - v_inf) * exp_sw(-g_tot * dt / p.c_m_pf);
             st.v_mv[n] = v_new;
             // Spike = upward crossing of v_spike_mv outside the lock-out (§8h COBAHH).
             if st.refr[n] > 0 {

@@ -11,6 +11,7 @@
 use super::deliver::SPIKE;
 use super::terminal::advance_terminal;
 use crate::layout::{release as rel, GpuSynType, PowTable};
+use crate::math::{exp_sw, ln_sw, pow_sw};
 use crate::model::Model;
 use crate::network::Network;
 use crate::philox::{Domain, Lanes, Purpose};
@@ -23,11 +24,11 @@ pub fn ca_release_probability(ty: &GpuSynType, x_f: f32) -> f32 {
     if ty.law == 0 {
         // c_eff = c·(1 + φ_F·X_F/(X_F + K_F)); p = p_max·c_effⁿ/(c_effⁿ + K_pⁿ)
         let c_eff = ty.c_drive * (1.0 + ty.phi_f * x_f / (x_f + ty.k_f));
-        let cn = c_eff.powf(ty.hill_n);
+        let cn = pow_sw(c_eff, ty.hill_n);
         ty.p_max * cn / (cn + ty.k_p_pow_n)
     } else {
         // DKR 2000: p = F1 + (1 - F1)·X_F/(X_F + K_F), F1 = p_max·cⁿ/(cⁿ + K_pⁿ)
-        let cn = ty.c_drive.powf(ty.hill_n);
+        let cn = pow_sw(ty.c_drive, ty.hill_n);
         let f1 = ty.p_max * cn / (cn + ty.k_p_pow_n);
         f1 + (1.0 - f1) * x_f / (x_f + ty.k_f)
     }
@@ -67,7 +68,7 @@ fn schedule_async(
     st: &mut State,
 ) {
     let i = syn as usize;
-    let p_a = 1.0 - (-ty.async_rho * p).exp();
+    let p_a = 1.0 - exp_sw(-ty.async_rho * p);
     let mut ua = Lanes::new(seed, Domain::Synapse, syn, t, Purpose::AsyncRelease);
     let mut ud = Lanes::new(seed, Domain::Synapse, syn, t, Purpose::AsyncDelay);
     for j in 0..ty.n_sites {
@@ -75,7 +76,7 @@ fn schedule_async(
         if st.sites[i] & !st.committed[i] & bit != 0 && ua.at(j) < p_a {
             st.committed[i] |= bit;
             let u = ud.at(j);
-            let lat = -ty.tau_async_steps * (1.0 - u).ln();
+            let lat = -ty.tau_async_steps * ln_sw(1.0 - u);
             let steps = (lat.round() as u32).clamp(1, max_steps);
             let slot = ((t as u64 + steps as u64) % st.ring_async.len() as u64) as usize;
             st.ring_async[slot].push((syn, j));

@@ -10,6 +10,7 @@
 //! in step s+1 (through `State::pending_minis`).
 
 use super::terminal::advance_terminal;
+use crate::math::exp_sw;
 use crate::model::Model;
 use crate::network::Network;
 use crate::philox::{Domain, Lanes, Purpose};
@@ -45,7 +46,7 @@ impl SpontParams {
 #[inline]
 pub fn poisson_inverse(u: f32, mean: f32) -> u32 {
     let mut k = 0u32;
-    let mut p = (-mean).exp();
+    let mut p = exp_sw(-mean);
     let mut cdf = p;
     while u > cdf && k < 1000 {
         k += 1;

@@ -8,6 +8,7 @@
 //! Will be mirrored by a `terminal` function in `shaders/common.wgsl`.
 
 use crate::layout::{release, GpuSynType, PowTable};
+use crate::math::pow_sw;
 use crate::model::{flush_subnormal, pow_decay};
 use crate::philox::{Domain, Lanes, Purpose};
 use crate::state::State;
@@ -53,7 +54,7 @@ pub fn advance_terminal(
         // K_D/X, which overflows to inf (and η to NaN) once X_D has decayed to a subnormal
         // during a long silence. η = 1 at X_D⁺ = 0 follows without a branch.
         let x_d = st.x_d[i];
-        let eta = ((ty.k_d + x_d) / (ty.k_d + x_d * decay_d)).powf(-ty.eta_exponent);
+        let eta = pow_sw((ty.k_d + x_d) / (ty.k_d + x_d * decay_d), -ty.eta_exponent);
         1.0 - pow_decay(&tables[ty.tab_k0 as usize], delta) * eta
     } else {
         // TM: Ca-independent recovery, P_fill = 1 - e^{-Δ/τ_rec} (§3.3).

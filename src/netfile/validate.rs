@@ -712,7 +712,7 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
                 || cl.k_uptake_per_ms.is_some()
                 || cl.k_enzyme_per_ms.is_some();
             if any {
-                let d = crate::model::cleft_defaults(s.transmitter);
+                let d = super::cleft_defaults(s.transmitter);
                 let total = cl.k_diffusion_per_ms.unwrap_or(d.1)
                     + cl.k_uptake_per_ms.unwrap_or(d.2)
                     + cl.k_enzyme_per_ms.unwrap_or(d.3);

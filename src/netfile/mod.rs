@@ -714,3 +714,20 @@ fn field_from_message(text: &str, span: Option<std::ops::Range<usize>>) -> Strin
             .to_string(),
     }
 }
+
+/// Cleft defaults per transmitter (§4.1, §4.2): (ΔT mM, k_diffusion, k_uptake, k_enzyme in 1/ms).
+///
+/// Glutamate: ΔT 1.1 mM, τ_clear 1.2 ms (Clements et al. 1992), split into diffusion
+/// 0.5/ms and EAAT uptake 1/3 per ms [design split]. GABA: 1.5 mM, τ 0.3 ms
+/// (Barberis et al. 2011 range 0.1-0.5 ms) [verify]. Glycine: 2.5 mM, τ 0.75 ms
+/// (Beato 2008) [verify]. ACh: 1 mM [design], AChE 7/ms (τ ≈ 0.14 ms, "destroyed in
+/// < 1 ms") plus diffusion 1/ms, so that blocking the enzyme leaves a diffusion-limited
+/// τ of 1 ms (§4.2).
+pub fn cleft_defaults(t: Transmitter) -> (f64, f64, f64, f64) {
+    match t {
+        Transmitter::Glutamate => (1.1, 0.5, 1.0 / 1.2 - 0.5, 0.0),
+        Transmitter::Gaba => (1.5, 2.0, 1.0 / 0.3 - 2.0, 0.0),
+        Transmitter::Glycine => (2.5, 0.8, 1.0 / 0.75 - 0.8, 0.0),
+        Transmitter::Acetylcholine => (1.0, 1.0, 0.0, 7.0),
+    }
+}

@@ -1,0 +1,155 @@
+//! Transcendentals written once, operation for operation, in Rust and in WGSL
+//! (`shaders/math.wgsl`), so that the CPU reference and the GPU compute the same bits.
+//!
+//! WGSL's built-in `exp`, `log` and `pow` differ from Rust's libm by up to tens of ULP on
+//! lavapipe (measured, `gpu-lavapipe-facts.md`), while `+ - * /`, `floor`, comparisons,
+//! casts and bit casts round identically. These functions use only those operations,
+//! never `mul_add` (lavapipe does not fuse, so the reference must not either), and
+//! constants that are exact in f32. Every kernel calls these instead of `f32::exp`,
+//! `f32::ln` and `f32::powf`; host-side derived constants stay in f64 (`crate::model`).
+//!
+//! Accuracy (tested against f64 below): `exp_sw` within 2 ULP on [-87, 88], `ln_sw`
+//! within 2 ULP (or 2e-7 absolute near 1) for normal positive arguments.
+
+/// ln 2 split for Cody-Waite reduction: `LN2_HI` has 16 trailing zero bits, so
+/// `k·LN2_HI` is exact for |k| < 2^8.
+const LN2_HI: f32 = 0.693_145_75;
+/// ln 2 - LN2_HI.
+const LN2_LO: f32 = 1.428_606_8e-6;
+/// 1/ln 2.
+const LOG2_E: f32 = 1.442_695;
+
+/// e^x. Returns 0 below -87 (the result would be subnormal: flushed, as DESIGN.md asks)
+/// and +inf above 88; NaN stays NaN.
+#[inline]
+pub fn exp_sw(x: f32) -> f32 {
+    if x < -87.0 {
+        return 0.0;
+    }
+    if x > 88.0 {
+        return f32::INFINITY;
+    }
+    // x = k·ln2 + r, |r| ≤ ln2/2; e^r by its degree-7 Taylor polynomial (Horner).
+    let k = (x * LOG2_E + 0.5).floor();
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (0.166_666_67
+                    + r * (0.041_666_668
+                        + r * (0.008_333_334 + r * (0.001_388_888_9 + r * 0.000_198_412_7))))));
+    // 2^k built from its exponent bits (k ∈ [-126, 127] here).
+    let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    p * scale
+}
+
+/// ln x for positive normal x (the only arguments the kernels pass: probabilities and
+/// ratios ≥ 2^-24). 0 and subnormals give -inf, negative x NaN, +inf +inf.
+#[inline]
+pub fn ln_sw(x: f32) -> f32 {
+    if x < f32::MIN_POSITIVE {
+        return if x < 0.0 { f32::NAN } else { f32::NEG_INFINITY };
+    }
+    if x > f32::MAX {
+        return x;
+    }
+    // x = m·2^e with m ∈ [√2/2, √2); ln m = 2·atanh(s), s = f/(2 + f), f = m - 1.
+    let bits = x.to_bits();
+    let mut e = ((bits >> 23) as i32 - 127) as f32;
+    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    if m > std::f32::consts::SQRT_2 {
+        m *= 0.5;
+        e += 1.0;
+    }
+    let f = m - 1.0;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    // 2·atanh(s) = 2s + 2s³/3 + 2s⁵/5 + ... = f - s·(f - t) with t = z·(2/3 + z·(2/5 + ...)).
+    let t =
+        z * (0.666_666_7 + z * (0.4 + z * (0.285_714_3 + z * (0.222_222_22 + z * 0.181_818_18))));
+    e * LN2_HI + ((f - s * (f - t)) + e * LN2_LO)
+}
+
+/// x^y for x > 0 (and 0^y = 0 for y > 0): small non-negative integer powers by
+/// multiplication in a fixed order (Hill coefficients: c⁴ = (c·c)·(c·c)), otherwise
+/// e^{y·ln x}.
+#[inline]
+pub fn pow_sw(x: f32, y: f32) -> f32 {
+    if y == 1.0 {
+        return x;
+    }
+    if y == 2.0 {
+        return x * x;
+    }
+    if y == 3.0 {
+        return (x * x) * x;
+    }
+    if y == 4.0 {
+        let x2 = x * x;
+        return x2 * x2;
+    }
+    if x == 0.0 {
+        return if y > 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    exp_sw(y * ln_sw(x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulp_diff(a: f32, b: f64) -> f64 {
+        let b32 = b as f32;
+        let ulp = (f32::from_bits(b32.abs().to_bits() + 1) - b32.abs()) as f64;
+        (a as f64 - b).abs() / ulp
+    }
+
+    #[test]
+    fn exp_sw_is_accurate() {
+        let mut worst = 0.0f64;
+        let n = 200_000;
+        for i in 0..=n {
+            let x = -87.0 + 175.0 * i as f32 / n as f32;
+            let d = ulp_diff(exp_sw(x), (x as f64).exp());
+            worst = worst.max(d);
+        }
+        assert!(worst <= 2.0, "exp_sw: {worst} ULP");
+        assert_eq!(exp_sw(0.0), 1.0);
+        assert_eq!(exp_sw(-100.0), 0.0);
+        assert_eq!(exp_sw(100.0), f32::INFINITY);
+        assert!(exp_sw(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn ln_sw_is_accurate() {
+        let mut worst = 0.0f64;
+        let mut x = f32::MIN_POSITIVE;
+        while x < 1e30 {
+            for k in 0..64 {
+                let y = x * (1.0 + k as f32 / 64.0);
+                let want = (y as f64).ln();
+                let got = ln_sw(y) as f64;
+                let err = if want.abs() < 1.0 {
+                    (got - want).abs() / 1.2e-7
+                } else {
+                    ulp_diff(ln_sw(y), want)
+                };
+                worst = worst.max(err);
+            }
+            x *= 1.7;
+        }
+        assert!(worst <= 2.0, "ln_sw: {worst}");
+        assert_eq!(ln_sw(1.0), 0.0);
+        assert_eq!(ln_sw(0.0), f32::NEG_INFINITY);
+        assert!(ln_sw(-1.0).is_nan());
+    }
+
+    #[test]
+    fn pow_sw_integer_and_general() {
+        assert_eq!(pow_sw(1.5, 4.0), (1.5f32 * 1.5) * (1.5 * 1.5));
+        assert_eq!(pow_sw(0.0, 4.0), 0.0);
+        assert_eq!(pow_sw(0.0, 2.5), 0.0);
+        let got = pow_sw(1.3, 2.5) as f64;
+        assert!((got - 1.3f64.powf(2.5)).abs() < 4e-7 * got, "{got}");
+    }
+}
