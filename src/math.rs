@@ -16,8 +16,6 @@
 const LN2_HI: f32 = 0.693_145_75;
 /// ln 2 - LN2_HI.
 const LN2_LO: f32 = 1.428_606_8e-6;
-/// 1/ln 2.
-const LOG2_E: f32 = 1.442_695;
 
 /// e^x. Returns 0 below -87 (the result would be subnormal: flushed, as DESIGN.md asks)
 /// and +inf above 88; NaN stays NaN.
@@ -30,7 +28,7 @@ pub fn exp_sw(x: f32) -> f32 {
         return f32::INFINITY;
     }
     // x = k·ln2 + r, |r| ≤ ln2/2; e^r by its degree-7 Taylor polynomial (Horner).
-    let k = (x * LOG2_E + 0.5).floor();
+    let k = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = (x - k * LN2_HI) - k * LN2_LO;
     let p = 1.0
         + r * (1.0
