@@ -220,7 +220,9 @@ pub struct GpuPopulation {
 }
 const _: () = assert!(std::mem::size_of::<GpuPopulation>() == 128);
 
-/// Per-step constants. Must stay byte-identical to `StepParams` in shaders/common.wgsl.
+/// Per-step constants, one per step of a batch (bound with a dynamic offset of
+/// `k · STEP_PARAMS_STRIDE` for step k). Must stay byte-identical to `StepParams` in
+/// shaders/common.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct StepParams {
@@ -240,12 +242,128 @@ pub struct StepParams {
     pub seed_lo: u32,
     /// High 32 bits of the seed.
     pub seed_hi: u32,
+    /// Row of this step in the batch's spike ring (0-based step within the batch).
+    pub batch_row: u32,
+    /// Row of this step's sample in the batch's sample ring (when sampled).
+    pub sample_row: u32,
+    /// Number of probes sampled.
+    pub n_probes: u32,
+    /// Words per spike-ring row: ceil(n_neurons / 32).
+    pub spike_words: u32,
 }
-const _: () = assert!(std::mem::size_of::<StepParams>() == 32);
+const _: () = assert!(std::mem::size_of::<StepParams>() == 48);
+
+/// Bytes between the `StepParams` of consecutive steps in the batch's uniform buffer
+/// (wgpu's `min_uniform_buffer_offset_alignment` is at most 256).
+pub const STEP_PARAMS_STRIDE: u64 = 256;
 
 impl StepParams {
     /// The 64-bit seed.
     pub fn seed(&self) -> u64 {
         (self.seed_hi as u64) << 32 | self.seed_lo as u64
     }
+}
+
+/// One DC current input. Must stay byte-identical to `Input` in shaders/common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct GpuInput {
+    /// First step with the current on.
+    pub start_step: u32,
+    /// First step with the current off.
+    pub stop_step: u32,
+    /// Amplitude, pA.
+    pub amplitude_pa: f32,
+    #[doc(hidden)]
+    pub _pad0: u32,
+}
+const _: () = assert!(std::mem::size_of::<GpuInput>() == 16);
+
+/// Where the sections of the neuron part of the device image start (in elements of
+/// their buffer). Must stay byte-identical to `ImageOffsets` in shaders/common.wgsl.
+///
+/// - `neuron_static` (u32): population index per neuron packed two per word (low half
+///   even ids), then `input_offsets` (n + 1), `input_ids`, `spike_offsets` (n + 1) and
+///   `spike_steps`.
+/// - `neuron_f32`: one section of n per variable, in the order of [`neuron_f32`].
+/// - `neuron_u32`: one section of n per variable, in the order of [`neuron_u32`].
+/// - `g_ns` (f32): `g_active_ns` (n · n_receptors), then `g_pool_ns` (same).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ImageOffsets {
+    /// Start of `input_offsets` in `neuron_static`.
+    pub input_offsets: u32,
+    /// Start of `input_ids` in `neuron_static`.
+    pub input_ids: u32,
+    /// Start of `spike_offsets` in `neuron_static`.
+    pub spike_offsets: u32,
+    /// Start of `spike_steps` in `neuron_static`.
+    pub spike_steps: u32,
+    /// Start of `g_pool_ns` in `g_ns` (= n · n_receptors).
+    pub g_pool: u32,
+    #[doc(hidden)]
+    pub _pad0: u32,
+    #[doc(hidden)]
+    pub _pad1: u32,
+    #[doc(hidden)]
+    pub _pad2: u32,
+}
+const _: () = assert!(std::mem::size_of::<ImageOffsets>() == 32);
+
+/// Section index of each f32 neuron variable in `neuron_f32` (times n_neurons).
+pub mod neuron_f32 {
+    /// Membrane potential, mV.
+    pub const V_MV: u32 = 0;
+    /// Relative refractory conductance, nS.
+    pub const G_RR_NS: u32 = 1;
+    /// Adaptation conductance, nS.
+    pub const G_SFA_NS: u32 = 2;
+    /// Threshold elevation, mV.
+    pub const THETA_MV: u32 = 3;
+    /// HH gate m.
+    pub const HH_M: u32 = 4;
+    /// HH gate h.
+    pub const HH_H: u32 = 5;
+    /// HH gate n.
+    pub const HH_N: u32 = 6;
+    /// Injected current, pA.
+    pub const I_EXT_PA: u32 = 7;
+    /// Number of sections.
+    pub const COUNT: u32 = 8;
+}
+
+/// Section index of each u32 neuron variable in `neuron_u32` (times n_neurons).
+pub mod neuron_u32 {
+    /// Remaining refractory (LIF) or lock-out (HH) steps.
+    pub const REFR: u32 = 0;
+    /// Next spike of a spike-time source (index into spike_steps).
+    pub const SPIKE_PTR: u32 = 1;
+    /// Number of sections.
+    pub const COUNT: u32 = 2;
+}
+
+/// Probe codes of the `sample` kernel (neuron variables; `RECEPTOR + r` for receptor r).
+pub mod probe {
+    /// Membrane potential.
+    pub const V: u32 = 0;
+    /// g_rr.
+    pub const G_RR: u32 = 1;
+    /// g_sfa.
+    pub const G_SFA: u32 = 2;
+    /// θ.
+    pub const THETA: u32 = 3;
+    /// 1 while refractory.
+    pub const REFRACTORY: u32 = 4;
+    /// Injected current.
+    pub const I_EXT: u32 = 5;
+    /// Sum of the synaptic conductances.
+    pub const G_SYN_TOTAL: u32 = 6;
+    /// HH m.
+    pub const M: u32 = 7;
+    /// HH h.
+    pub const H: u32 = 8;
+    /// HH n.
+    pub const N: u32 = 9;
+    /// Receptor r's conductance is `RECEPTOR + r`.
+    pub const RECEPTOR: u32 = 16;
 }

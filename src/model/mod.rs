@@ -188,6 +188,8 @@ pub struct Model {
     pub receptors: Vec<ReceptorModel>,
     /// Receptor constants for the kernels.
     pub gpu_receptors: Vec<GpuReceptor>,
+    /// The population table as uploaded (`pops[i].gpu`).
+    pub gpu_pops: Vec<GpuPopulation>,
     /// Lazy-decay tables.
     pub pow_tables: Vec<PowTable>,
 }
@@ -424,6 +426,7 @@ impl Model {
             });
         }
         let n_steps = (f.simulation.duration_ms / dt).round() as u32;
+        let gpu_pops = pops.iter().map(|p| p.gpu).collect();
         Model {
             dt_ms: dt,
             n_steps,
@@ -434,6 +437,7 @@ impl Model {
             syn_types,
             receptors,
             gpu_receptors,
+            gpu_pops,
             pow_tables: tables,
         }
     }

@@ -83,6 +83,11 @@ pub struct Network {
     pub spike_steps: Vec<u32>,
     /// Current inputs.
     pub inputs: Vec<CurrentInput>,
+    /// Inputs of neuron n, in input order: `input_ids[input_offsets[n]..input_offsets[n+1]]`
+    /// (the per-neuron view of `inputs` that the `integrate` kernel reads).
+    pub input_offsets: Vec<u32>,
+    /// Input indices, grouped by neuron.
+    pub input_ids: Vec<u32>,
     /// Projections.
     pub projections: Vec<ProjectionInfo>,
     /// Initial membrane potential per neuron, mV.
@@ -508,7 +513,7 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
         }
     }
 
-    let inputs = f
+    let inputs: Vec<CurrentInput> = f
         .inputs
         .iter()
         .map(|inp| {
@@ -529,6 +534,25 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
             }
         })
         .collect();
+
+    // Per-neuron input lists (CSR, input order within a neuron).
+    let mut input_offsets = vec![0u32; n_neurons + 1];
+    for inp in &inputs {
+        for &n in &inp.neurons {
+            input_offsets[n as usize + 1] += 1;
+        }
+    }
+    for n in 0..n_neurons {
+        input_offsets[n + 1] += input_offsets[n];
+    }
+    let mut fill: Vec<u32> = input_offsets[..n_neurons].to_vec();
+    let mut input_ids = vec![0u32; input_offsets[n_neurons] as usize];
+    for (k, inp) in inputs.iter().enumerate() {
+        for &n in &inp.neurons {
+            input_ids[fill[n as usize] as usize] = k as u32;
+            fill[n as usize] += 1;
+        }
+    }
 
     // Initial values.
     let mut v_init = vec![0f32; n_neurons];
@@ -574,6 +598,8 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
         spike_offsets,
         spike_steps,
         inputs,
+        input_offsets,
+        input_ids,
         projections,
         v_init,
         g_init,

@@ -18,20 +18,6 @@ use crate::state::{State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
 /// deactivates (G⁴/(G⁴+K_D) < 1e-9, i.e. G < 0.018 with K_D = 100).
 pub const GABA_B_NEGLIGIBLE: f32 = 1e-9;
 
-/// Per neuron, before the synapses: active sums restart from 0 and the pools decay by one
-/// step (kinetic hand-offs: e^{-β dt}; exp receptors: e^{-dt/τ}, so the pool holds g⁺ of
-/// §6.4a once this step's quanta are added). GABA_B is never pooled.
-pub fn decay_pools(model: &Model, st: &mut State) {
-    let nr = model.receptors.len();
-    if nr == 0 {
-        return;
-    }
-    for (idx, g) in st.g_pool_ns.iter_mut().enumerate() {
-        *g *= model.gpu_receptors[idx % nr].decay;
-    }
-    st.g_active_ns.iter_mut().for_each(|g| *g = 0.0);
-}
-
 /// Advances every active synapse by one step and deactivates the cleared ones.
 #[expect(
     clippy::needless_range_loop,

@@ -2,6 +2,7 @@
 //! the same name (DESIGN.md pipeline), run in the pipeline order on f32 state.
 
 pub mod cleft;
+pub mod decay_pools;
 pub mod deliver;
 pub mod integrate;
 pub mod propagate;
@@ -11,7 +12,7 @@ pub mod terminal;
 
 use super::{Backend, NeuronVar, Probe, SynVar};
 use crate::error::Error;
-use crate::layout::{receptor, release as rel};
+use crate::layout::{receptor, release as rel, StepParams};
 use crate::model::{pow_decay, Model};
 use crate::network::Network;
 use crate::state::{State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
@@ -81,20 +82,28 @@ impl CpuBackend {
         &self.net
     }
 
-    fn apply_inputs(&mut self) {
-        let t = self.st.step;
-        for inp in &self.net.inputs {
-            if t == inp.start_step && inp.start_step < inp.stop_step {
-                for &n in &inp.neurons {
-                    self.st.i_ext_pa[n as usize] += inp.amplitude_pa;
-                }
-            }
-            if t == inp.stop_step && inp.start_step < inp.stop_step {
-                for &n in &inp.neurons {
-                    self.st.i_ext_pa[n as usize] -= inp.amplitude_pa;
-                }
-            }
-        }
+    /// The per-step constants of the step about to be computed (the GPU's uniform).
+    pub fn step_params(&self) -> StepParams {
+        step_params(&self.model, &self.net, self.st.step)
+    }
+}
+
+/// The per-step constants of step `step` (one `StepParams` of a GPU batch; the ring and
+/// probe fields are the GPU's and 0 here).
+pub fn step_params(model: &Model, net: &Network, step: u32) -> StepParams {
+    StepParams {
+        n_neurons: net.n_neurons(),
+        n_synapses: net.n_synapses(),
+        step,
+        n_receptors: model.receptors.len() as u32,
+        dt_ms: model.dt_ms as f32,
+        mg_o_mm: model.mg_o_mm as f32,
+        seed_lo: model.seed as u32,
+        seed_hi: (model.seed >> 32) as u32,
+        batch_row: 0,
+        sample_row: 0,
+        n_probes: 0,
+        spike_words: net.n_neurons().div_ceil(32),
     }
 }
 
@@ -134,7 +143,7 @@ impl Backend for CpuBackend {
         let model = Arc::clone(&self.model);
         let net = Arc::clone(&self.net);
         self.st.quanta_step = 0.0;
-        self.apply_inputs();
+        let params = self.step_params();
         // 1 deliver, 2 release (+ last step's minis), 3 cleft, 4 integrate, 5 propagate, 6 spontaneous.
         let mut clock = self
             .profile
@@ -153,10 +162,16 @@ impl Backend for CpuBackend {
         merge_releases(&self.releases, &minis, &mut self.merged);
         release::activate(&model, &net, &self.merged, &mut self.st, &mut self.scratch);
         lap(1);
-        cleft::decay_pools(&model, &mut self.st);
+        decay_pools::decay_pools_all(&params, &model.gpu_receptors, &mut self.st);
         cleft::cleft(&model, &net, &mut self.st, &mut self.keep);
         lap(2);
-        integrate::integrate(&model, &net, &mut self.st);
+        integrate::integrate_all(
+            &params,
+            &model.gpu_pops,
+            &model.gpu_receptors,
+            &net,
+            &mut self.st,
+        );
         lap(3);
         propagate::propagate(&net, &mut self.st);
         lap(4);

@@ -1,0 +1,78 @@
+// math.wgsl: exp, ln and pow written with + - * / floor and bit casts only, operation
+// for operation the twins of src/math.rs (WGSL's built-in exp, log and pow differ from
+// Rust's by up to tens of ULP on lavapipe; these agree bit for bit). No fma: lavapipe
+// never fuses, and the Rust reference never calls mul_add.
+
+const LN2_HI: f32 = 0.69314575f;
+const LN2_LO: f32 = 1.4286068e-6f;
+const LOG2_E: f32 = 1.4426950408889634f;
+const SQRT_2: f32 = 1.4142135623730951f;
+
+// e^x: 0 below -87 (subnormal results flushed), +inf above 88 (math::exp_sw).
+fn exp_sw(x: f32) -> f32 {
+    if (x < -87.0f) {
+        return 0.0f;
+    }
+    if (x > 88.0f) {
+        return bitcast<f32>(0x7F800000u);
+    }
+    let k = floor(x * LOG2_E + 0.5f);
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let p = 1.0f
+        + r * (1.0f
+            + r * (0.5f
+                + r * (0.16666667f
+                    + r * (0.041666668f
+                        + r * (0.008333334f + r * (0.0013888889f + r * 0.0001984127f))))));
+    let scale = bitcast<f32>(u32(i32(k) + 127) << 23u);
+    return p * scale;
+}
+
+// ln x for positive normal x; -inf for 0 and subnormals, NaN below 0 (math::ln_sw).
+fn ln_sw(x: f32) -> f32 {
+    if (x < 1.17549435e-38f) {
+        if (x < 0.0f) {
+            return bitcast<f32>(0x7FC00000u);
+        }
+        return bitcast<f32>(0xFF800000u);
+    }
+    if (x > 3.40282347e38f) {
+        return x;
+    }
+    let bits = bitcast<u32>(x);
+    var e = f32(i32(bits >> 23u) - 127);
+    var m = bitcast<f32>((bits & 0x007FFFFFu) | 0x3F800000u);
+    if (m > SQRT_2) {
+        m = m * 0.5f;
+        e = e + 1.0f;
+    }
+    let f = m - 1.0f;
+    let s = f / (2.0f + f);
+    let z = s * s;
+    let t = z * (0.6666667f + z * (0.4f + z * (0.2857143f + z * (0.22222222f + z * 0.18181818f))));
+    return e * LN2_HI + ((f - s * (f - t)) + e * LN2_LO);
+}
+
+// x^y: integer powers 1-4 by multiplication in a fixed order, else e^{y·ln x} (math::pow_sw).
+fn pow_sw(x: f32, y: f32) -> f32 {
+    if (y == 1.0f) {
+        return x;
+    }
+    if (y == 2.0f) {
+        return x * x;
+    }
+    if (y == 3.0f) {
+        return (x * x) * x;
+    }
+    if (y == 4.0f) {
+        let x2 = x * x;
+        return x2 * x2;
+    }
+    if (x == 0.0f) {
+        if (y > 0.0f) {
+            return 0.0f;
+        }
+        return bitcast<f32>(0x7F800000u);
+    }
+    return exp_sw(y * ln_sw(x));
+}

@@ -1,0 +1,28 @@
+//! decay_pools: one invocation per (neuron, receptor) entry, before `cleft` (§5.4, §6.4a).
+//! CPU twin of `shaders/decay_pools.wgsl`.
+//!
+//! The active sums restart from 0 (`cleft` gathers them again) and the pooled
+//! conductances decay by one step: kinetic hand-offs by e^{-β dt}, exp receptors by
+//! e^{-dt/τ}, so the pool holds g⁺ of §6.4a once this step's quanta are added. GABA_B is
+//! never pooled. Subnormal pools are flushed to zero, so a silent network reaches exact
+//! zeros and never slows down on subnormal arithmetic.
+
+use crate::layout::{GpuReceptor, StepParams};
+use crate::model::flush_subnormal;
+use crate::state::State;
+
+/// Entry `idx = neuron · n_receptors + receptor`.
+#[inline]
+pub fn decay_pools(idx: usize, params: &StepParams, receptors: &[GpuReceptor], st: &mut State) {
+    let rc = &receptors[idx % params.n_receptors as usize];
+    st.g_pool_ns[idx] = flush_subnormal(st.g_pool_ns[idx] * rc.decay);
+    st.g_active_ns[idx] = 0.0;
+}
+
+/// The dispatcher: every entry, n_neurons · n_receptors invocations.
+pub fn decay_pools_all(params: &StepParams, receptors: &[GpuReceptor], st: &mut State) {
+    let count = params.n_neurons as usize * params.n_receptors as usize;
+    for idx in 0..count {
+        decay_pools(idx, params, receptors, st);
+    }
+}
