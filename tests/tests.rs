@@ -8,3 +8,4 @@ mod gpu;
 mod networks;
 mod output;
 mod release;
+mod shaders;

@@ -7,10 +7,11 @@ pub mod deliver;
 pub mod integrate;
 pub mod propagate;
 pub mod release;
+pub mod sample;
 pub mod spontaneous;
 pub mod terminal;
 
-use super::{Backend, NeuronVar, Probe, SynVar};
+use super::{Backend, Probe, SynVar};
 use crate::error::Error;
 use crate::layout::{receptor, release as rel, StepParams};
 use crate::model::{pow_decay, Model};
@@ -229,34 +230,13 @@ impl Backend for CpuBackend {
 
 /// Value of one probe at the start of step `st.step`.
 pub fn sample_one(model: &Model, net: &Network, st: &State, p: Probe) -> f32 {
-    let nr = model.receptors.len();
     match p {
-        Probe::Neuron(var, n) => {
-            let n = n as usize;
-            let receptor_g = |ri: usize| {
-                let idx = n * nr + ri;
-                integrate::receptor_conductance(
-                    &model.gpu_receptors[ri],
-                    st.g_active_ns[idx],
-                    st.g_pool_ns[idx],
-                    st.v_mv[n],
-                    model.mg_o_mm as f32,
-                )
-            };
-            match var {
-                NeuronVar::V => st.v_mv[n],
-                NeuronVar::GRr => st.g_rr_ns[n],
-                NeuronVar::GSfa => st.g_sfa_ns[n],
-                NeuronVar::Theta => st.theta_mv[n],
-                NeuronVar::Refractory => (st.refr[n] > 0) as u32 as f32,
-                NeuronVar::IExt => st.i_ext_pa[n],
-                NeuronVar::GSynTotal => (0..nr).map(receptor_g).sum(),
-                NeuronVar::M => st.hh_m[n],
-                NeuronVar::H => st.hh_h[n],
-                NeuronVar::N => st.hh_n[n],
-                NeuronVar::Receptor(ri) => receptor_g(ri as usize),
-            }
-        }
+        Probe::Neuron(var, n) => sample::sample(
+            [sample::probe_code(var), n],
+            &step_params(model, net, st.step),
+            &model.gpu_receptors,
+            st,
+        ),
         Probe::Synapse(var, s) => {
             let i = s as usize;
             let ty = &model.syn_types[net.syn_type[i] as usize].gpu;

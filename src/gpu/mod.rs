@@ -1,0 +1,278 @@
+//! The GPU side through wgpu (Vulkan, Metal, DX12, GL): adapter discovery and choice
+//! ([`list_adapters`], [`GpuContext`]), the WGSL sources ([`shaders`]) and small helpers
+//! for buffers and readback. The step kernels run in [`crate::backend::gpu`].
+
+pub mod shaders;
+
+use crate::error::Error;
+
+/// What `quantal info` shows of one adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterSummary {
+    /// Adapter name, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)".
+    pub name: String,
+    /// wgpu backend (Vulkan, Metal, Dx12, Gl).
+    pub backend: String,
+    /// Device type (DiscreteGpu, IntegratedGpu, Cpu, ...).
+    pub device_type: String,
+    /// Driver and driver info.
+    pub driver: String,
+    /// Largest storage buffer binding, bytes (arrays above it are bound in windows).
+    pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer, bytes.
+    pub max_buffer_size: u64,
+    /// Storage buffers per shader stage.
+    pub max_storage_buffers_per_shader_stage: u32,
+    /// Workgroups per dispatch dimension.
+    pub max_compute_workgroups_per_dimension: u32,
+    /// Invocations per workgroup.
+    pub max_compute_invocations_per_workgroup: u32,
+    /// Float atomics on storage buffers available (not used: summation is ordered, DESIGN.md).
+    pub float_atomics: bool,
+}
+
+/// The wgpu backends searched: `WGPU_BACKEND` when set, else Vulkan, Metal, DX12 and GL.
+pub fn backends() -> wgpu::Backends {
+    wgpu::Backends::from_env().unwrap_or(
+        wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12 | wgpu::Backends::GL,
+    )
+}
+
+/// Lists the adapters wgpu can see. `Err(NoAdapter)` with the reason when there is none.
+pub fn list_adapters() -> Result<Vec<AdapterSummary>, Error> {
+    let backends = backends();
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    if adapters.is_empty() {
+        // request_adapter explains why (drivers that could not be loaded, ...).
+        let why = match pollster::block_on(
+            instance.request_adapter(&wgpu::RequestAdapterOptions::default()),
+        ) {
+            Err(e) => e.to_string(),
+            Ok(_) => "enumerate_adapters returned none".to_string(),
+        };
+        return Err(Error::NoAdapter(format!(
+            "{why}. On Debian/Ubuntu without a GPU, install Mesa's software Vulkan driver: apt-get install mesa-vulkan-drivers libvulkan1"
+        )));
+    }
+    Ok(adapters
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            let l = a.limits();
+            AdapterSummary {
+                name: i.name,
+                backend: format!("{:?}", i.backend),
+                device_type: format!("{:?}", i.device_type),
+                driver: format!("{} {}", i.driver, i.driver_info).trim().to_string(),
+                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+                max_buffer_size: l.max_buffer_size,
+                max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+                max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+                max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+                float_atomics: a.features().contains(wgpu::Features::SHADER_FLOAT32_ATOMIC),
+            }
+        })
+        .collect())
+}
+
+/// Rank of an adapter type: discrete GPUs first, the software rasteriser last.
+fn type_rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Rank of a wgpu backend for compute: native APIs before GL.
+fn backend_rank(b: wgpu::Backend) -> u32 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+/// An open device: the adapter chosen, its limits and the queue.
+pub struct GpuContext {
+    /// The device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// The adapter's description.
+    pub info: wgpu::AdapterInfo,
+    /// The limits the device was opened with (the adapter's own).
+    pub limits: wgpu::Limits,
+}
+
+impl GpuContext {
+    /// Opens the best adapter (discrete, integrated, virtual, other, CPU; Vulkan, Metal or
+    /// DX12 before GL), or the first whose name contains `name` (case-insensitive).
+    pub fn new(name: Option<&str>) -> Result<GpuContext, Error> {
+        let backends = backends();
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        if adapters.is_empty() {
+            return Err(list_adapters()
+                .err()
+                .unwrap_or_else(|| Error::NoAdapter("wgpu lists no adapter".into())));
+        }
+        adapters.sort_by_key(|a| {
+            let i = a.get_info();
+            (type_rank(i.device_type), backend_rank(i.backend))
+        });
+        let adapter = match name {
+            None => adapters.swap_remove(0),
+            Some(want) => {
+                let lw = want.to_lowercase();
+                match adapters
+                    .iter()
+                    .position(|a| a.get_info().name.to_lowercase().contains(&lw))
+                {
+                    Some(k) => adapters.swap_remove(k),
+                    None => {
+                        let names: Vec<String> = adapters
+                            .iter()
+                            .map(|a| {
+                                let i = a.get_info();
+                                format!("`{}` ({:?})", i.name, i.backend)
+                            })
+                            .collect();
+                        return Err(Error::NoAdapter(format!(
+                            "no adapter name contains `{want}`; the adapters are {}",
+                            names.join(", ")
+                        )));
+                    }
+                }
+            }
+        };
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("quantal"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Device(format!("{} ({:?}): {e}", info.name, info.backend)))?;
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+        })
+    }
+
+    /// "name (backend)" of the adapter in use.
+    pub fn adapter_name(&self) -> String {
+        format!("{} ({:?})", self.info.name, self.info.backend)
+    }
+
+    /// A compute pipeline for `entry` of the composed `kernel` source, with the layout
+    /// derived from the shader. Validation errors are returned, not panicked on.
+    pub fn pipeline(&self, kernel: &str, entry: &str) -> Result<wgpu::ComputePipeline, Error> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(entry),
+                source: wgpu::ShaderSource::Wgsl(shaders::source(kernel)?.into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        match pollster::block_on(scope.pop()) {
+            None => Ok(pipeline),
+            Some(e) => Err(Error::Device(format!("shader `{entry}`: {e}"))),
+        }
+    }
+
+    /// A storage buffer holding `data` (at least 4 bytes: wgpu binds no empty buffer).
+    pub fn storage<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let padded;
+        let contents = if bytes.len() < 4 {
+            padded = [0u8; 16];
+            &padded[..]
+        } else {
+            bytes
+        };
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// A buffer for reading `size` bytes back.
+    pub fn staging(&self, label: &str, size: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Submits `encoder` after copying each (source, staging, bytes) pair, waits, and
+    /// returns the bytes read from each staging buffer.
+    pub fn submit_and_read(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        copies: &[(&wgpu::Buffer, &wgpu::Buffer, u64)],
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (k, (src, dst, bytes)) in copies.iter().enumerate() {
+            if *bytes == 0 {
+                continue;
+            }
+            encoder.copy_buffer_to_buffer(src, 0, dst, 0, *bytes);
+            let tx = tx.clone();
+            encoder.map_buffer_on_submit(dst, wgpu::MapMode::Read, ..*bytes, move |r| {
+                let _ = tx.send((k, r));
+            });
+        }
+        drop(tx);
+        self.queue.submit([encoder.finish()]);
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(format!("waiting for the GPU: {e}")))?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Device(e.to_string()));
+        }
+        let mut out = vec![Vec::new(); copies.len()];
+        for (k, r) in rx.iter() {
+            r.map_err(|e| Error::Device(format!("reading back: {e}")))?;
+            let (_, dst, bytes) = copies[k];
+            {
+                let view = dst
+                    .slice(..bytes)
+                    .get_mapped_range()
+                    .map_err(|e| Error::Device(format!("reading back: {e}")))?;
+                out[k] = view.to_vec();
+            }
+            dst.unmap();
+        }
+        Ok(out)
+    }
+}
