@@ -42,6 +42,10 @@ pub fn receptor_conductance(
 }
 
 /// Advances neuron `n` by one step; returns true when it spikes.
+#[expect(
+    clippy::needless_range_loop,
+    reason = "ri indexes the receptor table and the (neuron, receptor) arrays, as in the WGSL twin"
+)]
 pub fn integrate(
     n: usize,
     params: &StepParams,
