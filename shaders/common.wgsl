@@ -63,6 +63,10 @@ struct StepParams {
     sample_row: u32,
     n_probes: u32,
     spike_words: u32,
+    zero: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 };
 
 // Per synapse type constants (§1-§4). Must stay byte-identical to `GpuSynType` in src/layout.rs.

@@ -11,6 +11,7 @@
 
 @compute @workgroup_size(64)
 fn decay_pools(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    opaque_zero = params.zero;
     let idx = invocation_index(gid, nwg);
     if (idx >= params.n_neurons * params.n_receptors) {
         return;

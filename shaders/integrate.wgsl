@@ -43,6 +43,7 @@ fn set_spike(n: u32) {
 
 @compute @workgroup_size(64)
 fn integrate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    opaque_zero = params.zero;
     let n = invocation_index(gid, nwg);
     if (n >= params.n_neurons) {
         return;
@@ -101,8 +102,10 @@ fn integrate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if (p.model == NEURON_LIF) {
         let g_rr = neuron_f32[F_G_RR_NS * nn + n];
         let g_sfa = neuron_f32[F_G_SFA_NS * nn + n];
-        g_tot += g_rr + g_sfa;
-        num += g_rr * p.e_rr_mv + g_sfa * p.e_sfa_mv;
+        g_tot += g_rr;
+        g_tot += g_sfa;
+        num += g_rr * p.e_rr_mv;
+        num += g_sfa * p.e_sfa_mv;
         let refr = neuron_u32[U_REFR * nn + n];
         if (refr > 0u) {
             // Absolute refractory: V held at V_reset for n_ref steps after the spike step.
@@ -111,7 +114,7 @@ fn integrate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         } else {
             // V ← V_inf + (V - V_inf)·exp(-g_tot·dt/C) (§6.1)
             let v_inf = num / g_tot;
-            let v_new = v_inf + (v - v_inf) * exp_sw(-g_tot * dt / p.c_m_pf);
+            let v_new = relax(v_inf, v, exp_sw(-g_tot * dt / p.c_m_pf));
             if (v_new >= p.v_th_mv + neuron_f32[F_THETA_MV * nn + n]) {
                 spiked = true;
                 neuron_f32[F_V_MV * nn + n] = p.v_reset_mv;
@@ -144,18 +147,20 @@ fn integrate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         let m_inf = am / (am + bm);
         let h_inf = ah / (ah + bh);
         let n_inf = an / (an + bn);
-        let m = m_inf + (neuron_f32[F_HH_M * nn + n] - m_inf) * exp_sw(-dt * (am + bm));
-        let h = h_inf + (neuron_f32[F_HH_H * nn + n] - h_inf) * exp_sw(-dt * (ah + bh));
-        let nk = n_inf + (neuron_f32[F_HH_N * nn + n] - n_inf) * exp_sw(-dt * (an + bn));
+        let m = relax(m_inf, neuron_f32[F_HH_M * nn + n], exp_sw(-dt * (am + bm)));
+        let h = relax(h_inf, neuron_f32[F_HH_H * nn + n], exp_sw(-dt * (ah + bh)));
+        let nk = relax(n_inf, neuron_f32[F_HH_N * nn + n], exp_sw(-dt * (an + bn)));
         neuron_f32[F_HH_M * nn + n] = m;
         neuron_f32[F_HH_H * nn + n] = h;
         neuron_f32[F_HH_N * nn + n] = nk;
-        let g_na = p.g_na_ns * ((m * m) * m) * h;
-        let g_k = p.g_k_ns * ((nk * nk) * (nk * nk));
-        g_tot += g_na + g_k;
-        num += g_na * p.e_na_mv + g_k * p.e_k_mv;
+        let g_na = p.g_na_ns * m * m * m * h;
+        let g_k = p.g_k_ns * nk * nk * nk * nk;
+        g_tot += g_na;
+        g_tot += g_k;
+        num += g_na * p.e_na_mv;
+        num += g_k * p.e_k_mv;
         let v_inf = num / g_tot;
-        let v_new = v_inf + (v - v_inf) * exp_sw(-g_tot * dt / p.c_m_pf);
+        let v_new = relax(v_inf, v, exp_sw(-g_tot * dt / p.c_m_pf));
         neuron_f32[F_V_MV * nn + n] = v_new;
         // Spike = upward crossing of v_spike_mv outside the lock-out (§8h COBAHH).
         let refr = neuron_u32[U_REFR * nn + n];

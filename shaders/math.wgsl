@@ -8,8 +8,30 @@ const LN2_LO: f32 = 1.4286068e-6f;
 const LOG2_E: f32 = 1.4426950408889634f;
 const SQRT_2: f32 = 1.4142135623730951f;
 
+// 0 at run time, unknown to the shader compiler: every kernel entry point sets it from
+// `params.zero` before calling these functions. naga marks no arithmetic as exact
+// (SPIR-V NoContraction), so Mesa's compiler may apply inexact algebra across a call,
+// e.g. (a·2.5)·LOG2_E → a·(2.5·LOG2_E), which moves k = floor(x·log2 e + 0.5) across a
+// rounding boundary once in ~10^5 arguments (measured on lavapipe). OR-ing the argument's
+// bits with this zero hides where it came from; the Rust twin needs no such barrier.
+var<private> opaque_zero: u32;
+
+// x itself, opaque to the compiler's algebra (see opaque_zero).
+fn opaque(x: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(x) | opaque_zero);
+}
+
+// Exponential relaxation towards x_inf over one step: x_inf + (x - x_inf)·decay
+// (math::relax). Written plainly, Mesa's compiler recognises the pattern as a lerp and
+// evaluates it with a fused multiply-add (measured: 1 ULP off the unfused Rust result);
+// the opaque difference hides the pattern.
+fn relax(x_inf: f32, x: f32, decay: f32) -> f32 {
+    return x_inf + opaque(x - x_inf) * decay;
+}
+
 // e^x: 0 below -87 (subnormal results flushed), +inf above 88 (math::exp_sw).
-fn exp_sw(x: f32) -> f32 {
+fn exp_sw(x_in: f32) -> f32 {
+    let x = opaque(x_in);
     if (x < -87.0f) {
         return 0.0f;
     }
@@ -29,7 +51,8 @@ fn exp_sw(x: f32) -> f32 {
 }
 
 // ln x for positive normal x; -inf for 0 and subnormals, NaN below 0 (math::ln_sw).
-fn ln_sw(x: f32) -> f32 {
+fn ln_sw(x_in: f32) -> f32 {
+    let x = opaque(x_in);
     if (x < 1.17549435e-38f) {
         if (x < 0.0f) {
             return bitcast<f32>(0x7FC00000u);
@@ -54,7 +77,8 @@ fn ln_sw(x: f32) -> f32 {
 }
 
 // x^y: integer powers 1-4 by multiplication in a fixed order, else e^{y·ln x} (math::pow_sw).
-fn pow_sw(x: f32, y: f32) -> f32 {
+fn pow_sw(x_in: f32, y: f32) -> f32 {
+    let x = opaque(x_in);
     if (y == 1.0f) {
         return x;
     }

@@ -6,6 +6,7 @@
 @group(0) @binding(1) var<storage, read_write> words_out: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> x_in: array<f32>;
 @group(0) @binding(3) var<storage, read_write> x_out: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> zero_in: array<u32>;
 
 // Per invocation k: words_in[2k] is a counter, words_in[2k+1].xy a key; words_out[k] =
 // Philox4x32-10(counter, key); words_out[k + n] = (hi, lo) of the products of the first
@@ -27,6 +28,7 @@ fn selftest_philox(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 // Per invocation k: x_out[k] = (exp_sw(x), ln_sw(x), pow_sw(x, 4), pow_sw(x, 2.5)).
 @compute @workgroup_size(64)
 fn selftest_math(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    opaque_zero = zero_in[0];
     let k = invocation_index(gid, nwg);
     if (k >= arrayLength(&x_in)) {
         return;

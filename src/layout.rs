@@ -250,8 +250,17 @@ pub struct StepParams {
     pub n_probes: u32,
     /// Words per spike-ring row: ceil(n_neurons / 32).
     pub spike_words: u32,
+    /// Always 0: the shaders' `opaque_zero` (shaders/math.wgsl), a value the shader
+    /// compiler cannot see, so it cannot rewrite the arithmetic of exp_sw and ln_sw.
+    pub zero: u32,
+    #[doc(hidden)]
+    pub _pad0: u32,
+    #[doc(hidden)]
+    pub _pad1: u32,
+    #[doc(hidden)]
+    pub _pad2: u32,
 }
-const _: () = assert!(std::mem::size_of::<StepParams>() == 48);
+const _: () = assert!(std::mem::size_of::<StepParams>() == 64);
 
 /// Bytes between the `StepParams` of consecutive steps in the batch's uniform buffer
 /// (wgpu's `min_uniform_buffer_offset_alignment` is at most 256).

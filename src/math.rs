@@ -17,6 +17,15 @@ const LN2_HI: f32 = 0.693_145_75;
 /// ln 2 - LN2_HI.
 const LN2_LO: f32 = 1.428_606_8e-6;
 
+/// Exponential relaxation towards `x_inf` over one step: `x_inf + (x - x_inf)·decay`, the
+/// exact update of dx/dt = (x_inf - x)/τ with decay = e^{-dt/τ} (§6.4). Every kernel
+/// writes this update through this function: its WGSL twin hides the expression from the
+/// shader compiler, which would otherwise fuse it as a lerp.
+#[inline]
+pub fn relax(x_inf: f32, x: f32, decay: f32) -> f32 {
+    x_inf + (x - x_inf) * decay
+}
+
 /// e^x. Returns 0 below -87 (the result would be subnormal: flushed, as DESIGN.md asks)
 /// and +inf above 88; NaN stays NaN.
 #[inline]

@@ -70,7 +70,11 @@ fn shaders_validate_and_match_the_rust_layout() {
             batch_row,
             sample_row,
             n_probes,
-            spike_words
+            spike_words,
+            zero,
+            _pad0,
+            _pad1,
+            _pad2
         ]
     );
     same_layout!(

@@ -7,5 +7,6 @@ mod construction;
 mod gpu;
 mod networks;
 mod output;
+mod parity;
 mod release;
 mod shaders;

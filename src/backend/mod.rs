@@ -1,8 +1,10 @@
 //! Backends advance the same state with the same kernels: the CPU reference
-//! ([`cpu::CpuBackend`]) and, in a later stage, the GPU (wgpu) backend that mirrors it
-//! kernel by kernel. `--backend auto` picks the GPU when an adapter exists.
+//! ([`cpu::CpuBackend`]) and the GPU (wgpu) backend ([`gpu::GpuBackend`]) that mirrors it
+//! kernel by kernel. The driver asks for batches of steps ([`Backend::advance`]), so the
+//! GPU runs many steps per submission and reads back once per batch.
 
 pub mod cpu;
+pub mod gpu;
 
 use crate::error::Error;
 use crate::state::State;
@@ -72,6 +74,35 @@ pub enum Probe {
     Synapse(SynVar, u32),
 }
 
+/// What a batch of steps produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    /// The first step of the batch.
+    pub first_step: u32,
+    /// Steps computed.
+    pub n_steps: u32,
+    /// Spikes of step `first_step + k` are `spike_ids[spike_offsets[k]..spike_offsets[k + 1]]`
+    /// (ascending neuron ids).
+    pub spike_offsets: Vec<u32>,
+    /// Spiking neurons, step after step.
+    pub spike_ids: Vec<u32>,
+    /// One row of `probes.len()` values for every step s of the batch with
+    /// s % sample_every == 0, sampled at the start of that step.
+    pub samples: Vec<f32>,
+    /// Quanta released in the batch.
+    pub quanta: f64,
+    /// Presynaptic events (arrivals and asynchronous fusions) in the batch.
+    pub events: u64,
+}
+
+impl Batch {
+    /// The spikes of step `first_step + k`.
+    pub fn spikes(&self, k: u32) -> &[u32] {
+        let k = k as usize;
+        &self.spike_ids[self.spike_offsets[k] as usize..self.spike_offsets[k + 1] as usize]
+    }
+}
+
 /// A simulation backend.
 pub trait Backend {
     /// `"cpu"` or `"gpu"`.
@@ -96,4 +127,36 @@ pub trait Backend {
     fn set_profiling(&mut self, on: bool);
     /// Wall time per kernel in seconds since profiling started, in pipeline order.
     fn profile(&self) -> Vec<(&'static str, f64)>;
+
+    /// Advances `n_steps` steps, sampling `probes` at the start of every step s with
+    /// s % sample_every == 0. The GPU backend encodes the whole batch in one submission
+    /// and reads it back once; this default runs [`Backend::step`] n times.
+    fn advance(
+        &mut self,
+        n_steps: u32,
+        probes: &[Probe],
+        sample_every: u32,
+    ) -> Result<Batch, Error> {
+        let mut b = Batch {
+            first_step: self.step_index(),
+            n_steps: 0,
+            spike_offsets: vec![0],
+            ..Batch::default()
+        };
+        let mut row = Vec::new();
+        for _ in 0..n_steps {
+            let s = self.step_index();
+            if !probes.is_empty() && s.is_multiple_of(sample_every) {
+                self.sample(probes, &mut row)?;
+                b.samples.extend_from_slice(&row);
+            }
+            self.step()?;
+            b.spike_ids.extend_from_slice(self.spikes());
+            b.spike_offsets.push(b.spike_ids.len() as u32);
+            b.quanta += self.quanta_last_step();
+            b.events += self.events_last_step();
+            b.n_steps += 1;
+        }
+        Ok(b)
+    }
 }

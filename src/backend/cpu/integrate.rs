@@ -12,7 +12,7 @@
 //! conductance, and tests the threshold.
 
 use crate::layout::{neuron, receptor, GpuPopulation, GpuReceptor, StepParams};
-use crate::math::exp_sw;
+use crate::math::{exp_sw, relax};
 use crate::model::{flush_subnormal, hh_rates, nmda_block};
 use crate::network::Network;
 use crate::philox::{uniform_at, Domain, Purpose};
@@ -111,8 +111,12 @@ pub fn integrate(
     }
     let mut spiked = false;
     if p.model == neuron::LIF {
-        g_tot += st.g_rr_ns[n] + st.g_sfa_ns[n];
-        num += st.g_rr_ns[n] * p.e_rr_mv + st.g_sfa_ns[n] * p.e_sfa_mv;
+        let g_rr = st.g_rr_ns[n];
+        let g_sfa = st.g_sfa_ns[n];
+        g_tot += g_rr;
+        g_tot += g_sfa;
+        num += g_rr * p.e_rr_mv;
+        num += g_sfa * p.e_sfa_mv;
         if st.refr[n] > 0 {
             // Absolute refractory: V held at V_reset for n_ref steps after the spike step.
             st.refr[n] -= 1;
@@ -120,7 +124,7 @@ pub fn integrate(
         } else {
             // V ← V_inf + (V - V_inf)·exp(-g_tot·dt/C) (§6.1)
             let v_inf = num / g_tot;
-            let v_new = v_inf + (v - v_inf) * exp_sw(-g_tot * dt / p.c_m_pf);
+            let v_new = relax(v_inf, v, exp_sw(-g_tot * dt / p.c_m_pf));
             if v_new >= p.v_th_mv + st.theta_mv[n] {
                 spiked = true;
                 st.v_mv[n] = p.v_reset_mv;
@@ -132,8 +136,8 @@ pub fn integrate(
         // Decay over the step, then the spike-triggered increments (§6.1, as NEST's
         // iaf_cond_exp_sfa_rr): a spike at the end of step s leaves g_rr = q_rr at
         // (s+1)·dt, and q_rr·e^{-k·dt/τ_rr} k steps later.
-        st.g_rr_ns[n] = flush_subnormal(st.g_rr_ns[n] * p.decay_rr);
-        st.g_sfa_ns[n] = flush_subnormal(st.g_sfa_ns[n] * p.decay_sfa);
+        st.g_rr_ns[n] = flush_subnormal(g_rr * p.decay_rr);
+        st.g_sfa_ns[n] = flush_subnormal(g_sfa * p.decay_sfa);
         st.theta_mv[n] = flush_subnormal(st.theta_mv[n] * p.decay_theta);
         if spiked {
             st.g_rr_ns[n] += p.q_rr_ns;
@@ -146,18 +150,20 @@ pub fn integrate(
         let m_inf = am / (am + bm);
         let h_inf = ah / (ah + bh);
         let n_inf = an / (an + bn);
-        let m = m_inf + (st.hh_m[n] - m_inf) * exp_sw(-dt * (am + bm));
-        let h = h_inf + (st.hh_h[n] - h_inf) * exp_sw(-dt * (ah + bh));
-        let nk = n_inf + (st.hh_n[n] - n_inf) * exp_sw(-dt * (an + bn));
+        let m = relax(m_inf, st.hh_m[n], exp_sw(-dt * (am + bm)));
+        let h = relax(h_inf, st.hh_h[n], exp_sw(-dt * (ah + bh)));
+        let nk = relax(n_inf, st.hh_n[n], exp_sw(-dt * (an + bn)));
         st.hh_m[n] = m;
         st.hh_h[n] = h;
         st.hh_n[n] = nk;
-        let g_na = p.g_na_ns * ((m * m) * m) * h;
-        let g_k = p.g_k_ns * ((nk * nk) * (nk * nk));
-        g_tot += g_na + g_k;
-        num += g_na * p.e_na_mv + g_k * p.e_k_mv;
+        let g_na = p.g_na_ns * m * m * m * h;
+        let g_k = p.g_k_ns * nk * nk * nk * nk;
+        g_tot += g_na;
+        g_tot += g_k;
+        num += g_na * p.e_na_mv;
+        num += g_k * p.e_k_mv;
         let v_inf = num / g_tot;
-        let v_new = v_inf + (v - v_inf) * exp_sw(-g_tot * dt / p.c_m_pf);
+        let v_new = relax(v_inf, v, exp_sw(-g_tot * dt / p.c_m_pf));
         st.v_mv[n] = v_new;
         // Spike = upward crossing of v_spike_mv outside the lock-out (§8h COBAHH).
         if st.refr[n] > 0 {

@@ -105,6 +105,7 @@ pub fn step_params(model: &Model, net: &Network, step: u32) -> StepParams {
         sample_row: 0,
         n_probes: 0,
         spike_words: net.n_neurons().div_ceil(32),
+        ..StepParams::default()
     }
 }
 

@@ -1,0 +1,433 @@
+//! CPU-GPU parity on the adapter wgpu picks (Mesa's lavapipe in CI): the shared device
+//! functions value by value, each GPU kernel for one step from the same state, and whole
+//! runs, all bit for bit. They fail without an adapter; `QUANTAL_SKIP_GPU_TESTS=1` at build
+//! time marks them ignored, and CI's `QUANTAL_REQUIRE_GPU=1` forbids that.
+
+use crate::common::backend;
+use quantal::backend::gpu::GpuBackend;
+use quantal::backend::{Backend, NeuronVar, Probe};
+use quantal::gpu::GpuContext;
+use quantal::math::{exp_sw, ln_sw, pow_sw};
+use quantal::philox::{philox4x32_10, u01, Stream};
+use std::sync::Arc;
+
+fn context() -> GpuContext {
+    let ctx = GpuContext::new(None).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("GPU parity on {}", ctx.adapter_name());
+    ctx
+}
+
+fn gpu_backend(text: &str, batch: u32) -> GpuBackend {
+    let cpu = backend(text);
+    let model = Arc::new(cpu.model().clone());
+    let net = Arc::new(cpu.network().clone());
+    GpuBackend::with_batch(context(), model, net, batch).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `entry` of selftest.wgsl over the given input buffers and returns the output.
+fn selftest(
+    ctx: &GpuContext,
+    entry: &str,
+    words: &[[u32; 4]],
+    xs: &[f32],
+    out_bytes: u64,
+) -> Vec<u8> {
+    let pipeline = ctx.pipeline("selftest", entry).unwrap();
+    let words_in = ctx.storage("words_in", words);
+    let words_out = ctx.storage("words_out", &vec![0u32; words.len() * 4]);
+    let x_in = ctx.storage("x_in", xs);
+    let x_out = ctx.storage("x_out", &vec![0f32; xs.len() * 4]);
+    let zero_in = ctx.storage("zero_in", &[0u32]);
+    let (entries, out_buf): (Vec<wgpu::BindGroupEntry>, &wgpu::Buffer) =
+        if entry == "selftest_philox" {
+            (
+                vec![
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: words_in.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: words_out.as_entire_binding(),
+                    },
+                ],
+                &words_out,
+            )
+        } else {
+            (
+                vec![
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: x_in.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: x_out.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 4,
+                        resource: zero_in.as_entire_binding(),
+                    },
+                ],
+                &x_out,
+            )
+        };
+    let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    });
+    let n = (words.len() / 2).max(xs.len()) as u32;
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups(n.div_ceil(64), 1, 1);
+    }
+    let staging = ctx.staging("out", out_bytes);
+    ctx.submit_and_read(enc, &[(out_buf, &staging, out_bytes)])
+        .unwrap()
+        .remove(0)
+}
+
+/// philox.wgsl gives the Random123 known answers and the same words as src/philox.rs for
+/// 20 000 random counters and keys; its 16-bit-limb mulhilo equals the u64 product, and
+/// u01 the Rust uniform, bit for bit.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn philox_on_the_gpu_matches_rust() {
+    let ctx = context();
+    let mut cases: Vec<([u32; 4], [u32; 2])> = vec![
+        ([0; 4], [0; 2]),
+        ([u32::MAX; 4], [u32::MAX; 2]),
+        (
+            [0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344],
+            [0xa409_3822, 0x299f_31d0],
+        ),
+        (
+            [0xFFFF, 0x10000, 0xFFFF_0000, 1],
+            [0x8000_0000, 0x7FFF_FFFF],
+        ),
+    ];
+    let mut s = Stream::new(99, 1, 2);
+    let mut word = || (s.uniform_f64() * 4_294_967_296.0) as u32;
+    for _ in 0..20_000 {
+        cases.push(([word(), word(), word(), word()], [word(), word()]));
+    }
+    let mut words = Vec::new();
+    for (c, k) in &cases {
+        words.push(*c);
+        words.push([k[0], k[1], 0, 0]);
+    }
+    let n = cases.len();
+    let out = selftest(&ctx, "selftest_philox", &words, &[0.0], (2 * n * 16) as u64);
+    let got: &[[u32; 4]] = bytemuck::cast_slice(&out);
+    assert_eq!(
+        got[0],
+        [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8],
+        "KAT (0, 0)"
+    );
+    assert_eq!(
+        got[1],
+        [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd],
+        "KAT (max, max)"
+    );
+    assert_eq!(
+        got[2],
+        [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1],
+        "KAT (pi)"
+    );
+    for (i, (c, k)) in cases.iter().enumerate() {
+        assert_eq!(
+            got[i],
+            philox4x32_10(*c, *k),
+            "philox of case {i}: {c:x?} {k:x?}"
+        );
+        let p = c[0] as u64 * c[1] as u64;
+        assert_eq!(
+            [got[n + i][0], got[n + i][1]],
+            [(p >> 32) as u32, p as u32],
+            "mulhilo {:x} {:x}",
+            c[0],
+            c[1]
+        );
+        assert_eq!(got[n + i][2], u01(c[0]).to_bits(), "u01({:x})", c[0]);
+    }
+}
+
+/// math.wgsl's exp_sw, ln_sw and pow_sw equal src/math.rs bit for bit over the ranges
+/// the kernels use, the limits and the special values.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn math_on_the_gpu_matches_rust() {
+    let ctx = context();
+    let mut xs: Vec<f32> = (0..100_000)
+        .map(|i| -95.0 + 190.0 * i as f32 / 100_000.0)
+        .collect();
+    let mut s = Stream::new(5, 5, 5);
+    xs.extend((0..200_000).map(|_| -87.0 + 175.0 * s.uniform_f64() as f32));
+    xs.extend((0..20_000).map(|i| (i as f32 + 0.5) * 2f32.powi(-24)));
+    xs.extend((0..20_000).map(|i| 1.0 - i as f32 * 1e-7));
+    xs.extend([
+        0.0,
+        -0.0,
+        1.0,
+        -87.0,
+        88.0,
+        88.1,
+        -87.1,
+        f32::MIN_POSITIVE,
+        1e-40,
+        f32::MAX,
+        f32::INFINITY,
+        -1.0,
+        2.5e-8,
+    ]);
+    let out = selftest(
+        &ctx,
+        "selftest_math",
+        &[[0; 4]; 2],
+        &xs,
+        (xs.len() * 16) as u64,
+    );
+    let got: &[[f32; 4]] = bytemuck::cast_slice(&out);
+    let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+    for (i, &x) in xs.iter().enumerate() {
+        let want = [exp_sw(x), ln_sw(x), pow_sw(x, 4.0), pow_sw(x, 2.5)];
+        for (j, name) in ["exp_sw", "ln_sw", "pow_sw(x, 4)", "pow_sw(x, 2.5)"]
+            .iter()
+            .enumerate()
+        {
+            assert!(
+                same(got[i][j], want[j]),
+                "{name}({x:e}): GPU {:e} ({:08x}), CPU {:e} ({:08x})",
+                got[i][j],
+                got[i][j].to_bits(),
+                want[j],
+                want[j].to_bits()
+            );
+        }
+    }
+}
+
+/// A neuron-only network that exercises every neuron kernel path: LIF cells at nine DC
+/// levels with relative refractoriness, adaptation and a threshold jump; a current step
+/// switched on and off; Traub-Miles HH cells; pooled AMPA and NMDA conductances decaying
+/// from their initial values (decay_pools, NMDA block); Poisson and spike-time sources.
+fn neurons_only(seed: u64) -> String {
+    format!(
+        r#"
+version = 1
+[simulation]
+dt_ms = 0.1
+duration_ms = 300.0
+seed = {seed}
+[[populations]]
+name = "lif"
+size = 9
+model = "lif"
+[populations.lif]
+q_rr_ns = 300.0
+q_sfa_ns = 10.0
+delta_theta_mv = 2.0
+tau_theta_ms = 30.0
+[populations.init]
+v_mv = {{ dist = "uniform", low = -70.0, high = -55.0 }}
+g_ns = {{ "glu.ampa" = 4.0, "glu.nmda" = {{ dist = "uniform", low = 0.0, high = 3.0 }} }}
+[[populations]]
+name = "hh"
+size = 3
+model = "hh"
+[[populations]]
+name = "poisson"
+size = 40
+model = "poisson"
+[populations.poisson]
+rate_hz = 80.0
+start_ms = 20.0
+stop_ms = 250.0
+[[populations]]
+name = "times"
+size = 2
+model = "spike_times"
+[populations.spike_times]
+per_neuron_ms = [[1.0, 5.0, 5.04, 299.9], [0.0, 100.0]]
+[[synapse_types]]
+name = "glu"
+transmitter = "glutamate"
+[[synapse_types.receptors]]
+kind = "ampa"
+[[synapse_types.receptors]]
+kind = "nmda"
+[[inputs]]
+target = "lif"
+amplitude_pa = 250.0
+[[inputs]]
+target = "lif"
+amplitude_pa = 150.0
+ids = [0, 2, 4, 6, 8]
+start_ms = 50.0
+stop_ms = 200.0
+[[inputs]]
+target = "hh"
+amplitude_pa = 300.0
+ids = [1, 2]
+start_ms = 10.0
+[[inputs]]
+target = "hh"
+amplitude_pa = 500.0
+ids = [2]
+start_ms = 100.0
+stop_ms = 150.0
+"#
+    )
+}
+
+fn probes(n_neurons: u32) -> Vec<Probe> {
+    let mut p = Vec::new();
+    for n in 0..n_neurons {
+        for v in [
+            NeuronVar::V,
+            NeuronVar::GRr,
+            NeuronVar::GSfa,
+            NeuronVar::Theta,
+            NeuronVar::Refractory,
+            NeuronVar::IExt,
+            NeuronVar::GSynTotal,
+            NeuronVar::M,
+            NeuronVar::Receptor(1),
+        ] {
+            p.push(Probe::Neuron(v, n));
+        }
+    }
+    p
+}
+
+/// Whole runs: identical spike trains and identical sampled traces (every variable of
+/// every neuron, every step) on the GPU and the CPU, across batch boundaries.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn neuron_runs_are_bit_identical() {
+    let text = neurons_only(5);
+    let mut cpu = backend(&text);
+    let mut gpu = gpu_backend(&text, 97);
+    let nn = cpu.network().n_neurons();
+    let pr = probes(nn);
+    let a = cpu.advance(3000, &pr, 1).unwrap();
+    let b = gpu.advance(3000, &pr, 1).unwrap();
+    let spikes = a.spike_ids.len();
+    assert!(spikes > 200, "the test network must spike ({spikes})");
+    for k in 0..3000 {
+        assert_eq!(b.spikes(k), a.spikes(k), "spikes of step {k}");
+    }
+    assert_eq!(a.samples.len(), b.samples.len());
+    for (i, (x, y)) in a.samples.iter().zip(&b.samples).enumerate() {
+        let (step, p) = (i / pr.len(), pr[i % pr.len()]);
+        assert!(
+            x.to_bits() == y.to_bits(),
+            "step {step} {p:?}: CPU {x:e}, GPU {y:e}"
+        );
+    }
+    let (subs, reads) = gpu.traffic();
+    assert_eq!(
+        (subs, reads),
+        (31, 31),
+        "3000 steps in batches of 97: 31 submissions and readbacks"
+    );
+}
+
+/// Each GPU kernel computes one step from the same state as the CPU: every buffer is
+/// identical (a difference names the buffer, the element and both values).
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn one_step_from_the_same_state_is_identical() {
+    let text = neurons_only(8);
+    let mut cpu = backend(&text);
+    let mut gpu = gpu_backend(&text, 16);
+    for start in [0u32, 37, 101, 102, 517, 1999] {
+        let ahead = start - cpu.step_index();
+        crate::common::run(&mut cpu, ahead);
+        let st = cpu.state_ref().clone();
+        gpu.load_state(&st).unwrap();
+        cpu.step().unwrap();
+        gpu.step().unwrap();
+        let (c, g) = (cpu.state_ref().clone(), gpu.state().unwrap().clone());
+        let f32s: [(&str, &Vec<f32>, &Vec<f32>); 10] = [
+            ("v_mv", &c.v_mv, &g.v_mv),
+            ("g_rr_ns", &c.g_rr_ns, &g.g_rr_ns),
+            ("g_sfa_ns", &c.g_sfa_ns, &g.g_sfa_ns),
+            ("theta_mv", &c.theta_mv, &g.theta_mv),
+            ("hh_m", &c.hh_m, &g.hh_m),
+            ("hh_h", &c.hh_h, &g.hh_h),
+            ("hh_n", &c.hh_n, &g.hh_n),
+            ("i_ext_pa", &c.i_ext_pa, &g.i_ext_pa),
+            ("g_active_ns", &c.g_active_ns, &g.g_active_ns),
+            ("g_pool_ns", &c.g_pool_ns, &g.g_pool_ns),
+        ];
+        for (name, x, y) in f32s {
+            for (i, (a, b)) in x.iter().zip(y.iter()).enumerate() {
+                assert!(
+                    a.to_bits() == b.to_bits(),
+                    "step {start}: {name}[{i}] CPU {a:e} GPU {b:e}"
+                );
+            }
+        }
+        assert_eq!(c.refr, g.refr, "step {start}: refr");
+        assert_eq!(c.spike_ptr, g.spike_ptr, "step {start}: spike_ptr");
+        assert_eq!(c.spikes, g.spikes, "step {start}: spikes");
+    }
+}
+
+/// The same seed twice gives identical GPU output; another seed other Poisson trains.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn gpu_runs_are_deterministic() {
+    let run = |seed| {
+        gpu_backend(&neurons_only(seed), 256)
+            .advance(1000, &[], 1)
+            .unwrap()
+    };
+    let (a, b, c) = (run(3), run(3), run(4));
+    assert_eq!(a, b);
+    assert_ne!(a.spike_ids, c.spike_ids);
+}
+
+/// A network with synapses is refused with the reason, not run partly on the CPU.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn synapses_are_refused_with_the_reason() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/single_synapse.toml");
+    let cpu = backend(&std::fs::read_to_string(path).unwrap());
+    let err = GpuBackend::new(
+        context(),
+        Arc::new(cpu.model().clone()),
+        Arc::new(cpu.network().clone()),
+    )
+    .err()
+    .expect("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("synapses") && msg.contains("--backend cpu"),
+        "{msg}"
+    );
+}
