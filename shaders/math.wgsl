@@ -38,7 +38,12 @@ fn exp_sw(x_in: f32) -> f32 {
     if (x > 88.0f) {
         return bitcast<f32>(0x7F800000u);
     }
-    let k = floor(x * LOG2_E + 0.5f);
+    // k = floor(x·log2 e + 0.5), by truncation and a correction, as the Rust twin.
+    let kf = x * LOG2_E + 0.5f;
+    var k = f32(i32(kf));
+    if (k > kf) {
+        k = k - 1.0f;
+    }
     let r = (x - k * LN2_HI) - k * LN2_LO;
     let p = 1.0f
         + r * (1.0f

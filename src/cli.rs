@@ -15,10 +15,26 @@ pub struct Cli {
 /// Backends offered on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
-    /// The best available backend (today the CPU reference; the GPU backend joins here).
+    /// The GPU when an adapter exists and the GPU backend runs every feature of the
+    /// network (this version: networks without synapses), else the CPU; says which.
     Auto,
     /// The CPU reference backend.
     Cpu,
+    /// The GPU backend (wgpu: Vulkan, Metal, DX12 or GL); fails when there is no adapter
+    /// or the network needs a kernel it does not have.
+    Gpu,
+}
+
+impl BackendArg {
+    /// The library's backend choice, with `--adapter`.
+    pub fn kind(self, adapter: Option<String>) -> quantal::sim::BackendKind {
+        use quantal::sim::BackendKind;
+        match self {
+            BackendArg::Auto => BackendKind::Auto { adapter },
+            BackendArg::Cpu => BackendKind::Cpu,
+            BackendArg::Gpu => BackendKind::Gpu { adapter },
+        }
+    }
 }
 
 /// Subcommands.
@@ -37,6 +53,9 @@ pub enum Command {
         /// Backend.
         #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
         backend: BackendArg,
+        /// GPU adapter: part of its name as `quantal info` lists it (default: the best).
+        #[arg(long)]
+        adapter: Option<String>,
         /// Seed (overrides simulation.seed).
         #[arg(long)]
         seed: Option<u64>,
@@ -61,7 +80,7 @@ pub enum Command {
     },
     /// Time a network: build time, steps per second, events per second, time per kernel.
     #[command(
-        after_help = "Examples:\n  quantal bench networks/coba.toml --steps 2000\n  quantal bench networks/large.toml --steps 200 --warmup 50"
+        after_help = "Examples:\n  quantal bench networks/coba.toml --steps 2000\n  quantal bench networks/large.toml --steps 200 --warmup 50\n  quantal bench networks/lif_fi.toml --backend gpu --steps 10000"
     )]
     Bench {
         /// Network file (TOML).
@@ -75,6 +94,9 @@ pub enum Command {
         /// Backend.
         #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
         backend: BackendArg,
+        /// GPU adapter: part of its name as `quantal info` lists it (default: the best).
+        #[arg(long)]
+        adapter: Option<String>,
         /// Override parameters as in `run`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use cli::{BackendArg, Cli, Command};
+use cli::{Cli, Command};
 use quantal::netfile;
 use quantal::network;
 use quantal::record::hdf5::Hdf5Recorder;
@@ -40,19 +40,29 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             network,
             output,
             backend,
+            adapter,
             seed,
             duration_ms,
             set,
             quiet,
-        } => run(network, output, backend, seed, duration_ms, set, quiet),
+        } => run(
+            network,
+            output,
+            backend.kind(adapter),
+            seed,
+            duration_ms,
+            set,
+            quiet,
+        ),
         Command::Check { network, set } => check(network, set),
         Command::Bench {
             network,
             steps,
             warmup,
             backend,
+            adapter,
             set,
-        } => bench(network, steps, warmup, backend, set),
+        } => bench(network, steps, warmup, backend.kind(adapter), set),
         Command::Info => info(),
     }
 }
@@ -70,7 +80,7 @@ fn gib(b: f64) -> String {
 fn run(
     path: std::path::PathBuf,
     output: Option<std::path::PathBuf>,
-    backend: BackendArg,
+    kind: BackendKind,
     seed: Option<u64>,
     duration_ms: Option<f64>,
     mut set: Vec<String>,
@@ -91,19 +101,15 @@ fn run(
             .unwrap_or_else(|| "quantal".into());
         std::path::PathBuf::from(format!("{stem}.h5"))
     });
-    let kind = match backend {
-        BackendArg::Cpu => BackendKind::Cpu,
-        BackendArg::Auto => BackendKind::Cpu,
-    };
     let mut sim = Simulation::new(loaded, kind)
         .with_context(|| format!("building network {}", path.display()))?;
     let n_syn = sim.net.n_synapses();
     let steps = sim.model.n_steps;
     if !quiet {
-        let why = if backend == BackendArg::Auto {
-            " (auto: the GPU backend is not part of this version)"
+        let why = if sim.backend_note.is_empty() {
+            String::new()
         } else {
-            ""
+            format!(" ({})", sim.backend_note)
         };
         eprintln!(
             "quantal {}: {} neurons, {} synapses, {} steps of {} ms; backend {}{} on {}",
@@ -232,7 +238,11 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
         gib(est.cpu_bytes),
         gib(est.build_bytes)
     );
-    say!("        gpu backend: not part of this version (it will hold the same state arrays on the device)");
+    if net.n_synapses() > 0 {
+        say!("        gpu backend: not for this network (no synapse kernels on the GPU in this version)");
+    } else {
+        say!("        gpu backend: the same neuron arrays on the device (--backend gpu)");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -240,31 +250,34 @@ fn bench(
     path: std::path::PathBuf,
     steps: u32,
     warmup: u32,
-    backend: BackendArg,
+    kind: BackendKind,
     set: Vec<String>,
 ) -> Result<ExitCode> {
     let loaded = netfile::load(&path, &set)
         .with_context(|| format!("loading network file {}", path.display()))?;
-    let kind = match backend {
-        BackendArg::Cpu | BackendArg::Auto => BackendKind::Cpu,
-    };
     let t0 = std::time::Instant::now();
     let mut sim = Simulation::new(loaded, kind)
         .with_context(|| format!("building network {}", path.display()))?;
     let build_s = t0.elapsed().as_secs_f64();
     let dt = sim.model.dt_ms;
     let b = &mut sim.backend;
-    for _ in 0..warmup {
-        b.step()?;
+    // Batches as `run` hands them out (the GPU backend submits each in one go).
+    let batch = quantal::sim::MAX_BATCH_STEPS;
+    let mut left = warmup;
+    while left > 0 {
+        left -= b.advance(left.min(batch), &[], 1)?.n_steps;
     }
     b.set_profiling(true);
     let (mut events, mut quanta, mut spikes) = (0u64, 0f64, 0u64);
+    let traffic0 = b.traffic();
     let t1 = std::time::Instant::now();
-    for _ in 0..steps {
-        b.step()?;
-        events += b.events_last_step();
-        quanta += b.quanta_last_step();
-        spikes += b.spikes().len() as u64;
+    let mut left = steps;
+    while left > 0 {
+        let r = b.advance(left.min(batch), &[], 1)?;
+        events += r.events;
+        quanta += r.quanta;
+        spikes += r.spike_ids.len() as u64;
+        left -= r.n_steps;
     }
     let wall = t1.elapsed().as_secs_f64().max(1e-12);
     say!(
@@ -292,6 +305,16 @@ fn bench(
         spikes as f64 / wall,
         spikes as f64 / sim.net.n_neurons().max(1) as f64 / (steps as f64 * dt / 1000.0).max(1e-12)
     );
+    if let (Some((s0, r0)), Some((s1, r1))) = (traffic0, b.traffic()) {
+        let sim_s = (steps as f64 * dt / 1000.0).max(1e-12);
+        say!(
+            "  device traffic: {} submissions and {} readbacks in the timed steps ({:.1} and {:.1} per simulated second)",
+            s1 - s0,
+            r1 - r0,
+            (s1 - s0) as f64 / sim_s,
+            (r1 - r0) as f64 / sim_s
+        );
+    }
     let prof = b.profile();
     let total: f64 = prof.iter().map(|p| p.1).sum::<f64>().max(1e-12);
     for (k, t) in prof {
@@ -307,7 +330,7 @@ fn bench(
 
 fn info() -> Result<ExitCode> {
     say!("quantal {}", quantal::VERSION);
-    say!("backends: cpu (reference)");
+    say!("backends: cpu (reference); gpu (neuron kernels; networks without synapses in this version)");
     match quantal::gpu::list_adapters() {
         Ok(list) => {
             say!("GPU adapters seen by wgpu:");

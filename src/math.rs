@@ -37,7 +37,12 @@ pub fn exp_sw(x: f32) -> f32 {
         return f32::INFINITY;
     }
     // x = k·ln2 + r, |r| ≤ ln2/2; e^r by its degree-7 Taylor polynomial (Horner).
-    let k = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    // k = floor(x·log2 e + 0.5), by truncation and a correction (no libm call; |k| ≤ 128).
+    let kf = x * std::f32::consts::LOG2_E + 0.5;
+    let mut k = (kf as i32) as f32;
+    if k > kf {
+        k -= 1.0;
+    }
     let r = (x - k * LN2_HI) - k * LN2_LO;
     let p = 1.0
         + r * (1.0

@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::backend::cpu::CpuBackend;
+use crate::backend::gpu::GpuBackend;
 use crate::backend::{Backend, NeuronVar, Probe, SynVar};
 use crate::error::Error;
+use crate::gpu::GpuContext;
 use crate::layout::neuron;
 use crate::model::Model;
 use crate::netfile::{validate::spec_error, LoadedNetwork, ReceptorKind, SpecPath};
@@ -22,11 +24,25 @@ use crate::network::{self, Network};
 use crate::record::{Recorder, ReportDesc, RunMeta, Summary};
 
 /// Which backend runs the simulation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendKind {
     /// The CPU reference.
     Cpu,
+    /// The GPU backend on the best adapter, or the first whose name contains `adapter`.
+    Gpu {
+        /// Part of the adapter's name.
+        adapter: Option<String>,
+    },
+    /// The GPU backend when an adapter exists and it runs every feature of the network,
+    /// the CPU backend otherwise; [`Simulation::backend_note`] says which and why.
+    Auto {
+        /// Part of the adapter's name.
+        adapter: Option<String>,
+    },
 }
+
+/// Largest number of steps the driver hands to a backend at once.
+pub const MAX_BATCH_STEPS: u32 = 1024;
 
 /// A ready-to-run simulation.
 pub struct Simulation {
@@ -40,6 +56,8 @@ pub struct Simulation {
     pub backend: Box<dyn Backend>,
     /// Reports to write.
     pub reports: Vec<ReportDesc>,
+    /// Why `--backend auto` chose the backend it did (empty for an explicit choice).
+    pub backend_note: String,
     probes: Vec<Probe>,
     spike_pops: Vec<usize>,
     sample_every: u32,
@@ -218,8 +236,44 @@ impl Simulation {
                 .collect(),
             None => (0..model.pops.len()).collect(),
         };
+        let cpu = || -> Box<dyn Backend> {
+            Box::new(CpuBackend::new(Arc::clone(&model), Arc::clone(&net)))
+        };
+        let mut backend_note = String::new();
         let backend: Box<dyn Backend> = match backend {
-            BackendKind::Cpu => Box::new(CpuBackend::new(Arc::clone(&model), Arc::clone(&net))),
+            BackendKind::Cpu => cpu(),
+            BackendKind::Gpu { adapter } => {
+                let ctx = GpuContext::new(adapter.as_deref())?;
+                Box::new(GpuBackend::new(ctx, Arc::clone(&model), Arc::clone(&net))?)
+            }
+            BackendKind::Auto { adapter } => {
+                if net.n_synapses() > 0 {
+                    backend_note =
+                        "auto: CPU, because the GPU backend of this version has no synapse kernels"
+                            .into();
+                    cpu()
+                } else {
+                    match GpuContext::new(adapter.as_deref()) {
+                        Ok(ctx) => {
+                            match GpuBackend::new(ctx, Arc::clone(&model), Arc::clone(&net)) {
+                                Ok(g) => {
+                                    backend_note = "auto: GPU adapter found".into();
+                                    Box::new(g)
+                                }
+                                Err(e) => {
+                                    backend_note =
+                                        format!("auto: CPU, because the GPU backend failed: {e}");
+                                    cpu()
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            backend_note = format!("auto: CPU, because {e}");
+                            cpu()
+                        }
+                    }
+                }
+            }
         };
         Ok(Simulation {
             loaded,
@@ -227,6 +281,7 @@ impl Simulation {
             net,
             backend,
             reports,
+            backend_note,
             probes,
             spike_pops,
             sample_every,
@@ -287,7 +342,6 @@ impl Simulation {
             .iter()
             .map(|p| matches!(p.gpu.model, neuron::POISSON | neuron::SPIKE_TIMES))
             .collect();
-        let mut sample = Vec::new();
         let mut quanta = 0.0f64;
         let report_every = (n_steps / 100).max(1);
         let start = Instant::now();
@@ -310,45 +364,57 @@ impl Simulation {
             rec.flush()
         };
         let mut result: Result<(), Error> = Ok(());
-        for s in 0..n_steps {
+        // Batches end at flush and progress points, so those happen where they did with
+        // single steps; a stop request is honoured between batches.
+        while done < n_steps {
             if stop.load(Ordering::Relaxed) {
                 interrupted = true;
                 break;
             }
-            if s % self.sample_every == 0 && !self.probes.is_empty() {
-                if let Err(e) = self.backend.sample(&self.probes, &mut sample) {
+            let next_flush = (done / self.flush_every + 1) * self.flush_every;
+            let next_report = (done / report_every + 1) * report_every;
+            let end = next_flush.min(next_report).min(n_steps);
+            let n = (end - done).min(MAX_BATCH_STEPS);
+            let batch = match self.backend.advance(n, &self.probes, self.sample_every) {
+                Ok(b) => b,
+                Err(e) => {
                     result = Err(e);
                     break;
                 }
-                let mut off = 0;
-                for (r, desc) in self.reports.iter().enumerate() {
-                    let n = desc.n_elements();
-                    rows[r].extend_from_slice(&sample[off..off + n]);
-                    off += n;
+            };
+            quanta += batch.quanta;
+            let mut off = 0;
+            let row_len = self.probes.len();
+            for k in 0..batch.n_steps {
+                let s = batch.first_step + k;
+                if row_len > 0 && s.is_multiple_of(self.sample_every) {
+                    let row = &batch.samples[off..off + row_len];
+                    let mut at = 0;
+                    for (r, desc) in self.reports.iter().enumerate() {
+                        let m = desc.n_elements();
+                        rows[r].extend_from_slice(&row[at..at + m]);
+                        at += m;
+                    }
+                    off += row_len;
+                }
+                // Neurons: end of the step (NEST); sources: the time they fire (s·dt).
+                let t_neuron_ms = (s as f64 + 1.0) * dt;
+                let t_source_ms = s as f64 * dt;
+                for &n in batch.spikes(k) {
+                    let p = self.net.neuron_pop[n as usize] as usize;
+                    counts[p] += 1;
+                    let slot = pop_slot[p];
+                    if slot != usize::MAX {
+                        spike_t[slot].push(if is_source[p] {
+                            t_source_ms
+                        } else {
+                            t_neuron_ms
+                        });
+                        spike_n[slot].push((n - self.model.pops[p].first) as u64);
+                    }
                 }
             }
-            if let Err(e) = self.backend.step() {
-                result = Err(e);
-                break;
-            }
-            quanta += self.backend.quanta_last_step();
-            // Neurons: end of the step (NEST); sources: the time they fire (s·dt).
-            let t_neuron_ms = (s as f64 + 1.0) * dt;
-            let t_source_ms = s as f64 * dt;
-            for &n in self.backend.spikes() {
-                let p = self.net.neuron_pop[n as usize] as usize;
-                counts[p] += 1;
-                let k = pop_slot[p];
-                if k != usize::MAX {
-                    spike_t[k].push(if is_source[p] {
-                        t_source_ms
-                    } else {
-                        t_neuron_ms
-                    });
-                    spike_n[k].push((n - self.model.pops[p].first) as u64);
-                }
-            }
-            done = s + 1;
+            done += batch.n_steps;
             if done.is_multiple_of(self.flush_every) {
                 if let Err(e) = write_batch(rec, &mut spike_t, &mut spike_n, &mut rows) {
                     result = Err(e);

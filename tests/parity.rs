@@ -338,7 +338,7 @@ fn neuron_runs_are_bit_identical() {
             "step {step} {p:?}: CPU {x:e}, GPU {y:e}"
         );
     }
-    let (subs, reads) = gpu.traffic();
+    let (subs, reads) = gpu.traffic().unwrap();
     assert_eq!(
         (subs, reads),
         (31, 31),
@@ -430,4 +430,126 @@ fn synapses_are_refused_with_the_reason() {
         msg.contains("synapses") && msg.contains("--backend cpu"),
         "{msg}"
     );
+}
+
+/// `quantal run --backend gpu` writes the same spikes and traces as `--backend cpu`
+/// (the HDF5 datasets compared value by value), `auto` says what it chose and why, and a
+/// missing adapter name or a network with synapses fails with the reason.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn cli_gpu_backend_matches_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = |b: &str| dir.path().join(format!("{b}.h5"));
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_quantal"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+    };
+    let common = [
+        "run",
+        "networks/cells_fi.toml",
+        "--duration-ms",
+        "30",
+        "--set",
+        "populations.lif_300pa.size=50",
+    ];
+    for b in ["cpu", "gpu", "auto"] {
+        let o = run(&[
+            &common[..],
+            &["--backend", b, "-o", out(b).to_str().unwrap()],
+        ]
+        .concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{b}: {err}");
+        if b == "auto" {
+            assert!(
+                err.contains("backend gpu (auto: GPU adapter found)"),
+                "{err}"
+            );
+        }
+    }
+    let read = |b: &str| {
+        let f = hdf5::File::open(out(b)).unwrap();
+        let mut v = Vec::new();
+        for pop in ["lif_150pa", "lif_600pa", "hh_300pa", "hh_800pa"] {
+            v.push(
+                f.dataset(&format!("spikes/{pop}/timestamps"))
+                    .unwrap()
+                    .read_raw::<f64>()
+                    .unwrap(),
+            );
+        }
+        let traces: Vec<f32> = [
+            "report/hh_300pa/v_mv/data",
+            "report/hh_300pa/m/data",
+            "report/lif_300pa/v_mv/data",
+        ]
+        .iter()
+        .flat_map(|d| f.dataset(d).unwrap().read_raw::<f32>().unwrap())
+        .collect();
+        let backend: String = f
+            .attr("backend")
+            .unwrap()
+            .read_scalar::<hdf5::types::VarLenUnicode>()
+            .unwrap()
+            .to_string();
+        (v, traces, backend)
+    };
+    let (c, g, a) = (read("cpu"), read("gpu"), read("auto"));
+    assert!(c.0.iter().map(|s| s.len()).sum::<usize>() > 100);
+    assert_eq!(c.0, g.0, "spikes");
+    assert_eq!(
+        c.1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        g.1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        "traces"
+    );
+    assert_eq!(
+        (c.2.as_str(), g.2.as_str(), a.2.as_str()),
+        ("cpu", "gpu", "gpu")
+    );
+    let o = run(&[
+        &common[..],
+        &[
+            "--backend",
+            "gpu",
+            "--adapter",
+            "no-such-adapter",
+            "-o",
+            out("x").to_str().unwrap(),
+        ],
+    ]
+    .concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no adapter name contains `no-such-adapter`; the adapters are"),
+        "{err}"
+    );
+    let o = run(&[
+        "run",
+        "networks/single_synapse.toml",
+        "--backend",
+        "gpu",
+        "-o",
+        out("y").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--backend cpu") && !err.contains("panicked"),
+        "{err}"
+    );
+    let o = run(&[
+        "run",
+        "networks/single_synapse.toml",
+        "-o",
+        out("z").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("backend cpu (auto: CPU, because the GPU backend of this version has no synapse kernels)"), "{err}");
 }

@@ -275,11 +275,6 @@ impl GpuBackend {
         self.batch_cap
     }
 
-    /// Submissions and readbacks so far.
-    pub fn traffic(&self) -> (u64, u64) {
-        (self.submissions, self.readbacks)
-    }
-
     fn pack_f32(st: &State) -> Vec<f32> {
         let mut v = Vec::with_capacity(st.v_mv.len() * neuron_f32::COUNT as usize);
         // Section order of layout::neuron_f32.
@@ -574,6 +569,10 @@ impl Backend for GpuBackend {
     }
 
     fn set_profiling(&mut self, _on: bool) {}
+
+    fn traffic(&self) -> Option<(u64, u64)> {
+        Some((self.submissions, self.readbacks))
+    }
 
     fn profile(&self) -> Vec<(&'static str, f64)> {
         Vec::new()

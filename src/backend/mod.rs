@@ -128,6 +128,11 @@ pub trait Backend {
     /// Wall time per kernel in seconds since profiling started, in pipeline order.
     fn profile(&self) -> Vec<(&'static str, f64)>;
 
+    /// Submissions to a device and readbacks from it so far (GPU); None for the CPU.
+    fn traffic(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// Advances `n_steps` steps, sampling `probes` at the start of every step s with
     /// s % sample_every == 0. The GPU backend encodes the whole batch in one submission
     /// and reads it back once; this default runs [`Backend::step`] n times.

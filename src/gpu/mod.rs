@@ -202,13 +202,14 @@ impl GpuContext {
         }
     }
 
-    /// A storage buffer holding `data` (at least 4 bytes: wgpu binds no empty buffer).
+    /// A storage buffer holding `data`; an empty `data` gives one zeroed element (wgpu
+    /// binds no empty buffer, and a binding holds at least one element of its array).
     pub fn storage<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
         use wgpu::util::DeviceExt;
         let bytes: &[u8] = bytemuck::cast_slice(data);
         let padded;
-        let contents = if bytes.len() < 4 {
-            padded = [0u8; 16];
+        let contents = if bytes.is_empty() {
+            padded = vec![0u8; std::mem::size_of::<T>().max(16)];
             &padded[..]
         } else {
             bytes
