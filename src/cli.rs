@@ -101,6 +101,33 @@ pub enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Run the CPU and GPU backends side by side and report where they differ.
+    #[command(
+        after_help = "Compares, per buffer, one step from identical state (every N steps), then whole\nruns: the first step whose spikes differ, the final state, and rate and CV per\npopulation. Exit status 1 on any difference beyond the tolerance.\n\nExamples:\n  quantal validate networks/cells_fi.toml --duration-ms 200\n  quantal validate networks/cells_fi.toml --tolerance-ulp 4 --statistics"
+    )]
+    Validate {
+        /// Network file (TOML).
+        network: PathBuf,
+        /// Simulated time to compare, ms (default: the file's duration).
+        #[arg(long = "duration-ms")]
+        duration_ms: Option<f64>,
+        /// Steps between the one-step kernel checks.
+        #[arg(long = "steps-per-kernel-check", default_value_t = 100)]
+        steps_per_kernel_check: u32,
+        /// Largest float difference accepted, in ULP (0: bit-identical, as on lavapipe).
+        #[arg(long = "tolerance-ulp", default_value_t = 0)]
+        tolerance_ulp: u64,
+        /// Judge the whole run by rates and CVs (within 5 %) instead of identical spikes:
+        /// for hardware GPUs that fuse multiply-adds.
+        #[arg(long)]
+        statistics: bool,
+        /// GPU adapter: part of its name as `quantal info` lists it.
+        #[arg(long)]
+        adapter: Option<String>,
+        /// Override parameters as in `run`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Print the version and the GPU adapters wgpu can see (or why none).
     #[command(after_help = "Example:\n  quantal info")]
     Info,

@@ -29,6 +29,7 @@ pub mod philox;
 pub mod record;
 pub mod sim;
 pub mod state;
+pub mod validate;
 
 pub use error::Error;
 

@@ -63,6 +63,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             adapter,
             set,
         } => bench(network, steps, warmup, backend.kind(adapter), set),
+        Command::Validate {
+            network,
+            duration_ms,
+            steps_per_kernel_check,
+            tolerance_ulp,
+            statistics,
+            adapter,
+            set,
+        } => validate(
+            network,
+            duration_ms,
+            steps_per_kernel_check,
+            tolerance_ulp,
+            statistics,
+            adapter,
+            set,
+        ),
         Command::Info => info(),
     }
 }
@@ -326,6 +343,101 @@ fn bench(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn validate(
+    path: std::path::PathBuf,
+    duration_ms: Option<f64>,
+    check_every: u32,
+    tolerance_ulp: u64,
+    statistics: bool,
+    adapter: Option<String>,
+    mut set: Vec<String>,
+) -> Result<ExitCode> {
+    if let Some(d) = duration_ms {
+        set.push(format!("simulation.duration_ms={d:?}"));
+    }
+    let loaded = netfile::load(&path, &set)
+        .with_context(|| format!("loading network file {}", path.display()))?;
+    let model = Arc::new(quantal::model::Model::from_spec(&loaded.file));
+    let net = Arc::new(
+        network::build(&loaded, &model)
+            .with_context(|| format!("building network {}", path.display()))?,
+    );
+    let ctx = quantal::gpu::GpuContext::new(adapter.as_deref())?;
+    let steps = model.n_steps;
+    let r = quantal::validate::validate(ctx, Arc::clone(&model), net, steps, check_every)?;
+    say!(
+        "{}: CPU reference vs GPU {} over {} steps",
+        path.display(),
+        r.adapter,
+        r.steps
+    );
+    say!(
+        "one step from identical state, at {} steps (every {check_every}):",
+        r.kernel_checks.len()
+    );
+    let show = |b: &quantal::validate::BufferDiff| {
+        let unit = if b.buffer.starts_with("u32 ") {
+            ""
+        } else {
+            " ULP"
+        };
+        match &b.worst {
+            None => say!("  {:<12} {:<16} identical", b.kernel, b.buffer),
+            Some((i, c, g)) => say!(
+                "  {:<12} {:<16} max {}{unit} at element {i} (CPU {c}, GPU {g})",
+                b.kernel,
+                b.buffer,
+                b.max_diff
+            ),
+        }
+    };
+    r.buffers.iter().for_each(show);
+    match r.first_spike_difference {
+        None => say!("whole run: identical spike trains over {} steps", r.steps),
+        Some(k) => say!(
+            "whole run: spikes first differ at step {k} ({:.1} ms)",
+            k as f64 * model.dt_ms
+        ),
+    }
+    say!("state at the end of the run:");
+    r.final_buffers.iter().for_each(show);
+    say!("population               rate CPU    rate GPU    CV CPU   CV GPU");
+    let mut stats_ok = true;
+    for (name, rc, rg, cc, cg) in &r.stats {
+        say!("  {name:<20} {rc:>9.3} Hz {rg:>9.3} Hz {cc:>8.4} {cg:>8.4}");
+        let close = |a: f64, b: f64| {
+            (a.is_nan() && b.is_nan()) || (a - b).abs() <= 0.05 * a.abs().max(b.abs()) + 1e-9
+        };
+        stats_ok &= close(*rc, *rg) && close(*cc, *cg);
+    }
+    let ok = if statistics {
+        stats_ok
+            && r.buffers.iter().all(|b| {
+                b.max_diff
+                    <= if b.buffer.starts_with("u32 ") {
+                        0
+                    } else {
+                        tolerance_ulp
+                    }
+            })
+    } else {
+        r.passes(tolerance_ulp)
+    };
+    say!(
+        "{}",
+        if ok {
+            "PASS: the GPU agrees with the CPU reference"
+        } else {
+            "FAIL: the GPU differs from the CPU reference (see above)"
+        }
+    );
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn info() -> Result<ExitCode> {

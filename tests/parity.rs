@@ -553,3 +553,70 @@ fn cli_gpu_backend_matches_cpu() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("backend cpu (auto: CPU, because the GPU backend of this version has no synapse kernels)"), "{err}");
 }
+
+/// `quantal validate` reports every buffer identical, identical spike trains and equal
+/// statistics on lavapipe, and exits 0; a network it cannot run fails with the reason.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn validate_command_passes_on_lavapipe() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_quantal"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+    };
+    let mut args = vec![
+        "validate",
+        "networks/cells_fi.toml",
+        "--duration-ms",
+        "40",
+        "--steps-per-kernel-check",
+        "50",
+    ];
+    for p in [
+        "lif_150pa",
+        "lif_210pa",
+        "lif_300pa",
+        "lif_400pa",
+        "lif_600pa",
+        "hh_100pa",
+        "hh_200pa",
+        "hh_300pa",
+        "hh_500pa",
+        "hh_800pa",
+    ] {
+        args.push("--set");
+        args.push(Box::leak(
+            format!("populations.{p}.size=40").into_boxed_str(),
+        ));
+    }
+    let o = run(&args);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("one step from identical state, at 8 steps (every 50)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("whole run: identical spike trains over 400 steps"),
+        "{out}"
+    );
+    assert_eq!(out.matches(" identical\n").count(), 24, "{out}");
+    assert!(out.contains("PASS"), "{out}");
+    let o = run(&["validate", "networks/single_synapse.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("synapses") && !err.contains("panicked"),
+        "{err}"
+    );
+}
