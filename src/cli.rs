@@ -50,6 +50,9 @@ pub enum Command {
         /// Output HDF5 file (default: <network name>.h5 in the current directory).
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Replace the output file if it exists (it is replaced only when the new run ends).
+        #[arg(long)]
+        force: bool,
         /// Backend.
         #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
         backend: BackendArg,

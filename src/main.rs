@@ -39,6 +39,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run {
             network,
             output,
+            force,
             backend,
             adapter,
             seed,
@@ -48,6 +49,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => run(
             network,
             output,
+            force,
             backend.kind(adapter),
             seed,
             duration_ms,
@@ -97,6 +99,7 @@ fn gib(b: f64) -> String {
 fn run(
     path: std::path::PathBuf,
     output: Option<std::path::PathBuf>,
+    force: bool,
     kind: BackendKind,
     seed: Option<u64>,
     duration_ms: Option<f64>,
@@ -118,6 +121,7 @@ fn run(
             .unwrap_or_else(|| "quantal".into());
         std::path::PathBuf::from(format!("{stem}.h5"))
     });
+    check_output(&path, &out, force)?;
     let mut sim = Simulation::new(loaded, kind)
         .with_context(|| format!("building network {}", path.display()))?;
     let n_syn = sim.net.n_synapses();
@@ -343,6 +347,52 @@ fn bench(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses an output that would destroy the input or an existing file (without
+/// `--force`), or that cannot be written, before the network is built.
+fn check_output(input: &std::path::Path, out: &std::path::Path, force: bool) -> Result<()> {
+    let same = match (std::fs::canonicalize(input), std::fs::canonicalize(out)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        anyhow::bail!(
+            "output {} is the network file itself; choose another -o",
+            out.display()
+        );
+    }
+    if out.is_dir() {
+        anyhow::bail!("output {} is a directory; give a file name", out.display());
+    }
+    if out.exists() && !force {
+        anyhow::bail!(
+            "output {} exists; pass --force to replace it (it is replaced only when the new run ends)",
+            out.display()
+        );
+    }
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "output directory {} does not exist (output {})",
+            dir.display(),
+            out.display()
+        );
+    }
+    let probe = quantal::record::hdf5::partial_path(out);
+    std::fs::File::create(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .with_context(|| {
+            format!(
+                "output directory {} is not writable (output {})",
+                dir.display(),
+                out.display()
+            )
+        })?;
+    Ok(())
 }
 
 fn validate(

@@ -249,11 +249,17 @@ fn sigint_leaves_a_readable_file() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .spawn()
         .unwrap();
+    // The run writes under a temporary name in the same directory until it ends.
+    let partial = out.with_file_name(format!(".coba.h5.partial-{}", child.id()));
     let t0 = std::time::Instant::now();
-    while !out.exists() && t0.elapsed().as_secs() < 120 {
+    while !partial.exists() && t0.elapsed().as_secs() < 120 {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        partial.exists() && !out.exists(),
+        "only the partial file exists during the run"
+    );
     assert!(Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -261,6 +267,7 @@ fn sigint_leaves_a_readable_file() {
         .success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
+    assert!(!partial.exists(), "renamed when the run ended");
     let f = hdf5::File::open(&out).unwrap();
     assert_eq!(f.attr("complete").unwrap().read_scalar::<u64>().unwrap(), 0);
     let steps = f.attr("steps").unwrap().read_scalar::<u64>().unwrap();
@@ -293,4 +300,56 @@ fn bench_reports_kernels() {
     ] {
         assert!(out.contains(k), "bench output lacks `{k}`:\n{out}");
     }
+}
+
+/// The output is never lost: an existing file is kept unless --force (and then replaced
+/// only when the new run ends), -o may not name the network file, a missing or
+/// unwritable directory or a directory as output fails before the network is built.
+#[test]
+fn output_rules() {
+    let (d, out) = tmp("o.h5");
+    let o = out.to_str().unwrap();
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "run",
+            "networks/single_synapse.toml",
+            "-q",
+            "--duration-ms",
+            "20",
+        ];
+        v.extend_from_slice(extra);
+        v.iter().map(|s| s.to_string()).collect::<Vec<String>>()
+    };
+    let run = |a: Vec<String>| quantal(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    assert!(run(args(&["-o", o])).status.success());
+    let first = std::fs::metadata(&out).unwrap().modified().unwrap();
+    fails_well(&run(args(&["-o", o])), &["o.h5 exists; pass --force"]);
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().modified().unwrap(),
+        first,
+        "kept"
+    );
+    assert!(run(args(&["-o", o, "--force"])).status.success());
+    fails_well(
+        &run(args(&["-o", "networks/single_synapse.toml", "--force"])),
+        &["is the network file itself"],
+    );
+    fails_well(
+        &run(args(&["-o", d.path().to_str().unwrap()])),
+        &["is a directory"],
+    );
+    let missing = d.path().join("no/such/dir/x.h5");
+    fails_well(
+        &run(args(&["-o", missing.to_str().unwrap()])),
+        &["does not exist"],
+    );
+    let names: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["o.h5".to_string()],
+        "no partial files left behind"
+    );
 }

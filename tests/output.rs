@@ -202,6 +202,14 @@ fn interrupted_run_leaves_a_readable_file() {
     assert_eq!(f.attr("steps").unwrap().read_scalar::<u64>().unwrap(), step);
     let rows = f.dataset("report/post/v_mv/data").unwrap().shape()[0];
     assert_eq!(rows as u64, step);
+    // Regression (correctness issue, output): mapping/time covers the rows written, not
+    // the planned stop, so SONATA readers accept the file.
+    let time = f
+        .dataset("report/post/v_mv/mapping/time")
+        .unwrap()
+        .read_raw::<f64>()
+        .unwrap();
+    assert_eq!(((time[1] - time[0]) / time[2]).round() as usize, rows);
     let pre = f
         .dataset("spikes/pre/timestamps")
         .unwrap()

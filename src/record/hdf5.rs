@@ -14,6 +14,13 @@
 //! Datasets are chunked and unlimited along time; they grow at each batch and the file is
 //! flushed after each batch, so an interrupted run leaves a readable file with everything
 //! up to the last flush.
+//!
+//! The file is written under a temporary name in the target directory
+//! (`.<name>.partial-<pid>`) and renamed to its name when the run ends, completed or
+//! interrupted (`complete` says which), so an existing file is never truncated by a run
+//! in progress, a reader holding the old file keeps it, and a killed process leaves its
+//! partial file under the temporary name. After an interruption each report's
+//! `mapping/time` is cut to the rows written, as SONATA readers require.
 
 use hdf5::types::VarLenUnicode;
 use hdf5::{Dataset, File, Group};
@@ -31,9 +38,20 @@ const REPORT_CHUNK_BYTES: usize = 256 * 1024;
 /// Writes a run to an HDF5 file.
 pub struct Hdf5Recorder {
     path: PathBuf,
+    partial: PathBuf,
     file: Option<File>,
     spikes: Vec<(Dataset, Dataset, usize)>,
     reports: Vec<(Dataset, usize, usize)>,
+    times: Vec<(Dataset, [f64; 3])>,
+}
+
+/// The temporary name a run writes `path` under.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "quantal.h5".into());
+    path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
 fn vstr(s: &str) -> VarLenUnicode {
@@ -44,13 +62,16 @@ fn vstr(s: &str) -> VarLenUnicode {
 }
 
 impl Hdf5Recorder {
-    /// A recorder that will create (truncate) `path` at `begin`.
+    /// A recorder for `path`: it creates the temporary file at `begin` and renames it
+    /// to `path` at `finish`.
     pub fn new(path: &Path) -> Self {
         Self {
             path: path.to_path_buf(),
+            partial: partial_path(path),
             file: None,
             spikes: Vec::new(),
             reports: Vec::new(),
+            times: Vec::new(),
         }
     }
 
@@ -99,7 +120,7 @@ impl Recorder for Hdf5Recorder {
         spike_pops: &[String],
         reports: &[ReportDesc],
     ) -> Result<(), Error> {
-        let file = File::create(&self.path).map_err(|e| self.err(e))?;
+        let file = File::create(&self.partial).map_err(|e| self.err(e))?;
         let root: &Group = &file;
         self.attr_str(root, "program", "quantal")?;
         self.attr_str(root, "version", &meta.version)?;
@@ -174,6 +195,7 @@ impl Recorder for Hdf5Recorder {
                 .and_then(|a| a.write_scalar(&vstr("ms")))
                 .map_err(|e| self.err(e))?;
             self.reports.push((d, r.n_elements(), 0));
+            self.times.push((t, r.time_ms));
         }
         file.flush().map_err(|e| self.err(e))?;
         self.file = Some(file);
@@ -236,12 +258,37 @@ impl Recorder for Hdf5Recorder {
             return Ok(());
         };
         let root: &Group = &file;
+        // mapping/time = [start, stop, step] must cover exactly the rows written.
+        for ((_, cols, rows), (t, time)) in self.reports.iter().zip(&self.times) {
+            if *cols > 0 {
+                let stop = time[0] + *rows as f64 * time[2];
+                if stop != time[1] {
+                    t.write(&[time[0], stop, time[2]])
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+        }
         self.attr_u64(root, "complete", summary.complete as u64)?;
         self.attr_u64(root, "steps", summary.steps)?;
         self.attr_f64(root, "simulated_ms", summary.simulated_ms)?;
         self.attr_f64(root, "wall_s", summary.wall_s)?;
         self.attr_f64(root, "quanta_released", summary.quanta)?;
         file.flush().map_err(|e| self.err(e))?;
-        file.close().map_err(|e| self.err(e))
+        file.close().map_err(|e| self.err(e))?;
+        std::fs::rename(&self.partial, &self.path).map_err(|e| Error::Io {
+            source: e,
+            path: self.path.clone(),
+        })
+    }
+}
+
+impl Drop for Hdf5Recorder {
+    /// A recorder dropped between `begin` and `finish` still closes its file and gives it
+    /// its name: what was flushed stays readable, with `complete` = 0.
+    fn drop(&mut self) {
+        if let Some(f) = self.file.take() {
+            let _ = f.close();
+            let _ = std::fs::rename(&self.partial, &self.path);
+        }
     }
 }
