@@ -48,13 +48,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             quiet,
         } => run(
             network,
-            output,
-            force,
-            backend.kind(adapter),
-            seed,
-            duration_ms,
-            set,
-            quiet,
+            RunOpts {
+                output,
+                force,
+                kind: backend.kind(adapter),
+                seed,
+                duration_ms,
+                set,
+                quiet,
+            },
         ),
         Command::Check { network, set } => check(network, set),
         Command::Bench {
@@ -96,16 +98,27 @@ fn gib(b: f64) -> String {
     }
 }
 
-fn run(
-    path: std::path::PathBuf,
+/// The options of `quantal run`.
+struct RunOpts {
     output: Option<std::path::PathBuf>,
     force: bool,
     kind: BackendKind,
     seed: Option<u64>,
     duration_ms: Option<f64>,
-    mut set: Vec<String>,
+    set: Vec<String>,
     quiet: bool,
-) -> Result<ExitCode> {
+}
+
+fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
+    let RunOpts {
+        output,
+        force,
+        kind,
+        seed,
+        duration_ms,
+        mut set,
+        quiet,
+    } = opts;
     if let Some(s) = seed {
         set.push(format!("simulation.seed={s}"));
     }
