@@ -37,8 +37,25 @@ fn hh_rates(v: f32, v_t: f32) -> array<f32, 6> {
     return array<f32, 6>(am, bm, ah, bh, an, bn);
 }
 
+// spike_bits: three words of the non-finite record, then one row of spike_words per step.
+const SPIKE_RECORD: u32 = 3u;
+
 fn set_spike(n: u32) {
-    atomicOr(&spike_bits[params.batch_row * params.spike_words + (n >> 5u)], 1u << (n & 31u));
+    atomicOr(&spike_bits[SPIKE_RECORD + params.batch_row * params.spike_words + (n >> 5u)], 1u << (n & 31u));
+}
+
+// True for NaN and ±inf (WGSL has no isnan/isinf: all exponent bits set).
+fn non_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7F800000u) == 0x7F800000u;
+}
+
+// Records a non-finite state in the first words of spike_bits: the first step (as
+// u32::MAX - step, so that atomicMax keeps the smallest and 0 means none) and the lowest
+// neuron id of that kind. Twin of the check in integrate_all (src/backend/cpu/integrate.rs).
+fn flag_non_finite(n: u32, var_code: u32) {
+    atomicMax(&spike_bits[0], 0xFFFFFFFFu - params.step);
+    atomicMax(&spike_bits[1], 0xFFFFFFFFu - n);
+    atomicMax(&spike_bits[2], var_code);
 }
 
 @compute @workgroup_size(64)
@@ -173,5 +190,15 @@ fn integrate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
     if (spiked) {
         set_spike(n);
+    }
+    // NaN or inf in V or an HH gate stops the run (codes: 1 v_mv, 2 m, 3 h, 4 n).
+    if (non_finite(neuron_f32[F_V_MV * nn + n])) {
+        flag_non_finite(n, 1u);
+    } else if (non_finite(neuron_f32[F_HH_M * nn + n])) {
+        flag_non_finite(n, 2u);
+    } else if (non_finite(neuron_f32[F_HH_H * nn + n])) {
+        flag_non_finite(n, 3u);
+    } else if (non_finite(neuron_f32[F_HH_N * nn + n])) {
+        flag_non_finite(n, 4u);
     }
 }

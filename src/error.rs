@@ -82,6 +82,22 @@ pub enum Error {
     /// A GPU device or validation error.
     #[error("GPU device error: {0}")]
     Device(String),
+    /// A state variable became NaN or infinite; the run stopped there.
+    #[error("{owner} element {id}: {variable} became {value} in step {step} ({time_ms:.3} ms); the run stopped (the output holds everything up to the last flush, with complete = 0). Check the parameters that drive it (weights, currents, conductances, dt_ms)")]
+    NonFinite {
+        /// "population `name`" or "projection `name`".
+        owner: String,
+        /// Element id within the population or projection.
+        id: u64,
+        /// The variable.
+        variable: String,
+        /// "NaN" or "infinite".
+        value: String,
+        /// The step computed when it happened.
+        step: u32,
+        /// Its start time.
+        time_ms: f64,
+    },
     /// The run was interrupted (Ctrl-C); the output holds everything up to the last flush.
     #[error("interrupted at step {step}")]
     Interrupted {

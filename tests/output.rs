@@ -358,3 +358,63 @@ fn file_reads_as_sonata() {
     }
     assert_eq!(n_reports, 11);
 }
+
+/// A network whose state becomes NaN (an HH cell under -2e5 pA, inside the documented
+/// range) stops with the population, element, variable and step, and leaves a readable
+/// file with complete = 0 (correctness issue, "numbers that must not become garbage").
+pub const HH_BLOWS_UP: &str = r#"
+version = 1
+[simulation]
+dt_ms = 0.1
+duration_ms = 100.0
+[[populations]]
+name = "cells"
+size = 4
+model = "hh"
+[populations.hh]
+i_bias_pa = -200000.0
+[record]
+flush_interval_ms = 0.5
+[[record.neurons]]
+population = "cells"
+variables = ["v_mv"]
+"#;
+
+#[test]
+fn non_finite_state_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("nan.h5");
+    let loaded = quantal::netfile::load_str(HH_BLOWS_UP, Path::new("hh.toml"), &[]).unwrap();
+    let mut s = Simulation::new(loaded, BackendKind::Cpu).unwrap();
+    let mut rec = Hdf5Recorder::new(&out);
+    let err = s
+        .run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false))
+        .unwrap_err();
+    match &err {
+        quantal::Error::NonFinite {
+            owner,
+            id,
+            variable,
+            step,
+            ..
+        } => {
+            assert_eq!(
+                (owner.as_str(), *id, variable.as_str(), *step),
+                ("population `cells`", 0, "v_mv", 17),
+                "{err}"
+            );
+        }
+        e => panic!("unexpected {e}"),
+    }
+    let f = File::open(&out).unwrap();
+    assert_eq!(f.attr("complete").unwrap().read_scalar::<u64>().unwrap(), 0);
+    let v = f
+        .dataset("report/cells/v_mv/data")
+        .unwrap()
+        .read_raw::<f32>()
+        .unwrap();
+    assert!(
+        !v.is_empty() && v.iter().all(|x| x.is_finite()),
+        "rows up to the last flush before the NaN"
+    );
+}

@@ -620,3 +620,22 @@ fn validate_command_passes_on_lavapipe() {
         "{err}"
     );
 }
+
+/// The GPU stops on a non-finite state like the CPU: same population, element,
+/// variable and step.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn gpu_stops_on_non_finite_state_like_the_cpu() {
+    let text = crate::output::HH_BLOWS_UP;
+    let err = gpu_backend(text, 64).advance(1000, &[], 1).unwrap_err();
+    let cpu = backend(text).advance(1000, &[], 1).unwrap_err();
+    assert_eq!(err.to_string(), cpu.to_string());
+    assert!(
+        err.to_string()
+            .contains("population `cells` element 0: v_mv became NaN in step 17"),
+        "{err}"
+    );
+}

@@ -189,10 +189,11 @@ impl GpuBackend {
         let f32_buf = ctx.storage("neuron_f32", &Self::pack_f32(&st));
         let u32_buf = ctx.storage("neuron_u32", &Self::pack_u32(&st));
         let spike_words = nn.div_ceil(32);
-        let spike_bytes = batch_cap as u64 * spike_words as u64 * 4;
+        // Three words of the non-finite record, then the spike bit rows (integrate.wgsl).
+        let spike_bytes = (batch_cap as u64 * spike_words as u64 + 3) * 4;
         let spike_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("spike_bits"),
-            size: spike_bytes.max(4),
+            size: spike_bytes,
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
@@ -481,7 +482,7 @@ impl GpuBackend {
                 pass.dispatch_workgroups(ng_x, ng_y, 1);
             }
         }
-        let spike_bytes = n as u64 * self.spike_words as u64 * 4;
+        let spike_bytes = (3 + n as u64 * self.spike_words as u64) * 4;
         let sample_bytes = rows as u64 * self.probes.len() as u64 * 4;
         let data = match self.sampling.as_ref().filter(|_| rows > 0) {
             Some(s) => self.ctx.submit_and_read(
@@ -500,6 +501,21 @@ impl GpuBackend {
         // Decode the bit rows: ascending neuron ids per step.
         let bits: &[u32] = bytemuck::cast_slice(&data[0]);
         let w = self.spike_words as usize;
+        let (bad, bits) = bits.split_at(3);
+        if bad[0] != 0 {
+            // Stop; the state read back is the batch's end, where the value stays non-finite.
+            let step = u32::MAX - bad[0];
+            let neuron = u32::MAX - bad[1];
+            let var = ["v_mv", "v_mv", "m", "h", "n"][bad[2].min(4) as usize];
+            self.download()?;
+            self.st.step = step + 1;
+            return Err(super::cpu::non_finite_error(
+                &self.model,
+                &self.net,
+                &self.st,
+                (neuron, var, false),
+            ));
+        }
         for k in 0..n as usize {
             for (j, &word) in bits[k * w..(k + 1) * w].iter().enumerate() {
                 let mut x = word;

@@ -91,9 +91,57 @@ impl Check<'_> {
         hi_open: bool,
         unit: &str,
     ) -> Result<(), Error> {
+        self.range_as(at, v, (lo, hi), (lo_open, hi_open), unit, true)
+    }
+
+    /// As `range` for a value used only on the host in f64 (connection probabilities,
+    /// distance scales): not judged in f32.
+    #[expect(clippy::too_many_arguments, reason = "as `range`")]
+    fn range_host(
+        &self,
+        at: &SpecPath,
+        v: f64,
+        lo: f64,
+        hi: f64,
+        lo_open: bool,
+        hi_open: bool,
+        unit: &str,
+    ) -> Result<(), Error> {
+        self.range_as(at, v, (lo, hi), (lo_open, hi_open), unit, false)
+    }
+
+    fn range_as(
+        &self,
+        at: &SpecPath,
+        v: f64,
+        (lo, hi): (f64, f64),
+        (lo_open, hi_open): (bool, bool),
+        unit: &str,
+        kernel_f32: bool,
+    ) -> Result<(), Error> {
         let ok = v.is_finite()
             && (if lo_open { v > lo } else { v >= lo })
             && (if hi_open { v < hi } else { v <= hi });
+        // Judged as the kernels see it (f32): infinite, subnormal, or zero where zero is
+        // excluded, is out of range even when the f64 value is inside.
+        let f = v as f32;
+        let f32_ok = f.is_finite()
+            && (v == 0.0 || f.abs() >= f32::MIN_POSITIVE)
+            && !(lo_open && lo == 0.0 && f == 0.0);
+        if ok && kernel_f32 && !f32_ok {
+            return Err(self.err(
+                at,
+                format!(
+                    "value {} is {} in f32, the precision of the kernels; accepted: {}{lo}, {hi}{} {unit}",
+                    short(v),
+                    if f.is_infinite() { "infinite" } else if f == 0.0 { "zero" } else { "subnormal" },
+                    if lo_open { "(" } else { "[" },
+                    if hi_open { ")" } else { "]" }
+                )
+                .trim_end()
+                .to_string(),
+            ));
+        }
         if ok {
             return Ok(());
         }
@@ -106,9 +154,12 @@ impl Check<'_> {
         };
         Err(self.err(
             at,
-            format!("value {v} is out of range; accepted: {l}{lo}, {hi_s}{h} {unit}")
-                .trim_end()
-                .to_string(),
+            format!(
+                "value {} is out of range; accepted: {l}{lo}, {hi_s}{h} {unit}",
+                short(v)
+            )
+            .trim_end()
+            .to_string(),
         ))
     }
 
@@ -130,6 +181,32 @@ impl Check<'_> {
     }
 
     fn dist(&self, at: &SpecPath, d: &Dist, lo: f64, hi: f64, unit: &str) -> Result<(), Error> {
+        // Every parameter is a finite number, finite in f32 too.
+        let params: Vec<(&str, f64)> = match *d {
+            Dist::Const(v) => vec![("", v)],
+            Dist::Uniform { low, high } => vec![("low", low), ("high", high)],
+            Dist::Normal { mean, sd, min, max } => {
+                let mut v = vec![("mean", mean), ("sd", sd)];
+                v.extend(min.map(|x| ("min", x)));
+                v.extend(max.map(|x| ("max", x)));
+                v
+            }
+        };
+        for (key, v) in params {
+            if !v.is_nan() && !(v.is_finite() && (v as f32).is_finite()) {
+                let p = if key.is_empty() {
+                    at.clone()
+                } else {
+                    at.key(key)
+                };
+                return Err(self.err(
+                    &p,
+                    format!("value {} is not finite in f32, the precision of the kernels; accepted: [{lo}, {hi}] {unit}", short(v))
+                        .trim_end()
+                        .to_string(),
+                ));
+            }
+        }
         if let Dist::Normal { sd, .. } = d {
             self.range(&at.key("sd"), *sd, 0.0, f64::INFINITY, false, false, unit)?;
         }
@@ -166,6 +243,16 @@ impl Check<'_> {
             ));
         }
         Ok(())
+    }
+}
+
+/// A number as a message quotes it: plain when short, else in scientific notation.
+fn short(v: f64) -> String {
+    let plain = format!("{v}");
+    if plain.len() <= 12 {
+        plain
+    } else {
+        format!("{v:e}")
     }
 }
 
@@ -831,7 +918,7 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
         }
         match p.rule {
             Rule::FixedProbability => match (&p.p, &p.distance) {
-                (Some(x), None) => c.range(&at.key("p"), *x, 0.0, 1.0, false, false, "")?,
+                (Some(x), None) => c.range_host(&at.key("p"), *x, 0.0, 1.0, false, false, "")?,
                 (None, Some(_)) => {}
                 (Some(_), Some(_)) => {
                     return Err(c.err(&at.key("p"), "give either p or distance, not both".into()))
@@ -900,7 +987,7 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
                     "distance applies to rule fixed_probability only".into(),
                 ));
             }
-            c.range(
+            c.range_host(
                 &at.key("distance").key("p_max"),
                 d.p_max,
                 0.0,
@@ -909,7 +996,7 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
                 false,
                 "",
             )?;
-            c.range(
+            c.range_host(
                 &at.key("distance").key("scale_um"),
                 d.scale_um,
                 0.0,

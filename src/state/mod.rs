@@ -184,6 +184,8 @@ pub struct State {
     pub pending_minis: Vec<(u32, f32)>,
     /// Quanta released in the last computed step, summed over synapses.
     pub quanta_step: f64,
+    /// The first non-finite value a kernel produced: (element, variable, is a synapse).
+    pub non_finite: Option<(u32, &'static str, bool)>,
 }
 
 impl State {
@@ -228,6 +230,7 @@ impl State {
             spikes: Vec::new(),
             pending_minis: Vec::new(),
             quanta_step: 0.0,
+            non_finite: None,
         };
         for i in 0..ns {
             let t = &model.syn_types[net.syn_type[i] as usize].gpu;

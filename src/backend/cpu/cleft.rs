@@ -120,6 +120,9 @@ pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>)
                 }
             }
         }
+        if st.non_finite.is_none() && g.iter().any(|x| !x.is_finite()) {
+            st.non_finite = Some((syn as u32, "receptor conductance g_ns", true));
+        }
         for j in 0..nrec {
             let rc = &model.gpu_receptors[first + j];
             let idx = post * nr + first + j;

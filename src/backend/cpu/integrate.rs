@@ -190,5 +190,19 @@ pub fn integrate_all(
         if integrate(n, params, pops, receptors, net, st) {
             st.spikes.push(n as u32);
         }
+        // NaN or inf in V (or an HH gate) stops the run (the GPU twin flags it likewise).
+        if st.non_finite.is_none() {
+            for (x, var) in [
+                (st.v_mv[n], "v_mv"),
+                (st.hh_m[n], "m"),
+                (st.hh_h[n], "h"),
+                (st.hh_n[n], "n"),
+            ] {
+                if !x.is_finite() {
+                    st.non_finite = Some((n as u32, var, false));
+                    break;
+                }
+            }
+        }
     }
 }

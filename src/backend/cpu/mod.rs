@@ -185,6 +185,9 @@ impl Backend for CpuBackend {
             }
         }
         self.st.step += 1;
+        if let Some(bad) = self.st.non_finite {
+            return Err(non_finite_error(&self.model, &self.net, &self.st, bad));
+        }
         Ok(())
     }
 
@@ -226,6 +229,63 @@ impl Backend for CpuBackend {
         self.profile
             .map(|p| KERNELS.iter().copied().zip(p).collect())
             .unwrap_or_default()
+    }
+}
+
+/// The error for a non-finite value of `element` found in the step just computed, named
+/// by its population (neuron) or projection (synapse) and local id.
+pub fn non_finite_error(
+    model: &Model,
+    net: &Network,
+    st: &State,
+    (element, variable, synapse): (u32, &'static str, bool),
+) -> Error {
+    let (owner, id) = if synapse {
+        net.projections
+            .iter()
+            .find_map(|p| {
+                p.synapse_ids
+                    .iter()
+                    .position(|&s| s == element)
+                    .map(|k| (format!("projection `{}`", p.name), k as u64))
+            })
+            .unwrap_or_else(|| ("synapse".to_string(), element as u64))
+    } else {
+        model
+            .pops
+            .iter()
+            .find(|p| element >= p.first && element < p.first + p.size)
+            .map(|p| {
+                (
+                    format!("population `{}`", p.name),
+                    (element - p.first) as u64,
+                )
+            })
+            .unwrap_or_else(|| ("neuron".to_string(), element as u64))
+    };
+    let value = if synapse {
+        "NaN or infinite"
+    } else {
+        let x = match variable {
+            "m" => st.hh_m[element as usize],
+            "h" => st.hh_h[element as usize],
+            "n" => st.hh_n[element as usize],
+            _ => st.v_mv[element as usize],
+        };
+        if x.is_nan() {
+            "NaN"
+        } else {
+            "infinite"
+        }
+    };
+    let step = st.step.saturating_sub(1);
+    Error::NonFinite {
+        owner,
+        id,
+        variable: variable.to_string(),
+        value: value.to_string(),
+        step,
+        time_ms: step as f64 * model.dt_ms,
     }
 }
 
