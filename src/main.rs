@@ -127,6 +127,9 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
     }
     let loaded = netfile::load(&path, &set)
         .with_context(|| format!("loading network file {}", path.display()))?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
     let out = output.unwrap_or_else(|| {
         let stem = path
             .file_stem()
@@ -232,6 +235,9 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
 fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
     let loaded = netfile::load(&path, &set)
         .with_context(|| format!("loading network file {}", path.display()))?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
     let est = network::estimate(&loaded.file);
     let model = quantal::model::Model::from_spec(&loaded.file);
     let net = network::build(&loaded, &model)
@@ -289,6 +295,9 @@ fn bench(
 ) -> Result<ExitCode> {
     let loaded = netfile::load(&path, &set)
         .with_context(|| format!("loading network file {}", path.display()))?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
     let t0 = std::time::Instant::now();
     let mut sim = Simulation::new(loaded, kind)
         .with_context(|| format!("building network {}", path.display()))?;
@@ -422,6 +431,9 @@ fn validate(
     }
     let loaded = netfile::load(&path, &set)
         .with_context(|| format!("loading network file {}", path.display()))?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
     let model = Arc::new(quantal::model::Model::from_spec(&loaded.file));
     let net = Arc::new(
         network::build(&loaded, &model)

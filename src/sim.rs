@@ -310,6 +310,7 @@ impl Simulation {
             network_text: self.loaded.original_text.clone(),
             effective_text: self.loaded.text.clone(),
             overrides: self.loaded.overrides.clone(),
+            warnings: self.loaded.warnings.clone(),
         }
     }
 

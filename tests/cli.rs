@@ -26,7 +26,12 @@ fn fails_well(o: &Output, needles: &[&str]) {
         !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
         "{err}"
     );
-    assert!(err.starts_with("error: "), "{err}");
+    // Located warnings may come first; the error is the first other line.
+    let first = err
+        .lines()
+        .find(|l| !l.starts_with("warning: "))
+        .unwrap_or("");
+    assert!(first.starts_with("error: "), "{err}");
     for n in needles {
         assert!(err.contains(n), "stderr lacks `{n}`: {err}");
     }

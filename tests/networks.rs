@@ -360,3 +360,73 @@ fn coba_sustains_asynchronous_irregular_activity() {
         assert!(cv > 0.5, "{name}: median CV {cv}");
     }
 }
+
+/// What the model changes rather than uses as written is a located warning, not a silent
+/// change: a step too coarse for HH, a delay below half a step, a sampling interval that
+/// is not a multiple of dt, spike times after the run or on a step that already fires.
+#[test]
+fn silent_changes_are_warnings() {
+    let text = r#"version = 1
+[simulation]
+dt_ms = 0.2
+duration_ms = 50.0
+[[populations]]
+name = "src"
+size = 1
+model = "spike_times"
+[populations.spike_times]
+times_ms = [1.0, 1.05, 60.0]
+[[populations]]
+name = "hh"
+size = 1
+model = "hh"
+[[synapse_types]]
+name = "glu"
+transmitter = "glutamate"
+[[synapse_types.receptors]]
+kind = "ampa"
+[[projections]]
+source = "src"
+target = "hh"
+synapse = "glu"
+rule = "all_to_all"
+delay_ms = 0.05
+[record]
+sample_interval_ms = 0.5
+"#;
+    let l = netfile::load_str(text, Path::new("w.toml"), &[]).unwrap();
+    let w = l.warnings.join("\n");
+    assert_eq!(l.warnings.len(), 5, "{w}");
+    for (needle, line) in [
+        (
+            "is coarser than the 0.1 ms at which the HH scheme is validated",
+            3,
+        ),
+        (
+            "1 spike time(s) at or after the end of the run (50 ms) never fire",
+            9,
+        ),
+        ("1 spike time(s) fall on a step that already fires", 9),
+        (
+            "delays below half a step (0.1 ms) are rounded up to one step",
+            25,
+        ),
+        (
+            "0.5 ms is not a multiple of dt = 0.2 ms; samples are taken every 3 steps",
+            27,
+        ),
+    ] {
+        let hit = l
+            .warnings
+            .iter()
+            .find(|x| x.contains(needle))
+            .unwrap_or_else(|| panic!("missing `{needle}` in {w}"));
+        assert!(hit.starts_with(&format!("w.toml:{line}:")), "{hit}");
+    }
+    let clean = netfile::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba.toml"),
+        &[],
+    )
+    .unwrap();
+    assert!(clean.warnings.is_empty(), "{:?}", clean.warnings);
+}

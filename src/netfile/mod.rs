@@ -652,6 +652,10 @@ pub struct LoadedNetwork {
     pub path: PathBuf,
     /// The `--set` overrides applied, as given.
     pub overrides: Vec<String>,
+    /// Located warnings: what the file asks for that the model changes (a delay rounded
+    /// up to one step, a sampling interval rounded to whole steps, a spike time after the
+    /// run, a step too coarse for HH).
+    pub warnings: Vec<String>,
 }
 
 /// Reads, overrides, parses and validates a network file.
@@ -686,12 +690,14 @@ pub fn load_str(
         }))
     })?;
     validate(&file, &text, path)?;
+    let warnings = validate::warnings(&file, &text, path);
     Ok(LoadedNetwork {
         file,
         text,
         original_text: original_text.to_string(),
         path: path.to_path_buf(),
         overrides: overrides.to_vec(),
+        warnings,
     })
 }
 

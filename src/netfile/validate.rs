@@ -66,6 +66,83 @@ pub fn spec_error(text: &str, file: &Path, at: &SpecPath, message: String) -> Er
     }))
 }
 
+/// Largest step for Traub-Miles HH with the Rush-Larsen scheme (§6.2 validates 0.1 ms).
+pub const HH_MAX_DT_MS: f64 = 0.1;
+
+/// Located warnings for a valid file: values the model will change rather than use as
+/// written. Each reads `file:line:column: field `...`: ...`.
+pub fn warnings(f: &NetworkFile, text: &str, file: &Path) -> Vec<String> {
+    let root = SpecPath::root();
+    let dt = f.simulation.dt_ms;
+    let mut out = Vec::new();
+    let mut warn =
+        |at: &SpecPath, msg: String| out.push(spec_error(text, file, at, msg).to_string());
+    let end_ms = f.simulation.duration_ms;
+    for (i, p) in f.populations.iter().enumerate() {
+        let at = root.key("populations").index(i);
+        if p.model == NeuronModel::Hh && dt > HH_MAX_DT_MS + 1e-12 {
+            warn(
+                &root.key("simulation").key("dt_ms"),
+                format!("dt_ms = {dt} is coarser than the {HH_MAX_DT_MS} ms at which the HH scheme is validated (§6.2; the m gate's time constant falls below 0.1 ms at the spike peak), so the rates of population `{}` may be off; use 0.1 or less", p.name),
+            );
+        }
+        if let Some(st) = &p.spike_times {
+            let lists: Vec<&Vec<f64>> = match (&st.times_ms, &st.per_neuron_ms) {
+                (Some(t), _) => vec![t],
+                (None, Some(l)) => l.iter().collect(),
+                _ => Vec::new(),
+            };
+            let late = lists
+                .iter()
+                .flat_map(|l| l.iter())
+                .filter(|&&t| t >= end_ms)
+                .count();
+            if late > 0 {
+                warn(
+                    &at.key("spike_times"),
+                    format!("{late} spike time(s) at or after the end of the run ({end_ms} ms) never fire"),
+                );
+            }
+            let merged: usize = lists
+                .iter()
+                .map(|l| {
+                    let mut steps: Vec<i64> = l.iter().map(|t| (t / dt).round() as i64).collect();
+                    steps.sort_unstable();
+                    let n = steps.len();
+                    steps.dedup();
+                    n - steps.len()
+                })
+                .sum();
+            if merged > 0 {
+                warn(
+                    &at.key("spike_times"),
+                    format!("{merged} spike time(s) fall on a step that already fires (times are rounded to dt = {dt} ms) and are dropped"),
+                );
+            }
+        }
+    }
+    for (i, p) in f.projections.iter().enumerate() {
+        if let Some(d) = &p.delay_ms {
+            if p.conduction.is_none() && d.lower_bound() < 0.5 * dt {
+                warn(
+                    &root.key("projections").index(i).key("delay_ms"),
+                    format!("delays below half a step ({} ms) are rounded up to one step (dt = {dt} ms): a spike needs at least one step to arrive (§7)", 0.5 * dt),
+                );
+            }
+        }
+    }
+    if let Some(si) = f.record.sample_interval_ms {
+        let k = (si / dt).round().max(1.0);
+        if (k * dt - si).abs() > 1e-9 * si.max(dt) {
+            warn(
+                &root.key("record").key("sample_interval_ms"),
+                format!("{si} ms is not a multiple of dt = {dt} ms; samples are taken every {k} steps ({} ms)", (k * dt * 1e9).round() / 1e9),
+            );
+        }
+    }
+    out
+}
+
 struct Check<'a> {
     text: &'a str,
     file: &'a Path,

@@ -133,6 +133,7 @@ impl Recorder for Hdf5Recorder {
         self.attr_str(root, "network_toml", &meta.network_text)?;
         self.attr_str(root, "effective_network_toml", &meta.effective_text)?;
         self.attr_str(root, "overrides", &meta.overrides.join("\n"))?;
+        self.attr_str(root, "warnings", &meta.warnings.join("\n"))?;
         self.attr_u64(root, "complete", 0)?;
         let sp = self.group(root, "spikes")?;
         for name in spike_pops {

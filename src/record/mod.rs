@@ -55,6 +55,8 @@ pub struct RunMeta {
     pub effective_text: String,
     /// `--set` overrides, as given.
     pub overrides: Vec<String>,
+    /// Located warnings of the network file (one per line in the output).
+    pub warnings: Vec<String>,
 }
 
 /// What the run did (written at the end).
