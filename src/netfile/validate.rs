@@ -270,7 +270,9 @@ impl Check<'_> {
             }
         };
         for (key, v) in params {
-            if !v.is_nan() && !(v.is_finite() && (v as f32).is_finite()) {
+            // NaN is reported below with the distribution's bounds.
+            let finite_f32 = v.is_finite() && (v as f32).is_finite();
+            if !v.is_nan() && !finite_f32 {
                 let p = if key.is_empty() {
                     at.clone()
                 } else {
