@@ -120,7 +120,8 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
         quiet,
     } = opts;
     if let Some(s) = seed {
-        set.push(format!("simulation.seed={s}"));
+        // Quoted: TOML integers stop at 2^63 - 1, the seed is any u64.
+        set.push(format!("simulation.seed=\"{s}\""));
     }
     if let Some(d) = duration_ms {
         set.push(format!("simulation.duration_ms={d:?}"));

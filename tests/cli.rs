@@ -358,3 +358,44 @@ fn output_rules() {
         "no partial files left behind"
     );
 }
+
+/// Regression (correctness issue, input): any u64 seed works from the command line, and
+/// the file says which seed and which overrides were applied.
+#[test]
+fn any_u64_seed() {
+    let (_d, out) = tmp("seed.h5");
+    let o = quantal(&[
+        "run",
+        "networks/single_synapse.toml",
+        "-q",
+        "--seed",
+        "18446744073709551615",
+        "--set",
+        "environment.ca_o_mm=1.5",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let f = hdf5::File::open(&out).unwrap();
+    assert_eq!(
+        f.attr("seed").unwrap().read_scalar::<u64>().unwrap(),
+        u64::MAX
+    );
+    let ov = f
+        .attr("overrides")
+        .unwrap()
+        .read_scalar::<hdf5::types::VarLenUnicode>()
+        .unwrap()
+        .to_string();
+    assert!(
+        ov.contains("environment.ca_o_mm=1.5") && ov.contains("18446744073709551615"),
+        "{ov}"
+    );
+    let eff = f
+        .attr("effective_network_toml")
+        .unwrap()
+        .read_scalar::<hdf5::types::VarLenUnicode>()
+        .unwrap()
+        .to_string();
+    assert!(eff.contains("ca_o_mm = 1.5"), "{eff}");
+}

@@ -267,9 +267,66 @@ fn overrides_apply_and_keep_locations() {
     let b = backend_with(text, &["populations.a.size=7", "environment.ca_o_mm=1.5"]);
     assert_eq!(b.network().n_neurons(), 7);
     assert_eq!(b.model().ca_o_mm, 1.5);
-    let err = netfile::load_str(text, Path::new("o.toml"), &["populations.a.size=-2".into()])
-        .unwrap_err();
+    // Regression (correctness issue, input): an error caused by an override names the
+    // override and the field, not a line that the file does not have.
+    for (given, field) in [
+        ("populations.a.size=-2", "populations[0].size"),
+        ("environment.mg_o_mm=500", "environment.mg_o_mm"),
+    ] {
+        let err = netfile::load_str(text, Path::new("o.toml"), &[given.into()]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, quantal::Error::Override { .. })
+                && msg.contains(&format!("bad override `{given}`"))
+                && msg.contains(&format!("field `{field}`")),
+            "{msg}"
+        );
+    }
+    // An error of the file itself stays located in the file, overrides or not.
+    let broken = text.replace("size = 3", "size = 0");
+    let err = netfile::load_str(
+        &broken,
+        Path::new("o.toml"),
+        &["environment.ca_o_mm=1.5".into()],
+    )
+    .unwrap_err();
     assert!(err.to_string().starts_with("o.toml:6:"), "{err}");
+    // Receptors are addressed by kind as well as by position.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/single_synapse.toml");
+    let l = netfile::load(
+        &path,
+        &[
+            "synapse_types.glu.receptors.nmda.g_max_ns=0.25".into(),
+            "synapse_types.glu.receptors.0.g_max_ns=0.5".into(),
+        ],
+    )
+    .unwrap();
+    let m = quantal::model::Model::from_spec(&l.file);
+    assert_eq!(
+        (m.receptors[0].g_max_ns, m.receptors[1].g_max_ns),
+        (0.5, 0.25)
+    );
+    // Any u64 seed: a quoted seed in the file, and --set with a seed beyond 2^63.
+    let big = netfile::load_str(
+        &text.replace(
+            "duration_ms = 10.0",
+            "duration_ms = 10.0\nseed = \"18446744073709551615\"",
+        ),
+        Path::new("o.toml"),
+        &["environment.ca_o_mm=1.5".into()],
+    )
+    .unwrap();
+    assert_eq!(
+        (big.file.simulation.seed, big.file.environment.ca_o_mm),
+        (u64::MAX, 1.5)
+    );
+    let set = netfile::load_str(
+        text,
+        Path::new("o.toml"),
+        &["simulation.seed=9223372036854775808".into()],
+    )
+    .unwrap();
+    assert_eq!(set.file.simulation.seed, 1 << 63);
     for bad in [
         "populations.nobody.size=1",
         "populations.a=1",
@@ -429,4 +486,38 @@ sample_interval_ms = 0.5
     )
     .unwrap();
     assert!(clean.warnings.is_empty(), "{:?}", clean.warnings);
+}
+
+/// Hostile files get one located line: non-UTF-8 bytes, control characters, and files
+/// beyond 64 MiB (refused before reading).
+#[test]
+fn hostile_files_get_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = "version = 1\n[simulation]\nduration_ms = 10.0\n";
+    let cases: [(&str, Vec<u8>, &str); 2] = [
+        (
+            "latin1.toml",
+            [good.as_bytes(), b"# caf\xe9\n"].concat(),
+            "latin1.toml:4:6: field `(file)`: byte 49 is not UTF-8",
+        ),
+        (
+            "ctrl.toml",
+            [good.as_bytes(), b"[[populations]]\nname = \"a\x07b\"\n"].concat(),
+            "ctrl.toml:5:10: field `(file)`: control character U+0007",
+        ),
+    ];
+    for (name, bytes, want) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let msg = netfile::load(&p, &[]).unwrap_err().to_string();
+        assert!(msg.contains(want) && !msg.contains('\n'), "{msg}");
+    }
+    let p = dir.path().join("huge.toml");
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(netfile::MAX_FILE_BYTES + 1).unwrap();
+    let msg = netfile::load(&p, &[]).unwrap_err().to_string();
+    assert!(
+        msg.contains("the file has 67108865 bytes; accepted: at most 67108864"),
+        "{msg}"
+    );
 }

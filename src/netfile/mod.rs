@@ -63,8 +63,9 @@ pub struct SimulationSpec {
     pub dt_ms: f64,
     /// Simulated time in ms.
     pub duration_ms: f64,
-    /// Seed of every random number of the run (construction and dynamics).
-    #[serde(default = "default_seed")]
+    /// Seed of every random number of the run (construction and dynamics): any u64, as
+    /// an integer or, from 2^63 on (beyond TOML's integers), as a decimal string.
+    #[serde(default = "default_seed", deserialize_with = "seed_from_int_or_string")]
     pub seed: u64,
     /// Largest state the run may allocate, in GiB (default: the machine's available memory).
     #[serde(default)]
@@ -76,6 +77,25 @@ fn default_dt() -> f64 {
 }
 fn default_seed() -> u64 {
     1
+}
+
+/// A u64 seed from a TOML integer or a decimal string.
+fn seed_from_int_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Seed {
+        Int(u64),
+        Text(String),
+    }
+    match Seed::deserialize(d)? {
+        Seed::Int(v) => Ok(v),
+        Seed::Text(t) => t.trim().parse::<u64>().map_err(|_| {
+            serde::de::Error::custom(format!(
+                "seed `{}` is not an integer in [0, 18446744073709551615]",
+                t.chars().take(40).collect::<String>()
+            ))
+        }),
+    }
 }
 
 /// `[environment]`: extracellular ions (§1.1, §5.1).
@@ -660,11 +680,50 @@ pub struct LoadedNetwork {
 
 /// Reads, overrides, parses and validates a network file.
 pub fn load(path: &Path, overrides: &[String]) -> Result<LoadedNetwork, Error> {
-    let original_text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+    let io = |e| Error::Io {
         path: path.to_path_buf(),
         source: e,
-    })?;
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(located(
+            path,
+            1,
+            1,
+            format!(
+                "the file has {size} bytes; accepted: at most {MAX_FILE_BYTES} (64 MiB): large connectivity belongs in rules, not in pair lists"
+            ),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    let original_text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let ok = std::str::from_utf8(&e.as_bytes()[..at]).unwrap_or("");
+            let (line, column) = line_col(ok, ok.len());
+            return Err(located(
+                path,
+                line,
+                column,
+                format!("byte {at} is not UTF-8; accepted: a UTF-8 text file"),
+            ));
+        }
+    };
     load_str(&original_text, path, overrides)
+}
+
+/// Largest network file read (64 MiB).
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+fn located(path: &Path, line: usize, column: usize, message: String) -> Error {
+    Error::Spec(Box::new(SpecError {
+        path: path.to_path_buf(),
+        line,
+        column,
+        field: "(file)".into(),
+        message,
+    }))
 }
 
 /// Parses and validates network text; `path` is used in error messages.
@@ -673,7 +732,55 @@ pub fn load_str(
     path: &Path,
     overrides: &[String],
 ) -> Result<LoadedNetwork, Error> {
-    let text = apply_overrides(original_text, overrides, path)?;
+    // Control characters other than tab and line ends are refused with their place.
+    if let Some((i, c)) = original_text
+        .char_indices()
+        .find(|&(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        let (line, column) = line_col(original_text, i);
+        return Err(located(
+            path,
+            line,
+            column,
+            format!(
+                "control character U+{:04X}; accepted: printable text, tabs and line ends",
+                c as u32
+            ),
+        ));
+    }
+    if overrides.is_empty() {
+        return parse_and_validate(original_text, original_text, path, overrides);
+    }
+    // The file as written must be valid (its errors are located in it); then each
+    // override is applied in turn, and an error it causes names the override, since its
+    // value has no line in the file.
+    parse_and_validate(original_text, original_text, path, &[])?;
+    let mut text = original_text.to_string();
+    for (k, given) in overrides.iter().enumerate() {
+        text = apply_overrides(&text, std::slice::from_ref(given), path)?;
+        if let Err(e) = parse_and_validate(&text, original_text, path, &overrides[..=k]) {
+            let reason = match e.as_spec() {
+                Some(s) => format!("field `{}`: {}", s.field, s.message),
+                None => e.to_string(),
+            };
+            return Err(Error::Override {
+                given: given.clone(),
+                reason,
+                path: path.to_path_buf(),
+            });
+        }
+    }
+    parse_and_validate(&text, original_text, path, overrides)
+}
+
+/// Parses and validates `text` (the file with `overrides` applied).
+fn parse_and_validate(
+    text: &str,
+    original_text: &str,
+    path: &Path,
+    overrides: &[String],
+) -> Result<LoadedNetwork, Error> {
+    let text = text.to_string();
     let file: NetworkFile = toml::from_str(&text).map_err(|e| {
         let (line, column) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((0, 0));
         let msg = e.message().trim().to_string();

@@ -1,8 +1,9 @@
 //! `--set KEY=VALUE` overrides, applied to the text of the network file so that every
 //! line of the file keeps its number in error messages.
 //!
-//! KEY is a dotted path; an array of tables is indexed by an element's `name` or by its
-//! position: `environment.ca_o_mm=1.0`, `synapse_types.glu.ca.p_ref=0.3`,
+//! KEY is a dotted path; an array of tables is indexed by an element's `name` (receptors
+//! by their `kind`) or by its position: `environment.ca_o_mm=1.0`,
+//! `synapse_types.glu.ca.p_ref=0.3`, `synapse_types.glu.receptors.ampa.g_max_ns=0.8`,
 //! `populations.exc.size=100`, `projections.0.p=0.05`. VALUE is a TOML value; a bare word
 //! that is not valid TOML is taken as a string.
 
@@ -18,8 +19,22 @@ pub fn apply_overrides(text: &str, overrides: &[String], path: &Path) -> Result<
     }
     let mut doc: DocumentMut = match text.parse() {
         Ok(d) => d,
-        // Let the normal parser report the syntax error with its location.
-        Err(_) => return Ok(text.to_string()),
+        Err(e) => {
+            // A file the full parser accepts but the editor cannot (an integer of 2^63 or
+            // more) must not drop the overrides silently.
+            if toml::from_str::<toml::Table>(text).is_ok() {
+                return Err(Error::Override {
+                    given: overrides[0].clone(),
+                    reason: format!(
+                        "the file cannot be edited to apply overrides ({}); write integers of 2^63 or more, such as a large seed, as strings: seed = \"18446744073709551615\"",
+                        e.message().trim()
+                    ),
+                    path: path.to_path_buf(),
+                });
+            }
+            // Let the normal parser report the syntax error with its location.
+            return Ok(text.to_string());
+        }
     };
     for given in overrides {
         apply_one(&mut doc, given).map_err(|reason| Error::Override {
@@ -73,10 +88,15 @@ fn apply_one(doc: &mut DocumentMut, given: &str) -> Result<(), String> {
                         ))
                     }
                     Err(_) => {
+                        // Entries are named by `name`, or by `kind` (receptors).
                         let names: Vec<String> = arr
                             .iter()
-                            .filter_map(|t| {
-                                t.get("name").and_then(|v| v.as_str()).map(String::from)
+                            .map(|t| {
+                                t.get("name")
+                                    .or_else(|| t.get("kind"))
+                                    .and_then(|v| v.as_str())
+                                    .map(String::from)
+                                    .unwrap_or_default()
                             })
                             .collect();
                         names.iter().position(|n| n == next).ok_or_else(|| {

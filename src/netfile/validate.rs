@@ -1233,8 +1233,18 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
             "ms (at least dt)",
         )?;
     }
+    // Each (population or projection, variable) is one report: recording it twice is refused.
+    let mut reported: HashSet<(String, String)> = HashSet::new();
     for (i, r) in f.record.neurons.iter().enumerate() {
         let at = rec.key("neurons").index(i);
+        for (j, v) in r.variables.iter().enumerate() {
+            if !reported.insert((r.population.clone(), v.clone())) {
+                return Err(c.err(
+                    &at.key("variables").index(j),
+                    format!("`{v}` of population `{}` is recorded twice; give each variable once (with all the ids it needs)", r.population),
+                ));
+            }
+        }
         let pop = f
             .populations
             .iter()
@@ -1294,6 +1304,14 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
     }
     for (i, r) in f.record.synapses.iter().enumerate() {
         let at = rec.key("synapses").index(i);
+        for (j, v) in r.variables.iter().enumerate() {
+            if !reported.insert((format!("projection {}", r.projection), v.clone())) {
+                return Err(c.err(
+                    &at.key("variables").index(j),
+                    format!("`{v}` of projection `{}` is recorded twice; give each variable once (with all the ids it needs)", r.projection),
+                ));
+            }
+        }
         let proj = f
             .projections
             .iter()
