@@ -23,12 +23,21 @@ macro_rules! say {
     }};
 }
 
+/// eprintln! that ignores a closed stderr (`quantal run ... 2>&1 | head -1`): the run goes
+/// on and finishes its file instead of panicking.
+macro_rules! note {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            note!("error: {err:#}");
             ExitCode::from(2)
         }
     }
@@ -129,7 +138,7 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
     let loaded = netfile::load(&path, &set)
         .with_context(|| format!("loading network file {}", path.display()))?;
     for w in &loaded.warnings {
-        eprintln!("warning: {w}");
+        note!("warning: {w}");
     }
     let out = output.unwrap_or_else(|| {
         let stem = path
@@ -149,7 +158,7 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
         } else {
             format!(" ({})", sim.backend_note)
         };
-        eprintln!(
+        note!(
             "quantal {}: {} neurons, {} synapses, {} steps of {} ms; backend {}{} on {}",
             quantal::VERSION,
             sim.net.n_neurons(),
@@ -188,7 +197,7 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
             b.set_position(done as u64);
         } else if !quiet && (done as u64 * 10 / total.max(1) as u64) > last_line as u64 {
             last_line = (done as u64 * 10 / total.max(1) as u64) as u32;
-            eprintln!(
+            note!(
                 "progress: {done}/{total} steps ({}%)",
                 done as u64 * 100 / total.max(1) as u64
             );
@@ -201,7 +210,7 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
     let summary = match result {
         Ok(s) => s,
         Err(quantal::Error::Interrupted { step }) => {
-            eprintln!(
+            note!(
                 "interrupted at step {step}; {} holds everything up to the last flush",
                 out.display()
             );
@@ -237,7 +246,7 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
     let loaded = netfile::load(&path, &set)
         .with_context(|| format!("loading network file {}", path.display()))?;
     for w in &loaded.warnings {
-        eprintln!("warning: {w}");
+        note!("warning: {w}");
     }
     let est = network::estimate(&loaded.file);
     let model = quantal::model::Model::from_spec(&loaded.file);
@@ -274,8 +283,9 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
             + network::BYTES_PER_NEURON_RECEPTOR * model.receptors.len() as u64) as f64
         + net.n_synapses() as f64 * est.bytes_per_synapse as f64;
     say!(
-        "memory: cpu backend {} of state (estimated before building: {}, peak while building {})",
+        "memory: cpu backend {} of state and {} of recording buffers (estimated before building: {} in all, peak while building {})",
         gib(exact),
+        gib(est.record_bytes),
         gib(est.cpu_bytes),
         gib(est.build_bytes)
     );
@@ -297,7 +307,7 @@ fn bench(
     let loaded = netfile::load(&path, &set)
         .with_context(|| format!("loading network file {}", path.display()))?;
     for w in &loaded.warnings {
-        eprintln!("warning: {w}");
+        note!("warning: {w}");
     }
     let t0 = std::time::Instant::now();
     let mut sim = Simulation::new(loaded, kind)
@@ -433,7 +443,7 @@ fn validate(
     let loaded = netfile::load(&path, &set)
         .with_context(|| format!("loading network file {}", path.display()))?;
     for w in &loaded.warnings {
-        eprintln!("warning: {w}");
+        note!("warning: {w}");
     }
     let model = Arc::new(quantal::model::Model::from_spec(&loaded.file));
     let net = Arc::new(

@@ -43,6 +43,9 @@ pub enum BackendKind {
 
 /// Largest number of steps the driver hands to a backend at once.
 pub const MAX_BATCH_STEPS: u32 = 1024;
+/// Recorded data held in memory between flushes: a flush happens at the flush interval
+/// or when this much is buffered, whichever comes first.
+pub const MAX_BUFFERED_BYTES: usize = 64 << 20;
 
 /// A ready-to-run simulation.
 pub struct Simulation {
@@ -73,6 +76,19 @@ fn units(var: &str) -> &'static str {
         "docked" | "reserve" | "endosome" | "released" => "vesicles",
         v if v.ends_with("_ns") => "nS",
         _ => "1",
+    }
+}
+
+/// A recorder error (a full disk, a removed directory) with how far the run got.
+fn writing_failed(e: Error, done: u32, n_steps: u32) -> Error {
+    match e {
+        Error::Hdf5 { message, path } => Error::Hdf5 {
+            message: format!(
+                "{message}; writing stopped after {done} of {n_steps} steps, and the file holds everything up to the last good flush"
+            ),
+            path,
+        },
+        other => other,
     }
 }
 
@@ -416,9 +432,11 @@ impl Simulation {
                 }
             }
             done += batch.n_steps;
-            if done.is_multiple_of(self.flush_every) {
+            let buffered = rows.iter().map(|r| r.len() * 4).sum::<usize>()
+                + spike_t.iter().map(|t| t.len() * 16).sum::<usize>();
+            if done.is_multiple_of(self.flush_every) || buffered > MAX_BUFFERED_BYTES {
                 if let Err(e) = write_batch(rec, &mut spike_t, &mut spike_n, &mut rows) {
-                    result = Err(e);
+                    result = Err(writing_failed(e, done, n_steps));
                     break;
                 }
             }
@@ -445,8 +463,8 @@ impl Simulation {
         };
         let finished = rec.finish(&summary);
         result?;
-        flushed?;
-        finished?;
+        flushed.map_err(|e| writing_failed(e, done, n_steps))?;
+        finished.map_err(|e| writing_failed(e, done, n_steps))?;
         if interrupted {
             return Err(Error::Interrupted { step: done as u64 });
         }

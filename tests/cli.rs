@@ -399,3 +399,30 @@ fn any_u64_seed() {
         .to_string();
     assert!(eff.contains("ca_o_mm = 1.5"), "{eff}");
 }
+
+/// Regression (correctness issue, output): closed stdout and stderr (`2>&1 | head -1`)
+/// never panic; the run finishes its file.
+#[test]
+fn closed_stdout_and_stderr_do_not_stop_the_run() {
+    let (_d, out) = tmp("closed.h5");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quantal"))
+        .args([
+            "run",
+            "networks/single_synapse.toml",
+            "--duration-ms",
+            "200",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let f = hdf5::File::open(&out).unwrap();
+    assert_eq!(f.attr("complete").unwrap().read_scalar::<u64>().unwrap(), 1);
+}

@@ -270,3 +270,37 @@ fn more_populations_than_the_index_holds_are_refused() {
     let e = err.as_spec().expect("a located error");
     assert_eq!(e.line, 4 + 4 * 65536, "{msg}");
 }
+
+/// Regression (correctness issue, input): the memory guard estimates a distance-dependent
+/// projection from its expected connection count (a 40 000-cell sheet with a 40 µm
+/// Gaussian: about 2πσ²/a² = 100 connections per cell), not from all 1.6e9 pairs.
+#[test]
+fn distance_dependent_estimate_is_the_expected_count() {
+    let sheet =
+        "[populations.positions]\nlayout = \"grid\"\nshape = [200, 200, 1]\nspacing_um = 10.0";
+    let text = net(
+        &pop("s", 40_000, sheet),
+        &proj("d", "s", "s", "rule = \"fixed_probability\"\n[projections.distance]\nprofile = \"gaussian\"\np_max = 1.0\nscale_um = 40.0"),
+    );
+    let l = quantal::netfile::load_str(&text, std::path::Path::new("sheet.toml"), &[]).unwrap();
+    let est = quantal::network::estimate(&l.file);
+    let n = est.synapses[0].1;
+    let closed_form = 40_000.0 * 2.0 * std::f64::consts::PI * 1600.0 / 100.0;
+    assert!(
+        n > 0.85 * closed_form && n < 1.25 * closed_form,
+        "{n} vs {closed_form}"
+    );
+    assert!(est.build_bytes < 1e9, "{} bytes", est.build_bytes);
+}
+
+/// Recording buffers count in the memory estimate: 1000 neurons × 2 variables sampled
+/// every step and flushed every 100 ms hold 2000 × 4 B × 1000 rows between flushes.
+#[test]
+fn recording_buffers_count_in_the_estimate() {
+    let text = net(&pop("a", 1000, ""), "")
+        + "[record]\nflush_interval_ms = 100.0\n[[record.neurons]]\npopulation = \"a\"\nvariables = [\"v_mv\", \"g_rr_ns\"]\n";
+    let l = quantal::netfile::load_str(&text, std::path::Path::new("r.toml"), &[]).unwrap();
+    let est = quantal::network::estimate(&l.file);
+    assert_eq!(est.record_bytes, 2000.0 * 4.0 * 1000.0);
+    assert!(est.cpu_bytes >= est.record_bytes);
+}

@@ -120,6 +120,9 @@ pub struct Estimate {
     pub cpu_bytes: f64,
     /// Peak bytes while building.
     pub build_bytes: f64,
+    /// Bytes of recorded samples buffered between flushes (at most
+    /// `sim::MAX_BUFFERED_BYTES`, when the driver flushes early); part of `cpu_bytes`.
+    pub record_bytes: f64,
 }
 
 /// Expected sizes and memory of a validated file.
@@ -141,9 +144,13 @@ pub fn estimate(f: &NetworkFile) -> Estimate {
             let n = match p.rule {
                 Rule::AllToAll => ns * nt,
                 Rule::OneToOne => nt,
-                Rule::FixedProbability => {
-                    p.p.or(p.distance.as_ref().map(|d| d.p_max)).unwrap_or(0.0) * ns * nt
-                }
+                Rule::FixedProbability => match (&p.p, &p.distance) {
+                    (Some(prob), _) => prob * ns * nt,
+                    (None, Some(d)) => {
+                        expected_distance_pairs(f, p, d).unwrap_or(d.p_max * ns * nt)
+                    }
+                    _ => 0.0,
+                },
                 Rule::FixedIndegree => p.indegree.unwrap_or(0) as f64 * nt,
                 Rule::Pairs => p.pairs.as_ref().map(|v| v.len()).unwrap_or(0) as f64,
             };
@@ -154,14 +161,77 @@ pub fn estimate(f: &NetworkFile) -> Estimate {
     let neuron_bytes =
         neurons as f64 * (BYTES_PER_NEURON + BYTES_PER_NEURON_RECEPTOR * n_receptors as u64) as f64;
     let bytes_per_synapse = SynapseArrays::of(&Model::from_spec(f)).bytes_per_synapse();
-    let cpu_bytes = neuron_bytes + total_syn * bytes_per_synapse as f64;
+    // Recording: samples per row (probes) times rows between flushes, 4 bytes each.
+    let probes: f64 = f
+        .record
+        .neurons
+        .iter()
+        .map(|r| {
+            let n = r
+                .ids
+                .as_ref()
+                .map(|v| v.len() as f64)
+                .unwrap_or(size(&r.population));
+            n * r.variables.len() as f64
+        })
+        .chain(f.record.synapses.iter().map(|r| {
+            let n = r.ids.as_ref().map(|v| v.len() as f64).unwrap_or_else(|| {
+                synapses
+                    .iter()
+                    .find(|s| s.0 == r.projection)
+                    .map(|s| s.1)
+                    .unwrap_or(0.0)
+            });
+            n * r.variables.len() as f64
+        }))
+        .sum();
+    let dt = f.simulation.dt_ms;
+    let sample = f.record.sample_interval_ms.unwrap_or(dt).max(dt);
+    let flush = f.record.flush_interval_ms.unwrap_or(100.0).max(dt);
+    let rows = (flush / sample).ceil().max(1.0);
+    let record_bytes = (probes * 4.0 * rows).min(
+        crate::sim::MAX_BUFFERED_BYTES as f64 + probes * 4.0 * crate::sim::MAX_BATCH_STEPS as f64,
+    );
+    let cpu_bytes = neuron_bytes + total_syn * bytes_per_synapse as f64 + record_bytes;
     Estimate {
         neurons,
         synapses,
         bytes_per_synapse,
         cpu_bytes,
         build_bytes: cpu_bytes + total_syn * BUILD_BYTES_PER_SYNAPSE as f64,
+        record_bytes,
     }
+}
+
+/// Expected connections of a distance-dependent projection: for up to 256 targets spread
+/// evenly over the target population, the exact sum of the connection probabilities
+/// from every source at the positions the build will use, scaled to all targets (None
+/// without positions).
+fn expected_distance_pairs(
+    f: &NetworkFile,
+    p: &crate::netfile::ProjectionSpec,
+    d: &crate::netfile::DistanceSpec,
+) -> Option<f64> {
+    let idx = |n: &str| f.populations.iter().position(|q| q.name == n);
+    let (si, ti) = (idx(&p.source)?, idx(&p.target)?);
+    let seed = f.simulation.seed;
+    let ps = positions(&f.populations[si], seed, si)?;
+    let pt = positions(&f.populations[ti], seed, ti)?;
+    let k = pt.len().min(256);
+    let mut sum = 0.0;
+    for j in 0..k {
+        let b = pt[j * pt.len() / k];
+        for a in &ps {
+            let r = a.distance(b);
+            sum += match d.profile {
+                DistanceProfile::Gaussian => {
+                    d.p_max * (-r * r / (2.0 * d.scale_um * d.scale_um)).exp()
+                }
+                DistanceProfile::Exponential => d.p_max * (-r / d.scale_um).exp(),
+            };
+        }
+    }
+    Some(sum / k as f64 * pt.len() as f64)
 }
 
 /// Memory available to this process in bytes (MemAvailable), or 8 GiB if unknown.
