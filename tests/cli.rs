@@ -236,11 +236,17 @@ fn info_and_help() {
 }
 
 /// Ctrl-C (SIGINT) ends the run cleanly: exit 130 and a finished, readable file.
+/// Real signals on a child process: SIGINT, SIGTERM and SIGHUP finish the file (exit 130,
+/// readable, complete = 0, rows up to the stop, renamed from its temporary name); SIGKILL
+/// leaves the temporary file and never touches an existing output of the same name.
 #[test]
-fn sigint_leaves_a_readable_file() {
-    let (_d, out) = tmp("coba.h5");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quantal"))
-        .args([
+fn signals_leave_readable_files() {
+    for sig in ["INT", "TERM", "HUP", "KILL"] {
+        let (_d, out) = tmp("coba.h5");
+        if sig == "KILL" {
+            std::fs::write(&out, b"an earlier result").unwrap();
+        }
+        let mut args = vec![
             "run",
             "networks/coba.toml",
             "-q",
@@ -250,35 +256,62 @@ fn sigint_leaves_a_readable_file() {
             "record.flush_interval_ms=5.0",
             "-o",
             out.to_str().unwrap(),
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .spawn()
-        .unwrap();
-    // The run writes under a temporary name in the same directory until it ends.
-    let partial = out.with_file_name(format!(".coba.h5.partial-{}", child.id()));
-    let t0 = std::time::Instant::now();
-    while !partial.exists() && t0.elapsed().as_secs() < 120 {
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        ];
+        if sig == "KILL" {
+            args.push("--force");
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quantal"))
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .spawn()
+            .unwrap();
+        // The run writes under a temporary name in the same directory until it ends.
+        let partial = out.with_file_name(format!(".coba.h5.partial-{}", child.id()));
+        let t0 = std::time::Instant::now();
+        while !partial.exists() && t0.elapsed().as_secs() < 120 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        assert!(
+            partial.exists(),
+            "SIG{sig}: the partial file exists during the run"
+        );
+        assert_eq!(
+            out.exists(),
+            sig == "KILL",
+            "SIG{sig}: the final name is not written early"
+        );
+        assert!(Command::new("kill")
+            .args([&format!("-{sig}"), &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let status = child.wait().unwrap();
+        if sig == "KILL" {
+            assert_eq!(
+                std::fs::read(&out).unwrap(),
+                b"an earlier result",
+                "untouched"
+            );
+            assert!(
+                partial.exists(),
+                "the killed run's data stays under its temporary name"
+            );
+            continue;
+        }
+        assert_eq!(status.code(), Some(130), "SIG{sig}");
+        assert!(!partial.exists(), "SIG{sig}: renamed when the run ended");
+        let f = hdf5::File::open(&out).unwrap();
+        assert_eq!(f.attr("complete").unwrap().read_scalar::<u64>().unwrap(), 0);
+        let steps = f.attr("steps").unwrap().read_scalar::<u64>().unwrap();
+        assert!(steps > 0 && steps < 1_000_000);
+        let rows = f.dataset("report/exc/v_mv/data").unwrap().shape()[0] as u64;
+        assert_eq!(
+            rows,
+            steps.div_ceil(10),
+            "SIG{sig}: one row per ms up to the stop"
+        );
     }
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert!(
-        partial.exists() && !out.exists(),
-        "only the partial file exists during the run"
-    );
-    assert!(Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    assert!(!partial.exists(), "renamed when the run ended");
-    let f = hdf5::File::open(&out).unwrap();
-    assert_eq!(f.attr("complete").unwrap().read_scalar::<u64>().unwrap(), 0);
-    let steps = f.attr("steps").unwrap().read_scalar::<u64>().unwrap();
-    assert!(steps > 0 && steps < 1_000_000);
-    let rows = f.dataset("report/exc/v_mv/data").unwrap().shape()[0] as u64;
-    assert_eq!(rows, steps.div_ceil(10), "one row per ms up to the stop");
 }
 
 #[test]

@@ -418,3 +418,63 @@ fn non_finite_state_stops_the_run() {
         "rows up to the last flush before the NaN"
     );
 }
+
+/// A recorder that fails like a full disk on its third flush.
+struct FullDisk {
+    inner: MemoryRecorder,
+    flushes: u32,
+    finished: Option<quantal::record::Summary>,
+}
+
+impl quantal::record::Recorder for FullDisk {
+    fn begin(
+        &mut self,
+        meta: &quantal::record::RunMeta,
+        spike_pops: &[String],
+        reports: &[quantal::record::ReportDesc],
+    ) -> Result<(), quantal::Error> {
+        self.inner.begin(meta, spike_pops, reports)
+    }
+    fn write_spikes(&mut self, pop: usize, t: &[f64], ids: &[u64]) -> Result<(), quantal::Error> {
+        self.inner.write_spikes(pop, t, ids)
+    }
+    fn write_rows(&mut self, report: usize, data: &[f32]) -> Result<(), quantal::Error> {
+        self.inner.write_rows(report, data)
+    }
+    fn flush(&mut self) -> Result<(), quantal::Error> {
+        self.flushes += 1;
+        if self.flushes >= 3 {
+            return Err(quantal::Error::Hdf5 {
+                message: "No space left on device".into(),
+                path: "full.h5".into(),
+            });
+        }
+        Ok(())
+    }
+    fn finish(&mut self, s: &quantal::record::Summary) -> Result<(), quantal::Error> {
+        self.finished = Some(s.clone());
+        Ok(())
+    }
+}
+
+/// A write failure (a full disk) stops the run with how far it got; the recorder is
+/// still finished, marked incomplete.
+#[test]
+fn full_disk_says_how_far_the_run_got() {
+    let mut s = sim(&["record.flush_interval_ms=100.0"]);
+    let mut rec = FullDisk {
+        inner: MemoryRecorder::default(),
+        flushes: 0,
+        finished: None,
+    };
+    let err = s
+        .run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("No space left on device; writing stopped after 3000 of 11000 steps, and the file holds everything up to the last good flush"),
+        "{msg}"
+    );
+    let fin = rec.finished.clone().expect("finished");
+    assert!(!fin.complete && fin.steps == 3000);
+}
