@@ -20,14 +20,22 @@ pub struct SpecError {
 
 impl std::fmt::Display for SpecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A message quotes at most a short excerpt of what the file holds.
+        let cut = |s: &str, n: usize| -> String {
+            if s.chars().count() <= n {
+                s.to_string()
+            } else {
+                format!("{}…", s.chars().take(n).collect::<String>())
+            }
+        };
         write!(
             f,
             "{}:{}:{}: field `{}`: {}",
             self.path.display(),
             self.line,
             self.column,
-            self.field,
-            self.message
+            cut(&self.field, 120),
+            cut(&self.message, 400)
         )
     }
 }

@@ -566,3 +566,18 @@ fn hostile_files_get_one_line() {
         "{msg}"
     );
 }
+
+/// A 100 000-character name is quoted as a short excerpt, on one line.
+#[test]
+fn messages_quote_short_excerpts() {
+    let long = "x".repeat(100_000);
+    let text = format!("version = 1\n[simulation]\nduration_ms = 1.0\n[[populations]]\nname = \"a\"\nsize = 1\nmodel = \"lif\"\n[[inputs]]\ntarget = \"{long}\"\namplitude_pa = 1.0\n");
+    let msg = netfile::load_str(&text, Path::new("long.toml"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.len() < 700 && msg.contains('…') && !msg.contains('\n'),
+        "{} chars",
+        msg.len()
+    );
+}

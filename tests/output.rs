@@ -478,3 +478,56 @@ fn full_disk_says_how_far_the_run_got() {
     let fin = rec.finished.clone().expect("finished");
     assert!(!fin.complete && fin.steps == 3000);
 }
+
+/// Flushing is bounded by memory as well as by time: with a flush interval longer than
+/// the run, the rows buffered between flushes stay near `MAX_BUFFERED_BYTES`.
+#[test]
+fn flushes_are_bounded_by_memory() {
+    struct Counting {
+        inner: MemoryRecorder,
+        flushed_rows: Vec<usize>,
+    }
+    impl quantal::record::Recorder for Counting {
+        fn begin(
+            &mut self,
+            meta: &quantal::record::RunMeta,
+            sp: &[String],
+            r: &[quantal::record::ReportDesc],
+        ) -> Result<(), quantal::Error> {
+            self.inner.begin(meta, sp, r)
+        }
+        fn write_spikes(&mut self, p: usize, t: &[f64], i: &[u64]) -> Result<(), quantal::Error> {
+            self.inner.write_spikes(p, t, i)
+        }
+        fn write_rows(&mut self, r: usize, d: &[f32]) -> Result<(), quantal::Error> {
+            self.inner.write_rows(r, d)
+        }
+        fn flush(&mut self) -> Result<(), quantal::Error> {
+            self.flushed_rows.push(self.inner.data[0].len() / 1000);
+            Ok(())
+        }
+        fn finish(&mut self, s: &quantal::record::Summary) -> Result<(), quantal::Error> {
+            self.inner.finish(s)
+        }
+    }
+    let text = "version = 1\n[simulation]\nduration_ms = 600.0\n[[populations]]\nname = \"a\"\nsize = 1000\nmodel = \"lif\"\n[record]\nflush_interval_ms = 1000000.0\n[[record.neurons]]\npopulation = \"a\"\nvariables = [\"v_mv\", \"g_rr_ns\", \"g_sfa_ns\", \"theta_mv\"]\n";
+    let mut s = Simulation::new(
+        netfile::load_str(text, Path::new("m.toml"), &[]).unwrap(),
+        BackendKind::Cpu,
+    )
+    .unwrap();
+    let mut rec = Counting {
+        inner: MemoryRecorder::default(),
+        flushed_rows: Vec::new(),
+    };
+    s.run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false))
+        .unwrap();
+    // 4000 values of 4 B per row: 64 MiB hold 4194 rows; the first flush comes right after.
+    let limit = quantal::sim::MAX_BUFFERED_BYTES / (4000 * 4);
+    assert!(rec.flushed_rows.len() >= 2, "{:?}", rec.flushed_rows);
+    assert!(
+        rec.flushed_rows[0] > limit && rec.flushed_rows[0] <= limit + 1024,
+        "{:?}",
+        rec.flushed_rows
+    );
+}
