@@ -222,6 +222,10 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
         }
     };
     let secs = summary.simulated_ms / 1000.0;
+    if quiet {
+        // -q: nothing on success.
+        return Ok(ExitCode::SUCCESS);
+    }
     say!("wrote {}", out.display());
     say!(
         "simulated {:.1} ms in {:.2} s wall ({:.3}x real time), backend {}",
@@ -231,13 +235,18 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
         sim.backend.name()
     );
     say!("quanta released: {:.0}", summary.quanta);
-    for (name, count, size) in &summary.spikes {
+    say!("  population               spikes   mean rate   CV of ISI   silent");
+    for ((name, count, size), (cv, silent)) in summary.spikes.iter().zip(&summary.irregularity) {
         let rate = if secs > 0.0 {
             *count as f64 / *size as f64 / secs
         } else {
             0.0
         };
-        say!("  {name:<20} {count:>10} spikes  {rate:>9.3} Hz mean rate ({size} neurons)");
+        let cv = cv.map(|c| format!("{c:.3}")).unwrap_or_else(|| "-".into());
+        say!(
+            "  {name:<20} {count:>10} {rate:>9.3} Hz {cv:>11} {:>7.1} % of {size}",
+            100.0 * *silent as f64 / *size as f64
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

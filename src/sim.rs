@@ -353,6 +353,10 @@ impl Simulation {
         let mut spike_n: Vec<Vec<u64>> = vec![Vec::new(); self.spike_pops.len()];
         let mut rows: Vec<Vec<f32>> = vec![Vec::new(); self.reports.len()];
         let mut counts = vec![0u64; n_pops];
+        // Per neuron: last spike step, and count, sum and sum of squares of its ISIs (steps).
+        let nn = self.net.n_neurons() as usize;
+        let mut last_spike = vec![u32::MAX; nn];
+        let mut isi = vec![(0u32, 0f64, 0f64); nn];
         let is_source: Vec<bool> = self
             .model
             .pops
@@ -420,6 +424,14 @@ impl Simulation {
                 for &n in batch.spikes(k) {
                     let p = self.net.neuron_pop[n as usize] as usize;
                     counts[p] += 1;
+                    let i = n as usize;
+                    if last_spike[i] != u32::MAX {
+                        let d = (s - last_spike[i]) as f64;
+                        isi[i].0 += 1;
+                        isi[i].1 += d;
+                        isi[i].2 += d * d;
+                    }
+                    last_spike[i] = s;
                     let slot = pop_slot[p];
                     if slot != usize::MAX {
                         spike_t[slot].push(if is_source[p] {
@@ -460,6 +472,27 @@ impl Simulation {
                 .collect(),
             quanta,
             complete: !interrupted && result.is_ok() && done == n_steps,
+            irregularity: self
+                .model
+                .pops
+                .iter()
+                .map(|p| {
+                    let range = p.first as usize..(p.first + p.size) as usize;
+                    let cvs: Vec<f64> = isi[range.clone()]
+                        .iter()
+                        .filter(|x| x.0 >= 2)
+                        .map(|&(k, sum, sum2)| {
+                            let k = k as f64;
+                            let mean = sum / k;
+                            let var = ((sum2 - sum * mean) / (k - 1.0)).max(0.0);
+                            var.sqrt() / mean
+                        })
+                        .collect();
+                    let silent = last_spike[range].iter().filter(|&&t| t == u32::MAX).count();
+                    let cv = (!cvs.is_empty()).then(|| cvs.iter().sum::<f64>() / cvs.len() as f64);
+                    (cv, silent as u64)
+                })
+                .collect(),
         };
         let finished = rec.finish(&summary);
         result?;

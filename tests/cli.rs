@@ -62,9 +62,35 @@ fn run_writes_a_file_and_a_summary() {
         stdout.contains("wrote") && stdout.contains("real time") && stdout.contains("backend cpu"),
         "{stdout}"
     );
+    // Per population: spikes, rate, CV of the ISIs, fraction silent. The source fires
+    // at 10, 60, ..., 260 ms (regular: CV 0); the cell stays below threshold.
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no line for {name}: {stdout}"))
+            .to_string()
+    };
+    let pre = line("pre ");
     assert!(
-        stdout.contains("pre") && stdout.contains("Hz mean rate"),
-        "{stdout}"
+        pre.contains(" 6 ")
+            && pre.contains("20.000 Hz")
+            && pre.contains("0.000")
+            && pre.contains("0.0 % of 1"),
+        "{pre}"
+    );
+    assert!(line("post ").contains("100.0 % of 1"), "{stdout}");
+    let (_d2, out2) = tmp("quiet.h5");
+    let q = quantal(&[
+        "run",
+        "networks/single_synapse.toml",
+        "-q",
+        "-o",
+        out2.to_str().unwrap(),
+    ]);
+    assert!(
+        q.status.success() && q.stdout.is_empty(),
+        "-q prints nothing on success"
     );
     assert!(
         stderr.contains("backend cpu"),

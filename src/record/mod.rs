@@ -74,6 +74,10 @@ pub struct Summary {
     pub quanta: f64,
     /// True when the run reached its end (false when interrupted).
     pub complete: bool,
+    /// Per population (same order as `spikes`): the mean over neurons with at least three
+    /// spikes of the coefficient of variation of their inter-spike intervals (None when
+    /// no neuron has three), and the number of neurons that never fired.
+    pub irregularity: Vec<(Option<f64>, u64)>,
 }
 
 impl Summary {
