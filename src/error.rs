@@ -68,13 +68,14 @@ pub enum Error {
         /// The network file.
         path: PathBuf,
     },
-    /// Reading or writing a file failed.
-    #[error("{source} ({path})")]
+    /// Reading or writing a file failed. (The cause is part of the message, not a
+    /// chained source, so it is printed once.)
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Writing the HDF5 output failed.
     #[error("HDF5: {message} ({path})")]

@@ -33,6 +33,12 @@ macro_rules! note {
 }
 
 fn main() -> ExitCode {
+    // Mesa's device-select layer prints XDG_RUNTIME_DIR noise on every Vulkan instance
+    // without a display; it selects nothing a compute program needs.
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: set before any thread is started.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
@@ -97,6 +103,25 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// "1 synapse", "2 synapses".
+fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// The real-time factor as simulators print it: simulated time over wall time, three
+/// significant digits ("0.0632 × real time", "189 × real time").
+fn realtime(f: f64) -> String {
+    if !f.is_finite() {
+        return "faster than the clock can measure".into();
+    }
+    let digits = (2 - f.abs().max(1e-12).log10().floor() as i32).max(0) as usize;
+    format!("{f:.digits$} × real time")
+}
+
 fn gib(b: f64) -> String {
     if b >= (1u64 << 30) as f64 {
         format!("{:.2} GiB", b / (1u64 << 30) as f64)
@@ -159,10 +184,10 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
             format!(" ({})", sim.backend_note)
         };
         note!(
-            "quantal {}: {} neurons, {} synapses, {} steps of {} ms; backend {}{} on {}",
+            "quantal {}: {}, {}, {} steps of {} ms; backend {}{} on {}",
             quantal::VERSION,
-            sim.net.n_neurons(),
-            n_syn,
+            count(sim.net.n_neurons() as u64, "neuron"),
+            count(n_syn as u64, "synapse"),
             steps,
             sim.model.dt_ms,
             sim.backend.name(),
@@ -228,10 +253,10 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
     }
     say!("wrote {}", out.display());
     say!(
-        "simulated {:.1} ms in {:.2} s wall ({:.3}x real time), backend {}",
+        "simulated {:.1} ms in {:.2} s wall ({}), backend {}",
         summary.simulated_ms,
         summary.wall_s,
-        summary.realtime_factor(),
+        realtime(summary.realtime_factor()),
         sim.backend.name()
     );
     say!("quanta released: {:.0}", summary.quanta);
@@ -350,16 +375,16 @@ fn bench(
         b.device()
     );
     say!(
-        "  {} neurons, {} synapses; build {:.3} s",
-        sim.net.n_neurons(),
-        sim.net.n_synapses(),
+        "  {}, {}; build {:.3} s",
+        count(sim.net.n_neurons() as u64, "neuron"),
+        count(sim.net.n_synapses() as u64, "synapse"),
         build_s
     );
     say!(
-        "  {steps} steps after {warmup} warm-up: {:.3} s wall, {:.1} steps/s, {:.4}x real time",
+        "  {steps} steps after {warmup} warm-up: {:.3} s wall, {:.1} steps/s, {}",
         wall,
         steps as f64 / wall,
-        steps as f64 * dt / 1000.0 / wall
+        realtime(steps as f64 * dt / 1000.0 / wall)
     );
     say!(
         "  {:.3e} synaptic events/s, {:.3e} quanta/s, {:.3e} spikes/s (mean rate {:.2} Hz)",

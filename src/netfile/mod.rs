@@ -682,7 +682,7 @@ pub struct LoadedNetwork {
 pub fn load(path: &Path, overrides: &[String]) -> Result<LoadedNetwork, Error> {
     let io = |e| Error::Io {
         path: path.to_path_buf(),
-        source: e,
+        cause: e,
     };
     let size = std::fs::metadata(path).map_err(io)?.len();
     if size > MAX_FILE_BYTES {

@@ -1276,18 +1276,26 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
                 if matches!(pop.model, NeuronModel::Lif | NeuronModel::Hh) {
                     all.extend(receptor_vars.iter().cloned());
                 }
+                // Names are case-sensitive (units in names: `v_mv`); point at a near miss.
+                if let Some(near) = all.iter().find(|a| a.eq_ignore_ascii_case(v)) {
+                    return Err(c.err(
+                        &at.key("variables").index(j),
+                        format!(
+                            "unknown variable `{v}`; did you mean `{near}`? (names are lower case)"
+                        ),
+                    ));
+                }
                 return Err(c.err(
                     &at.key("variables").index(j),
                     format!(
-                        "`{v}` cannot be recorded for a {:?} population; accepted: {}",
-                        pop.model,
+                        "`{v}` cannot be recorded for a {} population; accepted: {}",
+                        format!("{:?}", pop.model).to_lowercase(),
                         if all.is_empty() {
                             "none (spike sources have spikes only)".to_string()
                         } else {
                             all.join(", ")
                         }
-                    )
-                    .to_lowercase(),
+                    ),
                 ));
             }
         }

@@ -277,7 +277,7 @@ impl Recorder for Hdf5Recorder {
         file.flush().map_err(|e| self.err(e))?;
         file.close().map_err(|e| self.err(e))?;
         std::fs::rename(&self.partial, &self.path).map_err(|e| Error::Io {
-            source: e,
+            cause: e,
             path: self.path.clone(),
         })
     }
