@@ -103,6 +103,9 @@ pub enum Command {
         /// Override parameters as in `run`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Run the CPU and GPU backends side by side and report where they differ.
     #[command(

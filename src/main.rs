@@ -81,7 +81,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             backend,
             adapter,
             set,
-        } => bench(network, steps, warmup, backend.kind(adapter), set),
+            json,
+        } => bench(network, steps, warmup, backend.kind(adapter), set, json),
         Command::Validate {
             network,
             duration_ms,
@@ -337,6 +338,7 @@ fn bench(
     warmup: u32,
     kind: BackendKind,
     set: Vec<String>,
+    json: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
     let loaded = netfile::load(&path, &set)
         .with_context(|| format!("loading network file {}", path.display()))?;
@@ -405,7 +407,7 @@ fn bench(
     }
     let prof = b.profile();
     let total: f64 = prof.iter().map(|p| p.1).sum::<f64>().max(1e-12);
-    for (k, t) in prof {
+    for (k, t) in &prof {
         say!(
             "  {k:<12} {:>10.3} ms  {:>5.1} %  {:>9.2} µs/step",
             t * 1e3,
@@ -413,7 +415,51 @@ fn bench(
             t * 1e6 / steps.max(1) as f64
         );
     }
+    let peak_rss = peak_rss_bytes();
+    if let Some(p) = peak_rss {
+        say!("  peak memory (RSS) {}", gib(p as f64));
+    }
+    if let Some(out) = json {
+        let neuron_steps = sim.net.n_neurons() as f64 * steps as f64;
+        let (subs, reads) = match (traffic0, b.traffic()) {
+            (Some((s0, r0)), Some((s1, r1))) => ((s1 - s0).to_string(), (r1 - r0).to_string()),
+            _ => ("null".into(), "null".into()),
+        };
+        let kernels: Vec<String> = prof
+            .iter()
+            .map(|(k, t)| format!("\"{k}\": {t:e}"))
+            .collect();
+        let text = format!(
+            "{{\n  \"network\": {:?},\n  \"backend\": {:?},\n  \"device\": {:?},\n  \"neurons\": {},\n  \"synapses\": {},\n  \"build_s\": {build_s:e},\n  \"steps\": {steps},\n  \"warmup\": {warmup},\n  \"dt_ms\": {dt},\n  \"wall_s\": {wall:e},\n  \"steps_per_s\": {:e},\n  \"realtime_factor\": {:e},\n  \"events\": {events},\n  \"ns_per_event\": {},\n  \"ns_per_neuron_step\": {:e},\n  \"quanta\": {quanta:e},\n  \"spikes\": {spikes},\n  \"submissions\": {subs},\n  \"readbacks\": {reads},\n  \"peak_rss_bytes\": {},\n  \"kernel_s\": {{{}}}\n}}\n",
+            path.display().to_string(),
+            b.name(),
+            b.device(),
+            sim.net.n_neurons(),
+            sim.net.n_synapses(),
+            steps as f64 / wall,
+            steps as f64 * dt / 1000.0 / wall,
+            if events > 0 { format!("{:e}", wall * 1e9 / events as f64) } else { "null".into() },
+            wall * 1e9 / neuron_steps.max(1.0),
+            peak_rss.map(|p| p.to_string()).unwrap_or_else(|| "null".into()),
+            kernels.join(", ")
+        );
+        std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+        say!("  figures written to {}", out.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Peak resident memory of this process (Linux VmHWM), bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// Refuses an output that would destroy the input or an existing file (without

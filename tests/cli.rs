@@ -342,6 +342,7 @@ fn signals_leave_readable_files() {
 
 #[test]
 fn bench_reports_kernels() {
+    let (_d, json) = tmp("bench.json");
     let o = quantal(&[
         "bench",
         "networks/coba.toml",
@@ -349,6 +350,8 @@ fn bench_reports_kernels() {
         "30",
         "--warmup",
         "10",
+        "--json",
+        json.to_str().unwrap(),
     ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
@@ -364,6 +367,20 @@ fn bench_reports_kernels() {
     ] {
         assert!(out.contains(k), "bench output lacks `{k}`:\n{out}");
     }
+    // The JSON figures: every field present, numbers where numbers belong.
+    let j = std::fs::read_to_string(&json).unwrap();
+    for field in [
+        "\"steps\": 30",
+        "\"neurons\": 4000",
+        "\"backend\": \"cpu\"",
+        "\"steps_per_s\": ",
+        "\"ns_per_neuron_step\": ",
+        "\"peak_rss_bytes\": ",
+        "\"release\": ",
+    ] {
+        assert!(j.contains(field), "{field} missing in {j}");
+    }
+    assert!(j.trim_start().starts_with('{') && j.trim_end().ends_with('}'));
 }
 
 /// The output is never lost: an existing file is kept unless --force (and then replaced
