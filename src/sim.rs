@@ -385,6 +385,7 @@ impl Simulation {
             rec.flush()
         };
         let mut result: Result<(), Error> = Ok(());
+        let mut last_flushed = 0u32;
         // Batches end at flush and progress points, so those happen where they did with
         // single steps; a stop request is honoured between batches.
         while done < n_steps {
@@ -447,10 +448,22 @@ impl Simulation {
             let buffered = rows.iter().map(|r| r.len() * 4).sum::<usize>()
                 + spike_t.iter().map(|t| t.len() * 16).sum::<usize>();
             if done.is_multiple_of(self.flush_every) || buffered > MAX_BUFFERED_BYTES {
+                // Stop before a write fails half-way on a full disk: the file then stays
+                // readable up to this point.
+                if let Err(e) = rec.room_for(buffered as u64) {
+                    // What is buffered is dropped, and the file ends at the last flush.
+                    rows.iter_mut().for_each(|v| v.clear());
+                    spike_t.iter_mut().for_each(|v| v.clear());
+                    spike_n.iter_mut().for_each(|v| v.clear());
+                    done = last_flushed;
+                    result = Err(writing_failed(e, done, n_steps));
+                    break;
+                }
                 if let Err(e) = write_batch(rec, &mut spike_t, &mut spike_n, &mut rows) {
                     result = Err(writing_failed(e, done, n_steps));
                     break;
                 }
+                last_flushed = done;
             }
             if done.is_multiple_of(report_every) {
                 progress(done, n_steps);

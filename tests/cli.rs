@@ -502,3 +502,62 @@ fn closed_stdout_and_stderr_do_not_stop_the_run() {
     let f = hdf5::File::open(&out).unwrap();
     assert_eq!(f.attr("complete").unwrap().read_scalar::<u64>().unwrap(), 1);
 }
+
+/// A full disk (an 8 MiB tmpfs) stops the run before a write fails half-way, with one
+/// line naming how far it got; the file keeps its name and opens, with everything up to
+/// the last flush (correctness issue, "output is never lost").
+#[test]
+#[cfg_attr(not_root, ignore = "mounts a tmpfs: needs root (CI runs as root)")]
+fn full_disk_stops_the_run_and_keeps_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let mnt = d.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=8m",
+            "tmpfs",
+            mnt.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount -t tmpfs failed");
+    // 2000 membrane potentials every step: 8 kB per step, 80 MB in all.
+    let net = d.path().join("many.toml");
+    std::fs::write(
+        &net,
+        "version = 1\n[simulation]\nduration_ms = 1000.0\n[[populations]]\nname = \"exc\"\nsize = 2000\nmodel = \"lif\"\n[record]\nflush_interval_ms = 5.0\n[[record.neurons]]\npopulation = \"exc\"\nvariables = [\"v_mv\"]\n",
+    )
+    .unwrap();
+    let out = mnt.join("full.h5");
+    let o = quantal(&[
+        "run",
+        net.to_str().unwrap(),
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let (_, err) = text(&o);
+    let opened = hdf5::File::open(&out).map(|f| {
+        let rows = f.dataset("report/exc/v_mv/data").unwrap().shape()[0] as u64;
+        let steps = f.attr("steps").unwrap().read_scalar::<u64>().unwrap();
+        let complete = f.attr("complete").unwrap().read_scalar::<u64>().unwrap();
+        (rows, steps, complete)
+    });
+    let _ = Command::new("umount").arg(&mnt).status();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("the disk is nearly full")
+            && err.contains("writing stopped after ")
+            && err.contains(" of 10000 steps"),
+        "{err}"
+    );
+    let (rows, steps, complete) = opened.expect("the file keeps its name and opens");
+    assert!(
+        rows > 0 && rows == steps && complete == 0,
+        "{rows} rows, {steps} steps"
+    );
+}

@@ -35,6 +35,19 @@ const SPIKE_CHUNK: usize = 16_384;
 /// Target bytes per report chunk.
 const REPORT_CHUNK_BYTES: usize = 256 * 1024;
 
+/// Space kept free for finishing a file (attributes, metadata flush, close).
+const RESERVE_BYTES: u64 = 4 << 20;
+
+/// Bytes available to an unprivileged writer in the filesystem of `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path and st a writable statvfs.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
 /// Writes a run to an HDF5 file.
 pub struct Hdf5Recorder {
     path: PathBuf,
@@ -77,7 +90,12 @@ impl Hdf5Recorder {
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
         Error::Hdf5 {
-            message: e.to_string(),
+            // The HDF5 library's messages span lines; an error is one line.
+            message: e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
             path: self.path.clone(),
         }
     }
@@ -247,6 +265,28 @@ impl Recorder for Hdf5Recorder {
         })
     }
 
+    fn room_for(&self, bytes: u64) -> Result<(), Error> {
+        let dir = match self.partial.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let Some(free) = free_bytes(&dir) else {
+            return Ok(());
+        };
+        // Room for the data, HDF5's chunk and metadata overhead, and finishing the file.
+        let needed = bytes + bytes / 4 + RESERVE_BYTES;
+        if free < needed {
+            return Err(Error::Hdf5 {
+                message: format!(
+                    "the disk is nearly full: {free} bytes free in {}, about {needed} needed for the next flush and closing the file",
+                    dir.display()
+                ),
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<(), Error> {
         match &self.file {
             Some(f) => f.flush().map_err(|e| self.err(e)),
@@ -258,7 +298,22 @@ impl Recorder for Hdf5Recorder {
         let Some(file) = self.file.take() else {
             return Ok(());
         };
-        let root: &Group = &file;
+        // Whatever fails (a full disk), the file is closed and given its name, and the
+        // first error is returned.
+        let written = self.write_summary(&file, summary);
+        let flushed = file.flush().map_err(|e| self.err(e));
+        let closed = file.close().map_err(|e| self.err(e));
+        let renamed = std::fs::rename(&self.partial, &self.path).map_err(|e| Error::Io {
+            cause: e,
+            path: self.path.clone(),
+        });
+        written.and(flushed).and(closed).and(renamed)
+    }
+}
+
+impl Hdf5Recorder {
+    fn write_summary(&self, file: &File, summary: &Summary) -> Result<(), Error> {
+        let root: &Group = file;
         // mapping/time = [start, stop, step] must cover exactly the rows written.
         for ((_, cols, rows), (t, time)) in self.reports.iter().zip(&self.times) {
             if *cols > 0 {
@@ -273,13 +328,7 @@ impl Recorder for Hdf5Recorder {
         self.attr_u64(root, "steps", summary.steps)?;
         self.attr_f64(root, "simulated_ms", summary.simulated_ms)?;
         self.attr_f64(root, "wall_s", summary.wall_s)?;
-        self.attr_f64(root, "quanta_released", summary.quanta)?;
-        file.flush().map_err(|e| self.err(e))?;
-        file.close().map_err(|e| self.err(e))?;
-        std::fs::rename(&self.partial, &self.path).map_err(|e| Error::Io {
-            cause: e,
-            path: self.path.clone(),
-        })
+        self.attr_f64(root, "quanta_released", summary.quanta)
     }
 }
 

@@ -107,6 +107,12 @@ pub trait Recorder {
     fn write_rows(&mut self, report: usize, data: &[f32]) -> Result<(), Error>;
     /// Makes everything written so far durable.
     fn flush(&mut self) -> Result<(), Error>;
+    /// Whether about `bytes` more can be written and the file still finished; a recorder
+    /// on a filesystem that is nearly full says no before a write fails half-way (which
+    /// would leave a file no reader opens). Memory recorders always can.
+    fn room_for(&self, _bytes: u64) -> Result<(), Error> {
+        Ok(())
+    }
     /// Called once at the end (also after an interruption, with `complete = false`).
     fn finish(&mut self, summary: &Summary) -> Result<(), Error>;
 }
