@@ -271,7 +271,19 @@ impl Check<'_> {
         };
         for (key, v) in params {
             // NaN is reported below with the distribution's bounds.
-            let finite_f32 = v.is_finite() && (v as f32).is_finite();
+            let f = v as f32;
+            let finite_f32 = v.is_finite() && f.is_finite();
+            if !v.is_nan() && finite_f32 && v != 0.0 && f.abs() < f32::MIN_POSITIVE {
+                let p = if key.is_empty() {
+                    at.clone()
+                } else {
+                    at.key(key)
+                };
+                return Err(self.err(
+                    &p,
+                    format!("value {} is subnormal in f32, the precision of the kernels; accepted: 0 or at least {:e}", short(v), f32::MIN_POSITIVE),
+                ));
+            }
             if !v.is_nan() && !finite_f32 {
                 let p = if key.is_empty() {
                     at.clone()
