@@ -291,6 +291,8 @@ impl Simulation {
                 }
             }
         };
+        let mut backend = backend;
+        backend.watch(&probes);
         Ok(Simulation {
             loaded,
             model,

@@ -51,7 +51,8 @@ pub enum SynVar {
     Reserve,
     /// Vesicles in endocytosis as of the last event.
     Endosome,
-    /// Quanta released in the previous step.
+    /// Quanta released since the previous sample (a sum over the sampling interval, once
+    /// the probes are announced with [`Backend::watch`]; else in the previous step).
     Released,
     /// Cleft transmitter, mM.
     Cleft,
@@ -127,6 +128,10 @@ pub trait Backend {
     fn set_profiling(&mut self, on: bool);
     /// Wall time per kernel in seconds since profiling started, in pipeline order.
     fn profile(&self) -> Vec<(&'static str, f64)>;
+
+    /// Announces the probes a run will sample, so that a backend can accumulate what a
+    /// sample sums over its interval (`released`).
+    fn watch(&mut self, _probes: &[Probe]) {}
 
     /// Submissions to a device and readbacks from it so far (GPU); None for the CPU.
     fn traffic(&self) -> Option<(u64, u64)> {

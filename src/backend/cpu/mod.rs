@@ -32,6 +32,9 @@ pub struct CpuBackend {
     scratch: Vec<u32>,
     keep: Vec<bool>,
     profile: Option<[f64; KERNELS.len()]>,
+    /// Synapses whose `released` is reported, with the quanta released since the last
+    /// sample (the report is a sum over the sampling interval).
+    released_since: Vec<(u32, f32)>,
 }
 
 /// Kernel names in pipeline order, as reported by [`Backend::profile`].
@@ -60,6 +63,7 @@ impl CpuBackend {
             scratch: Vec::new(),
             keep: Vec::new(),
             profile: None,
+            released_since: Vec::new(),
         }
     }
 
@@ -185,6 +189,13 @@ impl Backend for CpuBackend {
             }
         }
         self.st.step += 1;
+        for (syn, acc) in self.released_since.iter_mut() {
+            if self.st.handoff_step[*syn as usize] == ACTIVE {
+                if let Some(k) = self.st.active.slot_of(*syn) {
+                    *acc += self.st.active.released[k];
+                }
+            }
+        }
         if let Some(bad) = self.st.non_finite {
             return Err(non_finite_error(&self.model, &self.net, &self.st, bad));
         }
@@ -205,12 +216,34 @@ impl Backend for CpuBackend {
 
     fn sample(&mut self, probes: &[Probe], out: &mut Vec<f32>) -> Result<(), Error> {
         out.clear();
-        out.extend(
-            probes
-                .iter()
-                .map(|p| sample_one(&self.model, &self.net, &self.st, *p)),
-        );
+        for p in probes {
+            out.push(match *p {
+                Probe::Synapse(SynVar::Released, syn) => {
+                    match self.released_since.binary_search_by_key(&syn, |w| w.0) {
+                        Ok(k) => self.released_since[k].1,
+                        Err(_) => sample_one(&self.model, &self.net, &self.st, *p),
+                    }
+                }
+                _ => sample_one(&self.model, &self.net, &self.st, *p),
+            });
+        }
+        // The sums restart with the next interval.
+        for w in self.released_since.iter_mut() {
+            w.1 = 0.0;
+        }
         Ok(())
+    }
+
+    fn watch(&mut self, probes: &[Probe]) {
+        self.released_since = probes
+            .iter()
+            .filter_map(|p| match *p {
+                Probe::Synapse(SynVar::Released, syn) => Some((syn, 0.0)),
+                _ => None,
+            })
+            .collect();
+        self.released_since.sort_unstable_by_key(|w| w.0);
+        self.released_since.dedup_by_key(|w| w.0);
     }
 
     fn state(&mut self) -> Result<&State, Error> {
