@@ -64,8 +64,8 @@ struct StepParams {
     n_probes: u32,
     spike_words: u32,
     zero: u32,
-    _pad0: u32,
-    _pad1: u32,
+    neuron_base: u32,
+    probe_stride: u32,
     _pad2: u32,
 };
 

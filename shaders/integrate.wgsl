@@ -1,6 +1,8 @@
 // integrate: one invocation per neuron (DESIGN.md kernel 4; §5.4, §6).
 // CPU twin: src/backend/cpu/integrate.rs (same statements in the same order, same names).
 //
+// Neurons are addressed within the chunk this dispatch covers (n < params.n_neurons);
+// params.neuron_base + n is the global id (random streams, reports).
 // Switches the neuron's DC inputs on or off, fires spike sources (Poisson, listed
 // times), sums receptor conductances, integrates the membrane over one step (LIF §6.1,
 // Traub-Miles HH §6.2), applies refractoriness and tests the threshold. A spike sets the
@@ -51,10 +53,10 @@ fn non_finite(x: f32) -> bool {
 
 // Records a non-finite state in the first words of spike_bits: the first step (as
 // u32::MAX - step, so that atomicMax keeps the smallest and 0 means none) and the lowest
-// neuron id of that kind. Twin of the check in integrate_all (src/backend/cpu/integrate.rs).
+// global neuron id of that kind. Twin of the check in integrate_all (src/backend/cpu/integrate.rs).
 fn flag_non_finite(n: u32, var_code: u32) {
     atomicMax(&spike_bits[0], 0xFFFFFFFFu - params.step);
-    atomicMax(&spike_bits[1], 0xFFFFFFFFu - n);
+    atomicMax(&spike_bits[1], 0xFFFFFFFFu - (params.neuron_base + n));
     atomicMax(&spike_bits[2], var_code);
 }
 
@@ -85,7 +87,7 @@ fn integrate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         }
     }
     if (p.model == NEURON_POISSON) {
-        let u = uniform_at(params.seed_lo, params.seed_hi, DOMAIN_NEURON, n, t, PURPOSE_POISSON, 0u);
+        let u = uniform_at(params.seed_lo, params.seed_hi, DOMAIN_NEURON, params.neuron_base + n, t, PURPOSE_POISSON, 0u);
         if (t >= p.start_step && t < p.stop_step && u < p.p_spike) {
             set_spike(n);
         }

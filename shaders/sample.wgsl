@@ -2,7 +2,8 @@
 // (DESIGN.md "Reports sample the state at the start of a step").
 // CPU twin: src/backend/cpu/sample.rs (same statements, same names).
 //
-// Writes row `sample_row` of the batch's sample ring: one f32 per probe, in probe order.
+// Writes row `sample_row` of the batch's sample ring: one f32 per probe, at the probe's
+// column (probe_stride values per row, the probes of every chunk).
 
 @group(0) @binding(0) var<uniform> params: StepParams;
 @group(0) @binding(1) var<uniform> offsets: ImageOffsets;
@@ -10,7 +11,8 @@
 @group(0) @binding(3) var<storage, read> g_ns: array<f32>;
 @group(0) @binding(4) var<storage, read> neuron_f32: array<f32>;
 @group(0) @binding(5) var<storage, read> neuron_u32: array<u32>;
-@group(0) @binding(6) var<storage, read> probes: array<vec2<u32>>;
+// Per probe of this chunk: (code, neuron within the chunk, column in the sample row, 0).
+@group(0) @binding(6) var<storage, read> probes: array<vec4<u32>>;
 @group(0) @binding(7) var<storage, read_write> samples: array<f32>;
 
 // Conductance of receptor ri on neuron n (receptor_conductance at the current V).
@@ -56,5 +58,5 @@ fn sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     } else if (code >= PROBE_RECEPTOR) {
         x = receptor_g(n, code - PROBE_RECEPTOR);
     }
-    samples[params.sample_row * params.n_probes + k] = x;
+    samples[params.sample_row * params.probe_stride + probes[k].z] = x;
 }

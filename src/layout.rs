@@ -253,10 +253,11 @@ pub struct StepParams {
     /// Always 0: the shaders' `opaque_zero` (shaders/math.wgsl), a value the shader
     /// compiler cannot see, so it cannot rewrite the arithmetic of exp_sw and ln_sw.
     pub zero: u32,
-    #[doc(hidden)]
-    pub _pad0: u32,
-    #[doc(hidden)]
-    pub _pad1: u32,
+    /// Global id of the first neuron of the chunk a dispatch covers (arrays larger than
+    /// one storage binding are split into chunks of neurons; 0 on the CPU).
+    pub neuron_base: u32,
+    /// Values per sample row (all probes of all chunks).
+    pub probe_stride: u32,
     #[doc(hidden)]
     pub _pad2: u32,
 }

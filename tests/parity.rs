@@ -639,3 +639,33 @@ fn gpu_stops_on_non_finite_state_like_the_cpu() {
         "{err}"
     );
 }
+
+/// Arrays larger than one storage binding: with the binding limit lowered to 1 KiB the
+/// 54 neurons are split into chunks (each a complete image with its own bindings), and
+/// the run is still bit-identical to the CPU, spikes, samples and state.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn arrays_larger_than_one_binding_are_split() {
+    let text = neurons_only(11);
+    let mut cpu = backend(&text);
+    let model = Arc::new(cpu.model().clone());
+    let net = Arc::new(cpu.network().clone());
+    let mut gpu = GpuBackend::with_limits(context(), model, net, 16, 1024).unwrap();
+    // 32 bytes of f32 state per neuron: 30 neurons per 1 KiB binding, 54 neurons.
+    assert_eq!(gpu.chunks(), 2);
+    let pr = probes(cpu.network().n_neurons());
+    let a = cpu.advance(1500, &pr, 3).unwrap();
+    let b = gpu.advance(1500, &pr, 3).unwrap();
+    assert!(a.spike_ids.len() > 100);
+    assert_eq!(a.spike_offsets, b.spike_offsets);
+    assert_eq!(a.spike_ids, b.spike_ids);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a.samples), bits(&b.samples));
+    let (c, g) = (cpu.state_ref().clone(), gpu.state().unwrap().clone());
+    assert_eq!(bits(&c.v_mv), bits(&g.v_mv));
+    assert_eq!(bits(&c.g_pool_ns), bits(&g.g_pool_ns));
+    assert_eq!((c.refr, c.spike_ptr), (g.refr, g.spike_ptr));
+}

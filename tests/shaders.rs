@@ -72,8 +72,8 @@ fn shaders_validate_and_match_the_rust_layout() {
             n_probes,
             spike_words,
             zero,
-            _pad0,
-            _pad1,
+            neuron_base,
+            probe_stride,
             _pad2
         ]
     );

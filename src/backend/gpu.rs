@@ -9,6 +9,12 @@
 //! samples to a ring of rows; both are read back once per batch. On lavapipe the results
 //! are bit-identical to the CPU reference (tests/parity.rs).
 //!
+//! Arrays larger than the adapter's largest storage binding (128 MiB on lavapipe and many
+//! GPUs) are split: the neurons are cut into chunks whose every array fits one binding,
+//! each chunk is a complete image of its neurons with its own buffers and bind groups,
+//! and each step dispatches the kernels once per chunk (`StepParams::neuron_base` gives
+//! the chunk's first global id).
+//!
 //! Scope of this version: the neuron kernels (LIF with both refractory mechanisms and
 //! adaptation, Traub-Miles HH, DC inputs, Poisson and spike-time sources, pooled
 //! conductances). Networks with synapses are refused with a clear error rather than run
@@ -43,6 +49,25 @@ fn groups(n: u32, max_per_dim: u32) -> (u32, u32) {
     }
 }
 
+/// The image of one chunk of neurons: its buffers and the bind groups of each batch row.
+struct Chunk {
+    first: u32,
+    size: u32,
+    spike_words: u32,
+    params_buf: wgpu::Buffer,
+    offsets_buf: wgpu::Buffer,
+    g_buf: wgpu::Buffer,
+    f32_buf: wgpu::Buffer,
+    u32_buf: wgpu::Buffer,
+    spike_buf: wgpu::Buffer,
+    spike_staging: wgpu::Buffer,
+    decay_groups: Vec<wgpu::BindGroup>,
+    integrate_groups: Vec<wgpu::BindGroup>,
+    /// Probes of this chunk: (code, neuron in the chunk, column, 0), and their bind groups.
+    probes: Vec<[u32; 4]>,
+    sample_groups: Vec<wgpu::BindGroup>,
+}
+
 /// The GPU backend.
 pub struct GpuBackend {
     ctx: GpuContext,
@@ -50,21 +75,12 @@ pub struct GpuBackend {
     net: Arc<Network>,
     step: u32,
     batch_cap: u32,
-    spike_words: u32,
     n_receptors: u32,
-    offsets_buf: wgpu::Buffer,
-    params_buf: wgpu::Buffer,
     receptors_buf: wgpu::Buffer,
-    g_buf: wgpu::Buffer,
-    f32_buf: wgpu::Buffer,
-    u32_buf: wgpu::Buffer,
-    spike_buf: wgpu::Buffer,
-    spike_staging: wgpu::Buffer,
     decay_pools: wgpu::ComputePipeline,
     integrate: wgpu::ComputePipeline,
     sample: wgpu::ComputePipeline,
-    decay_groups: Vec<wgpu::BindGroup>,
-    integrate_groups: Vec<wgpu::BindGroup>,
+    chunks: Vec<Chunk>,
     probes: Vec<[u32; 2]>,
     sampling: Option<Sampling>,
     last_spikes: Vec<u32>,
@@ -73,12 +89,11 @@ pub struct GpuBackend {
     readbacks: u64,
 }
 
-/// Buffers and bind groups for one probe list.
+/// The sample ring shared by the chunks (each writes its probes' columns).
 struct Sampling {
     rows_cap: u32,
     samples_buf: wgpu::Buffer,
     staging: wgpu::Buffer,
-    groups: Vec<wgpu::BindGroup>,
 }
 
 fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
@@ -99,6 +114,37 @@ fn params_entry(buffer: &wgpu::Buffer, k: u32) -> wgpu::BindGroupEntry<'_> {
     }
 }
 
+/// The static u32 sections of neurons `first..first + size` (population index packed two
+/// per word, then input and spike-time CSRs re-based to the chunk) and their offsets.
+fn static_image(net: &Network, first: usize, size: usize) -> (Vec<u32>, ImageOffsets) {
+    let mut stat: Vec<u32> = vec![0; size.div_ceil(2)];
+    for i in 0..size {
+        stat[i / 2] |= (net.neuron_pop[first + i] as u32) << (16 * (i % 2));
+    }
+    let mut off = ImageOffsets {
+        input_offsets: stat.len() as u32,
+        ..ImageOffsets::default()
+    };
+    let (i0, i1) = (net.input_offsets[first], net.input_offsets[first + size]);
+    stat.extend(
+        net.input_offsets[first..=first + size]
+            .iter()
+            .map(|&o| o - i0),
+    );
+    off.input_ids = stat.len() as u32;
+    stat.extend_from_slice(&net.input_ids[i0 as usize..i1 as usize]);
+    off.spike_offsets = stat.len() as u32;
+    let (s0, s1) = (net.spike_offsets[first], net.spike_offsets[first + size]);
+    stat.extend(
+        net.spike_offsets[first..=first + size]
+            .iter()
+            .map(|&o| o - s0),
+    );
+    off.spike_steps = stat.len() as u32;
+    stat.extend_from_slice(&net.spike_steps[s0 as usize..s1 as usize]);
+    (stat, off)
+}
+
 impl GpuBackend {
     /// Uploads the initial state of `net` to the adapter of `ctx`.
     pub fn new(ctx: GpuContext, model: Arc<Model>, net: Arc<Network>) -> Result<Self, Error> {
@@ -112,6 +158,19 @@ impl GpuBackend {
         net: Arc<Network>,
         batch_cap: u32,
     ) -> Result<Self, Error> {
+        let limit = ctx.limits.max_storage_buffer_binding_size;
+        Self::with_limits(ctx, model, net, batch_cap, limit)
+    }
+
+    /// As [`GpuBackend::with_batch`], binding at most `max_binding_bytes` per storage
+    /// buffer (the adapter's limit, or less to exercise the chunking in tests).
+    pub fn with_limits(
+        ctx: GpuContext,
+        model: Arc<Model>,
+        net: Arc<Network>,
+        batch_cap: u32,
+        max_binding_bytes: u64,
+    ) -> Result<Self, Error> {
         if net.n_synapses() > 0 {
             return Err(Error::Device(format!(
                 "the GPU backend of this version runs the neuron kernels only (LIF, HH, DC inputs, \
@@ -123,37 +182,36 @@ impl GpuBackend {
         }
         let batch_cap = batch_cap.max(1);
         let st = State::new(&model, &net);
-        let nn = net.n_neurons();
-        let nr = model.receptors.len() as u32;
-        // The image's static u32 sections.
-        let mut stat: Vec<u32> = vec![0; (nn as usize).div_ceil(2)];
-        for (n, &p) in net.neuron_pop.iter().enumerate() {
-            stat[n / 2] |= (p as u32) << (16 * (n % 2));
-        }
-        let mut off = ImageOffsets {
-            input_offsets: stat.len() as u32,
-            ..ImageOffsets::default()
-        };
-        stat.extend_from_slice(&net.input_offsets);
-        off.input_ids = stat.len() as u32;
-        stat.extend_from_slice(&net.input_ids);
-        off.spike_offsets = stat.len() as u32;
-        stat.extend_from_slice(&net.spike_offsets);
-        off.spike_steps = stat.len() as u32;
-        stat.extend_from_slice(&net.spike_steps);
-        off.g_pool = nn * nr;
-        let needed = [
-            stat.len() as u64 * 4,
-            2 * (nn as u64 * nr as u64) * 4,
-            neuron_f32::COUNT as u64 * nn as u64 * 4,
+        let nn = net.n_neurons() as u64;
+        let nr = model.receptors.len() as u64;
+        let limit = max_binding_bytes.min(ctx.limits.max_storage_buffer_binding_size);
+        // Neurons per chunk: every per-neuron array of a chunk fits one binding.
+        let per_neuron = [
+            neuron_f32::COUNT as u64 * 4,
+            neuron_u32::COUNT as u64 * 4,
+            2 * nr.max(1) * 4,
+            // packed population, input and spike offsets
+            2 * 4 + 2,
         ];
-        let limit = ctx.limits.max_storage_buffer_binding_size;
-        if let Some(b) = needed.iter().find(|&&b| b > limit) {
+        let mut chunk = nn.max(1);
+        for b in per_neuron {
+            chunk = chunk.min((limit.saturating_sub(64) / b).max(1));
+        }
+        // Spike rows: batch_cap rows of ceil(chunk/32) words, plus the record.
+        let words = limit.saturating_sub(64) / 4 / batch_cap as u64;
+        if words == 0 {
             return Err(Error::Device(format!(
-                "a neuron array of {b} bytes exceeds the adapter's largest storage binding ({limit} bytes); \
-                 windowed bindings are not in this version: use --backend cpu"
+                "storage bindings of {limit} bytes cannot hold {batch_cap} spike rows; use fewer steps per submission"
             )));
         }
+        chunk = chunk.min(words * 32);
+        let pipelines = (
+            ctx.pipeline("decay_pools", "decay_pools")?,
+            ctx.pipeline("integrate", "integrate")?,
+            ctx.pipeline("sample", "sample")?,
+        );
+        let receptors_buf = ctx.storage("receptors", &model.gpu_receptors);
+        let pops_buf = ctx.storage("pops", &model.gpu_pops);
         let inputs: Vec<GpuInput> = net
             .inputs
             .iter()
@@ -164,104 +222,141 @@ impl GpuBackend {
                 _pad0: 0,
             })
             .collect();
-        let offsets_buf = {
-            use wgpu::util::DeviceExt;
-            ctx.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("offsets"),
-                    contents: bytemuck::bytes_of(&off),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                })
-        };
-        let params_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("params"),
-            size: batch_cap as u64 * STEP_PARAMS_STRIDE,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let pops_buf = ctx.storage("pops", &model.gpu_pops);
-        let receptors_buf = ctx.storage("receptors", &model.gpu_receptors);
         let inputs_buf = ctx.storage("inputs", &inputs);
-        let static_buf = ctx.storage("neuron_static", &stat);
-        let mut g = st.g_active_ns.clone();
-        g.extend_from_slice(&st.g_pool_ns);
-        let g_buf = ctx.storage("g_ns", &g);
-        let f32_buf = ctx.storage("neuron_f32", &Self::pack_f32(&st));
-        let u32_buf = ctx.storage("neuron_u32", &Self::pack_u32(&st));
-        let spike_words = nn.div_ceil(32);
-        // Three words of the non-finite record, then the spike bit rows (integrate.wgsl).
-        let spike_bytes = (batch_cap as u64 * spike_words as u64 + 3) * 4;
-        let spike_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("spike_bits"),
-            size: spike_bytes,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let spike_staging = ctx.staging("spike_bits staging", spike_bytes);
-        let decay_pools = ctx.pipeline("decay_pools", "decay_pools")?;
-        let integrate = ctx.pipeline("integrate", "integrate")?;
-        let sample = ctx.pipeline("sample", "sample")?;
+        for (name, b) in [
+            (
+                "receptor table",
+                std::mem::size_of_val(&model.gpu_receptors[..]) as u64,
+            ),
+            (
+                "population table",
+                std::mem::size_of_val(&model.gpu_pops[..]) as u64,
+            ),
+            ("input table", std::mem::size_of_val(&inputs[..]) as u64),
+        ] {
+            if b > limit {
+                return Err(Error::Device(format!(
+                    "the {name} needs {b} bytes, more than one storage binding holds ({limit} bytes)"
+                )));
+            }
+        }
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let decay_groups = (0..batch_cap)
-            .map(|k| {
-                ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("decay_pools"),
-                    layout: &decay_pools.get_bind_group_layout(0),
-                    entries: &[
-                        params_entry(&params_buf, k),
-                        entry(1, &offsets_buf),
-                        entry(2, &receptors_buf),
-                        entry(3, &g_buf),
-                    ],
+        let mut chunks = Vec::new();
+        let mut first = 0u64;
+        while first < nn.max(1) {
+            let size = chunk.min(nn - first).max(if nn == 0 { 0 } else { 1 });
+            let (f0, sz) = (first as usize, size as usize);
+            let (stat, off_base) = static_image(&net, f0, sz);
+            if stat.len() as u64 * 4 > limit {
+                return Err(Error::Device(format!(
+                    "the spike times and inputs of neurons {f0}..{} need {} bytes, more than one storage binding holds ({limit} bytes)",
+                    f0 + sz,
+                    stat.len() * 4
+                )));
+            }
+            let off = ImageOffsets {
+                g_pool: (size * nr) as u32,
+                ..off_base
+            };
+            let offsets_buf = {
+                use wgpu::util::DeviceExt;
+                ctx.device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("offsets"),
+                        contents: bytemuck::bytes_of(&off),
+                        usage: wgpu::BufferUsages::UNIFORM,
+                    })
+            };
+            let params_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("params"),
+                size: batch_cap as u64 * STEP_PARAMS_STRIDE,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let static_buf = ctx.storage("neuron_static", &stat);
+            let g_buf = ctx.storage("g_ns", &Self::pack_g(&st, f0, sz, nr as usize));
+            let f32_buf = ctx.storage("neuron_f32", &Self::pack_f32(&st, f0, sz));
+            let u32_buf = ctx.storage("neuron_u32", &Self::pack_u32(&st, f0, sz));
+            let spike_words = (size as u32).div_ceil(32);
+            // Three words of the non-finite record, then the spike bit rows (integrate.wgsl).
+            let spike_bytes = (batch_cap as u64 * spike_words as u64 + 3) * 4;
+            let spike_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("spike_bits"),
+                size: spike_bytes,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let spike_staging = ctx.staging("spike_bits staging", spike_bytes);
+            let decay_groups = (0..batch_cap)
+                .map(|k| {
+                    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some("decay_pools"),
+                        layout: &pipelines.0.get_bind_group_layout(0),
+                        entries: &[
+                            params_entry(&params_buf, k),
+                            entry(1, &offsets_buf),
+                            entry(2, &receptors_buf),
+                            entry(3, &g_buf),
+                        ],
+                    })
                 })
-            })
-            .collect();
-        let integrate_groups = (0..batch_cap)
-            .map(|k| {
-                ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("integrate"),
-                    layout: &integrate.get_bind_group_layout(0),
-                    entries: &[
-                        params_entry(&params_buf, k),
-                        entry(1, &offsets_buf),
-                        entry(2, &pops_buf),
-                        entry(3, &receptors_buf),
-                        entry(4, &inputs_buf),
-                        entry(5, &static_buf),
-                        entry(6, &g_buf),
-                        entry(7, &f32_buf),
-                        entry(8, &u32_buf),
-                        entry(9, &spike_buf),
-                    ],
+                .collect();
+            let integrate_groups = (0..batch_cap)
+                .map(|k| {
+                    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some("integrate"),
+                        layout: &pipelines.1.get_bind_group_layout(0),
+                        entries: &[
+                            params_entry(&params_buf, k),
+                            entry(1, &offsets_buf),
+                            entry(2, &pops_buf),
+                            entry(3, &receptors_buf),
+                            entry(4, &inputs_buf),
+                            entry(5, &static_buf),
+                            entry(6, &g_buf),
+                            entry(7, &f32_buf),
+                            entry(8, &u32_buf),
+                            entry(9, &spike_buf),
+                        ],
+                    })
                 })
-            })
-            .collect();
+                .collect();
+            chunks.push(Chunk {
+                first: first as u32,
+                size: size as u32,
+                spike_words,
+                params_buf,
+                offsets_buf,
+                g_buf,
+                f32_buf,
+                u32_buf,
+                spike_buf,
+                spike_staging,
+                decay_groups,
+                integrate_groups,
+                probes: Vec::new(),
+                sample_groups: Vec::new(),
+            });
+            first += size.max(1);
+        }
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Device(format!("binding the device image: {e}")));
         }
+        let (decay_pools, integrate, sample) = pipelines;
         Ok(GpuBackend {
             ctx,
             model,
             net,
             step: 0,
             batch_cap,
-            spike_words,
-            n_receptors: nr,
-            offsets_buf,
-            params_buf,
+            n_receptors: nr as u32,
             receptors_buf,
-            g_buf,
-            f32_buf,
-            u32_buf,
-            spike_buf,
-            spike_staging,
             decay_pools,
             integrate,
             sample,
-            decay_groups,
-            integrate_groups,
+            chunks,
             probes: Vec::new(),
             sampling: None,
             last_spikes: Vec::new(),
@@ -276,8 +371,14 @@ impl GpuBackend {
         self.batch_cap
     }
 
-    fn pack_f32(st: &State) -> Vec<f32> {
-        let mut v = Vec::with_capacity(st.v_mv.len() * neuron_f32::COUNT as usize);
+    /// Chunks the neurons are split into (1 unless an array exceeds one binding).
+    pub fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    fn pack_f32(st: &State, first: usize, size: usize) -> Vec<f32> {
+        let r = first..first + size;
+        let mut v = Vec::with_capacity(size * neuron_f32::COUNT as usize);
         // Section order of layout::neuron_f32.
         for a in [
             &st.v_mv,
@@ -289,29 +390,54 @@ impl GpuBackend {
             &st.hh_n,
             &st.i_ext_pa,
         ] {
-            v.extend_from_slice(a);
+            v.extend_from_slice(&a[r.clone()]);
         }
         v
     }
 
-    fn pack_u32(st: &State) -> Vec<u32> {
-        let mut v = Vec::with_capacity(st.refr.len() * neuron_u32::COUNT as usize);
+    fn pack_u32(st: &State, first: usize, size: usize) -> Vec<u32> {
+        let r = first..first + size;
+        let mut v = Vec::with_capacity(size * neuron_u32::COUNT as usize);
         // Section order of layout::neuron_u32.
-        v.extend_from_slice(&st.refr);
-        v.extend_from_slice(&st.spike_ptr);
+        v.extend_from_slice(&st.refr[r.clone()]);
+        v.extend_from_slice(&st.spike_ptr[r]);
         v
+    }
+
+    fn pack_g(st: &State, first: usize, size: usize, nr: usize) -> Vec<f32> {
+        let r = first * nr..(first + size) * nr;
+        let mut g = st.g_active_ns[r.clone()].to_vec();
+        g.extend_from_slice(&st.g_pool_ns[r]);
+        g
     }
 
     /// Replaces the device state by `st` (the neuron arrays, the pooled and active
     /// conductances and the step counter), e.g. to run one kernel from a CPU state.
     pub fn load_state(&mut self, st: &State) -> Result<(), Error> {
         let q = &self.ctx.queue;
-        q.write_buffer(&self.f32_buf, 0, bytemuck::cast_slice(&Self::pack_f32(st)));
-        q.write_buffer(&self.u32_buf, 0, bytemuck::cast_slice(&Self::pack_u32(st)));
-        let mut g = st.g_active_ns.clone();
-        g.extend_from_slice(&st.g_pool_ns);
-        if !g.is_empty() {
-            q.write_buffer(&self.g_buf, 0, bytemuck::cast_slice(&g));
+        let nr = self.n_receptors as usize;
+        for c in &self.chunks {
+            let (f0, sz) = (c.first as usize, c.size as usize);
+            if sz == 0 {
+                continue;
+            }
+            q.write_buffer(
+                &c.f32_buf,
+                0,
+                bytemuck::cast_slice(&Self::pack_f32(st, f0, sz)),
+            );
+            q.write_buffer(
+                &c.u32_buf,
+                0,
+                bytemuck::cast_slice(&Self::pack_u32(st, f0, sz)),
+            );
+            if nr > 0 {
+                q.write_buffer(
+                    &c.g_buf,
+                    0,
+                    bytemuck::cast_slice(&Self::pack_g(st, f0, sz, nr)),
+                );
+            }
         }
         self.step = st.step;
         self.st.step = st.step;
@@ -320,59 +446,66 @@ impl GpuBackend {
 
     /// Reads the device state back into the backend's `State` copy.
     fn download(&mut self) -> Result<(), Error> {
-        let nn = self.net.n_neurons() as usize;
         let nr = self.n_receptors as usize;
-        let fb = (neuron_f32::COUNT as usize * nn * 4) as u64;
-        let ub = (neuron_u32::COUNT as usize * nn * 4) as u64;
-        let gb = (2 * nn * nr * 4) as u64;
-        let sf = self.ctx.staging("neuron_f32 staging", fb);
-        let su = self.ctx.staging("neuron_u32 staging", ub);
-        let sg = self.ctx.staging("g_ns staging", gb);
-        let enc = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-        let out = self.ctx.submit_and_read(
-            enc,
-            &[
-                (&self.f32_buf, &sf, fb),
-                (&self.u32_buf, &su, ub),
-                (&self.g_buf, &sg, gb),
-            ],
-        )?;
-        self.submissions += 1;
-        self.readbacks += 1;
-        let f: &[f32] = bytemuck::cast_slice(&out[0]);
-        let u: &[u32] = bytemuck::cast_slice(&out[1]);
-        let st = &mut self.st;
-        for (k, a) in [
-            &mut st.v_mv,
-            &mut st.g_rr_ns,
-            &mut st.g_sfa_ns,
-            &mut st.theta_mv,
-            &mut st.hh_m,
-            &mut st.hh_h,
-            &mut st.hh_n,
-            &mut st.i_ext_pa,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            a.copy_from_slice(&f[k * nn..(k + 1) * nn]);
+        for c in &self.chunks {
+            let (f0, sz) = (c.first as usize, c.size as usize);
+            if sz == 0 {
+                continue;
+            }
+            let fb = (neuron_f32::COUNT as usize * sz * 4) as u64;
+            let ub = (neuron_u32::COUNT as usize * sz * 4) as u64;
+            let gb = (2 * sz * nr * 4) as u64;
+            let sf = self.ctx.staging("neuron_f32 staging", fb);
+            let su = self.ctx.staging("neuron_u32 staging", ub);
+            let sg = self.ctx.staging("g_ns staging", gb);
+            let enc = self
+                .ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+            let out = self.ctx.submit_and_read(
+                enc,
+                &[
+                    (&c.f32_buf, &sf, fb),
+                    (&c.u32_buf, &su, ub),
+                    (&c.g_buf, &sg, gb),
+                ],
+            )?;
+            self.submissions += 1;
+            self.readbacks += 1;
+            let f: &[f32] = bytemuck::cast_slice(&out[0]);
+            let u: &[u32] = bytemuck::cast_slice(&out[1]);
+            let st = &mut self.st;
+            let r = f0..f0 + sz;
+            for (k, a) in [
+                &mut st.v_mv,
+                &mut st.g_rr_ns,
+                &mut st.g_sfa_ns,
+                &mut st.theta_mv,
+                &mut st.hh_m,
+                &mut st.hh_h,
+                &mut st.hh_n,
+                &mut st.i_ext_pa,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                a[r.clone()].copy_from_slice(&f[k * sz..(k + 1) * sz]);
+            }
+            st.refr[r.clone()].copy_from_slice(&u[..sz]);
+            st.spike_ptr[r].copy_from_slice(&u[sz..2 * sz]);
+            if nr > 0 {
+                let g: &[f32] = bytemuck::cast_slice(&out[2]);
+                st.g_active_ns[f0 * nr..(f0 + sz) * nr].copy_from_slice(&g[..sz * nr]);
+                st.g_pool_ns[f0 * nr..(f0 + sz) * nr].copy_from_slice(&g[sz * nr..]);
+            }
         }
-        st.refr.copy_from_slice(&u[..nn]);
-        st.spike_ptr.copy_from_slice(&u[nn..2 * nn]);
-        if nr > 0 {
-            let g: &[f32] = bytemuck::cast_slice(&out[2]);
-            st.g_active_ns.copy_from_slice(&g[..nn * nr]);
-            st.g_pool_ns.copy_from_slice(&g[nn * nr..]);
-        }
-        st.step = self.step;
-        st.spikes = self.last_spikes.clone();
+        self.st.step = self.step;
+        self.st.spikes = self.last_spikes.clone();
         Ok(())
     }
 
-    /// Prepares the sample ring and bind groups for `probes` (kept while they stay the same).
+    /// Prepares the sample ring and each chunk's probes and bind groups for `probes`
+    /// (kept while they stay the same).
     fn prepare_sampling(&mut self, probes: &[Probe]) -> Result<(), Error> {
         let mut codes = Vec::with_capacity(probes.len());
         for p in probes {
@@ -390,39 +523,47 @@ impl GpuBackend {
         }
         let rows_cap = self.batch_cap;
         let bytes = rows_cap as u64 * codes.len() as u64 * 4;
-        let ctx = &self.ctx;
-        let probes_buf = ctx.storage("probes", &codes);
-        let samples_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        let samples_buf = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("samples"),
             size: bytes.max(4),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let staging = ctx.staging("samples staging", bytes);
-        let groups = (0..self.batch_cap)
-            .map(|k| {
-                ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("sample"),
-                    layout: &self.sample.get_bind_group_layout(0),
-                    entries: &[
-                        params_entry(&self.params_buf, k),
-                        entry(1, &self.offsets_buf),
-                        entry(2, &self.receptors_buf),
-                        entry(3, &self.g_buf),
-                        entry(4, &self.f32_buf),
-                        entry(5, &self.u32_buf),
-                        entry(6, &probes_buf),
-                        entry(7, &samples_buf),
-                    ],
+        let staging = self.ctx.staging("samples staging", bytes);
+        for c in self.chunks.iter_mut() {
+            c.probes = codes
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p[1] >= c.first && p[1] < c.first + c.size)
+                .map(|(col, p)| [p[0], p[1] - c.first, col as u32, 0])
+                .collect();
+            let probes_buf = self.ctx.storage("probes", &c.probes);
+            c.sample_groups = (0..self.batch_cap)
+                .map(|k| {
+                    self.ctx
+                        .device
+                        .create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some("sample"),
+                            layout: &self.sample.get_bind_group_layout(0),
+                            entries: &[
+                                params_entry(&c.params_buf, k),
+                                entry(1, &c.offsets_buf),
+                                entry(2, &self.receptors_buf),
+                                entry(3, &c.g_buf),
+                                entry(4, &c.f32_buf),
+                                entry(5, &c.u32_buf),
+                                entry(6, &probes_buf),
+                                entry(7, &samples_buf),
+                            ],
+                        })
                 })
-            })
-            .collect();
+                .collect();
+        }
         self.probes = codes;
         self.sampling = Some(Sampling {
             rows_cap,
             samples_buf,
             staging,
-            groups,
         });
         Ok(())
     }
@@ -435,78 +576,96 @@ impl GpuBackend {
         sampled: bool,
         out: &mut Batch,
     ) -> Result<(), Error> {
-        let nn = self.net.n_neurons();
         let max_dim = self.ctx.limits.max_compute_workgroups_per_dimension;
-        let mut params = vec![0u8; (n as u64 * STEP_PARAMS_STRIDE) as usize];
         let mut rows = 0u32;
         let mut sample_at = Vec::with_capacity(n as usize);
         for k in 0..n {
-            let mut p = step_params(&self.model, &self.net, self.step + k);
-            p.batch_row = k;
-            p.n_probes = self.probes.len() as u32;
             let due = sampled && (self.step + k).is_multiple_of(sample_every);
-            if due {
-                p.sample_row = rows;
-                rows += 1;
-            }
-            sample_at.push(due);
-            let at = (k as u64 * STEP_PARAMS_STRIDE) as usize;
-            params[at..at + std::mem::size_of::<StepParams>()]
-                .copy_from_slice(bytemuck::bytes_of(&p));
+            sample_at.push(due.then_some(rows));
+            rows += due as u32;
         }
-        self.ctx.queue.write_buffer(&self.params_buf, 0, &params);
+        for c in &self.chunks {
+            let mut params = vec![0u8; (n as u64 * STEP_PARAMS_STRIDE) as usize];
+            for (k, row) in sample_at.iter().enumerate() {
+                let mut p = step_params(&self.model, &self.net, self.step + k as u32);
+                p.n_neurons = c.size;
+                p.neuron_base = c.first;
+                p.spike_words = c.spike_words;
+                p.batch_row = k as u32;
+                p.n_probes = c.probes.len() as u32;
+                p.probe_stride = self.probes.len() as u32;
+                p.sample_row = row.unwrap_or(0);
+                let at = k * STEP_PARAMS_STRIDE as usize;
+                params[at..at + std::mem::size_of::<StepParams>()]
+                    .copy_from_slice(bytemuck::bytes_of(&p));
+            }
+            self.ctx.queue.write_buffer(&c.params_buf, 0, &params);
+        }
         let mut enc = self
             .ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-        enc.clear_buffer(&self.spike_buf, 0, None);
+        for c in &self.chunks {
+            enc.clear_buffer(&c.spike_buf, 0, None);
+        }
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            let (ng_x, ng_y) = groups(nn, max_dim);
-            let (pg_x, pg_y) = groups(nn * self.n_receptors, max_dim);
-            let (sg_x, sg_y) = groups(self.probes.len() as u32, max_dim);
-            for (k, &due) in sample_at.iter().enumerate() {
-                if due {
-                    let s = self.sampling.as_ref().expect("prepared");
-                    pass.set_pipeline(&self.sample);
-                    pass.set_bind_group(0, &s.groups[k], &[]);
-                    pass.dispatch_workgroups(sg_x, sg_y, 1);
+            for (k, row) in sample_at.iter().enumerate() {
+                for c in &self.chunks {
+                    if row.is_some() && !c.probes.is_empty() {
+                        let (x, y) = groups(c.probes.len() as u32, max_dim);
+                        pass.set_pipeline(&self.sample);
+                        pass.set_bind_group(0, &c.sample_groups[k], &[]);
+                        pass.dispatch_workgroups(x, y, 1);
+                    }
+                    if self.n_receptors > 0 {
+                        let (x, y) = groups(c.size * self.n_receptors, max_dim);
+                        pass.set_pipeline(&self.decay_pools);
+                        pass.set_bind_group(0, &c.decay_groups[k], &[]);
+                        pass.dispatch_workgroups(x, y, 1);
+                    }
+                    let (x, y) = groups(c.size, max_dim);
+                    pass.set_pipeline(&self.integrate);
+                    pass.set_bind_group(0, &c.integrate_groups[k], &[]);
+                    pass.dispatch_workgroups(x, y, 1);
                 }
-                if self.n_receptors > 0 {
-                    pass.set_pipeline(&self.decay_pools);
-                    pass.set_bind_group(0, &self.decay_groups[k], &[]);
-                    pass.dispatch_workgroups(pg_x, pg_y, 1);
-                }
-                pass.set_pipeline(&self.integrate);
-                pass.set_bind_group(0, &self.integrate_groups[k], &[]);
-                pass.dispatch_workgroups(ng_x, ng_y, 1);
             }
         }
-        let spike_bytes = (3 + n as u64 * self.spike_words as u64) * 4;
-        let sample_bytes = rows as u64 * self.probes.len() as u64 * 4;
-        let data = match self.sampling.as_ref().filter(|_| rows > 0) {
-            Some(s) => self.ctx.submit_and_read(
-                enc,
-                &[
-                    (&self.spike_buf, &self.spike_staging, spike_bytes),
-                    (&s.samples_buf, &s.staging, sample_bytes),
-                ],
-            )?,
-            None => self
-                .ctx
-                .submit_and_read(enc, &[(&self.spike_buf, &self.spike_staging, spike_bytes)])?,
-        };
+        let mut copies: Vec<(&wgpu::Buffer, &wgpu::Buffer, u64)> = self
+            .chunks
+            .iter()
+            .map(|c| {
+                (
+                    &c.spike_buf,
+                    &c.spike_staging,
+                    (3 + n as u64 * c.spike_words as u64) * 4,
+                )
+            })
+            .collect();
+        if let Some(s) = self.sampling.as_ref().filter(|_| rows > 0) {
+            copies.push((
+                &s.samples_buf,
+                &s.staging,
+                rows as u64 * self.probes.len() as u64 * 4,
+            ));
+        }
+        let data = self.ctx.submit_and_read(enc, &copies)?;
         self.submissions += 1;
         self.readbacks += 1;
-        // Decode the bit rows: ascending neuron ids per step.
-        let bits: &[u32] = bytemuck::cast_slice(&data[0]);
-        let w = self.spike_words as usize;
-        let (bad, bits) = bits.split_at(3);
-        if bad[0] != 0 {
+        // The first non-finite record over the chunks (smallest step, then neuron).
+        let mut bad: Option<(u32, u32, u32)> = None;
+        for d in data.iter().take(self.chunks.len()) {
+            let w: &[u32] = bytemuck::cast_slice(d);
+            if w[0] != 0 {
+                let rec = (u32::MAX - w[0], u32::MAX - w[1], w[2]);
+                if bad.is_none_or(|b| (rec.0, rec.1) < (b.0, b.1)) {
+                    bad = Some(rec);
+                }
+            }
+        }
+        if let Some((step, neuron, code)) = bad {
             // Stop; the state read back is the batch's end, where the value stays non-finite.
-            let step = u32::MAX - bad[0];
-            let neuron = u32::MAX - bad[1];
-            let var = ["v_mv", "v_mv", "m", "h", "n"][bad[2].min(4) as usize];
+            let var = ["v_mv", "v_mv", "m", "h", "n"][code.min(4) as usize];
             self.download()?;
             self.st.step = step + 1;
             return Err(super::cpu::non_finite_error(
@@ -516,20 +675,25 @@ impl GpuBackend {
                 (neuron, var, false),
             ));
         }
+        // Decode the bit rows: ascending neuron ids per step (chunks in order).
         for k in 0..n as usize {
-            for (j, &word) in bits[k * w..(k + 1) * w].iter().enumerate() {
-                let mut x = word;
-                while x != 0 {
-                    let b = x.trailing_zeros();
-                    out.spike_ids.push((j as u32) * 32 + b);
-                    x &= x - 1;
+            for (c, d) in self.chunks.iter().zip(&data) {
+                let bits: &[u32] = bytemuck::cast_slice(d);
+                let w = c.spike_words as usize;
+                for (j, &word) in bits[3 + k * w..3 + (k + 1) * w].iter().enumerate() {
+                    let mut x = word;
+                    while x != 0 {
+                        let b = x.trailing_zeros();
+                        out.spike_ids.push(c.first + (j as u32) * 32 + b);
+                        x &= x - 1;
+                    }
                 }
             }
             out.spike_offsets.push(out.spike_ids.len() as u32);
         }
         if rows > 0 {
             out.samples
-                .extend_from_slice(bytemuck::cast_slice::<u8, f32>(&data[1]));
+                .extend_from_slice(bytemuck::cast_slice::<u8, f32>(&data[self.chunks.len()]));
         }
         let last = out.spike_offsets.len() - 2;
         self.last_spikes = out.spike_ids[out.spike_offsets[last] as usize..].to_vec();

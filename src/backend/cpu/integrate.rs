@@ -76,7 +76,7 @@ pub fn integrate(
         let u = uniform_at(
             params.seed(),
             Domain::Neuron,
-            n as u32,
+            params.neuron_base + n as u32,
             t,
             Purpose::Poisson,
             0,
