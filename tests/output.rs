@@ -49,7 +49,15 @@ fn hdf5_layout_round_trip() {
     let f = File::open(&out).unwrap();
     // Root attributes: how the file was made.
     assert_eq!(attr_str(&f, "program"), "quantal");
-    assert_eq!(attr_str(&f, "version"), quantal::VERSION);
+    assert_eq!(attr_str(&f, "quantal_version"), quantal::VERSION);
+    assert_eq!(
+        f.attr("magic").unwrap().read_scalar::<u32>().unwrap(),
+        0x0A7A
+    );
+    assert_eq!(
+        f.attr("version").unwrap().read_raw::<u32>().unwrap(),
+        vec![0, 1]
+    );
     assert_eq!(attr_str(&f, "backend"), "cpu");
     assert!(!attr_str(&f, "adapter").is_empty());
     assert_eq!(f.attr("seed").unwrap().read_scalar::<u64>().unwrap(), 1);
@@ -67,7 +75,13 @@ fn hdf5_layout_round_trip() {
     // Spikes: /spikes/<population>/{timestamps f64, node_ids u64}, sorting, units.
     for (k, pop) in mem.spike_pops.iter().enumerate() {
         let g = f.group(&format!("spikes/{pop}")).unwrap();
-        assert_eq!(attr_str(&g, "sorting"), "by_time");
+        assert_eq!(
+            g.attr("sorting")
+                .unwrap()
+                .read_scalar::<quantal::record::hdf5::Sorting>()
+                .unwrap(),
+            quantal::record::hdf5::Sorting::by_time
+        );
         let ts = g.dataset("timestamps").unwrap();
         assert_eq!(
             ts.dtype().unwrap().to_descriptor().unwrap(),

@@ -10,3 +10,4 @@ mod output;
 mod parity;
 mod release;
 mod shaders;
+mod sonata;

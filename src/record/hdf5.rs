@@ -1,10 +1,11 @@
 //! HDF5 output in the SONATA report layout (DESIGN.md "Output").
 //!
 //! ```text
-//! /                      attrs: program, version, seed, backend, adapter, dt_ms, duration_ms,
+//! /                      attrs: magic (0x0A7A), version ([0, 1]: SONATA's), program,
+//!                               quantal_version, seed, backend, adapter, dt_ms, duration_ms,
 //!                               network_path, network_toml, effective_network_toml, overrides,
 //!                               complete (false until the run ends), summary attributes
-//! /spikes/<population>   attr sorting = "by_time"
+//! /spikes/<population>   attr sorting = by_time (SONATA's enum: none 0, by_id 1, by_time 2)
 //!     timestamps (f64, ms, attr units = "ms"), node_ids (u64)
 //! /report/<population or projection>/<variable>
 //!     data (f32, time × element, attr units)
@@ -34,6 +35,24 @@ use crate::error::Error;
 const SPIKE_CHUNK: usize = 16_384;
 /// Target bytes per report chunk.
 const REPORT_CHUNK_BYTES: usize = 256 * 1024;
+
+/// SONATA's spike sorting, an HDF5 enum on `/spikes/<population>` (`sorting`).
+#[derive(hdf5::H5Type, Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+#[allow(non_camel_case_types, dead_code)]
+pub enum Sorting {
+    /// Unsorted.
+    none = 0,
+    /// By node id.
+    by_id = 1,
+    /// By time (what quantal writes).
+    by_time = 2,
+}
+
+/// SONATA's file signature (root attribute `magic`) and format version (`version`).
+pub const SONATA_MAGIC: u32 = 0x0A7A;
+/// SONATA format version written at the root.
+pub const SONATA_VERSION: [u32; 2] = [0, 1];
 
 /// Space kept free for finishing a file (attributes, metadata flush, close).
 const RESERVE_BYTES: u64 = 4 << 20;
@@ -115,6 +134,13 @@ impl Hdf5Recorder {
         a.write_scalar(&v).map_err(|e| self.err(e))
     }
 
+    fn attr_u32(&self, g: &Group, name: &str, v: u32) -> Result<(), Error> {
+        g.new_attr::<u32>()
+            .create(name)
+            .and_then(|a| a.write_scalar(&v))
+            .map_err(|e| self.err(e))
+    }
+
     fn attr_u64(&self, g: &Group, name: &str, v: u64) -> Result<(), Error> {
         let a = match g.attr(name) {
             Ok(a) => a,
@@ -141,7 +167,13 @@ impl Recorder for Hdf5Recorder {
         let file = File::create(&self.partial).map_err(|e| self.err(e))?;
         let root: &Group = &file;
         self.attr_str(root, "program", "quantal")?;
-        self.attr_str(root, "version", &meta.version)?;
+        // SONATA's signature and version; the program's version has its own attribute.
+        self.attr_u32(root, "magic", SONATA_MAGIC)?;
+        root.new_attr_builder()
+            .with_data(&SONATA_VERSION[..])
+            .create("version")
+            .map_err(|e| self.err(e))?;
+        self.attr_str(root, "quantal_version", &meta.version)?;
         self.attr_u64(root, "seed", meta.seed)?;
         self.attr_str(root, "backend", &meta.backend)?;
         self.attr_str(root, "adapter", &meta.adapter)?;
@@ -156,7 +188,10 @@ impl Recorder for Hdf5Recorder {
         let sp = self.group(root, "spikes")?;
         for name in spike_pops {
             let g = self.group(&sp, name)?;
-            self.attr_str(&g, "sorting", "by_time")?;
+            g.new_attr::<Sorting>()
+                .create("sorting")
+                .and_then(|a| a.write_scalar(&Sorting::by_time))
+                .map_err(|e| self.err(e))?;
             let ts = g
                 .new_dataset::<f64>()
                 .chunk(SPIKE_CHUNK)
