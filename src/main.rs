@@ -173,7 +173,23 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
             .unwrap_or_else(|| "quantal".into());
         std::path::PathBuf::from(format!("{stem}.h5"))
     });
-    check_output(&path, &out, force)?;
+    let variables: Vec<&str> = loaded
+        .file
+        .record
+        .neurons
+        .iter()
+        .flat_map(|r| r.variables.iter())
+        .chain(
+            loaded
+                .file
+                .record
+                .synapses
+                .iter()
+                .flat_map(|r| r.variables.iter()),
+        )
+        .map(|v| v.as_str())
+        .collect();
+    check_output(&path, &out, &variables, force)?;
     let mut sim = Simulation::new(loaded, kind)
         .with_context(|| format!("building network {}", path.display()))?;
     let n_syn = sim.net.n_synapses();
@@ -464,7 +480,12 @@ fn peak_rss_bytes() -> Option<u64> {
 
 /// Refuses an output that would destroy the input or an existing file (without
 /// `--force`), or that cannot be written, before the network is built.
-fn check_output(input: &std::path::Path, out: &std::path::Path, force: bool) -> Result<()> {
+fn check_output(
+    input: &std::path::Path,
+    out: &std::path::Path,
+    variables: &[&str],
+    force: bool,
+) -> Result<()> {
     let same = match (std::fs::canonicalize(input), std::fs::canonicalize(out)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
@@ -478,11 +499,19 @@ fn check_output(input: &std::path::Path, out: &std::path::Path, force: bool) -> 
     if out.is_dir() {
         anyhow::bail!("output {} is a directory; give a file name", out.display());
     }
-    if out.exists() && !force {
-        anyhow::bail!(
-            "output {} exists; pass --force to replace it (it is replaced only when the new run ends)",
-            out.display()
-        );
+    // The run's files: the main one and one SONATA report per recorded variable.
+    let files = std::iter::once(out.to_path_buf()).chain(
+        variables
+            .iter()
+            .map(|v| quantal::record::hdf5::report_path(out, v)),
+    );
+    for f in files {
+        if f.exists() && !force {
+            anyhow::bail!(
+                "output {} exists; pass --force to replace it (it is replaced only when the new run ends)",
+                f.display()
+            );
+        }
     }
     let dir = match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),

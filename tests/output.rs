@@ -140,12 +140,22 @@ fn hdf5_layout_round_trip() {
             m.dataset("node_ids").unwrap().read_raw::<u64>().unwrap(),
             desc.node_ids
         );
+        // SONATA: element_ids are u32, and the file of each variable is its own report.
+        assert_eq!(
+            m.dataset("element_ids")
+                .unwrap()
+                .dtype()
+                .unwrap()
+                .to_descriptor()
+                .unwrap(),
+            TypeDescriptor::Unsigned(hdf5::types::IntSize::U4)
+        );
         assert_eq!(
             m.dataset("element_ids").unwrap().read_raw::<u64>().unwrap(),
             desc.element_ids
         );
         assert_eq!(
-            m.dataset("index_pointer")
+            m.dataset("index_pointers")
                 .unwrap()
                 .read_raw::<u64>()
                 .unwrap(),
@@ -347,7 +357,7 @@ fn file_reads_as_sonata() {
             let nodes = m.dataset("node_ids").unwrap().read_raw::<u64>().unwrap();
             let elems = m.dataset("element_ids").unwrap().read_raw::<u64>().unwrap();
             let ptr = m
-                .dataset("index_pointer")
+                .dataset("index_pointers")
                 .unwrap()
                 .read_raw::<u64>()
                 .unwrap();

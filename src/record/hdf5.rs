@@ -1,27 +1,33 @@
-//! HDF5 output in the SONATA report layout (DESIGN.md "Output").
+//! HDF5 output in SONATA's formats (DESIGN.md "Output").
 //!
 //! ```text
+//! RUN.h5
 //! /                      attrs: magic (0x0A7A), version ([0, 1]: SONATA's), program,
 //!                               quantal_version, seed, backend, adapter, dt_ms, duration_ms,
-//!                               network_path, network_toml, effective_network_toml, overrides,
-//!                               complete (false until the run ends), summary attributes
+//!                               network_path, network_toml, effective_network_toml,
+//!                               overrides, warnings, complete (0 until the run ends),
+//!                               summary attributes
 //! /spikes/<population>   attr sorting = by_time (SONATA's enum: none 0, by_id 1, by_time 2)
 //!     timestamps (f64, ms, attr units = "ms"), node_ids (u64)
-//! /report/<population or projection>/<variable>
-//!     data (f32, time × element, attr units)
-//!     mapping/node_ids, mapping/element_ids, mapping/index_pointer (u64),
-//!     mapping/time (f64 [start, stop, dt], attr units = "ms")
-//! ```
-//! Datasets are chunked and unlimited along time; they grow at each batch and the file is
-//! flushed after each batch, so an interrupted run leaves a readable file with everything
-//! up to the last flush.
+//! /report/<group>/<variable>   external link to RUN.<variable>.h5:/report/<group>
 //!
-//! The file is written under a temporary name in the target directory
-//! (`.<name>.partial-<pid>`) and renamed to its name when the run ends, completed or
-//! interrupted (`complete` says which), so an existing file is never truncated by a run
-//! in progress, a reader holding the old file keeps it, and a killed process leaves its
-//! partial file under the temporary name. After an interruption each report's
-//! `mapping/time` is cut to the rows written, as SONATA readers require.
+//! RUN.<variable>.h5      a SONATA report (one variable per file, as SONATA defines it)
+//! /                      attrs: magic, version, variable, run (the main file's name)
+//! /report/<population or projection>
+//!     data (f32, time × element, attr units)
+//!     mapping/node_ids (u64), mapping/element_ids (u32), mapping/index_pointers (u64),
+//!     mapping/time (f64 [start, stop, step], attr units = "ms")
+//! ```
+//! Datasets are chunked and unlimited along time; they grow at each batch and the files
+//! are flushed after each batch, so an interrupted run leaves readable files with
+//! everything up to the last flush.
+//!
+//! Every file is written under a temporary name in the target directory
+//! (`.<name>.partial-<pid>`) and renamed when the run ends, completed or interrupted
+//! (`complete` says which): an existing file is never truncated by a run in progress, a
+//! reader holding the old file keeps it, and a killed process leaves its partial files
+//! under their temporary names. After an interruption each report's `mapping/time` is
+//! cut to the rows written, as SONATA readers require.
 
 use hdf5::types::VarLenUnicode;
 use hdf5::{Dataset, File, Group};
@@ -75,6 +81,18 @@ pub struct Hdf5Recorder {
     spikes: Vec<(Dataset, Dataset, usize)>,
     reports: Vec<(Dataset, usize, usize)>,
     times: Vec<(Dataset, [f64; 3])>,
+    /// One SONATA report file per recorded variable: (file, temporary name, name).
+    report_files: Vec<(File, PathBuf, PathBuf)>,
+}
+
+/// The SONATA report file of `variable` beside the main output `path`:
+/// `<stem>.<variable>.h5`.
+pub fn report_path(path: &Path, variable: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "quantal".into());
+    path.with_file_name(format!("{stem}.{variable}.h5"))
 }
 
 /// The temporary name a run writes `path` under.
@@ -104,6 +122,7 @@ impl Hdf5Recorder {
             spikes: Vec::new(),
             reports: Vec::new(),
             times: Vec::new(),
+            report_files: Vec::new(),
         }
     }
 
@@ -210,10 +229,47 @@ impl Recorder for Hdf5Recorder {
                 .map_err(|e| self.err(e))?;
             self.spikes.push((ts, ids, 0));
         }
+        // Reports: one SONATA report file per variable (SONATA defines one variable per
+        // report), /report/<population>/{data, mapping/...}; the main file links each
+        // as /report/<population>/<variable> (an HDF5 external link that h5py follows).
         let rep = self.group(root, "report")?;
+        let mut by_var: Vec<&str> = Vec::new();
         for r in reports {
-            let g = self.group(&rep, &r.group)?;
-            let v = self.group(&g, &r.variable)?;
+            if !by_var.contains(&r.variable.as_str()) {
+                by_var.push(&r.variable);
+            }
+        }
+        for var in &by_var {
+            let name = report_path(&self.path, var);
+            let partial = partial_path(&name);
+            let vf = File::create(&partial).map_err(|e| self.err(e))?;
+            let vroot: &Group = &vf;
+            self.attr_u32(vroot, "magic", SONATA_MAGIC)?;
+            vroot
+                .new_attr_builder()
+                .with_data(&SONATA_VERSION[..])
+                .create("version")
+                .map_err(|e| self.err(e))?;
+            self.attr_str(vroot, "variable", var)?;
+            self.attr_str(
+                vroot,
+                "run",
+                &self
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            )?;
+            self.report_files.push((vf, partial, name));
+        }
+        for r in reports {
+            let k = by_var
+                .iter()
+                .position(|v| *v == r.variable)
+                .expect("listed");
+            let vroot: Group = (*self.report_files[k].0).clone();
+            let vrep = self.group(&vroot, "report")?;
+            let v = self.group(&vrep, &r.group)?;
             let n = r.n_elements().max(1);
             let rows = (REPORT_CHUNK_BYTES / (4 * n)).clamp(1, 4096);
             let d = v
@@ -231,13 +287,14 @@ impl Recorder for Hdf5Recorder {
                 .with_data(&r.node_ids)
                 .create("node_ids")
                 .map_err(|e| self.err(e))?;
+            let element_ids: Vec<u32> = r.element_ids.iter().map(|&e| e as u32).collect();
             m.new_dataset_builder()
-                .with_data(&r.element_ids)
+                .with_data(&element_ids)
                 .create("element_ids")
                 .map_err(|e| self.err(e))?;
             m.new_dataset_builder()
                 .with_data(&r.index_pointer)
-                .create("index_pointer")
+                .create("index_pointers")
                 .map_err(|e| self.err(e))?;
             let t = m
                 .new_dataset_builder()
@@ -250,6 +307,11 @@ impl Recorder for Hdf5Recorder {
                 .map_err(|e| self.err(e))?;
             self.reports.push((d, r.n_elements(), 0));
             self.times.push((t, r.time_ms));
+            let g = self.group(&rep, &r.group)?;
+            let target = report_path(&self.path, &r.variable);
+            let target = target.file_name().expect("a file name").to_string_lossy();
+            g.link_external(&target, &format!("/report/{}", r.group), &r.variable)
+                .map_err(|e| self.err(e))?;
         }
         file.flush().map_err(|e| self.err(e))?;
         self.file = Some(file);
@@ -323,6 +385,9 @@ impl Recorder for Hdf5Recorder {
     }
 
     fn flush(&mut self) -> Result<(), Error> {
+        for (f, _, _) in &self.report_files {
+            f.flush().map_err(|e| self.err(e))?;
+        }
         match &self.file {
             Some(f) => f.flush().map_err(|e| self.err(e)),
             None => Ok(()),
@@ -336,13 +401,37 @@ impl Recorder for Hdf5Recorder {
         // Whatever fails (a full disk), the file is closed and given its name, and the
         // first error is returned.
         let written = self.write_summary(&file, summary);
+        self.reports.clear();
+        self.times.clear();
+        // The report files first, so that the main file's links resolve once it has its name.
+        let mut reports_done = Ok(());
+        for (vf, partial, name) in self.report_files.drain(..) {
+            let r = vf
+                .flush()
+                .and_then(|_| vf.close())
+                .map_err(|e| Error::Hdf5 {
+                    message: e.to_string(),
+                    path: name.clone(),
+                })
+                .and_then(|_| {
+                    std::fs::rename(&partial, &name).map_err(|e| Error::Io {
+                        cause: e,
+                        path: name.clone(),
+                    })
+                });
+            reports_done = reports_done.and(r);
+        }
         let flushed = file.flush().map_err(|e| self.err(e));
         let closed = file.close().map_err(|e| self.err(e));
         let renamed = std::fs::rename(&self.partial, &self.path).map_err(|e| Error::Io {
             cause: e,
             path: self.path.clone(),
         });
-        written.and(flushed).and(closed).and(renamed)
+        written
+            .and(reports_done)
+            .and(flushed)
+            .and(closed)
+            .and(renamed)
     }
 }
 
@@ -371,6 +460,12 @@ impl Drop for Hdf5Recorder {
     /// A recorder dropped between `begin` and `finish` still closes its file and gives it
     /// its name: what was flushed stays readable, with `complete` = 0.
     fn drop(&mut self) {
+        self.reports.clear();
+        self.times.clear();
+        for (vf, partial, name) in self.report_files.drain(..) {
+            let _ = vf.close();
+            let _ = std::fs::rename(&partial, &name);
+        }
         if let Some(f) = self.file.take() {
             let _ = f.close();
             let _ = std::fs::rename(&self.partial, &self.path);
