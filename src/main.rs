@@ -190,8 +190,18 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
         .map(|v| v.as_str())
         .collect();
     check_output(&path, &out, &variables, force)?;
+    let write_net = loaded.file.record.network != Some(false);
     let mut sim = Simulation::new(loaded, kind)
         .with_context(|| format!("building network {}", path.display()))?;
+    if write_net {
+        // The network is part of the result: SONATA nodes and edges beside it.
+        let (nodes, edges) = (
+            quantal::record::hdf5::report_path(&out, "nodes"),
+            quantal::record::hdf5::report_path(&out, "edges"),
+        );
+        quantal::record::sonata_net::write_network(&sim.model, &sim.net, &nodes, &edges)
+            .with_context(|| format!("writing the network beside {}", out.display()))?;
+    }
     let n_syn = sim.net.n_synapses();
     let steps = sim.model.n_steps;
     if !quiet {
@@ -500,11 +510,14 @@ fn check_output(
         anyhow::bail!("output {} is a directory; give a file name", out.display());
     }
     // The run's files: the main one and one SONATA report per recorded variable.
-    let files = std::iter::once(out.to_path_buf()).chain(
-        variables
-            .iter()
-            .map(|v| quantal::record::hdf5::report_path(out, v)),
-    );
+    let files = [out.to_path_buf()]
+        .into_iter()
+        .chain(["nodes", "edges"].map(|k| quantal::record::hdf5::report_path(out, k)))
+        .chain(
+            variables
+                .iter()
+                .map(|v| quantal::record::hdf5::report_path(out, v)),
+        );
     for f in files {
         if f.exists() && !force {
             anyhow::bail!(

@@ -259,3 +259,206 @@ print(linked.astype(numpy.float32).tobytes().hex())
         "{checked} reports checked, {data_checked} value by value"
     );
 }
+
+/// The built network as SONATA nodes and edges: libsonata reads back the populations,
+/// positions, model types, every edge's source, target, weight and delay, and answers
+/// afferent queries through the indices, all equal to the network quantal built.
+#[test]
+fn libsonata_reads_the_network() {
+    let py = python();
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"version = 1
+[simulation]
+duration_ms = 2.0
+seed = 5
+[[populations]]
+name = "sheet"
+size = 60
+model = "lif"
+[populations.positions]
+layout = "grid"
+shape = [6, 5, 2]
+spacing_um = 20.0
+[[populations]]
+name = "drive"
+size = 7
+model = "poisson"
+[populations.poisson]
+rate_hz = 10.0
+[[synapse_types]]
+name = "glu"
+transmitter = "glutamate"
+[[synapse_types.receptors]]
+kind = "ampa"
+[[projections]]
+name = "local"
+source = "sheet"
+target = "sheet"
+synapse = "glu"
+rule = "fixed_probability"
+weight = { dist = "uniform", low = 0.5, high = 1.5 }
+[projections.distance]
+profile = "gaussian"
+p_max = 0.6
+scale_um = 30.0
+[projections.conduction]
+fibre = "unmyelinated"
+velocity_m_per_s = 0.1
+[[projections]]
+name = "in"
+source = "drive"
+target = "sheet"
+synapse = "glu"
+rule = "fixed_indegree"
+indegree = 3
+delay_ms = 1.0
+"#;
+    let file = dir.path().join("sheet.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("sheet.h5");
+    let o = Command::new(env!("CARGO_BIN_EXE_quantal"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "-q",
+            "--backend",
+            "cpu",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let script = r#"
+import sys, numpy, libsonata
+n = libsonata.NodeStorage(sys.argv[1])
+for name in sorted(n.population_names):
+    p = n.open_population(name)
+    xs = [float(v) for v in p.get_attribute("x", p.select_all())] if "x" in p.attribute_names else []
+    ys = [float(v) for v in p.get_attribute("y", p.select_all())] if "y" in p.attribute_names else []
+    zs = [float(v) for v in p.get_attribute("z", p.select_all())] if "z" in p.attribute_names else []
+    print("node", name, p.size, p.get_attribute("model_type", 0), " ".join(f"{x!r},{y!r},{z!r}" for x, y, z in zip(xs, ys, zs)))
+e = libsonata.EdgeStorage(sys.argv[2])
+for name in sorted(e.population_names):
+    p = e.open_population(name)
+    sel = p.select_all()
+    src, tgt = p.source_nodes(sel), p.target_nodes(sel)
+    w, d = p.get_attribute("syn_weight", sel), p.get_attribute("delay", sel)
+    hx = lambda v: numpy.float32(v).tobytes().hex()
+    print("edge", name, p.source, p.target, p.size, " ".join(f"{s}>{t}:{hx(a)}:{hx(b)}" for s, t, a, b in zip(src, tgt, w, d)))
+    aff = p.afferent_edges([3]).flatten()
+    print("afferent", name, " ".join(str(int(k)) for k in aff))
+"#;
+    let nodes = out.with_file_name("sheet.nodes.h5");
+    let edges = out.with_file_name("sheet.edges.h5");
+    let o = Command::new(&py)
+        .args([
+            "-c",
+            script,
+            nodes.to_str().unwrap(),
+            edges.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "libsonata: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let got = String::from_utf8_lossy(&o.stdout).into_owned();
+    // The same network, built by the library.
+    let l = quantal::netfile::load(&file, &[]).unwrap();
+    let m = quantal::model::Model::from_spec(&l.file);
+    let net = quantal::network::build(&l, &m).unwrap();
+    let mut want = Vec::new();
+    let mut pops: Vec<usize> = (0..m.pops.len()).collect();
+    pops.sort_by_key(|&i| m.pops[i].name.clone());
+    for i in pops {
+        let p = &m.pops[i];
+        let xyz = net.positions[i]
+            .as_ref()
+            .map(|v| {
+                v.iter()
+                    .map(|q| {
+                        format!(
+                            "{:?},{:?},{:?}",
+                            q.x as f32 as f64, q.y as f32 as f64, q.z as f32 as f64
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        want.push(format!(
+            "node {} {} {} {xyz}",
+            p.name,
+            p.size,
+            format!("{:?}", p.model).to_lowercase()
+        ));
+    }
+    let mut projs: Vec<&quantal::network::ProjectionInfo> = net.projections.iter().collect();
+    projs.sort_by_key(|p| p.name.clone());
+    for pr in projs {
+        let (sp, tp) = (&m.pops[pr.source], &m.pops[pr.target]);
+        let e: Vec<String> = pr
+            .synapse_ids
+            .iter()
+            .map(|&i| {
+                let i = i as usize;
+                let hx = |x: f32| {
+                    x.to_le_bytes()
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                };
+                format!(
+                    "{}>{}:{}:{}",
+                    net.syn_pre[i] - sp.first,
+                    net.syn_post[i] - tp.first,
+                    hx(net.syn_weight[i]),
+                    hx((net.syn_delay[i] as f64 * m.dt_ms) as f32)
+                )
+            })
+            .collect();
+        want.push(format!(
+            "edge {} {} {} {} {}",
+            pr.name,
+            sp.name,
+            tp.name,
+            e.len(),
+            e.join(" ")
+        ));
+        let aff: Vec<String> = pr
+            .synapse_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, &i)| net.syn_post[i as usize] - tp.first == 3)
+            .map(|(k, _)| k.to_string())
+            .collect();
+        want.push(format!("afferent {} {}", pr.name, aff.join(" ")));
+    }
+    let got: Vec<&str> = got.lines().map(|l| l.trim_end()).collect();
+    let want: Vec<String> = want.iter().map(|l| l.trim_end().to_string()).collect();
+    assert!(
+        want.iter()
+            .any(|l| l.starts_with("edge local") && l.len() > 200),
+        "the sheet connects"
+    );
+    assert_eq!(got.len(), want.len(), "lines");
+    for (g, w) in got.iter().zip(&want) {
+        if *g != w.as_str() {
+            let at = g
+                .chars()
+                .zip(w.chars())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            let cut = |s: &str| {
+                s.chars()
+                    .skip(at.saturating_sub(60))
+                    .take(160)
+                    .collect::<String>()
+            };
+            panic!("libsonata: …{}…\nquantal:   …{}…", cut(g), cut(w));
+        }
+    }
+}

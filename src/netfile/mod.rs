@@ -622,6 +622,10 @@ pub struct RecordSpec {
     /// Synapse reports.
     #[serde(default)]
     pub synapses: Vec<SynapseRecordSpec>,
+    /// Write the built network as SONATA nodes and edges beside the results (default
+    /// true; about 40 bytes per synapse on disk).
+    #[serde(default)]
+    pub network: Option<bool>,
 }
 
 /// `[[record.neurons]]`.

@@ -3,6 +3,7 @@
 //! everything in memory (tests, small tools).
 
 pub mod hdf5;
+pub mod sonata_net;
 
 use crate::error::Error;
 
