@@ -492,6 +492,20 @@ pub enum Rule {
     FixedIndegree,
     /// Listed `pairs = [[source, target], ...]`.
     Pairs,
+    /// The edges of a SONATA edge population (`[projections.sonata]`), e.g. written by
+    /// an earlier run (`RUN.edges.h5`) or by another tool.
+    Sonata,
+}
+
+/// `[projections.sonata]`: connectivity from a SONATA edges file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SonataEdgesSpec {
+    /// The edges file, relative to the network file's directory.
+    pub edges: String,
+    /// The edge population (default: the projection's name).
+    #[serde(default)]
+    pub population: Option<String>,
 }
 
 /// Distance-dependent connection probability.
@@ -582,6 +596,13 @@ pub struct ProjectionSpec {
     /// Delay from distance and conduction velocity (replaces `delay_ms`).
     #[serde(default)]
     pub conduction: Option<ConductionSpec>,
+    /// Connectivity from a SONATA edges file (rule `sonata`); its weights and delays are
+    /// used unless `weight` or `delay_ms` is given.
+    #[serde(default)]
+    pub sonata: Option<SonataEdgesSpec>,
+    /// `sonata.edges` resolved against the network file's directory (set by the loader).
+    #[serde(skip)]
+    pub sonata_path: Option<PathBuf>,
 }
 
 /// `[[inputs]]`: a current injected into neurons (enters `integrate`).
@@ -800,6 +821,11 @@ fn parse_and_validate(
             message: msg,
         }))
     })?;
+    let mut file = file;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for p in file.projections.iter_mut() {
+        p.sonata_path = p.sonata.as_ref().map(|s| dir.join(&s.edges));
+    }
     validate(&file, &text, path)?;
     let warnings = validate::warnings(&file, &text, path);
     Ok(LoadedNetwork {

@@ -1060,6 +1060,31 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
                 }
             }
             Rule::AllToAll => {}
+            Rule::Sonata => {
+                let sp = p.sonata.as_ref().ok_or_else(|| {
+                    c.err(
+                        &at.key("rule"),
+                        "rule `sonata` needs a [projections.sonata] table with edges = \"FILE.h5\""
+                            .into(),
+                    )
+                })?;
+                let file = p
+                    .sonata_path
+                    .clone()
+                    .unwrap_or_else(|| sp.edges.clone().into());
+                if !file.is_file() {
+                    return Err(c.err(
+                        &at.key("sonata").key("edges"),
+                        format!("no such edges file: {}", file.display()),
+                    ));
+                }
+            }
+        }
+        if p.rule != Rule::Sonata && p.sonata.is_some() {
+            return Err(c.err(
+                &at.key("sonata"),
+                "[projections.sonata] applies to rule sonata only".into(),
+            ));
         }
         if p.rule != Rule::FixedProbability && p.p.is_some() {
             return Err(c.err(

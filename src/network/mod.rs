@@ -153,6 +153,18 @@ pub fn estimate(f: &NetworkFile) -> Estimate {
                 },
                 Rule::FixedIndegree => p.indegree.unwrap_or(0) as f64 * nt,
                 Rule::Pairs => p.pairs.as_ref().map(|v| v.len()).unwrap_or(0) as f64,
+                Rule::Sonata => p
+                    .sonata_path
+                    .as_ref()
+                    .and_then(|path| {
+                        let pop = p
+                            .sonata
+                            .as_ref()
+                            .and_then(|s| s.population.clone())
+                            .unwrap_or_else(|| p.display_name());
+                        crate::record::sonata_net::count_edges(path, &pop)
+                    })
+                    .unwrap_or(0) as f64,
             };
             (p.display_name(), n)
         })
@@ -306,6 +318,9 @@ fn positions(p: &PopulationSpec, seed: u64, pop_index: usize) -> Option<Vec<DVec
     })
 }
 
+/// An edge read from a SONATA file: source, and weight and delay (ms) when given.
+type FileEdge = (u32, Option<f32>, Option<f32>);
+
 /// Builds the network of a loaded file with its resolved model. Checks the memory
 /// estimate first; delays beyond the u16 range are reported with their location.
 pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
@@ -366,6 +381,40 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
             pairs_by_target = vec![Vec::new(); tgt.size as usize];
             for [a, b] in p.pairs.as_ref().expect("validated") {
                 pairs_by_target[*b as usize].push(*a as u32);
+            }
+        }
+        // Rule sonata: the file's edges grouped by target, in file order, with their
+        // weights and delays (used unless the projection gives weight or delay_ms).
+        let mut file_by_target: Vec<Vec<FileEdge>> = Vec::new();
+        if p.rule == Rule::Sonata {
+            let sp = p.sonata.as_ref().expect("validated");
+            let path = p.sonata_path.clone().expect("resolved by the loader");
+            let pop = sp.population.clone().unwrap_or_else(|| p.display_name());
+            let e = crate::record::sonata_net::read_edges(&path, &pop).map_err(|e| {
+                validate::spec_error(
+                    &net.text,
+                    &net.path,
+                    &at.key("sonata").key("edges"),
+                    e.to_string(),
+                )
+            })?;
+            file_by_target = vec![Vec::new(); tgt.size as usize];
+            for k in 0..e.source.len() {
+                let (s, t) = (e.source[k], e.target[k]);
+                if s >= src.size as u64 || t >= tgt.size as u64 {
+                    return Err(validate::spec_error(
+                        &net.text,
+                        &net.path,
+                        &at.key("sonata").key("edges"),
+                        format!(
+                            "edge {k} of `{pop}` in {} connects {s} -> {t}; accepted: source id < {} (`{}`), target id < {} (`{}`)",
+                            path.display(), src.size, src.name, tgt.size, tgt.name
+                        ),
+                    ));
+                }
+                let w = e.weight.as_ref().map(|v| v[k]);
+                let d = e.delay_ms.as_ref().map(|v| v[k]);
+                file_by_target[t as usize].push((s as u32, w, d));
             }
         }
         let weight = p.weight.unwrap_or(crate::netfile::Dist::Const(1.0));
@@ -440,11 +489,22 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
                     sources.sort_unstable();
                 }
                 Rule::Pairs => sources.extend_from_slice(&pairs_by_target[t as usize]),
+                Rule::Sonata => sources.extend(file_by_target[t as usize].iter().map(|e| e.0)),
             }
-            for &s in &sources {
-                let w = weight.sample(&mut rng).max(0.0) as f32;
+            for (k, &s) in sources.iter().enumerate() {
+                let from_file = file_by_target.get(t as usize).and_then(|v| v.get(k));
+                let w = match from_file.and_then(|e| e.1).filter(|_| p.weight.is_none()) {
+                    Some(w) => w.max(0.0),
+                    None => weight.sample(&mut rng).max(0.0) as f32,
+                };
+                let file_delay = from_file
+                    .and_then(|e| e.2)
+                    .filter(|_| p.delay_ms.is_none() && p.conduction.is_none());
                 let d_ms = match &p.conduction {
-                    None => delay.sample(&mut rng),
+                    None => match file_delay {
+                        Some(d) => d as f64,
+                        None => delay.sample(&mut rng),
+                    },
                     Some(c) => {
                         let (ps, pt) = (
                             positions[si].as_ref().expect("validated"),

@@ -198,3 +198,81 @@ pub fn write_network(
     }
     Ok(())
 }
+
+/// One edge population read from a SONATA edges file.
+#[derive(Debug, Clone, Default)]
+pub struct SonataEdges {
+    /// Source node ids (population-local).
+    pub source: Vec<u64>,
+    /// Target node ids (population-local).
+    pub target: Vec<u64>,
+    /// `0/syn_weight`, when the file has it.
+    pub weight: Option<Vec<f32>>,
+    /// `0/delay` in ms, when the file has it.
+    pub delay_ms: Option<Vec<f32>>,
+}
+
+/// Reads edge population `population` of `path` (source, target, and the weights and
+/// delays of group 0 when present).
+pub fn read_edges(path: &Path, population: &str) -> Result<SonataEdges, Error> {
+    let e = err(path);
+    let f = File::open(path).map_err(&e)?;
+    let edges = f.group("edges").map_err(&e)?;
+    let g = edges.group(population).map_err(|_| Error::Hdf5 {
+        message: format!(
+            "no edge population `{population}`; the file has {}",
+            edges.member_names().unwrap_or_default().join(", ")
+        ),
+        path: path.to_path_buf(),
+    })?;
+    let source = g
+        .dataset("source_node_id")
+        .and_then(|d| d.read_raw::<u64>())
+        .map_err(&e)?;
+    let target = g
+        .dataset("target_node_id")
+        .and_then(|d| d.read_raw::<u64>())
+        .map_err(&e)?;
+    if source.len() != target.len() {
+        return Err(Error::Hdf5 {
+            message: format!("{} sources but {} targets", source.len(), target.len()),
+            path: path.to_path_buf(),
+        });
+    }
+    let attr = |name: &str| -> Result<Option<Vec<f32>>, Error> {
+        match g.group("0").and_then(|g0| g0.dataset(name)) {
+            Ok(d) => {
+                let v = d.read_raw::<f32>().map_err(&e)?;
+                if v.len() != source.len() {
+                    return Err(Error::Hdf5 {
+                        message: format!(
+                            "0/{name} has {} values for {} edges",
+                            v.len(),
+                            source.len()
+                        ),
+                        path: path.to_path_buf(),
+                    });
+                }
+                Ok(Some(v))
+            }
+            Err(_) => Ok(None),
+        }
+    };
+    let weight = attr("syn_weight")?;
+    let delay_ms = attr("delay")?;
+    Ok(SonataEdges {
+        source,
+        target,
+        weight,
+        delay_ms,
+    })
+}
+
+/// The number of edges of `population` in `path`, without reading them.
+pub fn count_edges(path: &Path, population: &str) -> Option<u64> {
+    let f = File::open(path).ok()?;
+    let d = f
+        .dataset(&format!("edges/{population}/source_node_id"))
+        .ok()?;
+    Some(d.size() as u64)
+}
