@@ -65,6 +65,19 @@ pub struct Simulation {
     spike_pops: Vec<usize>,
     sample_every: u32,
     flush_every: u32,
+    /// Projections with a per-event release record, and each watched synapse's
+    /// (record slot, projection-local id).
+    release_projections: Vec<String>,
+    release_of: std::collections::HashMap<u32, (u32, u32)>,
+}
+
+/// Release events buffered between flushes, per recorded projection.
+#[derive(Default)]
+struct ReleaseBuf {
+    times_ms: Vec<f64>,
+    ids: Vec<u64>,
+    quanta: Vec<f32>,
+    kinds: Vec<u8>,
 }
 
 fn units(var: &str) -> &'static str {
@@ -293,6 +306,22 @@ impl Simulation {
         };
         let mut backend = backend;
         backend.watch(&probes);
+        let mut release_projections = Vec::new();
+        let mut release_of = std::collections::HashMap::new();
+        for name in f.record.releases.iter().flatten() {
+            let proj = net
+                .projections
+                .iter()
+                .find(|p| &p.name == name)
+                .expect("validated");
+            let slot = release_projections.len() as u32;
+            for (local, &syn) in proj.synapse_ids.iter().enumerate() {
+                release_of.insert(syn, (slot, local as u32));
+            }
+            release_projections.push(name.clone());
+        }
+        let watched: Vec<u32> = release_of.keys().copied().collect();
+        backend.watch_releases(&watched);
         Ok(Simulation {
             loaded,
             model,
@@ -304,6 +333,8 @@ impl Simulation {
             spike_pops,
             sample_every,
             flush_every,
+            release_projections,
+            release_of,
         })
     }
 
@@ -346,6 +377,10 @@ impl Simulation {
         let dt = self.model.dt_ms;
         let names = self.spike_population_names();
         rec.begin(&self.meta(), &names, &self.reports)?;
+        rec.begin_releases(&self.release_projections)?;
+        let mut rel: Vec<ReleaseBuf> = (0..self.release_projections.len())
+            .map(|_| ReleaseBuf::default())
+            .collect();
         let n_pops = self.model.pops.len();
         let mut pop_slot = vec![usize::MAX; n_pops];
         for (k, &p) in self.spike_pops.iter().enumerate() {
@@ -373,8 +408,13 @@ impl Simulation {
         let write_batch = |rec: &mut dyn Recorder,
                            spike_t: &mut Vec<Vec<f64>>,
                            spike_n: &mut Vec<Vec<u64>>,
-                           rows: &mut Vec<Vec<f32>>|
+                           rows: &mut Vec<Vec<f32>>,
+                           rel: &mut Vec<ReleaseBuf>|
          -> Result<(), Error> {
+            for (k, r) in rel.iter_mut().enumerate() {
+                rec.write_releases(k, &r.times_ms, &r.ids, &r.quanta, &r.kinds)?;
+                *r = ReleaseBuf::default();
+            }
             for k in 0..spike_t.len() {
                 rec.write_spikes(k, &spike_t[k], &spike_n[k])?;
                 spike_t[k].clear();
@@ -407,6 +447,15 @@ impl Simulation {
                 }
             };
             quanta += batch.quanta;
+            for ev in &batch.releases {
+                if let Some(&(slot, local)) = self.release_of.get(&ev.synapse) {
+                    let r = &mut rel[slot as usize];
+                    r.times_ms.push(ev.step as f64 * dt);
+                    r.ids.push(local as u64);
+                    r.quanta.push(ev.quanta);
+                    r.kinds.push(ev.kind as u8);
+                }
+            }
             let mut off = 0;
             let row_len = self.probes.len();
             for k in 0..batch.n_steps {
@@ -457,11 +506,12 @@ impl Simulation {
                     rows.iter_mut().for_each(|v| v.clear());
                     spike_t.iter_mut().for_each(|v| v.clear());
                     spike_n.iter_mut().for_each(|v| v.clear());
+                    rel.iter_mut().for_each(|r| *r = ReleaseBuf::default());
                     done = last_flushed;
                     result = Err(writing_failed(e, done, n_steps));
                     break;
                 }
-                if let Err(e) = write_batch(rec, &mut spike_t, &mut spike_n, &mut rows) {
+                if let Err(e) = write_batch(rec, &mut spike_t, &mut spike_n, &mut rows, &mut rel) {
                     result = Err(writing_failed(e, done, n_steps));
                     break;
                 }
@@ -473,7 +523,7 @@ impl Simulation {
         }
         let wall_s = start.elapsed().as_secs_f64();
         // Always write what was computed, even after an error or an interruption.
-        let flushed = write_batch(rec, &mut spike_t, &mut spike_n, &mut rows);
+        let flushed = write_batch(rec, &mut spike_t, &mut spike_n, &mut rows, &mut rel);
         let summary = Summary {
             steps: done as u64,
             simulated_ms: done as f64 * dt,

@@ -578,3 +578,65 @@ fn released_sums_over_the_sampling_interval() {
         "every quantum is in some interval's sum"
     );
 }
+
+/// The per-event release record, the synaptic twin of the spike record: one row per
+/// presynaptic event of a recorded projection, with its time, synapse, quanta (0 for a
+/// failure) and kind; its quanta add up to the run's, and the evoked rows are the spike
+/// arrivals (correctness issue 9).
+#[test]
+fn release_events_are_recorded_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rel.h5");
+    let mut s = sim(&["record.releases=[\"pre_to_post\"]"]);
+    let mut mem = MemoryRecorder::default();
+    let summary = s
+        .run(&mut mem, &mut |_, _| {}, &AtomicBool::new(false))
+        .unwrap();
+    let r = &mem.releases[0];
+    assert_eq!(r.projection, "pre_to_post");
+    let total: f64 = r.quanta.iter().map(|&q| q as f64).sum();
+    assert_eq!(total, summary.quanta, "every quantum is in the record");
+    let evoked: Vec<f64> = r
+        .times_ms
+        .iter()
+        .zip(&r.kinds)
+        .filter(|(_, &k)| k == 0)
+        .map(|(&t, _)| t)
+        .collect();
+    // Spikes at 10, 60, ..., 460 and 960 ms reach the synapse one delay later.
+    let delay = s.net.syn_delay[0] as f64 * s.model.dt_ms;
+    let want: Vec<f64> = [
+        10.0, 60.0, 110.0, 160.0, 210.0, 260.0, 310.0, 360.0, 410.0, 460.0, 960.0,
+    ]
+    .iter()
+    .map(|t| ((t + delay) / 0.1f64).round() * 0.1)
+    .collect();
+    assert_eq!(evoked.len(), want.len());
+    for (a, b) in evoked.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-9, "{evoked:?} vs {want:?}");
+    }
+    assert!(r.synapse_ids.iter().all(|&i| i == 0));
+    // The same record in the HDF5 file.
+    let mut s = sim(&["record.releases=[\"pre_to_post\"]"]);
+    let mut rec = Hdf5Recorder::new(&out);
+    s.run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false))
+        .unwrap();
+    let f = File::open(&out).unwrap();
+    let g = f.group("releases/pre_to_post").unwrap();
+    assert_eq!(
+        g.dataset("timestamps").unwrap().read_raw::<f64>().unwrap(),
+        r.times_ms
+    );
+    assert_eq!(
+        g.dataset("quanta").unwrap().read_raw::<f32>().unwrap(),
+        r.quanta
+    );
+    assert_eq!(
+        g.dataset("kind").unwrap().read_raw::<u8>().unwrap(),
+        r.kinds
+    );
+    assert_eq!(
+        g.dataset("synapse_ids").unwrap().read_raw::<u64>().unwrap(),
+        r.synapse_ids
+    );
+}

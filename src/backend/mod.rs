@@ -75,6 +75,31 @@ pub enum Probe {
     Synapse(SynVar, u32),
 }
 
+/// How a release event came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ReleaseKind {
+    /// A presynaptic spike arrived (synchronous release; 0 quanta is a failure).
+    Evoked = 0,
+    /// A delayed asynchronous fusion (§3.4).
+    Asynchronous = 1,
+    /// Miniature (spontaneous) release (§3.4).
+    Spontaneous = 2,
+}
+
+/// One presynaptic release event of a watched synapse.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReleaseEvent {
+    /// The step it happened in.
+    pub step: u32,
+    /// Global synapse id.
+    pub synapse: u32,
+    /// Evoked, asynchronous or spontaneous.
+    pub kind: ReleaseKind,
+    /// Quanta released (0 for a failure).
+    pub quanta: f32,
+}
+
 /// What a batch of steps produced.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
@@ -94,6 +119,8 @@ pub struct Batch {
     pub quanta: f64,
     /// Presynaptic events (arrivals and asynchronous fusions) in the batch.
     pub events: u64,
+    /// Release events of the synapses given to [`Backend::watch_releases`].
+    pub releases: Vec<ReleaseEvent>,
 }
 
 impl Batch {
@@ -133,6 +160,12 @@ pub trait Backend {
     /// sample sums over its interval (`released`).
     fn watch(&mut self, _probes: &[Probe]) {}
 
+    /// Logs every release event of these synapses (global ids), for the per-event record.
+    fn watch_releases(&mut self, _synapses: &[u32]) {}
+
+    /// Moves the release events logged since the last call into `out`.
+    fn take_releases(&mut self, _out: &mut Vec<ReleaseEvent>) {}
+
     /// Submissions to a device and readbacks from it so far (GPU); None for the CPU.
     fn traffic(&self) -> Option<(u64, u64)> {
         None
@@ -165,6 +198,7 @@ pub trait Backend {
             b.spike_offsets.push(b.spike_ids.len() as u32);
             b.quanta += self.quanta_last_step();
             b.events += self.events_last_step();
+            self.take_releases(&mut b.releases);
             b.n_steps += 1;
         }
         Ok(b)

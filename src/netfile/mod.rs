@@ -647,6 +647,9 @@ pub struct RecordSpec {
     /// true; about 40 bytes per synapse on disk).
     #[serde(default)]
     pub network: Option<bool>,
+    /// Projections whose every release event is written (time, synapse, quanta, kind).
+    #[serde(default)]
+    pub releases: Option<Vec<String>>,
 }
 
 /// `[[record.neurons]]`.

@@ -1270,6 +1270,20 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
             "ms (at least dt)",
         )?;
     }
+    if let Some(list) = &f.record.releases {
+        let names: Vec<String> = f.projections.iter().map(|p| p.display_name()).collect();
+        for (i, n) in list.iter().enumerate() {
+            if !names.contains(n) {
+                return Err(c.err(
+                    &rec.key("releases").index(i),
+                    format!(
+                        "projection `{n}` is not defined; accepted: {}",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
     // Each (population or projection, variable) is one report: recording it twice is refused.
     let mut reported: HashSet<(String, String)> = HashSet::new();
     for (i, r) in f.record.neurons.iter().enumerate() {

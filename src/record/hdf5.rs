@@ -83,6 +83,8 @@ pub struct Hdf5Recorder {
     times: Vec<(Dataset, [f64; 3])>,
     /// One SONATA report file per recorded variable: (file, temporary name, name).
     report_files: Vec<(File, PathBuf, PathBuf)>,
+    /// Per-event release records: (timestamps, synapse_ids, quanta, kind, rows).
+    releases: Vec<(Dataset, Dataset, Dataset, Dataset, usize)>,
 }
 
 /// The SONATA report file of `variable` beside the main output `path`:
@@ -123,6 +125,7 @@ impl Hdf5Recorder {
             reports: Vec::new(),
             times: Vec::new(),
             report_files: Vec::new(),
+            releases: Vec::new(),
         }
     }
 
@@ -362,6 +365,82 @@ impl Recorder for Hdf5Recorder {
         })
     }
 
+    fn begin_releases(&mut self, projections: &[String]) -> Result<(), Error> {
+        if projections.is_empty() {
+            return Ok(());
+        }
+        let file = self.file.as_ref().expect("begin first");
+        let root: &Group = file;
+        let rel = self.group(root, "releases")?;
+        for name in projections {
+            let g = self.group(&rel, name)?;
+            self.attr_str(
+                &g,
+                "kind_values",
+                "0 evoked (a presynaptic spike; 0 quanta is a failure), 1 asynchronous, 2 spontaneous",
+            )?;
+            let t = g
+                .new_dataset::<f64>()
+                .chunk(SPIKE_CHUNK)
+                .shape(0..)
+                .create("timestamps")
+                .map_err(|e| self.err(e))?;
+            t.new_attr::<VarLenUnicode>()
+                .create("units")
+                .and_then(|a| a.write_scalar(&vstr("ms")))
+                .map_err(|e| self.err(e))?;
+            let ids = g
+                .new_dataset::<u64>()
+                .chunk(SPIKE_CHUNK)
+                .shape(0..)
+                .create("synapse_ids")
+                .map_err(|e| self.err(e))?;
+            let q = g
+                .new_dataset::<f32>()
+                .chunk(SPIKE_CHUNK)
+                .shape(0..)
+                .create("quanta")
+                .map_err(|e| self.err(e))?;
+            let k = g
+                .new_dataset::<u8>()
+                .chunk(SPIKE_CHUNK)
+                .shape(0..)
+                .create("kind")
+                .map_err(|e| self.err(e))?;
+            self.releases.push((t, ids, q, k, 0));
+        }
+        Ok(())
+    }
+
+    fn write_releases(
+        &mut self,
+        proj: usize,
+        times_ms: &[f64],
+        synapse_ids: &[u64],
+        quanta: &[f32],
+        kinds: &[u8],
+    ) -> Result<(), Error> {
+        if times_ms.is_empty() {
+            return Ok(());
+        }
+        let (t, ids, q, k, n) = &mut self.releases[proj];
+        let m = *n + times_ms.len();
+        let r = t
+            .resize(m)
+            .and_then(|_| t.write_slice(times_ms, *n..m))
+            .and_then(|_| ids.resize(m))
+            .and_then(|_| ids.write_slice(synapse_ids, *n..m))
+            .and_then(|_| q.resize(m))
+            .and_then(|_| q.write_slice(quanta, *n..m))
+            .and_then(|_| k.resize(m))
+            .and_then(|_| k.write_slice(kinds, *n..m));
+        *n = m;
+        r.map_err(|e| Error::Hdf5 {
+            message: e.to_string(),
+            path: self.path.clone(),
+        })
+    }
+
     fn room_for(&self, bytes: u64) -> Result<(), Error> {
         let dir = match self.partial.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -403,6 +482,7 @@ impl Recorder for Hdf5Recorder {
         let written = self.write_summary(&file, summary);
         self.reports.clear();
         self.times.clear();
+        self.releases.clear();
         // The report files first, so that the main file's links resolve once it has its name.
         let mut reports_done = Ok(());
         for (vf, partial, name) in self.report_files.drain(..) {
@@ -462,6 +542,7 @@ impl Drop for Hdf5Recorder {
     fn drop(&mut self) {
         self.reports.clear();
         self.times.clear();
+        self.releases.clear();
         for (vf, partial, name) in self.report_files.drain(..) {
             let _ = vf.close();
             let _ = std::fs::rename(&partial, &name);

@@ -108,6 +108,23 @@ pub trait Recorder {
     fn write_rows(&mut self, report: usize, data: &[f32]) -> Result<(), Error>;
     /// Makes everything written so far durable.
     fn flush(&mut self) -> Result<(), Error>;
+    /// Prepares the per-event release record of these projections (names).
+    fn begin_releases(&mut self, _projections: &[String]) -> Result<(), Error> {
+        Ok(())
+    }
+    /// Appends release events of projection `proj` (index into `begin_releases`): time
+    /// (ms), projection-local synapse id, quanta (0 for a failure), kind
+    /// (`backend::ReleaseKind` as u8).
+    fn write_releases(
+        &mut self,
+        _proj: usize,
+        _times_ms: &[f64],
+        _synapse_ids: &[u64],
+        _quanta: &[f32],
+        _kinds: &[u8],
+    ) -> Result<(), Error> {
+        Ok(())
+    }
     /// Whether about `bytes` more can be written and the file still finished; a recorder
     /// on a filesystem that is nearly full says no before a write fails half-way (which
     /// would leave a file no reader opens). Memory recorders always can.
@@ -137,6 +154,23 @@ pub struct MemoryRecorder {
     pub summary: Option<Summary>,
     /// Number of flushes.
     pub flushes: usize,
+    /// Release record per projection: (name, times ms, local synapse ids, quanta, kinds).
+    pub releases: Vec<ReleaseRecord>,
+}
+
+/// The per-event release record of one projection, as `MemoryRecorder` keeps it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReleaseRecord {
+    /// Projection name.
+    pub projection: String,
+    /// Event times, ms.
+    pub times_ms: Vec<f64>,
+    /// Projection-local synapse ids.
+    pub synapse_ids: Vec<u64>,
+    /// Quanta released (0 for a failure).
+    pub quanta: Vec<f32>,
+    /// `backend::ReleaseKind` as u8.
+    pub kinds: Vec<u8>,
 }
 
 impl MemoryRecorder {
@@ -183,6 +217,33 @@ impl Recorder for MemoryRecorder {
         self.data[report].extend_from_slice(data);
         Ok(())
     }
+    fn begin_releases(&mut self, projections: &[String]) -> Result<(), Error> {
+        self.releases = projections
+            .iter()
+            .map(|p| ReleaseRecord {
+                projection: p.clone(),
+                ..ReleaseRecord::default()
+            })
+            .collect();
+        Ok(())
+    }
+
+    fn write_releases(
+        &mut self,
+        proj: usize,
+        times_ms: &[f64],
+        synapse_ids: &[u64],
+        quanta: &[f32],
+        kinds: &[u8],
+    ) -> Result<(), Error> {
+        let r = &mut self.releases[proj];
+        r.times_ms.extend_from_slice(times_ms);
+        r.synapse_ids.extend_from_slice(synapse_ids);
+        r.quanta.extend_from_slice(quanta);
+        r.kinds.extend_from_slice(kinds);
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<(), Error> {
         self.flushes += 1;
         Ok(())

@@ -11,7 +11,7 @@ pub mod sample;
 pub mod spontaneous;
 pub mod terminal;
 
-use super::{Backend, Probe, SynVar};
+use super::{Backend, Probe, ReleaseEvent, ReleaseKind, SynVar};
 use crate::error::Error;
 use crate::layout::{receptor, release as rel, StepParams};
 use crate::model::{pow_decay, Model};
@@ -35,6 +35,11 @@ pub struct CpuBackend {
     /// Synapses whose `released` is reported, with the quanta released since the last
     /// sample (the report is a sum over the sampling interval).
     released_since: Vec<(u32, f32)>,
+    /// Quanta of each event of the last step (parallel to `events`).
+    event_quanta: Vec<f32>,
+    /// Synapses whose releases are logged one by one (ascending), and the log.
+    release_watch: Vec<u32>,
+    release_log: Vec<ReleaseEvent>,
 }
 
 /// Kernel names in pipeline order, as reported by [`Backend::profile`].
@@ -64,6 +69,9 @@ impl CpuBackend {
             keep: Vec::new(),
             profile: None,
             released_since: Vec::new(),
+            event_quanta: Vec::new(),
+            release_watch: Vec::new(),
+            release_log: Vec::new(),
         }
     }
 
@@ -163,7 +171,32 @@ impl Backend for CpuBackend {
         };
         deliver::deliver(&mut self.st, &mut self.events);
         lap(0);
-        release::release(&model, &net, &self.events, &mut self.st, &mut self.releases);
+        release::release(
+            &model,
+            &net,
+            &self.events,
+            &mut self.st,
+            &mut self.releases,
+            &mut self.event_quanta,
+        );
+        if !self.release_watch.is_empty() {
+            let t = self.st.step;
+            for (&(syn, kind), &q) in self.events.iter().zip(&self.event_quanta) {
+                if self.release_watch.binary_search(&syn).is_ok() {
+                    let kind = if kind == deliver::SPIKE {
+                        ReleaseKind::Evoked
+                    } else {
+                        ReleaseKind::Asynchronous
+                    };
+                    self.release_log.push(ReleaseEvent {
+                        step: t,
+                        synapse: syn,
+                        kind,
+                        quanta: q,
+                    });
+                }
+            }
+        }
         let minis = std::mem::take(&mut self.st.pending_minis);
         merge_releases(&self.releases, &minis, &mut self.merged);
         release::activate(&model, &net, &self.merged, &mut self.st, &mut self.scratch);
@@ -182,6 +215,19 @@ impl Backend for CpuBackend {
         propagate::propagate(&net, &mut self.st);
         lap(4);
         spontaneous::spontaneous(&model, &net, &self.spont, &mut self.st);
+        if !self.release_watch.is_empty() {
+            let t = self.st.step;
+            for &(syn, q) in &self.st.pending_minis {
+                if self.release_watch.binary_search(&syn).is_ok() {
+                    self.release_log.push(ReleaseEvent {
+                        step: t,
+                        synapse: syn,
+                        kind: ReleaseKind::Spontaneous,
+                        quanta: q,
+                    });
+                }
+            }
+        }
         lap(5);
         if let (Some(p), Some((_, acc))) = (self.profile.as_mut(), clock) {
             for (a, b) in p.iter_mut().zip(acc) {
@@ -232,6 +278,16 @@ impl Backend for CpuBackend {
             w.1 = 0.0;
         }
         Ok(())
+    }
+
+    fn watch_releases(&mut self, synapses: &[u32]) {
+        self.release_watch = synapses.to_vec();
+        self.release_watch.sort_unstable();
+        self.release_watch.dedup();
+    }
+
+    fn take_releases(&mut self, out: &mut Vec<ReleaseEvent>) {
+        out.append(&mut self.release_log);
     }
 
     fn watch(&mut self, probes: &[Probe]) {

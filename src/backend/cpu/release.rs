@@ -85,15 +85,18 @@ fn schedule_async(
 }
 
 /// Processes the events of this step (sorted, from `deliver`) and appends
-/// (synapse, quanta) to `releases`, one entry per synapse, ascending.
+/// (synapse, quanta) to `releases`, one entry per synapse, ascending, and the quanta of
+/// each event to `per_event` (0 for a failure), in event order.
 pub fn release(
     model: &Model,
     net: &Network,
     events: &[(u32, u32)],
     st: &mut State,
     releases: &mut Vec<(u32, f32)>,
+    per_event: &mut Vec<f32>,
 ) {
     releases.clear();
+    per_event.clear();
     let seed = model.seed;
     let tables: &[PowTable] = &model.pow_tables;
     let t = st.step;
@@ -156,6 +159,7 @@ pub fn release(
                 }
             }
         };
+        per_event.push(quanta);
         match releases.last_mut() {
             Some((s, q)) if *s == syn => *q += quanta,
             _ => releases.push((syn, quanta)),
