@@ -134,6 +134,37 @@ pub enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Run a network at every point of a parameter grid and every seed, in parallel, and
+    /// write one result per point plus an index table.
+    #[command(
+        after_help = "Writes DIR/<point>.h5 (with its report, nodes and edges files) per point and\nDIR/index.csv: point, seed, each swept value, steps, quanta released, and spikes and\nmean rate per population.\n\nExamples:\n  quantal sweep networks/single_synapse.toml --set-grid environment.ca_o_mm=0.5,1,2,4 --seeds 1..5 -o dr\n  quantal sweep networks/coba.toml --set-grid projections.ee.p=0.01,0.02 --duration-ms 500 -o coba_p"
+    )]
+    Sweep {
+        /// Network file (TOML).
+        network: PathBuf,
+        /// A swept parameter and its values, KEY=V1,V2,... (repeatable: the grid is the
+        /// product of all).
+        #[arg(long = "set-grid", value_name = "KEY=V1,V2,...")]
+        set_grid: Vec<String>,
+        /// Seeds: A..B (inclusive) or a comma list (default: the file's seed).
+        #[arg(long)]
+        seeds: Option<String>,
+        /// Fixed overrides as in `run`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Duration in ms (overrides simulation.duration_ms).
+        #[arg(long = "duration-ms")]
+        duration_ms: Option<f64>,
+        /// Runs at a time (default: the cores available).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Output directory (created; existing results are replaced only with --force).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Replace existing results.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the version and the GPU adapters wgpu can see (or why none).
     #[command(after_help = "Example:\n  quantal info")]
     Info,

@@ -100,6 +100,25 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             adapter,
             set,
         ),
+        Command::Sweep {
+            network,
+            set_grid,
+            seeds,
+            set,
+            duration_ms,
+            jobs,
+            output,
+            force,
+        } => sweep(
+            network,
+            set_grid,
+            seeds,
+            set,
+            duration_ms,
+            jobs,
+            output,
+            force,
+        ),
         Command::Info => info(),
     }
 }
@@ -646,6 +665,193 @@ fn validate(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The seeds of `--seeds`: "A..B" (inclusive) or "a,b,c".
+fn parse_seeds(s: &str) -> Result<Vec<u64>> {
+    if let Some((a, b)) = s.split_once("..") {
+        let (a, b): (u64, u64) = (a.trim().parse()?, b.trim().parse()?);
+        anyhow::ensure!(
+            a <= b && b - a < 100_000,
+            "--seeds {s}: give A..B with A <= B"
+        );
+        return Ok((a..=b).collect());
+    }
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<u64>()
+                .with_context(|| format!("--seeds {s}: `{x}` is not a seed"))
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sweep(
+    path: std::path::PathBuf,
+    set_grid: Vec<String>,
+    seeds: Option<String>,
+    set: Vec<String>,
+    duration_ms: Option<f64>,
+    jobs: Option<usize>,
+    out_dir: std::path::PathBuf,
+    force: bool,
+) -> Result<ExitCode> {
+    // The grid: the product of every --set-grid list.
+    let mut axes: Vec<(String, Vec<String>)> = Vec::new();
+    for g in &set_grid {
+        let (k, vs) = g
+            .split_once('=')
+            .with_context(|| format!("--set-grid {g}: expected KEY=V1,V2,..."))?;
+        let vs: Vec<String> = vs.split(',').map(|v| v.trim().to_string()).collect();
+        anyhow::ensure!(
+            vs.iter().all(|v| !v.is_empty()),
+            "--set-grid {g}: an empty value"
+        );
+        axes.push((k.trim().to_string(), vs));
+    }
+    let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (k, vs) in &axes {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                vs.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.push((k.clone(), v.clone()));
+                    q
+                })
+            })
+            .collect();
+    }
+    let seeds: Vec<Option<u64>> = match &seeds {
+        Some(s) => parse_seeds(s)?.into_iter().map(Some).collect(),
+        None => vec![None],
+    };
+    let mut runs = Vec::new();
+    for p in &points {
+        for s in &seeds {
+            runs.push((p.clone(), *s));
+        }
+    }
+    // Every point must load before anything runs: errors name the point.
+    let mut loaded = Vec::new();
+    for (k, (p, seed)) in runs.iter().enumerate() {
+        let mut ov = set.clone();
+        ov.extend(p.iter().map(|(key, v)| format!("{key}={v}")));
+        if let Some(d) = duration_ms {
+            ov.push(format!("simulation.duration_ms={d:?}"));
+        }
+        if let Some(s) = seed {
+            ov.push(format!("simulation.seed=\"{s}\""));
+        }
+        let l = netfile::load(&path, &ov)
+            .with_context(|| format!("sweep point {k} ({})", ov.join(" ")))?;
+        loaded.push(l);
+    }
+    if out_dir.exists() && !out_dir.is_dir() {
+        anyhow::bail!("{} exists and is not a directory", out_dir.display());
+    }
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let index = out_dir.join("index.csv");
+    if index.exists() && !force {
+        anyhow::bail!(
+            "{} holds a sweep; pass --force to replace it",
+            out_dir.display()
+        );
+    }
+    let jobs = jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    note!(
+        "sweep: {} points x {} seeds = {} runs, {jobs} at a time, into {}",
+        points.len(),
+        seeds.len(),
+        runs.len(),
+        out_dir.display()
+    );
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Result<quantal::record::Summary, String>>>> =
+        std::sync::Mutex::new(vec![None; runs.len()]);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(runs.len()) {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= runs.len() {
+                    break;
+                }
+                let out = out_dir.join(format!("point_{k:04}.h5"));
+                let r = (|| -> Result<quantal::record::Summary, quantal::Error> {
+                    let mut sim = Simulation::new(loaded[k].clone(), BackendKind::Cpu)?;
+                    let mut rec = Hdf5Recorder::new(&out);
+                    sim.run(&mut rec, &mut |_, _| {}, &stop)
+                })();
+                results.lock().expect("no panics")[k] = Some(r.map_err(|e| e.to_string()));
+            });
+        }
+    });
+    let results = results.into_inner().expect("no panics");
+    // The index table.
+    let pops: Vec<String> = results
+        .iter()
+        .flatten()
+        .find_map(|r| r.as_ref().ok())
+        .map(|s| s.spikes.iter().map(|p| p.0.clone()).collect())
+        .unwrap_or_default();
+    let mut csv = String::from("point,file,seed");
+    for (k, _) in &axes {
+        csv.push(',');
+        csv.push_str(k);
+    }
+    csv.push_str(",steps,quanta");
+    for p in &pops {
+        csv.push_str(&format!(",{p}_spikes,{p}_rate_hz"));
+    }
+    csv.push_str(",error\n");
+    let mut failed = 0;
+    for (k, ((p, _), r)) in runs.iter().zip(&results).enumerate() {
+        let seed = loaded[k].file.simulation.seed;
+        csv.push_str(&format!("{k},point_{k:04}.h5,{seed}"));
+        for (_, v) in p {
+            csv.push_str(&format!(",{v}"));
+        }
+        match r {
+            Some(Ok(s)) => {
+                let secs = (s.simulated_ms / 1000.0).max(1e-12);
+                csv.push_str(&format!(",{},{}", s.steps, s.quanta));
+                for (_, n, size) in &s.spikes {
+                    csv.push_str(&format!(",{n},{}", *n as f64 / *size as f64 / secs));
+                }
+                csv.push_str(",\n");
+            }
+            other => {
+                failed += 1;
+                let e = match other {
+                    Some(Err(e)) => e.clone(),
+                    _ => "not run".to_string(),
+                };
+                csv.push_str(",,");
+                for _ in &pops {
+                    csv.push_str(",,");
+                }
+                csv.push_str(&format!("\"{}\"\n", e.replace('"', "'")));
+            }
+        }
+    }
+    std::fs::write(&index, csv).with_context(|| format!("writing {}", index.display()))?;
+    say!("wrote {} runs and {}", runs.len() - failed, index.display());
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} runs failed; see the error column of {}",
+            runs.len(),
+            index.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn info() -> Result<ExitCode> {

@@ -564,3 +564,76 @@ fn full_disk_stops_the_run_and_keeps_the_file() {
         "{rows} rows, {steps} steps"
     );
 }
+
+/// `quantal sweep`: every grid point and seed runs (in parallel), each writes its result,
+/// and the index table has one row per run with its values and summary; [Ca]o raises
+/// release (Dodge-Rahamimoff); a bad point is named before anything runs.
+#[test]
+fn sweep_runs_every_point() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("dr");
+    let o = quantal(&[
+        "sweep",
+        "networks/single_synapse.toml",
+        "--set-grid",
+        "environment.ca_o_mm=0.5,2",
+        "--seeds",
+        "1..3",
+        "--duration-ms",
+        "500",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("wrote 6 runs"), "{out}");
+    let csv = std::fs::read_to_string(dir.join("index.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 6, "{csv}");
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (ca, q, seed) = (col("environment.ca_o_mm"), col("quanta"), col("seed"));
+    let mean = |v: &str| {
+        let x: Vec<f64> = rows
+            .iter()
+            .filter(|r| r[ca] == v)
+            .map(|r| r[q].parse::<f64>().unwrap())
+            .collect();
+        assert_eq!(x.len(), 3);
+        x.iter().sum::<f64>() / 3.0
+    };
+    assert!(
+        mean("2") > 3.0 * mean("0.5"),
+        "[Ca]o 2 mM releases more: {csv}"
+    );
+    let seeds: Vec<&str> = rows.iter().map(|r| r[seed]).collect();
+    assert_eq!(seeds, ["1", "2", "3", "1", "2", "3"]);
+    for r in &rows {
+        assert!(hdf5::File::open(dir.join(r[1])).is_ok(), "{}", r[1]);
+    }
+    // Again without --force: refused; a bad value: named with its point.
+    fails_well(
+        &quantal(&[
+            "sweep",
+            "networks/single_synapse.toml",
+            "-o",
+            dir.to_str().unwrap(),
+        ]),
+        &["holds a sweep; pass --force"],
+    );
+    fails_well(
+        &quantal(&[
+            "sweep",
+            "networks/single_synapse.toml",
+            "--set-grid",
+            "environment.ca_o_mm=1,-3",
+            "-o",
+            d.path().join("bad").to_str().unwrap(),
+        ]),
+        &["sweep point 1", "environment.ca_o_mm=-3"],
+    );
+}
