@@ -171,6 +171,25 @@ impl Hdf5Recorder {
         a.write_scalar(&v).map_err(|e| self.err(e))
     }
 
+    /// A 1-D dataset of `T` that grows along the run (chunked, unlimited).
+    fn growable<T: hdf5::H5Type>(&self, g: &Group, name: &str) -> Result<Dataset, Error> {
+        g.new_dataset::<T>()
+            .chunk(SPIKE_CHUNK)
+            .shape(0..)
+            .create(name)
+            .map_err(|e| self.err(e))
+    }
+
+    /// A growable f64 time stamp dataset in ms (`units` = "ms").
+    fn timestamps(&self, g: &Group) -> Result<Dataset, Error> {
+        let ts = self.growable::<f64>(g, "timestamps")?;
+        ts.new_attr::<VarLenUnicode>()
+            .create("units")
+            .and_then(|a| a.write_scalar(&vstr("ms")))
+            .map_err(|e| self.err(e))?;
+        Ok(ts)
+    }
+
     fn group(&self, parent: &Group, name: &str) -> Result<Group, Error> {
         match parent.group(name) {
             Ok(g) => Ok(g),
@@ -214,22 +233,8 @@ impl Recorder for Hdf5Recorder {
                 .create("sorting")
                 .and_then(|a| a.write_scalar(&Sorting::by_time))
                 .map_err(|e| self.err(e))?;
-            let ts = g
-                .new_dataset::<f64>()
-                .chunk(SPIKE_CHUNK)
-                .shape(0..)
-                .create("timestamps")
-                .map_err(|e| self.err(e))?;
-            ts.new_attr::<VarLenUnicode>()
-                .create("units")
-                .and_then(|a| a.write_scalar(&vstr("ms")))
-                .map_err(|e| self.err(e))?;
-            let ids = g
-                .new_dataset::<u64>()
-                .chunk(SPIKE_CHUNK)
-                .shape(0..)
-                .create("node_ids")
-                .map_err(|e| self.err(e))?;
+            let ts = self.timestamps(&g)?;
+            let ids = self.growable::<u64>(&g, "node_ids")?;
             self.spikes.push((ts, ids, 0));
         }
         // Reports: one SONATA report file per variable (SONATA defines one variable per
@@ -379,34 +384,10 @@ impl Recorder for Hdf5Recorder {
                 "kind_values",
                 "0 evoked (a presynaptic spike; 0 quanta is a failure), 1 asynchronous, 2 spontaneous",
             )?;
-            let t = g
-                .new_dataset::<f64>()
-                .chunk(SPIKE_CHUNK)
-                .shape(0..)
-                .create("timestamps")
-                .map_err(|e| self.err(e))?;
-            t.new_attr::<VarLenUnicode>()
-                .create("units")
-                .and_then(|a| a.write_scalar(&vstr("ms")))
-                .map_err(|e| self.err(e))?;
-            let ids = g
-                .new_dataset::<u64>()
-                .chunk(SPIKE_CHUNK)
-                .shape(0..)
-                .create("synapse_ids")
-                .map_err(|e| self.err(e))?;
-            let q = g
-                .new_dataset::<f32>()
-                .chunk(SPIKE_CHUNK)
-                .shape(0..)
-                .create("quanta")
-                .map_err(|e| self.err(e))?;
-            let k = g
-                .new_dataset::<u8>()
-                .chunk(SPIKE_CHUNK)
-                .shape(0..)
-                .create("kind")
-                .map_err(|e| self.err(e))?;
+            let t = self.timestamps(&g)?;
+            let ids = self.growable::<u64>(&g, "synapse_ids")?;
+            let q = self.growable::<f32>(&g, "quanta")?;
+            let k = self.growable::<u8>(&g, "kind")?;
             self.releases.push((t, ids, q, k, 0));
         }
         Ok(())
