@@ -319,6 +319,20 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
             100.0 * *silent as f64 / *size as f64
         );
     }
+    if !summary.evoked.is_empty() {
+        say!("  projection          spike arrivals   quanta per arrival   failures");
+        for (name, events, quanta, failures) in &summary.evoked {
+            if *events == 0 {
+                say!("  {name:<20} {events:>12}                    -          -");
+            } else {
+                say!(
+                    "  {name:<20} {events:>12} {:>20.3} {:>8.1} %",
+                    quanta / *events as f64,
+                    100.0 * *failures as f64 / *events as f64
+                );
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -537,6 +537,7 @@ impl Simulation {
                 .collect(),
             quanta,
             complete: !interrupted && result.is_ok() && done == n_steps,
+            evoked: self.backend.evoked_per_projection(),
             irregularity: self
                 .model
                 .pops

@@ -80,6 +80,12 @@ fn run_writes_a_file_and_a_summary() {
         "{pre}"
     );
     assert!(line("post ").contains("100.0 % of 1"), "{stdout}");
+    // Per projection: spike arrivals (6 spikes before 300 ms), quanta per arrival, failures.
+    let proj = line("pre_to_post ");
+    assert!(
+        proj.split_whitespace().nth(1) == Some("6") && proj.ends_with('%'),
+        "{proj}"
+    );
     let (_d2, out2) = tmp("quiet.h5");
     let q = quantal(&[
         "run",

@@ -616,6 +616,25 @@ fn release_events_are_recorded_one_by_one() {
         assert!((a - b).abs() < 1e-9, "{evoked:?} vs {want:?}");
     }
     assert!(r.synapse_ids.iter().all(|&i| i == 0));
+    // The run summary per projection counts the same evoked events, quanta and failures.
+    let (name, events, quanta, failures) = summary.evoked[0].clone();
+    let evoked_q: f64 = r
+        .quanta
+        .iter()
+        .zip(&r.kinds)
+        .filter(|(_, &k)| k == 0)
+        .map(|(&q, _)| q as f64)
+        .sum();
+    let evoked_f = r
+        .quanta
+        .iter()
+        .zip(&r.kinds)
+        .filter(|(&q, &k)| k == 0 && q == 0.0)
+        .count() as u64;
+    assert_eq!(
+        (name.as_str(), events, quanta, failures),
+        ("pre_to_post", 11, evoked_q, evoked_f)
+    );
     // The same record in the HDF5 file.
     let mut s = sim(&["record.releases=[\"pre_to_post\"]"]);
     let mut rec = Hdf5Recorder::new(&out);

@@ -160,6 +160,12 @@ pub trait Backend {
     /// sample sums over its interval (`released`).
     fn watch(&mut self, _probes: &[Probe]) {}
 
+    /// Per projection since the start: (name, evoked events, their quanta, failures).
+    /// Projections with the same source, target and synapse type share their counts.
+    fn evoked_per_projection(&self) -> Vec<(String, u64, f64, u64)> {
+        Vec::new()
+    }
+
     /// Logs every release event of these synapses (global ids), for the per-event record.
     fn watch_releases(&mut self, _synapses: &[u32]) {}
 

@@ -79,6 +79,9 @@ pub struct Summary {
     /// spikes of the coefficient of variation of their inter-spike intervals (None when
     /// no neuron has three), and the number of neurons that never fired.
     pub irregularity: Vec<(Option<f64>, u64)>,
+    /// Per projection: (name, evoked events, their quanta, failures); empty where the
+    /// backend does not count them (the GPU backend has no synapses yet).
+    pub evoked: Vec<(String, u64, f64, u64)>,
 }
 
 impl Summary {

@@ -40,6 +40,9 @@ pub struct CpuBackend {
     /// Synapses whose releases are logged one by one (ascending), and the log.
     release_watch: Vec<u32>,
     release_log: Vec<ReleaseEvent>,
+    /// Evoked events, their quanta and failures per (source population, target
+    /// population, synapse type), the key of a projection.
+    evoked: Vec<[f64; 3]>,
 }
 
 /// Kernel names in pipeline order, as reported by [`Backend::profile`].
@@ -72,6 +75,7 @@ impl CpuBackend {
             event_quanta: Vec::new(),
             release_watch: Vec::new(),
             release_log: Vec::new(),
+            evoked: Vec::new(),
         }
     }
 
@@ -179,6 +183,24 @@ impl Backend for CpuBackend {
             &mut self.releases,
             &mut self.event_quanta,
         );
+        // Evoked release per projection key, for the run summary.
+        let (np, nt) = (model.pops.len(), model.syn_types.len());
+        if self.evoked.len() != np * np * nt {
+            self.evoked = vec![[0.0; 3]; np * np * nt];
+        }
+        for (&(syn, kind), &q) in self.events.iter().zip(&self.event_quanta) {
+            if kind == deliver::SPIKE {
+                let i = syn as usize;
+                let key = (net.neuron_pop[net.syn_pre[i] as usize] as usize * np
+                    + net.neuron_pop[net.syn_post[i] as usize] as usize)
+                    * nt
+                    + net.syn_type[i] as usize;
+                let c = &mut self.evoked[key];
+                c[0] += 1.0;
+                c[1] += q as f64;
+                c[2] += (q == 0.0) as u32 as f64;
+            }
+        }
         if !self.release_watch.is_empty() {
             let t = self.st.step;
             for (&(syn, kind), &q) in self.events.iter().zip(&self.event_quanta) {
@@ -278,6 +300,19 @@ impl Backend for CpuBackend {
             w.1 = 0.0;
         }
         Ok(())
+    }
+
+    fn evoked_per_projection(&self) -> Vec<(String, u64, f64, u64)> {
+        let (np, nt) = (self.model.pops.len(), self.model.syn_types.len());
+        self.net
+            .projections
+            .iter()
+            .map(|p| {
+                let key = (p.source * np + p.target) * nt + p.syn_type;
+                let c = self.evoked.get(key).copied().unwrap_or([0.0; 3]);
+                (p.name.clone(), c[0] as u64, c[1], c[2] as u64)
+            })
+            .collect()
     }
 
     fn watch_releases(&mut self, synapses: &[u32]) {
