@@ -497,7 +497,8 @@ impl Simulation {
             }
             done += batch.n_steps;
             let buffered = rows.iter().map(|r| r.len() * 4).sum::<usize>()
-                + spike_t.iter().map(|t| t.len() * 16).sum::<usize>();
+                + spike_t.iter().map(|t| t.len() * 16).sum::<usize>()
+                + rel.iter().map(|r| r.times_ms.len() * 21).sum::<usize>();
             if done.is_multiple_of(self.flush_every) || buffered > MAX_BUFFERED_BYTES {
                 // Stop before a write fails half-way on a full disk: the file then stays
                 // readable up to this point.
