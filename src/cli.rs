@@ -37,6 +37,17 @@ impl BackendArg {
     }
 }
 
+/// Figures `quantal plot` draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlotArg {
+    /// Spike raster, one colour per population.
+    Raster,
+    /// Population rates in time bins.
+    Rates,
+    /// Traces of a recorded variable.
+    Traces,
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -164,6 +175,29 @@ pub enum Command {
         /// Replace existing results.
         #[arg(long)]
         force: bool,
+    },
+    /// Draw a figure of a run's results as SVG: raster, population rates or traces.
+    #[command(
+        after_help = "Examples:\n  quantal plot coba.h5 --what raster -o raster.svg\n  quantal plot coba.h5 --what rates --bin-ms 5 -o rates.svg\n  quantal plot single_synapse.h5 --what traces --variable v_mv -o epsp.svg"
+    )]
+    Plot {
+        /// The run's main output file (RUN.h5).
+        result: PathBuf,
+        /// What to draw.
+        #[arg(long, value_enum, default_value_t = PlotArg::Raster)]
+        what: PlotArg,
+        /// Recorded variable for traces (its report file RUN.<variable>.h5).
+        #[arg(long)]
+        variable: Option<String>,
+        /// Element columns to draw for traces (default: the first five).
+        #[arg(long, value_delimiter = ',')]
+        ids: Vec<u64>,
+        /// Bin width for rates, ms.
+        #[arg(long = "bin-ms", default_value_t = 5.0)]
+        bin_ms: f64,
+        /// Output figure (.svg).
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Print the version and the GPU adapters wgpu can see (or why none).
     #[command(after_help = "Example:\n  quantal info")]

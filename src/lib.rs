@@ -26,6 +26,7 @@ pub mod model;
 pub mod netfile;
 pub mod network;
 pub mod philox;
+pub mod plot;
 pub mod record;
 pub mod sim;
 pub mod state;

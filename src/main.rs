@@ -119,6 +119,32 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             output,
             force,
         ),
+        Command::Plot {
+            result,
+            what,
+            variable,
+            ids,
+            bin_ms,
+            output,
+        } => {
+            anyhow::ensure!(
+                output.extension().is_some_and(|e| e == "svg"),
+                "{}: figures are written as SVG in this version; name the output .svg",
+                output.display()
+            );
+            anyhow::ensure!(bin_ms > 0.0, "--bin-ms must be positive");
+            let what = match what {
+                cli::PlotArg::Raster => quantal::plot::What::Raster,
+                cli::PlotArg::Rates => quantal::plot::What::Rates,
+                cli::PlotArg::Traces => quantal::plot::What::Traces,
+            };
+            let fig = quantal::plot::plot(&result, what, variable.as_deref(), &ids, bin_ms)
+                .with_context(|| format!("plotting {}", result.display()))?;
+            std::fs::write(&output, &fig.svg)
+                .with_context(|| format!("writing {}", output.display()))?;
+            say!("wrote {} ({} marks)", output.display(), fig.marks);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Info => info(),
     }
 }

@@ -643,3 +643,36 @@ fn sweep_runs_every_point() {
         &["sweep point 1", "environment.ca_o_mm=-3"],
     );
 }
+
+/// `quantal plot` writes SVG figures of a run and refuses other formats with the reason.
+#[test]
+fn plot_command_writes_svg() {
+    let (d, out) = tmp("p.h5");
+    assert!(quantal(&[
+        "run",
+        "networks/single_synapse.toml",
+        "-q",
+        "-o",
+        out.to_str().unwrap()
+    ])
+    .status
+    .success());
+    let fig = d.path().join("raster.svg");
+    let o = quantal(&[
+        "plot",
+        out.to_str().unwrap(),
+        "--what",
+        "raster",
+        "-o",
+        fig.to_str().unwrap(),
+    ]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(stdout.contains("(11 marks)"), "{stdout}");
+    assert!(std::fs::read_to_string(&fig).unwrap().starts_with("<svg"));
+    let png = d.path().join("raster.png");
+    fails_well(
+        &quantal(&["plot", out.to_str().unwrap(), "-o", png.to_str().unwrap()]),
+        &["figures are written as SVG"],
+    );
+}

@@ -659,3 +659,105 @@ fn release_events_are_recorded_one_by_one() {
         r.synapse_ids
     );
 }
+
+/// `quantal plot` draws the data it reads: one raster mark per spike at its time, rate
+/// bins that count every spike, one trace point per sample at its value.
+#[test]
+fn plots_draw_the_data() {
+    use quantal::plot::{plot, What};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ss.h5");
+    let mut s = sim(&[]);
+    let mut rec = Hdf5Recorder::new(&out);
+    s.run(&mut rec, &mut |_, _| {}, &AtomicBool::new(false))
+        .unwrap();
+    drop(rec);
+    let f = File::open(&out).unwrap();
+    let pre = f
+        .dataset("spikes/pre/timestamps")
+        .unwrap()
+        .read_raw::<f64>()
+        .unwrap();
+    let duration = 1100.0;
+    // Raster: 11 marks, x = 70 + t / 1100 · 810.
+    let fig = plot(&out, What::Raster, None, &[], 5.0).unwrap();
+    let xs: Vec<f64> = fig
+        .svg
+        .lines()
+        .filter(|l| l.contains("class=\"spike\""))
+        .map(|l| {
+            l.split("x=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!((fig.marks, xs.len()), (pre.len(), pre.len()));
+    for (x, t) in xs.iter().zip(&pre) {
+        assert!(
+            (x - (70.0 + t / duration * 810.0)).abs() < 0.01,
+            "{x} for {t} ms"
+        );
+    }
+    // Rates: 220 bins of 5 ms per population; pre's bins hold its 11 spikes.
+    let fig = plot(&out, What::Rates, None, &[], 5.0).unwrap();
+    let line = fig
+        .svg
+        .lines()
+        .find(|l| l.contains("class=\"rate\" data-name=\"pre\""))
+        .unwrap();
+    let pts: Vec<&str> = line
+        .split("points=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .split(' ')
+        .collect();
+    assert_eq!(pts.len(), 220);
+    let top: f64 = fig
+        .svg
+        .lines()
+        .filter(|l| l.contains("text-anchor=\"end\""))
+        .last()
+        .unwrap()
+        .split('>')
+        .nth(2)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let spikes: f64 = pts
+        .iter()
+        .map(|p| {
+            let y: f64 = p.split(',').nth(1).unwrap().parse().unwrap();
+            (450.0 - y) / 400.0 * top * 5.0 / 1000.0
+        })
+        .sum();
+    assert!(
+        (spikes - pre.len() as f64).abs() < 0.05,
+        "{spikes} spikes in the bins"
+    );
+    // Traces: v_mv of the cell, one point per sample (11000), first at its value.
+    let fig = plot(&out, What::Traces, Some("v_mv"), &[0], 5.0).unwrap();
+    assert_eq!(fig.marks, 11_000);
+    let v = File::open(out.with_file_name("ss.v_mv.h5"))
+        .unwrap()
+        .dataset("report/post/data")
+        .unwrap()
+        .read_raw::<f32>()
+        .unwrap();
+    assert_eq!(v.len(), 11_000);
+    assert!(fig.svg.contains("data-name=\"post[0]\""));
+    assert!(
+        plot(&out, What::Traces, None, &[], 5.0).is_err(),
+        "traces need a variable"
+    );
+}

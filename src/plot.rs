@@ -1,0 +1,352 @@
+//! `quantal plot`: figures of a run drawn from its files, as SVG written directly (no
+//! plotting library, no fonts needed): a spike raster with population colours, population
+//! rates in time bins, and traces of a recorded variable.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::error::Error;
+
+/// What to draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum What {
+    /// One mark per spike: time against neuron, populations stacked, one colour each.
+    Raster,
+    /// Mean rate per population in bins of `bin_ms`.
+    Rates,
+    /// A recorded variable against time for chosen elements.
+    Traces,
+}
+
+/// A drawn figure: the SVG text and what it holds (for tests and the summary line).
+#[derive(Debug, Clone)]
+pub struct Figure {
+    /// The SVG document.
+    pub svg: String,
+    /// Marks drawn (spikes, bins or trace points).
+    pub marks: usize,
+}
+
+const W: f64 = 900.0;
+const H: f64 = 500.0;
+const L: f64 = 70.0;
+const R: f64 = 20.0;
+const T: f64 = 50.0;
+const B: f64 = 50.0;
+const COLOURS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+];
+
+fn h5err(path: &Path) -> impl Fn(hdf5::Error) -> Error + '_ {
+    move |e| Error::Hdf5 {
+        message: e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+        path: path.to_path_buf(),
+    }
+}
+
+/// Axes with `n` ticks on each, labels and a title.
+fn frame(svg: &mut String, title: &str, x: (f64, f64), y: (f64, f64), xl: &str, yl: &str) {
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">
+<rect width="{W}" height="{H}" fill="white"/>
+<text x="{}" y="18" text-anchor="middle" font-size="14">{}</text>
+<line x1="{L}" y1="{}" x2="{}" y2="{}" stroke="black"/>
+<line x1="{L}" y1="{T}" x2="{L}" y2="{}" stroke="black"/>
+"#,
+        W / 2.0,
+        esc(title),
+        H - B,
+        W - R,
+        H - B,
+        H - B
+    );
+    for k in 0..=5 {
+        let f = k as f64 / 5.0;
+        let (vx, vy) = (x.0 + f * (x.1 - x.0), y.0 + f * (y.1 - y.0));
+        let (px, py) = (L + f * (W - L - R), H - B - f * (H - T - B));
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{px}" y1="{}" x2="{px}" y2="{}" stroke="black"/><text x="{px}" y="{}" text-anchor="middle">{}</text>"#,
+            H - B,
+            H - B + 5.0,
+            H - B + 18.0,
+            num(vx)
+        );
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{}" y1="{py}" x2="{L}" y2="{py}" stroke="black"/><text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            L - 5.0,
+            L - 8.0,
+            py + 4.0,
+            num(vy)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text><text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#,
+        L + (W - L - R) / 2.0,
+        H - 12.0,
+        esc(xl),
+        T + (H - T - B) / 2.0,
+        T + (H - T - B) / 2.0,
+        esc(yl)
+    );
+}
+
+/// Legend entry k, in a row between the title and the plot area.
+fn legend(svg: &mut String, k: usize, name: &str, colour: &str) {
+    let _ = writeln!(
+        svg,
+        r#"<text class="legend" x="{}" y="{}" fill="{colour}">{}</text>"#,
+        L + 10.0 + 120.0 * k as f64,
+        T - 10.0,
+        esc(name)
+    );
+}
+
+fn num(v: f64) -> String {
+    if v.abs() >= 1000.0 || v == v.round() {
+        format!("{}", v.round())
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn px(v: f64, lo: f64, hi: f64) -> f64 {
+    L + (v - lo) / (hi - lo).max(1e-12) * (W - L - R)
+}
+
+fn py(v: f64, lo: f64, hi: f64) -> f64 {
+    H - B - (v - lo) / (hi - lo).max(1e-12) * (H - T - B)
+}
+
+/// The spikes of one population: (name, size, times ms, node ids).
+type PopSpikes = (String, u64, Vec<f64>, Vec<u64>);
+
+/// Spikes of every population of `run`, and the simulated time.
+fn spikes(run: &Path) -> Result<(Vec<PopSpikes>, f64), Error> {
+    let e = h5err(run);
+    let f = hdf5::File::open(run).map_err(&e)?;
+    let duration = f
+        .attr("simulated_ms")
+        .and_then(|a| a.read_scalar::<f64>())
+        .or_else(|_| f.attr("duration_ms").and_then(|a| a.read_scalar::<f64>()))
+        .map_err(&e)?;
+    // Population sizes from the network the run used (its nodes file), else the ids seen.
+    let nodes = crate::record::hdf5::report_path(run, "nodes");
+    let sizes: Vec<(String, u64)> = hdf5::File::open(&nodes)
+        .ok()
+        .and_then(|n| {
+            let g = n.group("nodes").ok()?;
+            let mut v = Vec::new();
+            for name in g.member_names().ok()? {
+                let size = g.dataset(&format!("{name}/node_type_id")).ok()?.size() as u64;
+                v.push((name, size));
+            }
+            Some(v)
+        })
+        .unwrap_or_default();
+    let g = f.group("spikes").map_err(&e)?;
+    let mut out = Vec::new();
+    for name in g.member_names().map_err(&e)? {
+        let t = g
+            .dataset(&format!("{name}/timestamps"))
+            .and_then(|d| d.read_raw::<f64>())
+            .map_err(&e)?;
+        let n = g
+            .dataset(&format!("{name}/node_ids"))
+            .and_then(|d| d.read_raw::<u64>())
+            .map_err(&e)?;
+        let size = sizes
+            .iter()
+            .find(|s| s.0 == name)
+            .map(|s| s.1)
+            .unwrap_or_else(|| n.iter().max().map(|m| m + 1).unwrap_or(1));
+        out.push((name, size, t, n));
+    }
+    Ok((out, duration))
+}
+
+/// Draws `what` from the run `run` (its `RUN.h5`; traces read `RUN.<variable>.h5`).
+pub fn plot(
+    run: &Path,
+    what: What,
+    variable: Option<&str>,
+    ids: &[u64],
+    bin_ms: f64,
+) -> Result<Figure, Error> {
+    let mut svg = String::new();
+    let mut marks = 0;
+    match what {
+        What::Raster => {
+            let (pops, duration) = spikes(run)?;
+            let total: u64 = pops.iter().map(|p| p.1).sum::<u64>().max(1);
+            frame(
+                &mut svg,
+                &format!("Spikes ({})", run.display()),
+                (0.0, duration),
+                (0.0, total as f64),
+                "time (ms)",
+                "neuron",
+            );
+            let mut base = 0u64;
+            for (k, (name, size, t, n)) in pops.iter().enumerate() {
+                let c = COLOURS[k % COLOURS.len()];
+                let _ = writeln!(
+                    svg,
+                    r#"<g fill="{c}" class="population" data-name="{}">"#,
+                    esc(name)
+                );
+                for (&ti, &ni) in t.iter().zip(n) {
+                    let _ = writeln!(
+                        svg,
+                        r#"<rect class="spike" x="{:.2}" y="{:.2}" width="1.5" height="1.5"/>"#,
+                        px(ti, 0.0, duration),
+                        py((base + ni) as f64 + 0.5, 0.0, total as f64)
+                    );
+                    marks += 1;
+                }
+                svg.push_str("</g>\n");
+                legend(&mut svg, k, name, c);
+                base += size;
+            }
+        }
+        What::Rates => {
+            let (pops, duration) = spikes(run)?;
+            let bins = ((duration / bin_ms).ceil() as usize).max(1);
+            let mut rates = Vec::new();
+            let mut top: f64 = 1.0;
+            for (_, size, t, _) in &pops {
+                let mut h = vec![0.0f64; bins];
+                for &ti in t {
+                    h[((ti / bin_ms) as usize).min(bins - 1)] += 1.0;
+                }
+                for x in h.iter_mut() {
+                    *x /= *size as f64 * bin_ms / 1000.0;
+                    top = top.max(*x);
+                }
+                rates.push(h);
+            }
+            frame(
+                &mut svg,
+                &format!("Population rates, {bin_ms} ms bins"),
+                (0.0, duration),
+                (0.0, top),
+                "time (ms)",
+                "rate (Hz)",
+            );
+            for (k, ((name, ..), h)) in pops.iter().zip(&rates).enumerate() {
+                let c = COLOURS[k % COLOURS.len()];
+                let pts: Vec<String> = h
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &r)| {
+                        format!(
+                            "{:.2},{:.2}",
+                            px((i as f64 + 0.5) * bin_ms, 0.0, duration),
+                            py(r, 0.0, top)
+                        )
+                    })
+                    .collect();
+                marks += h.len();
+                let _ = writeln!(
+                    svg,
+                    r#"<polyline class="rate" data-name="{}" fill="none" stroke="{c}" points="{}"/>"#,
+                    esc(name),
+                    pts.join(" ")
+                );
+                legend(&mut svg, k, name, c);
+            }
+        }
+        What::Traces => {
+            let var =
+                variable.ok_or_else(|| Error::Device("--what traces needs --variable".into()))?;
+            let file = crate::record::hdf5::report_path(run, var);
+            let e = h5err(&file);
+            let f = hdf5::File::open(&file).map_err(&e)?;
+            let rep = f.group("report").map_err(&e)?;
+            let mut series = Vec::new();
+            let (mut lo, mut hi, mut t_end) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
+            for group in rep.member_names().map_err(&e)? {
+                let d = rep.dataset(&format!("{group}/data")).map_err(&e)?;
+                let shape = d.shape();
+                let data = d.read_raw::<f32>().map_err(&e)?;
+                let time = rep
+                    .dataset(&format!("{group}/mapping/time"))
+                    .and_then(|t| t.read_raw::<f64>())
+                    .map_err(&e)?;
+                t_end = t_end.max(time[1]);
+                let cols: Vec<usize> = if ids.is_empty() {
+                    (0..shape[1].min(5)).collect()
+                } else {
+                    ids.iter()
+                        .map(|&i| i as usize)
+                        .filter(|&i| i < shape[1])
+                        .collect()
+                };
+                for c in cols {
+                    let v: Vec<f64> = (0..shape[0])
+                        .map(|r| data[r * shape[1] + c] as f64)
+                        .collect();
+                    for x in &v {
+                        lo = lo.min(*x);
+                        hi = hi.max(*x);
+                    }
+                    series.push((format!("{group}[{c}]"), time[0], time[2], v));
+                }
+            }
+            if series.is_empty() {
+                return Err(Error::Device(format!(
+                    "{} holds no column to draw",
+                    file.display()
+                )));
+            }
+            if hi <= lo {
+                hi = lo + 1.0;
+            }
+            frame(
+                &mut svg,
+                &format!("{var} ({})", run.display()),
+                (0.0, t_end),
+                (lo, hi),
+                "time (ms)",
+                var,
+            );
+            for (k, (name, t0, dt, v)) in series.iter().enumerate() {
+                let c = COLOURS[k % COLOURS.len()];
+                let pts: Vec<String> = v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| {
+                        format!(
+                            "{:.2},{:.2}",
+                            px(t0 + i as f64 * dt, 0.0, t_end),
+                            py(x, lo, hi)
+                        )
+                    })
+                    .collect();
+                marks += v.len();
+                let _ = writeln!(
+                    svg,
+                    r#"<polyline class="trace" data-name="{}" fill="none" stroke="{c}" points="{}"/>"#,
+                    esc(name),
+                    pts.join(" ")
+                );
+                legend(&mut svg, k, name, c);
+            }
+        }
+    }
+    svg.push_str("</svg>\n");
+    Ok(Figure { svg, marks })
+}
