@@ -723,8 +723,7 @@ fn plots_draw_the_data() {
     let top: f64 = fig
         .svg
         .lines()
-        .filter(|l| l.contains("text-anchor=\"end\""))
-        .last()
+        .rfind(|l| l.contains("text-anchor=\"end\""))
         .unwrap()
         .split('>')
         .nth(2)
