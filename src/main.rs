@@ -235,9 +235,11 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
         .map(|v| v.as_str())
         .collect();
     check_output(&path, &out, &variables, force)?;
-    let write_net = loaded.file.record.network != Some(false);
+    let network_choice = loaded.file.record.network;
     let mut sim = Simulation::new(loaded, kind)
         .with_context(|| format!("building network {}", path.display()))?;
+    // Written by default up to 2 million synapses (about 60 bytes each on disk).
+    let write_net = network_choice.unwrap_or(sim.net.n_synapses() <= 2_000_000);
     if write_net {
         // The network is part of the result: SONATA nodes and edges beside it.
         let (nodes, edges) = (

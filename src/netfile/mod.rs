@@ -643,8 +643,8 @@ pub struct RecordSpec {
     /// Synapse reports.
     #[serde(default)]
     pub synapses: Vec<SynapseRecordSpec>,
-    /// Write the built network as SONATA nodes and edges beside the results (default
-    /// true; about 40 bytes per synapse on disk).
+    /// Write the built network as SONATA nodes and edges beside the results (default:
+    /// yes up to 2 million synapses; about 60 bytes per synapse on disk).
     #[serde(default)]
     pub network: Option<bool>,
     /// Projections whose every release event is written (time, synapse, quanta, kind).
