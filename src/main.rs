@@ -168,6 +168,16 @@ fn realtime(f: f64) -> String {
     format!("{f:.digits$} × real time")
 }
 
+/// Loads a network file with its overrides and prints its located warnings.
+fn load(path: &std::path::Path, set: &[String]) -> Result<netfile::LoadedNetwork> {
+    let loaded = netfile::load(path, set)
+        .with_context(|| format!("loading network file {}", path.display()))?;
+    for w in &loaded.warnings {
+        note!("warning: {w}");
+    }
+    Ok(loaded)
+}
+
 fn gib(b: f64) -> String {
     if b >= (1u64 << 30) as f64 {
         format!("{:.2} GiB", b / (1u64 << 30) as f64)
@@ -206,11 +216,7 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
     if let Some(d) = duration_ms {
         set.push(format!("simulation.duration_ms={d:?}"));
     }
-    let loaded = netfile::load(&path, &set)
-        .with_context(|| format!("loading network file {}", path.display()))?;
-    for w in &loaded.warnings {
-        note!("warning: {w}");
-    }
+    let loaded = load(&path, &set)?;
     let out = output.unwrap_or_else(|| {
         let stem = path
             .file_stem()
@@ -365,11 +371,7 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
 }
 
 fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
-    let loaded = netfile::load(&path, &set)
-        .with_context(|| format!("loading network file {}", path.display()))?;
-    for w in &loaded.warnings {
-        note!("warning: {w}");
-    }
+    let loaded = load(&path, &set)?;
     let est = network::estimate(&loaded.file);
     let model = quantal::model::Model::from_spec(&loaded.file);
     let net = network::build(&loaded, &model)
@@ -427,11 +429,7 @@ fn bench(
     set: Vec<String>,
     json: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
-    let loaded = netfile::load(&path, &set)
-        .with_context(|| format!("loading network file {}", path.display()))?;
-    for w in &loaded.warnings {
-        note!("warning: {w}");
-    }
+    let loaded = load(&path, &set)?;
     let t0 = std::time::Instant::now();
     let mut sim = Simulation::new(loaded, kind)
         .with_context(|| format!("building network {}", path.display()))?;
@@ -623,11 +621,7 @@ fn validate(
     if let Some(d) = duration_ms {
         set.push(format!("simulation.duration_ms={d:?}"));
     }
-    let loaded = netfile::load(&path, &set)
-        .with_context(|| format!("loading network file {}", path.display()))?;
-    for w in &loaded.warnings {
-        note!("warning: {w}");
-    }
+    let loaded = load(&path, &set)?;
     let model = Arc::new(quantal::model::Model::from_spec(&loaded.file));
     let net = Arc::new(
         network::build(&loaded, &model)
