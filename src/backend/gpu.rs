@@ -379,17 +379,7 @@ impl GpuBackend {
     fn pack_f32(st: &State, first: usize, size: usize) -> Vec<f32> {
         let r = first..first + size;
         let mut v = Vec::with_capacity(size * neuron_f32::COUNT as usize);
-        // Section order of layout::neuron_f32.
-        for a in [
-            &st.v_mv,
-            &st.g_rr_ns,
-            &st.g_sfa_ns,
-            &st.theta_mv,
-            &st.hh_m,
-            &st.hh_h,
-            &st.hh_n,
-            &st.i_ext_pa,
-        ] {
+        for a in st.neuron_f32() {
             v.extend_from_slice(&a[r.clone()]);
         }
         v
@@ -476,19 +466,7 @@ impl GpuBackend {
             let u: &[u32] = bytemuck::cast_slice(&out[1]);
             let st = &mut self.st;
             let r = f0..f0 + sz;
-            for (k, a) in [
-                &mut st.v_mv,
-                &mut st.g_rr_ns,
-                &mut st.g_sfa_ns,
-                &mut st.theta_mv,
-                &mut st.hh_m,
-                &mut st.hh_h,
-                &mut st.hh_n,
-                &mut st.i_ext_pa,
-            ]
-            .into_iter()
-            .enumerate()
-            {
+            for (k, a) in st.neuron_f32_mut().into_iter().enumerate() {
                 a[r.clone()].copy_from_slice(&f[k * sz..(k + 1) * sz]);
             }
             st.refr[r.clone()].copy_from_slice(&u[..sz]);

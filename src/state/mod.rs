@@ -189,6 +189,35 @@ pub struct State {
 }
 
 impl State {
+    /// The f32 neuron arrays in the section order of `layout::neuron_f32` (the GPU
+    /// image's `neuron_f32` buffer).
+    pub fn neuron_f32(&self) -> [&Vec<f32>; layout::neuron_f32::COUNT as usize] {
+        [
+            &self.v_mv,
+            &self.g_rr_ns,
+            &self.g_sfa_ns,
+            &self.theta_mv,
+            &self.hh_m,
+            &self.hh_h,
+            &self.hh_n,
+            &self.i_ext_pa,
+        ]
+    }
+
+    /// As [`State::neuron_f32`], mutable.
+    pub fn neuron_f32_mut(&mut self) -> [&mut Vec<f32>; layout::neuron_f32::COUNT as usize] {
+        [
+            &mut self.v_mv,
+            &mut self.g_rr_ns,
+            &mut self.g_sfa_ns,
+            &mut self.theta_mv,
+            &mut self.hh_m,
+            &mut self.hh_h,
+            &mut self.hh_n,
+            &mut self.i_ext_pa,
+        ]
+    }
+
     /// Initial state: neurons at their initial potential, all release sites occupied,
     /// reserve pools full, nothing in flight (§3.1).
     pub fn new(model: &Model, net: &Network) -> State {
