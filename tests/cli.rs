@@ -1,15 +1,8 @@
 //! The command line: runs, checks, info, and errors that never panic.
 
+use crate::common::quantal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn quantal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quantal"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run quantal")
-}
 
 fn text(o: &Output) -> (String, String) {
     (

@@ -443,13 +443,7 @@ fn synapses_are_refused_with_the_reason() {
 fn cli_gpu_backend_matches_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let out = |b: &str| dir.path().join(format!("{b}.h5"));
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_quantal"))
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap()
-    };
+    let run = crate::common::quantal;
     let common = [
         "run",
         "networks/cells_fi.toml",
@@ -562,13 +556,7 @@ fn cli_gpu_backend_matches_cpu() {
     ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
 )]
 fn validate_command_passes_on_lavapipe() {
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_quantal"))
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap()
-    };
+    let run = crate::common::quantal;
     let mut args = vec![
         "validate",
         "networks/cells_fi.toml",

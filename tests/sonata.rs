@@ -3,6 +3,7 @@
 //! runs as is, and gives back exactly what quantal wrote. The test fails, never skips, when the venv or
 //! the package cannot be made (CI has the package registries).
 
+use crate::common::quantal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -63,11 +64,7 @@ fn libsonata_reads_the_spikes() {
         .map(String::from)
         .collect::<Vec<_>>();
         args.extend(extra.iter().map(|s| s.to_string()));
-        let o = Command::new(env!("CARGO_BIN_EXE_quantal"))
-            .args(&args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap();
+        let o = quantal(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let script = r#"
 import sys, libsonata
@@ -144,21 +141,17 @@ fn libsonata_reads_every_report() {
         "cells_fi",
     ] {
         let out = dir.path().join(format!("{net}.h5"));
-        let o = Command::new(env!("CARGO_BIN_EXE_quantal"))
-            .args([
-                "run",
-                &format!("networks/{net}.toml"),
-                "-q",
-                "--backend",
-                "cpu",
-                "--duration-ms",
-                "20",
-                "-o",
-                out.to_str().unwrap(),
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap();
+        let o = quantal(&[
+            "run",
+            &format!("networks/{net}.toml"),
+            "-q",
+            "--backend",
+            "cpu",
+            "--duration-ms",
+            "20",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let f = hdf5::File::open(&out).unwrap();
         let Ok(rep) = f.group("report") else { continue };
@@ -316,18 +309,15 @@ delay_ms = 1.0
     let file = dir.path().join("sheet.toml");
     std::fs::write(&file, text).unwrap();
     let out = dir.path().join("sheet.h5");
-    let o = Command::new(env!("CARGO_BIN_EXE_quantal"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "-q",
-            "--backend",
-            "cpu",
-            "-o",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = quantal(&[
+        "run",
+        file.to_str().unwrap(),
+        "-q",
+        "--backend",
+        "cpu",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let script = r#"
 import sys, numpy, libsonata
@@ -475,20 +465,17 @@ fn edges_round_trip_through_rule_sonata() {
     let first = dir.path().join("coba.toml");
     std::fs::write(&first, &coba).unwrap();
     let run = |file: &Path, out: &Path| {
-        let o = Command::new(env!("CARGO_BIN_EXE_quantal"))
-            .args([
-                "run",
-                file.to_str().unwrap(),
-                "-q",
-                "--backend",
-                "cpu",
-                "--duration-ms",
-                "60",
-                "-o",
-                out.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
+        let o = quantal(&[
+            "run",
+            file.to_str().unwrap(),
+            "-q",
+            "--backend",
+            "cpu",
+            "--duration-ms",
+            "60",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     let a = dir.path().join("a.h5");

@@ -39,6 +39,15 @@ impl Tolerance {
     }
 }
 
+/// Runs the `quantal` binary in the repository root and returns what it did.
+pub fn quantal(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_quantal"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run quantal")
+}
+
 /// Builds a CPU backend from network text.
 pub fn backend(text: &str) -> CpuBackend {
     backend_with(text, &[])
