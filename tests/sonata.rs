@@ -7,8 +7,15 @@ use crate::common::quantal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The venv's python with libsonata and h5py, created on first use.
+/// The venv's python with libsonata and h5py, created on first use. The tests of this
+/// file run in parallel threads of one binary, so creation happens once, under a lock: two
+/// `python3 -m venv` on one directory at the same time fail with "File exists".
 fn python() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(make_venv).clone()
+}
+
+fn make_venv() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
@@ -16,6 +23,8 @@ fn python() -> PathBuf {
     let py = venv.join("bin/python");
     let ready = venv.join(".libsonata-ready");
     if !ready.exists() {
+        // A venv left half made by an interrupted earlier run is made again from scratch.
+        let _ = std::fs::remove_dir_all(&venv);
         let ok = Command::new("python3")
             .args(["-m", "venv", venv.to_str().unwrap()])
             .status()
