@@ -103,6 +103,8 @@ struct SynType {
     ca_rest_um: f32,
     delta_ca_um: f32,
     cleft_dependent: u32,
+    max_async_steps: u32,
+    _pad0: array<u32, 3>,
 };
 
 // One receptor of one synapse type (§5). Must stay byte-identical to `GpuReceptor` in src/layout.rs.
@@ -179,6 +181,72 @@ struct ImageOffsets {
     _pad1: u32,
     _pad2: u32,
 };
+
+// Sections of the synapse image and the sizes of its queues (layout::SynOffsets).
+struct SynOffsets {
+    ring_len: u32,
+    async_cap: u32,
+    handoff_stride: u32,
+    sites_max: u32,
+    rate_max: f32,
+    post: u32,
+    delay: u32,
+    out_offsets: u32,
+    out_syn: u32,
+    in_offsets: u32,
+    r: u32,
+    handoff_r: u32,
+    contrib: u32,
+    touched: u32,
+    arrivals: u32,
+    async_ring: u32,
+    todo: u32,
+    active_list: u32,
+    _pad0: u32,
+    _pad1: u32,
+};
+
+// Sections of syn_u32 and syn_f32 (layout::syn_u32, layout::syn_f32), times n_synapses.
+const S_T_LAST: u32 = 0u;
+const S_SITES: u32 = 1u;
+const S_COMMITTED: u32 = 2u;
+const S_RESERVE: u32 = 3u;
+const S_ENDO: u32 = 4u;
+const S_HANDOFF_STEP: u32 = 5u;
+const S_PULSE_LEFT: u32 = 6u;
+const S_FRESH: u32 = 7u;
+const S_MINIS: u32 = 8u;
+const S_CFLAGS: u32 = 9u;
+const SF_WEIGHT: u32 = 0u;
+const SF_X_F: u32 = 1u;
+const SF_X_D: u32 = 2u;
+const SF_CLEFT_MM: u32 = 3u;
+const SF_RELEASED: u32 = 4u;
+const SF_RELEASED_ACC: u32 = 5u;
+const SF_PULSE_QUANTA: u32 = 6u;
+// Sections of syn_flags (before the touched words), times n_synapses.
+const FL_CLAIM: u32 = 0u;
+const FL_FUSE: u32 = 1u;
+const FL_SPIKE: u32 = 2u;
+// Header words of queues (layout::queue).
+const Q_ASYNC_OVERFLOW: u32 = 0u;
+const Q_OVERFLOW_STEP: u32 = 1u;
+const Q_TODO_COUNT: u32 = 2u;
+const Q_ACTIVE_COUNT: u32 = 4u;
+const Q_NON_FINITE: u32 = 6u;
+const Q_EVENTS: u32 = 8u;
+const Q_QUANTA: u32 = 9u;
+const Q_ROW_COUNTS: u32 = 12u;
+// handoff_step values (state::ACTIVE, state::NO_HANDOFF).
+const ACTIVE: u32 = 0xFFFFFFFFu;
+const NO_HANDOFF: u32 = 0xFFFFFFFEu;
+// Receptor state per synapse (state::SLOT_STRIDE) and receptors per type (MAX_RECEPTORS).
+const SLOT_STRIDE: u32 = 6u;
+const MAX_RECEPTORS: u32 = 3u;
+// Contribution flags (layout::syn_u32::CFLAGS).
+const C_TAKE: u32 = 1u;
+const C_DONE: u32 = 2u;
+
 
 // The invocation index of a 2-D dispatch of WORKGROUP-wide groups.
 fn invocation_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {

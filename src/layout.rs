@@ -119,8 +119,12 @@ pub struct GpuSynType {
     /// 1 when a receptor depends on the cleft transmitter (kinetic or GABA_B), 0 when all
     /// receptors are exp (the synapse then needs one step of activity per release).
     pub cleft_dependent: u32,
+    /// Longest asynchronous-release latency, steps (the ring horizon of §3.4; 0 = off).
+    pub max_async_steps: u32,
+    #[doc(hidden)]
+    pub _pad0: [u32; 3],
 }
-const _: () = assert!(std::mem::size_of::<GpuSynType>() == 128);
+const _: () = assert!(std::mem::size_of::<GpuSynType>() == 144);
 
 /// One receptor of one synapse type (§5). Must stay byte-identical to `Receptor` in shaders/common.wgsl.
 #[repr(C)]
@@ -376,4 +380,132 @@ pub mod probe {
     pub const N: u32 = 9;
     /// Receptor r's conductance is `RECEPTOR + r`.
     pub const RECEPTOR: u32 = 16;
+}
+
+/// Where the sections of the synapse part of the device image start, and the sizes of
+/// its queues. Must stay byte-identical to `SynOffsets` in shaders/common.wgsl.
+///
+/// - `syn_static` (u32): type per synapse, post, delay, then `out_offsets` (n + 1),
+///   `out_syn` (one per synapse) and `in_offsets` (n + 1).
+/// - `syn_u32`: one section of n_synapses per variable of [`syn_u32`].
+/// - `syn_f32`: one section of n_synapses per scalar of [`syn_f32`], then the receptor
+///   state (`SLOT_STRIDE` per synapse), the hand-off state (`handoff_stride` per
+///   synapse) and the per-step contributions (2 · MAX_RECEPTORS per synapse).
+/// - `syn_flags` (atomic u32): the claim stamp, the fusion mask and the spike flag of
+///   each synapse (one section each), then the `touched` bit words.
+/// - `queues` (atomic u32): the header words of [`queue`], then the arrival ring
+///   (`ring_len` rows of n_synapses ids), the asynchronous ring (`ring_len` rows of
+///   `async_cap` (synapse, site) pairs), two to-do lists and two active lists of
+///   n_synapses ids each.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct SynOffsets {
+    /// Rows of the delay rings (longest delay or asynchronous latency + 1).
+    pub ring_len: u32,
+    /// Entries per row of the asynchronous ring.
+    pub async_cap: u32,
+    /// Hand-off values per synapse (`State::handoff_stride`).
+    pub handoff_stride: u32,
+    /// Spontaneous thinning: the largest site count N_max (`SpontParams::sites_max`).
+    pub sites_max: u32,
+    /// Spontaneous thinning: the largest per-site rate per step (`SpontParams::rate_max`).
+    pub rate_max: f32,
+    /// Start of `post` in `syn_static`.
+    pub post: u32,
+    /// Start of `delay` in `syn_static`.
+    pub delay: u32,
+    /// Start of `out_offsets` in `syn_static`.
+    pub out_offsets: u32,
+    /// Start of `out_syn` in `syn_static`.
+    pub out_syn: u32,
+    /// Start of `in_offsets` in `syn_static`.
+    pub in_offsets: u32,
+    /// Start of the receptor state in `syn_f32`.
+    pub r: u32,
+    /// Start of the hand-off state in `syn_f32`.
+    pub handoff_r: u32,
+    /// Start of the contributions in `syn_f32`.
+    pub contrib: u32,
+    /// Start of the `touched` bit words in `syn_flags`.
+    pub touched: u32,
+    /// Start of the arrival ring in `queues`.
+    pub arrivals: u32,
+    /// Start of the asynchronous ring in `queues`.
+    pub async_ring: u32,
+    /// Start of the two to-do lists in `queues`.
+    pub todo: u32,
+    /// Start of the two active lists in `queues`.
+    pub active_list: u32,
+    #[doc(hidden)]
+    pub _pad0: u32,
+    #[doc(hidden)]
+    pub _pad1: u32,
+}
+const _: () = assert!(std::mem::size_of::<SynOffsets>() == 80);
+
+/// Section index of each u32 synapse variable in `syn_u32` (times n_synapses).
+pub mod syn_u32 {
+    /// Step the terminal was last advanced to.
+    pub const T_LAST: u32 = 0;
+    /// Docked sites, bitmask.
+    pub const SITES: u32 = 1;
+    /// Sites committed to an asynchronous fusion.
+    pub const COMMITTED: u32 = 2;
+    /// Reserve pool.
+    pub const RESERVE: u32 = 3;
+    /// Vesicles in endocytosis.
+    pub const ENDO: u32 = 4;
+    /// Hand-off step, or ACTIVE / NO_HANDOFF (`State::handoff_step`).
+    pub const HANDOFF_STEP: u32 = 5;
+    /// Pulse cleft: steps left.
+    pub const PULSE_LEFT: u32 = 6;
+    /// Hand-off step at activation (`ActivePool::fresh`).
+    pub const FRESH: u32 = 7;
+    /// Miniature fusions drawn in the last step, released in this one.
+    pub const MINIS: u32 = 8;
+    /// This step's contribution flags for the gather (bit 0: take back, bit 1: done).
+    pub const CFLAGS: u32 = 9;
+    /// Number of sections.
+    pub const COUNT: u32 = 10;
+}
+
+/// Section index of each f32 synapse scalar in `syn_f32` (times n_synapses).
+pub mod syn_f32 {
+    /// Weight (static).
+    pub const WEIGHT: u32 = 0;
+    /// X_F or the TM facilitation.
+    pub const X_F: u32 = 1;
+    /// X_D or the TM resources.
+    pub const X_D: u32 = 2;
+    /// Cleft transmitter, mM.
+    pub const CLEFT_MM: u32 = 3;
+    /// Quanta released in the current step.
+    pub const RELEASED: u32 = 4;
+    /// Quanta released since the last sample (the `released` report).
+    pub const RELEASED_ACC: u32 = 5;
+    /// Pulse cleft: quanta of the current pulse.
+    pub const PULSE_QUANTA: u32 = 6;
+    /// Number of scalar sections.
+    pub const COUNT: u32 = 7;
+}
+
+/// Header words of the `queues` buffer (per-row counts follow the fixed words).
+pub mod queue {
+    /// Asynchronous fusions that did not fit their ring row (0 unless overflowed).
+    pub const ASYNC_OVERFLOW: u32 = 0;
+    /// First step with an overflow + 1 (0: none).
+    pub const OVERFLOW_STEP: u32 = 1;
+    /// The two to-do list counts (by step parity).
+    pub const TODO_COUNT: u32 = 2;
+    /// The two active list counts (by step parity).
+    pub const ACTIVE_COUNT: u32 = 4;
+    /// The lowest synapse with a non-finite conductance + 1 (0: none), and its step + 1.
+    pub const NON_FINITE: u32 = 6;
+    /// Presynaptic events (arrivals and asynchronous fusions) since the counters were read.
+    pub const EVENTS: u32 = 8;
+    /// Quanta released since the counters were read, in units of 2^-16 quantum, as a
+    /// 64-bit count (low word, then high word); whole quanta are exact.
+    pub const QUANTA: u32 = 9;
+    /// Arrival counts, one per ring row, then asynchronous counts, one per row.
+    pub const ROW_COUNTS: u32 = 12;
 }

@@ -5,6 +5,7 @@
 use quantal::gpu::shaders;
 use quantal::layout::{
     GpuInput, GpuPopulation, GpuReceptor, GpuSynType, ImageOffsets, PowTable, StepParams,
+    SynOffsets,
 };
 use std::mem::{offset_of, size_of};
 
@@ -113,7 +114,9 @@ fn shaders_validate_and_match_the_rust_layout() {
             tab_endo,
             ca_rest_um,
             delta_ca_um,
-            cleft_dependent
+            cleft_dependent,
+            max_async_steps,
+            _pad0
         ]
     );
     same_layout!(
@@ -178,6 +181,33 @@ fn shaders_validate_and_match_the_rust_layout() {
             _pad0,
             _pad1,
             _pad2
+        ]
+    );
+    same_layout!(
+        &m,
+        SynOffsets,
+        "SynOffsets",
+        [
+            ring_len,
+            async_cap,
+            handoff_stride,
+            sites_max,
+            rate_max,
+            post,
+            delay,
+            out_offsets,
+            out_syn,
+            in_offsets,
+            r,
+            handoff_r,
+            contrib,
+            touched,
+            arrivals,
+            async_ring,
+            todo,
+            active_list,
+            _pad0,
+            _pad1
         ]
     );
 }

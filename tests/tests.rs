@@ -11,3 +11,4 @@ mod parity;
 mod release;
 mod shaders;
 mod sonata;
+mod synparity;

@@ -23,9 +23,11 @@
 
 use super::cpu::sample::probe_code;
 use super::cpu::step_params;
+use super::gpu_syn::{SynHost, SynImage};
 use super::{Backend, Batch, Probe};
 use crate::error::Error;
 use crate::gpu::GpuContext;
+use crate::layout::queue;
 use crate::layout::{
     neuron_f32, neuron_u32, GpuInput, ImageOffsets, StepParams, STEP_PARAMS_STRIDE,
 };
@@ -81,6 +83,7 @@ pub struct GpuBackend {
     integrate: wgpu::ComputePipeline,
     sample: wgpu::ComputePipeline,
     chunks: Vec<Chunk>,
+    syn: Option<SynKernels>,
     probes: Vec<[u32; 2]>,
     sampling: Option<Sampling>,
     last_spikes: Vec<u32>,
@@ -88,6 +91,63 @@ pub struct GpuBackend {
     submissions: u64,
     readbacks: u64,
 }
+
+/// The synapse image and the synapse kernels' pipelines and per-row bind groups.
+struct SynKernels {
+    image: SynImage,
+    /// (pipeline, bind group of each batch row), in the order of [`SYN_KERNELS`].
+    kernels: Vec<(wgpu::ComputePipeline, Vec<wgpu::BindGroup>)>,
+    header_staging: wgpu::Buffer,
+    spontaneous: bool,
+}
+
+/// How a synapse kernel is dispatched.
+enum Size {
+    /// One workgroup (the `plan` kernels).
+    One,
+    /// Indirectly, from entry k (of three) of the dispatch buffer.
+    Indirect(u64),
+    /// These workgroup counts (one invocation per neuron).
+    Groups(u32, u32),
+}
+
+impl SynKernels {
+    /// Records kernel `kernel` of batch row `row` into `pass`.
+    fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>, kernel: usize, row: usize, size: Size) {
+        let (pipe, groups) = &self.kernels[kernel];
+        pass.set_pipeline(pipe);
+        pass.set_bind_group(0, &groups[row], &[]);
+        match size {
+            Size::One => pass.dispatch_workgroups(1, 1, 1),
+            Size::Indirect(k) => {
+                pass.dispatch_workgroups_indirect(&self.image.dispatch_buf, k * 12)
+            }
+            Size::Groups(x, y) => pass.dispatch_workgroups(x, y, 1),
+        }
+    }
+}
+
+/// The synapse kernels: (shader file, entry point).
+const SYN_KERNELS: [(&str, &str); 9] = [
+    ("plan", "plan_deliver"),
+    ("deliver", "deliver"),
+    ("plan", "plan_release"),
+    ("release", "release"),
+    ("plan", "plan_cleft"),
+    ("cleft", "cleft"),
+    ("gather", "gather"),
+    ("propagate", "propagate"),
+    ("spontaneous", "spontaneous"),
+];
+const K_PLAN_DELIVER: usize = 0;
+const K_DELIVER: usize = 1;
+const K_PLAN_RELEASE: usize = 2;
+const K_RELEASE: usize = 3;
+const K_PLAN_CLEFT: usize = 4;
+const K_CLEFT: usize = 5;
+const K_GATHER: usize = 6;
+const K_PROPAGATE: usize = 7;
+const K_SPONTANEOUS: usize = 8;
 
 /// The sample ring shared by the chunks (each writes its probes' columns).
 struct Sampling {
@@ -171,15 +231,6 @@ impl GpuBackend {
         batch_cap: u32,
         max_binding_bytes: u64,
     ) -> Result<Self, Error> {
-        if net.n_synapses() > 0 {
-            return Err(Error::Device(format!(
-                "the GPU backend of this version runs the neuron kernels only (LIF, HH, DC inputs, \
-                 Poisson and spike-time sources); this network has {} synapses, whose kernels \
-                 (deliver, release, cleft, propagate, spontaneous) run on the CPU backend only: \
-                 use --backend cpu",
-                net.n_synapses()
-            )));
-        }
         let batch_cap = batch_cap.max(1);
         let st = State::new(&model, &net);
         let nn = net.n_neurons() as u64;
@@ -341,6 +392,27 @@ impl GpuBackend {
             });
             first += size.max(1);
         }
+        let syn = if net.n_synapses() > 0 {
+            if chunks.len() > 1 {
+                return Err(Error::Device(format!(
+                    "the neuron arrays of this network are split into {} chunks to fit storage bindings of {limit} bytes; \
+                     the synapse kernels of this version need one chunk: use --backend cpu",
+                    chunks.len()
+                )));
+            }
+            Some(Self::syn_kernels(
+                &ctx,
+                &model,
+                &net,
+                &st,
+                &chunks[0],
+                &receptors_buf,
+                batch_cap,
+                limit,
+            )?)
+        } else {
+            None
+        };
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Device(format!("binding the device image: {e}")));
         }
@@ -357,6 +429,7 @@ impl GpuBackend {
             integrate,
             sample,
             chunks,
+            syn,
             probes: Vec::new(),
             sampling: None,
             last_spikes: Vec::new(),
@@ -364,6 +437,131 @@ impl GpuBackend {
             submissions: 0,
             readbacks: 0,
         })
+    }
+
+    /// The synapse image of `st` and the bind groups of the synapse kernels.
+    #[expect(clippy::too_many_arguments, reason = "the parts of the image it binds")]
+    fn syn_kernels(
+        ctx: &GpuContext,
+        model: &Model,
+        net: &Network,
+        st: &State,
+        c: &Chunk,
+        receptors_buf: &wgpu::Buffer,
+        batch_cap: u32,
+        limit: u64,
+    ) -> Result<SynKernels, Error> {
+        let host = SynHost::pack(model, net, st);
+        let im = SynImage::new(ctx, model, &host, limit)?;
+        let mut kernels = Vec::new();
+        for (file, ep) in SYN_KERNELS {
+            let pipe = ctx.pipeline(file, ep)?;
+            let layout = pipe.get_bind_group_layout(0);
+            let groups = (0..batch_cap)
+                .map(|k| {
+                    let p = params_entry(&c.params_buf, k);
+                    let mut e = vec![p, entry(1, &im.off_buf)];
+                    let rest: Vec<&wgpu::Buffer> = match file {
+                        "plan" => vec![&im.queues_buf, &im.dispatch_buf],
+                        "deliver" => vec![&im.f_buf, &im.flags_buf, &im.queues_buf],
+                        "release" => vec![
+                            &im.types_buf,
+                            &im.tables_buf,
+                            &im.stat_buf,
+                            &im.u_buf,
+                            &im.f_buf,
+                            &im.flags_buf,
+                            &im.queues_buf,
+                        ],
+                        "cleft" => vec![
+                            &im.types_buf,
+                            receptors_buf,
+                            &im.tables_buf,
+                            &im.stat_buf,
+                            &im.u_buf,
+                            &im.f_buf,
+                            &im.flags_buf,
+                            &im.queues_buf,
+                        ],
+                        "gather" => vec![
+                            &c.offsets_buf,
+                            &im.types_buf,
+                            receptors_buf,
+                            &im.stat_buf,
+                            &im.u_buf,
+                            &im.f_buf,
+                            &im.flags_buf,
+                            &c.g_buf,
+                        ],
+                        "propagate" => vec![&im.stat_buf, &c.spike_buf, &im.queues_buf],
+                        _ => vec![
+                            &im.types_buf,
+                            &im.tables_buf,
+                            &im.stat_buf,
+                            &im.u_buf,
+                            &im.f_buf,
+                            &im.flags_buf,
+                            &im.queues_buf,
+                        ],
+                    };
+                    for (b, buf) in rest.into_iter().enumerate() {
+                        e.push(entry(2 + b as u32, buf));
+                    }
+                    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(ep),
+                        layout: &layout,
+                        entries: &e,
+                    })
+                })
+                .collect();
+            kernels.push((pipe, groups));
+        }
+        let spontaneous = im.off.rate_max > 0.0;
+        Ok(SynKernels {
+            image: im,
+            kernels,
+            header_staging: ctx.staging("queue header staging", queue::ROW_COUNTS as u64 * 4),
+            spontaneous,
+        })
+    }
+
+    /// Reads the counters of the queue header after a batch (events, quanta, overflow,
+    /// non-finite conductance) and zeroes them for the next.
+    fn check_synapse_header(&mut self, h: &[u32], out: &mut Batch) -> Result<(), Error> {
+        out.events += h[queue::EVENTS as usize] as u64;
+        let q = (h[queue::QUANTA as usize + 1] as u64) << 32 | h[queue::QUANTA as usize] as u64;
+        out.quanta += q as f64 / 65536.0;
+        let sk = self.syn.as_ref().expect("synapse kernels");
+        let zeros = [0u32; queue::ROW_COUNTS as usize];
+        let q = &self.ctx.queue;
+        q.write_buffer(&sk.image.queues_buf, 0, bytemuck::cast_slice(&zeros[..2]));
+        q.write_buffer(
+            &sk.image.queues_buf,
+            queue::NON_FINITE as u64 * 4,
+            bytemuck::cast_slice(&zeros[queue::NON_FINITE as usize..]),
+        );
+        if h[queue::ASYNC_OVERFLOW as usize] > 0 {
+            return Err(Error::Device(format!(
+                "{} asynchronous fusions from step {} did not fit their row of the asynchronous release ring ({} entries per row); \
+                 the run stops rather than drop them: use --backend cpu",
+                h[queue::ASYNC_OVERFLOW as usize],
+                u32::MAX - h[queue::OVERFLOW_STEP as usize],
+                sk.image.off.async_cap
+            )));
+        }
+        if h[queue::NON_FINITE as usize] != 0 {
+            let step = u32::MAX - h[queue::NON_FINITE as usize];
+            let syn = u32::MAX - h[queue::NON_FINITE as usize + 1];
+            self.download()?;
+            self.st.step = step + 1;
+            return Err(super::cpu::non_finite_error(
+                &self.model,
+                &self.net,
+                &self.st,
+                (syn, "receptor conductance g_ns", true),
+            ));
+        }
+        Ok(())
     }
 
     /// Steps per submission.
@@ -429,6 +627,10 @@ impl GpuBackend {
                 );
             }
         }
+        if let Some(sk) = &self.syn {
+            sk.image
+                .load(&self.ctx, &SynHost::pack(&self.model, &self.net, st));
+        }
         self.step = st.step;
         self.st.step = st.step;
         Ok(())
@@ -476,6 +678,12 @@ impl GpuBackend {
                 st.g_active_ns[f0 * nr..(f0 + sz) * nr].copy_from_slice(&g[..sz * nr]);
                 st.g_pool_ns[f0 * nr..(f0 + sz) * nr].copy_from_slice(&g[sz * nr..]);
             }
+        }
+        if let Some(sk) = &self.syn {
+            let host = sk.image.read(&self.ctx)?;
+            self.submissions += 1;
+            self.readbacks += 1;
+            host.unpack(&self.net, &mut self.st);
         }
         self.st.step = self.step;
         self.st.spikes = self.last_spikes.clone();
@@ -596,16 +804,37 @@ impl GpuBackend {
                         pass.set_bind_group(0, &c.sample_groups[k], &[]);
                         pass.dispatch_workgroups(x, y, 1);
                     }
+                    // 1 deliver and 2 release (+ last step's minis), sized on the GPU.
+                    if let Some(sk) = &self.syn {
+                        sk.dispatch(&mut pass, K_PLAN_DELIVER, k, Size::One);
+                        sk.dispatch(&mut pass, K_DELIVER, k, Size::Indirect(0));
+                        sk.dispatch(&mut pass, K_PLAN_RELEASE, k, Size::One);
+                        sk.dispatch(&mut pass, K_RELEASE, k, Size::Indirect(1));
+                    }
                     if self.n_receptors > 0 {
                         let (x, y) = groups(c.size * self.n_receptors, max_dim);
                         pass.set_pipeline(&self.decay_pools);
                         pass.set_bind_group(0, &c.decay_groups[k], &[]);
                         pass.dispatch_workgroups(x, y, 1);
                     }
+                    // 3 cleft, then the per-neuron gather of its contributions.
                     let (x, y) = groups(c.size, max_dim);
+                    if let Some(sk) = &self.syn {
+                        sk.dispatch(&mut pass, K_PLAN_CLEFT, k, Size::One);
+                        sk.dispatch(&mut pass, K_CLEFT, k, Size::Indirect(2));
+                        sk.dispatch(&mut pass, K_GATHER, k, Size::Groups(x, y));
+                    }
+                    // 4 integrate.
                     pass.set_pipeline(&self.integrate);
                     pass.set_bind_group(0, &c.integrate_groups[k], &[]);
                     pass.dispatch_workgroups(x, y, 1);
+                    // 5 propagate and 6 spontaneous.
+                    if let Some(sk) = &self.syn {
+                        sk.dispatch(&mut pass, K_PROPAGATE, k, Size::Groups(x, y));
+                        if sk.spontaneous {
+                            sk.dispatch(&mut pass, K_SPONTANEOUS, k, Size::Groups(x, y));
+                        }
+                    }
                 }
             }
         }
@@ -627,9 +856,21 @@ impl GpuBackend {
                 rows as u64 * self.probes.len() as u64 * 4,
             ));
         }
+        let n_data = copies.len();
+        if let Some(sk) = &self.syn {
+            copies.push((
+                &sk.image.queues_buf,
+                &sk.header_staging,
+                queue::ROW_COUNTS as u64 * 4,
+            ));
+        }
         let data = self.ctx.submit_and_read(enc, &copies)?;
         self.submissions += 1;
         self.readbacks += 1;
+        if self.syn.is_some() {
+            let h: &[u32] = bytemuck::cast_slice(&data[n_data]);
+            self.check_synapse_header(h, out)?;
+        }
         // The first non-finite record over the chunks (smallest step, then neuron).
         let mut bad: Option<(u32, u32, u32)> = None;
         for d in data.iter().take(self.chunks.len()) {

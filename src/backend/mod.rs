@@ -5,6 +5,7 @@
 
 pub mod cpu;
 pub mod gpu;
+pub mod gpu_syn;
 
 use crate::error::Error;
 use crate::state::State;

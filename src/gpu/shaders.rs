@@ -1,5 +1,6 @@
 //! The WGSL sources. Each kernel file in `shaders/` is compiled with `common.wgsl`,
-//! `philox.wgsl` and `math.wgsl` prepended (WGSL has no includes).
+//! `philox.wgsl` and `math.wgsl` prepended (WGSL has no includes), and `synapse.wgsl`
+//! for the kernels that advance presynaptic terminals.
 
 use crate::error::Error;
 
@@ -12,7 +13,7 @@ pub const MATH: &str = include_str!("../../shaders/math.wgsl");
 
 /// Kernel files by name: (name, source). The entry point of each is the file's name
 /// (`selftest` has `selftest_philox` and `selftest_math`).
-pub const KERNELS: [(&str, &str); 4] = [
+pub const KERNELS: [(&str, &str); 11] = [
     (
         "decay_pools",
         include_str!("../../shaders/decay_pools.wgsl"),
@@ -20,7 +21,25 @@ pub const KERNELS: [(&str, &str); 4] = [
     ("integrate", include_str!("../../shaders/integrate.wgsl")),
     ("sample", include_str!("../../shaders/sample.wgsl")),
     ("selftest", include_str!("../../shaders/selftest.wgsl")),
+    ("plan", include_str!("../../shaders/plan.wgsl")),
+    ("deliver", include_str!("../../shaders/deliver.wgsl")),
+    ("release", include_str!("../../shaders/release.wgsl")),
+    ("cleft", include_str!("../../shaders/cleft.wgsl")),
+    ("gather", include_str!("../../shaders/gather.wgsl")),
+    ("propagate", include_str!("../../shaders/propagate.wgsl")),
+    (
+        "spontaneous",
+        include_str!("../../shaders/spontaneous.wgsl"),
+    ),
 ];
+
+/// The presynaptic terminal (twin of `backend::cpu::terminal`), prepended to the kernels
+/// of [`WITH_TERMINAL`].
+pub const SYNAPSE: &str = include_str!("../../shaders/synapse.wgsl");
+
+/// Kernels that advance terminals or read pow tables (they declare the bindings
+/// synapse.wgsl uses).
+pub const WITH_TERMINAL: [&str; 3] = ["release", "cleft", "spontaneous"];
 
 /// The full source of kernel `name`: the shared files, then the kernel.
 pub fn source(name: &str) -> Result<String, Error> {
@@ -29,5 +48,10 @@ pub fn source(name: &str) -> Result<String, Error> {
         .find(|k| k.0 == name)
         .map(|k| k.1)
         .ok_or_else(|| Error::Device(format!("no kernel named `{name}`")))?;
-    Ok(format!("{COMMON}\n{PHILOX}\n{MATH}\n{kernel}"))
+    let terminal = if WITH_TERMINAL.contains(&name) {
+        SYNAPSE
+    } else {
+        ""
+    };
+    Ok(format!("{COMMON}\n{PHILOX}\n{MATH}\n{terminal}\n{kernel}"))
 }

@@ -337,6 +337,7 @@ impl Model {
             } else {
                 0
             };
+            g.max_async_steps = max_async_steps;
             let spont = ves
                 .spont_rate_per_s
                 .unwrap_or(if is_ca { 2e-4 } else { 0.0 });

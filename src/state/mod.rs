@@ -218,6 +218,21 @@ impl State {
         ]
     }
 
+    /// The same state with every delay-ring row sorted: the rows are sets (the order of
+    /// a row's entries never changes a result), filled in spike order on the CPU and in
+    /// atomic order on the GPU, so states are compared in this form.
+    pub fn canonical(&self) -> State {
+        let mut s = self.clone();
+        for row in s.ring.iter_mut() {
+            row.sort_unstable();
+        }
+        for row in s.ring_async.iter_mut() {
+            row.sort_unstable();
+        }
+        s.quanta_step = 0.0;
+        s
+    }
+
     /// Initial state: neurons at their initial potential, all release sites occupied,
     /// reserve pools full, nothing in flight (§3.1).
     pub fn new(model: &Model, net: &Network) -> State {

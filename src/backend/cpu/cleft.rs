@@ -9,7 +9,7 @@
 //! so every neuron's sum is gathered in a fixed order.
 
 use crate::layout::{receptor, PowTable};
-use crate::math::{exp_sw, pow_sw};
+use crate::math::{exp_sw, pow_sw, relax};
 use crate::model::{pow_decay, Model};
 use crate::network::Network;
 use crate::state::{State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
@@ -92,7 +92,7 @@ pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>)
                     let a = rc.alpha * t_mm;
                     let k = a + rc.beta;
                     let r_inf = a / k;
-                    let r = r_inf + (st.active.r[base + 2 * j] - r_inf) * exp_sw(-k * dt);
+                    let r = relax(r_inf, st.active.r[base + 2 * j], exp_sw(-k * dt));
                     st.active.r[base + 2 * j] = r;
                     g[j] = rc.g_max_ns * w * r;
                 }
@@ -103,9 +103,9 @@ pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>)
                     let a = rc.alpha * t_mm;
                     let k = a + rc.beta;
                     let r_inf = a / k;
-                    let r_new = r_inf + (r_old - r_inf) * exp_sw(-k * dt);
+                    let r_new = relax(r_inf, r_old, exp_sw(-k * dt));
                     let g_inf = rc.k3 * r_old / rc.k4;
-                    let gp = g_inf + (st.active.r[base + 2 * j + 1] - g_inf) * rc.decay_k4;
+                    let gp = relax(g_inf, st.active.r[base + 2 * j + 1], rc.decay_k4);
                     st.active.r[base + 2 * j] = r_new;
                     st.active.r[base + 2 * j + 1] = gp;
                     let gn = pow_sw(gp, rc.n_hill);

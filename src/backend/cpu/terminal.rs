@@ -8,7 +8,7 @@
 //! Will be mirrored by a `terminal` function in `shaders/common.wgsl`.
 
 use crate::layout::{release, GpuSynType, PowTable};
-use crate::math::pow_sw;
+use crate::math::{pow_sw, relax};
 use crate::model::{flush_subnormal, pow_decay};
 use crate::philox::{Domain, Lanes, Purpose};
 use crate::state::State;
@@ -80,7 +80,7 @@ pub fn advance_terminal(
     st.x_f[i] = flush_subnormal(st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], delta));
     if ty.release == release::TM_MEAN {
         // x ← 1 + (x - 1)·e^{-Δ/τ_rec} (Maass & Markram 2002 recursion, §2.2).
-        st.x_d[i] = 1.0 + (st.x_d[i] - 1.0) * decay_d;
+        st.x_d[i] = relax(1.0, st.x_d[i], decay_d);
     } else {
         st.x_d[i] = flush_subnormal(st.x_d[i] * decay_d);
     }

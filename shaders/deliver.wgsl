@@ -1,0 +1,59 @@
+// deliver: pops the delay-ring rows of this step (DESIGN.md kernel 1; §7).
+// CPU twin: src/backend/cpu/deliver.rs (which also sorts; here no order is needed).
+//
+// One invocation per entry of three ranges, dispatched indirectly (`plan_deliver`):
+// the synapses active at the start of the step (their `released` count restarts from 0,
+// as `activate` does on the CPU), this step's spike arrivals (the spike flag) and its
+// asynchronous fusions (a bit of the fusion mask, atomicOr). The first to mark a synapse
+// (atomicMax on its claim stamp returns an older stamp) appends it to this step's to-do
+// list, so every synapse is listed once, whatever the order of the entries.
+
+@group(0) @binding(0) var<uniform> params: StepParams;
+@group(0) @binding(1) var<uniform> soff: SynOffsets;
+@group(0) @binding(2) var<storage, read_write> syn_f32: array<f32>;
+@group(0) @binding(3) var<storage, read_write> syn_flags: array<atomic<u32>>;
+@group(0) @binding(4) var<storage, read_write> queues: array<atomic<u32>>;
+
+// Lists synapse `syn` in the to-do list of step `t` unless already listed.
+fn claim(syn: u32, t: u32) {
+    let ns = params.n_synapses;
+    let old = atomicMax(&syn_flags[FL_CLAIM * ns + syn], t + 1u);
+    if (old < t + 1u) {
+        let parity = t & 1u;
+        let at = atomicAdd(&queues[Q_TODO_COUNT + parity], 1u);
+        atomicStore(&queues[soff.todo + parity * ns + at], syn);
+    }
+}
+
+@compute @workgroup_size(64)
+fn deliver(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    opaque_zero = params.zero;
+    let k = invocation_index(gid, nwg);
+    let ns = params.n_synapses;
+    let t = params.step;
+    let parity = t & 1u;
+    let row = t % soff.ring_len;
+    let n_active = atomicLoad(&queues[Q_ACTIVE_COUNT + parity]);
+    let n_arrivals = atomicLoad(&queues[Q_ROW_COUNTS + row]);
+    let n_async = min(atomicLoad(&queues[Q_ROW_COUNTS + soff.ring_len + row]), soff.async_cap);
+    if (k < n_active) {
+        let syn = atomicLoad(&queues[soff.active_list + parity * ns + k]);
+        syn_f32[SF_RELEASED * ns + syn] = 0.0f;
+        return;
+    }
+    let a = k - n_active;
+    if (a < n_arrivals) {
+        let syn = atomicLoad(&queues[soff.arrivals + row * ns + a]);
+        atomicStore(&syn_flags[FL_SPIKE * ns + syn], 1u);
+        claim(syn, t);
+        return;
+    }
+    let f = a - n_arrivals;
+    if (f < n_async) {
+        let w = soff.async_ring + (row * soff.async_cap + f) * 2u;
+        let syn = atomicLoad(&queues[w]);
+        let site = atomicLoad(&queues[w + 1u]);
+        atomicOr(&syn_flags[FL_FUSE * ns + syn], 1u << site);
+        claim(syn, t);
+    }
+}

@@ -1,0 +1,55 @@
+// plan: one invocation that turns this step's GPU counters into the workgroup counts of
+// the next indirect dispatch and empties the queues already consumed. Three entry
+// points, one before each activity-dependent kernel of the step. The CPU dispatcher
+// needs no twin: its loops run over the same lists' lengths.
+
+@group(0) @binding(0) var<uniform> params: StepParams;
+@group(0) @binding(1) var<uniform> soff: SynOffsets;
+@group(0) @binding(2) var<storage, read_write> queues: array<atomic<u32>>;
+// Three (x, y, z) workgroup counts: deliver, release, cleft.
+@group(0) @binding(3) var<storage, read_write> dispatch: array<u32>;
+
+// Workgroup counts for n invocations: 1-D up to 65535 groups, 2-D beyond (invocation_index).
+fn set_groups(at: u32, n: u32) {
+    let g = max((n + WORKGROUP - 1u) / WORKGROUP, 1u);
+    if (g <= 65535u) {
+        dispatch[at] = g;
+        dispatch[at + 1u] = 1u;
+    } else {
+        dispatch[at] = 65535u;
+        dispatch[at + 1u] = (g + 65534u) / 65535u;
+    }
+    dispatch[at + 2u] = 1u;
+}
+
+@compute @workgroup_size(1)
+fn plan_deliver() {
+    let parity = params.step & 1u;
+    let row = params.step % soff.ring_len;
+    let n = atomicLoad(&queues[Q_ACTIVE_COUNT + parity])
+        + atomicLoad(&queues[Q_ROW_COUNTS + row])
+        + min(atomicLoad(&queues[Q_ROW_COUNTS + soff.ring_len + row]), soff.async_cap);
+    set_groups(0u, n);
+}
+
+@compute @workgroup_size(1)
+fn plan_release() {
+    let parity = params.step & 1u;
+    let row = params.step % soff.ring_len;
+    // deliver has consumed this step's ring rows.
+    atomicStore(&queues[Q_ROW_COUNTS + row], 0u);
+    atomicStore(&queues[Q_ROW_COUNTS + soff.ring_len + row], 0u);
+    set_groups(3u, atomicLoad(&queues[Q_TODO_COUNT + parity]));
+}
+
+@compute @workgroup_size(1)
+fn plan_cleft() {
+    // Every entry point binds the same four resources (one bind group layout per row).
+    _ = soff.ring_len;
+    let parity = params.step & 1u;
+    // release has consumed this step's to-do list; the other active list (last step's)
+    // was consumed by last step's cleft and now receives this step's survivors.
+    atomicStore(&queues[Q_TODO_COUNT + parity], 0u);
+    atomicStore(&queues[Q_ACTIVE_COUNT + (parity ^ 1u)], 0u);
+    set_groups(6u, atomicLoad(&queues[Q_ACTIVE_COUNT + parity]));
+}

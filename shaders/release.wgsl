@@ -1,0 +1,195 @@
+// release: one invocation per synapse of this step's to-do list (DESIGN.md kernel 2;
+// §1-§3), which holds every synapse with an event (spike arrival or asynchronous fusion,
+// marked by `deliver`) or with miniature fusions drawn in the last step (`spontaneous`).
+// CPU twins: src/backend/cpu/release.rs (`release`, then `activate`) and terminal.rs.
+//
+// The CPU processes the events of a synapse in (synapse, kind) order: its asynchronous
+// fusions by ascending site, then its spike. Here one invocation owns the synapse and
+// walks the fusion mask by ascending bit, then the spike flag: the same order, with no
+// sorting. The quanta of the events, then the minis, go to the cleft (`activate`); a
+// synapse that was not active takes a slot in this step's active list (atomic append:
+// the list's order is never used, every slot is advanced independently by `cleft`).
+
+@group(0) @binding(0) var<uniform> params: StepParams;
+@group(0) @binding(1) var<uniform> soff: SynOffsets;
+@group(0) @binding(2) var<storage, read> syn_types: array<SynType>;
+@group(0) @binding(3) var<storage, read> pow_tables: array<PowTable>;
+@group(0) @binding(4) var<storage, read> syn_static: array<u32>;
+@group(0) @binding(5) var<storage, read_write> syn_u32: array<u32>;
+@group(0) @binding(6) var<storage, read_write> syn_f32: array<f32>;
+@group(0) @binding(7) var<storage, read_write> syn_flags: array<atomic<u32>>;
+@group(0) @binding(8) var<storage, read_write> queues: array<atomic<u32>>;
+
+// Release probability per docked vesicle of a CA synapse (§2.1). Twin of
+// backend::cpu::release::ca_release_probability.
+fn ca_release_probability(ty: SynType, x_f: f32) -> f32 {
+    if (ty.law == 0u) {
+        let c_eff = ty.c_drive * (1.0f + ty.phi_f * x_f / (x_f + ty.k_f));
+        let cn = pow_sw(c_eff, ty.hill_n);
+        return ty.p_max * cn / (cn + ty.k_p_pow_n);
+    }
+    let cn = pow_sw(ty.c_drive, ty.hill_n);
+    let f1 = ty.p_max * cn / (cn + ty.k_p_pow_n);
+    return f1 + (1.0f - f1) * x_f / (x_f + ty.k_f);
+}
+
+// Synchronous release: one Bernoulli(p) per docked, uncommitted site; returns k.
+fn release_sites(ty: SynType, syn: u32, t: u32, p: f32) -> u32 {
+    let committed = su(S_COMMITTED, syn);
+    var sites = su(S_SITES, syn);
+    var k = 0u;
+    var u = lanes_new(DOMAIN_SYNAPSE, syn, t, PURPOSE_RELEASE);
+    for (var j = 0u; j < ty.n_sites; j = j + 1u) {
+        let bit = 1u << j;
+        if ((sites & ~committed & bit) != 0u && lanes_at(&u, j) < p) {
+            sites = sites & ~bit;
+            k = k + 1u;
+        }
+    }
+    su_set(S_SITES, syn, sites);
+    return k;
+}
+
+// Asynchronous release (§3.4): each still-docked site commits with P_a = 1 - e^{-ρ_a p}
+// and fuses after an Exp(τ_a) latency (≥ 1 step, truncated at the ring horizon). The
+// fusion goes to the ring row of its step; a full row counts an overflow (reported by
+// the backend, never dropped silently).
+fn schedule_async(ty: SynType, syn: u32, t: u32, p: f32) {
+    let p_a = 1.0f - exp_sw(-ty.async_rho * p);
+    var committed = su(S_COMMITTED, syn);
+    let sites = su(S_SITES, syn);
+    var ua = lanes_new(DOMAIN_SYNAPSE, syn, t, PURPOSE_ASYNC_RELEASE);
+    var ud = lanes_new(DOMAIN_SYNAPSE, syn, t, PURPOSE_ASYNC_DELAY);
+    for (var j = 0u; j < ty.n_sites; j = j + 1u) {
+        let bit = 1u << j;
+        if ((sites & ~committed & bit) != 0u && lanes_at(&ua, j) < p_a) {
+            committed = committed | bit;
+            let u = lanes_at(&ud, j);
+            let lat = -ty.tau_async_steps * ln_sw(1.0f - u);
+            let steps = clamp(u32(min(round_half_away(lat), 4.0e9f)), 1u, ty.max_async_steps);
+            let row = (t + steps) % soff.ring_len;
+            let at = atomicAdd(&queues[Q_ROW_COUNTS + soff.ring_len + row], 1u);
+            if (at < soff.async_cap) {
+                let w = soff.async_ring + (row * soff.async_cap + at) * 2u;
+                atomicStore(&queues[w], syn);
+                atomicStore(&queues[w + 1u], j);
+            } else {
+                atomicAdd(&queues[Q_ASYNC_OVERFLOW], 1u);
+                atomicMax(&queues[Q_OVERFLOW_STEP], 0xFFFFFFFFu - t);
+            }
+        }
+    }
+    su_set(S_COMMITTED, syn, committed);
+}
+
+@compute @workgroup_size(64)
+fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    opaque_zero = params.zero;
+    let k = invocation_index(gid, nwg);
+    let parity = params.step & 1u;
+    if (k >= atomicLoad(&queues[Q_TODO_COUNT + parity])) {
+        return;
+    }
+    let ns = params.n_synapses;
+    let syn = atomicLoad(&queues[soff.todo + parity * ns + k]);
+    let t = params.step;
+    let ty = syn_types[syn_type_of(syn)];
+    let fuse = atomicExchange(&syn_flags[FL_FUSE * ns + syn], 0u);
+    let spike = atomicExchange(&syn_flags[FL_SPIKE * ns + syn], 0u);
+    var quanta = 0.0f;
+    if (fuse != 0u || spike != 0u) {
+        advance_terminal(ty, syn, t);
+    }
+    // Asynchronous fusions of committed sites, ascending site (§3.4).
+    var mask = fuse;
+    while (mask != 0u) {
+        let bit = 1u << firstTrailingBit(mask);
+        mask = mask & ~bit;
+        var q = 0.0f;
+        let committed = su(S_COMMITTED, syn);
+        if ((committed & bit) != 0u) {
+            su_set(S_COMMITTED, syn, committed & ~bit);
+            su_set(S_SITES, syn, su(S_SITES, syn) & ~bit);
+            if (ty.reserve_size > 0u) {
+                su_set(S_ENDO, syn, su(S_ENDO, syn) + 1u);
+            }
+            q = 1.0f;
+        }
+        quanta = quanta + q;
+    }
+    if (spike != 0u) {
+        var q = 0.0f;
+        if (ty.release == RELEASE_CA) {
+            // (3) p from X_F just before this AP; (4) binomial release; (5) async;
+            // (6) Ca increments after p (§3.2).
+            let p = ca_release_probability(ty, sf(SF_X_F, syn));
+            let n = release_sites(ty, syn, t, p);
+            if (ty.async_rho > 0.0f) {
+                schedule_async(ty, syn, t, p);
+            }
+            sf_set(SF_X_F, syn, sf(SF_X_F, syn) + ty.c_drive);
+            sf_set(SF_X_D, syn, sf(SF_X_D, syn) + ty.c_drive);
+            if (ty.reserve_size > 0u) {
+                su_set(S_ENDO, syn, su(S_ENDO, syn) + n);
+            }
+            q = f32(n);
+        } else if (ty.release == RELEASE_TM_STOCHASTIC) {
+            // u_n = U + u_{n-1}(1-U)e^{-Δ/τ_fac} (§2.2).
+            let u = ty.tm_u + sf(SF_X_F, syn);
+            let n = release_sites(ty, syn, t, u);
+            if (ty.async_rho > 0.0f) {
+                schedule_async(ty, syn, t, u);
+            }
+            sf_set(SF_X_F, syn, u * (1.0f - ty.tm_u));
+            if (ty.reserve_size > 0u) {
+                su_set(S_ENDO, syn, su(S_ENDO, syn) + n);
+            }
+            q = f32(n);
+        } else {
+            // Mean TM: amplitude N·u_n·x_n, then x ← x - u·x (§2.2).
+            let u = ty.tm_u + sf(SF_X_F, syn);
+            let x = sf(SF_X_D, syn);
+            q = f32(ty.n_sites) * u * x;
+            sf_set(SF_X_D, syn, x - u * x);
+            sf_set(SF_X_F, syn, u * (1.0f - ty.tm_u));
+        }
+        quanta = quanta + q;
+    }
+    // activate (§4.1): the events' quanta plus last step's minis enter the cleft.
+    let minis = su(S_MINIS, syn);
+    su_set(S_MINIS, syn, 0u);
+    let total = quanta + f32(minis);
+    // Run counters: events, and quanta in units of 2^-16 with a 64-bit carry.
+    atomicAdd(&queues[Q_EVENTS], countOneBits(fuse) + min(spike, 1u));
+    let q16 = u32(round_half_away(total * 65536.0f));
+    let lo = atomicAdd(&queues[Q_QUANTA], q16);
+    if (lo + q16 < lo) {
+        atomicAdd(&queues[Q_QUANTA + 1u], 1u);
+    }
+    if (total > 0.0f) {
+        if (su(S_HANDOFF_STEP, syn) != ACTIVE) {
+            // The slot remembers the hand-off step so `cleft` can take the state back (§5.4).
+            su_set(S_FRESH, syn, su(S_HANDOFF_STEP, syn));
+            su_set(S_HANDOFF_STEP, syn, ACTIVE);
+            sf_set(SF_CLEFT_MM, syn, 0.0f);
+            su_set(S_PULSE_LEFT, syn, 0u);
+            sf_set(SF_PULSE_QUANTA, syn, 0.0f);
+            for (var j = 0u; j < SLOT_STRIDE; j = j + 1u) {
+                syn_f32[soff.r + syn * SLOT_STRIDE + j] = 0.0f;
+            }
+            let at = atomicAdd(&queues[Q_ACTIVE_COUNT + parity], 1u);
+            atomicStore(&queues[soff.active_list + parity * ns + at], syn);
+        }
+        sf_set(SF_RELEASED, syn, total);
+        // Multivesicular release adds concentration in the shared cleft (§5.3).
+        sf_set(SF_CLEFT_MM, syn, sf(SF_CLEFT_MM, syn) + total * ty.delta_t_mm);
+        if (ty.cleft_pulse == 1u) {
+            var still = 0.0f;
+            if (su(S_PULSE_LEFT, syn) > 0u) {
+                still = sf(SF_PULSE_QUANTA, syn);
+            }
+            sf_set(SF_PULSE_QUANTA, syn, still + total);
+            su_set(S_PULSE_LEFT, syn, ty.pulse_steps);
+        }
+    }
+}
