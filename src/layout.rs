@@ -380,6 +380,30 @@ pub mod probe {
     pub const N: u32 = 9;
     /// Receptor r's conductance is `RECEPTOR + r`.
     pub const RECEPTOR: u32 = 16;
+    /// Synapse probes (the `sample_synapse` kernel): residual Ca.
+    pub const CA_RES: u32 = 1024;
+    /// X_F now.
+    pub const X_F: u32 = 1025;
+    /// X_D now.
+    pub const X_D: u32 = 1026;
+    /// Docked vesicles.
+    pub const DOCKED: u32 = 1027;
+    /// Reserve pool.
+    pub const RESERVE: u32 = 1028;
+    /// Vesicles in endocytosis.
+    pub const ENDOSOME: u32 = 1029;
+    /// Quanta released since the previous sample.
+    pub const RELEASED: u32 = 1030;
+    /// Cleft transmitter.
+    pub const CLEFT: u32 = 1031;
+    /// TM utilisation.
+    pub const TM_U: u32 = 1032;
+    /// TM resources.
+    pub const TM_X: u32 = 1033;
+    /// Open fraction of local receptor j is `SYN_R + j`.
+    pub const SYN_R: u32 = 1040;
+    /// G-protein of local receptor j is `SYN_G + j`.
+    pub const SYN_G: u32 = 1048;
 }
 
 /// Where the sections of the synapse part of the device image start, and the sizes of

@@ -6,7 +6,7 @@
 use crate::common::backend_with;
 use quantal::backend::cpu::CpuBackend;
 use quantal::backend::gpu::GpuBackend;
-use quantal::backend::Backend;
+use quantal::backend::{Backend, NeuronVar, Probe, SynVar};
 use quantal::gpu::GpuContext;
 use quantal::state::State;
 use std::sync::Arc;
@@ -76,8 +76,47 @@ pub fn first_difference(a: &State, b: &State) -> Option<String> {
     None
 }
 
-/// Runs both backends `steps` steps; panics at the first step whose spikes differ, then
-/// compares the whole state.
+/// Probes of every variable of up to 40 neurons and 120 synapses spread over the network.
+fn probes(cpu: &CpuBackend) -> Vec<Probe> {
+    let (model, net) = (cpu.model(), cpu.network());
+    let mut out = Vec::new();
+    let nn = net.n_neurons();
+    for n in (0..nn).step_by((nn as usize).div_ceil(40).max(1)) {
+        for var in [NeuronVar::V, NeuronVar::GSynTotal, NeuronVar::Refractory] {
+            out.push(Probe::Neuron(var, n));
+        }
+        for r in 0..model.receptors.len() as u32 {
+            out.push(Probe::Neuron(NeuronVar::Receptor(r), n));
+        }
+    }
+    let ns = net.n_synapses();
+    for s in (0..ns).step_by((ns as usize).div_ceil(120).max(1)) {
+        for var in [
+            SynVar::CaRes,
+            SynVar::XF,
+            SynVar::XD,
+            SynVar::Docked,
+            SynVar::Reserve,
+            SynVar::Endosome,
+            SynVar::Released,
+            SynVar::Cleft,
+            SynVar::TmU,
+            SynVar::TmX,
+        ] {
+            out.push(Probe::Synapse(var, s));
+        }
+        let ty = &model.syn_types[net.syn_type[s as usize] as usize].gpu;
+        for j in 0..ty.n_receptors {
+            out.push(Probe::Synapse(SynVar::R(j), s));
+            out.push(Probe::Synapse(SynVar::GProt(j), s));
+        }
+    }
+    out
+}
+
+/// Runs both backends `steps` steps, sampling every variable of a spread of neurons and
+/// synapses every third step; panics at the first step whose spikes differ and at the
+/// first sample that differs, then compares the whole state.
 fn same_run(name: &str, overrides: &[&str], steps: u32, batch: u32, min_spikes: usize) {
     let mut cpu = example(name, overrides);
     let mut gpu = gpu_of(&cpu, batch);
@@ -87,8 +126,21 @@ fn same_run(name: &str, overrides: &[&str], steps: u32, batch: u32, min_spikes: 
         cpu.network().n_synapses(),
         gpu.device()
     );
-    let a = cpu.advance(steps, &[], 1).unwrap();
-    let b = gpu.advance(steps, &[], 1).unwrap();
+    let pr = probes(&cpu);
+    cpu.watch(&pr);
+    gpu.watch(&pr);
+    let every = 3;
+    let a = cpu.advance(steps, &pr, every).unwrap();
+    let b = gpu.advance(steps, &pr, every).unwrap();
+    assert_eq!(a.samples.len(), b.samples.len());
+    for (i, (x, y)) in a.samples.iter().zip(&b.samples).enumerate() {
+        let (row, p) = (i / pr.len(), pr[i % pr.len()]);
+        assert!(
+            x.to_bits() == y.to_bits(),
+            "{name}: step {} {p:?}: CPU {x:e}, GPU {y:e}",
+            row as u32 * every
+        );
+    }
     for k in 0..steps {
         assert_eq!(b.spikes(k), a.spikes(k), "{name}: spikes of step {k}");
     }

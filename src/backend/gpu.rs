@@ -21,13 +21,13 @@
 //! partly on the CPU: the synapse kernels (deliver, release, cleft, propagate,
 //! spontaneous) are the next stage of the GPU issue.
 
-use super::cpu::sample::probe_code;
+use super::cpu::sample::{probe_code, syn_probe_code};
 use super::cpu::step_params;
 use super::gpu_syn::{SynHost, SynImage};
 use super::{Backend, Batch, Probe};
 use crate::error::Error;
 use crate::gpu::GpuContext;
-use crate::layout::queue;
+use crate::layout::{probe, queue};
 use crate::layout::{
     neuron_f32, neuron_u32, GpuInput, ImageOffsets, StepParams, STEP_PARAMS_STRIDE,
 };
@@ -99,6 +99,10 @@ struct SynKernels {
     kernels: Vec<(wgpu::ComputePipeline, Vec<wgpu::BindGroup>)>,
     header_staging: wgpu::Buffer,
     spontaneous: bool,
+    /// The synapse sampler, its probes (code, synapse, column, 1) and bind groups.
+    sample: wgpu::ComputePipeline,
+    probes: Vec<[u32; 4]>,
+    sample_groups: Vec<wgpu::BindGroup>,
 }
 
 /// How a synapse kernel is dispatched.
@@ -522,6 +526,9 @@ impl GpuBackend {
             kernels,
             header_staging: ctx.staging("queue header staging", queue::ROW_COUNTS as u64 * 4),
             spontaneous,
+            sample: ctx.pipeline("sample_synapse", "sample_synapse")?,
+            probes: Vec::new(),
+            sample_groups: Vec::new(),
         })
     }
 
@@ -697,11 +704,7 @@ impl GpuBackend {
         for p in probes {
             match *p {
                 Probe::Neuron(var, n) => codes.push([probe_code(var), n]),
-                Probe::Synapse(..) => {
-                    return Err(Error::Device(
-                        "synapse variables are sampled by the synapse kernels, which the GPU backend of this version does not have".into(),
-                    ))
-                }
+                Probe::Synapse(var, s) => codes.push([syn_probe_code(var), s]),
             }
         }
         if codes == self.probes && self.sampling.is_some() {
@@ -720,7 +723,7 @@ impl GpuBackend {
             c.probes = codes
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| p[1] >= c.first && p[1] < c.first + c.size)
+                .filter(|(_, p)| p[0] < probe::CA_RES && p[1] >= c.first && p[1] < c.first + c.size)
                 .map(|(col, p)| [p[0], p[1] - c.first, col as u32, 0])
                 .collect();
             let probes_buf = self.ctx.storage("probes", &c.probes);
@@ -740,6 +743,40 @@ impl GpuBackend {
                                 entry(5, &c.u32_buf),
                                 entry(6, &probes_buf),
                                 entry(7, &samples_buf),
+                            ],
+                        })
+                })
+                .collect();
+        }
+        if let Some(sk) = self.syn.as_mut() {
+            sk.probes = codes
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p[0] >= probe::CA_RES)
+                .map(|(col, p)| [p[0], p[1], col as u32, 1])
+                .collect();
+            let probes_buf = self.ctx.storage("synapse probes", &sk.probes);
+            let im = &sk.image;
+            let c = &self.chunks[0];
+            let layout = sk.sample.get_bind_group_layout(0);
+            sk.sample_groups = (0..self.batch_cap)
+                .map(|k| {
+                    self.ctx
+                        .device
+                        .create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some("sample_synapse"),
+                            layout: &layout,
+                            entries: &[
+                                params_entry(&c.params_buf, k),
+                                entry(1, &im.off_buf),
+                                entry(2, &im.types_buf),
+                                entry(3, &im.tables_buf),
+                                entry(4, &im.stat_buf),
+                                entry(5, &im.u_buf),
+                                entry(6, &im.f_buf),
+                                entry(7, &self.receptors_buf),
+                                entry(8, &probes_buf),
+                                entry(9, &samples_buf),
                             ],
                         })
                 })
@@ -806,6 +843,12 @@ impl GpuBackend {
                     }
                     // 1 deliver and 2 release (+ last step's minis), sized on the GPU.
                     if let Some(sk) = &self.syn {
+                        if row.is_some() && !sk.probes.is_empty() {
+                            let (x, y) = groups(sk.probes.len() as u32, max_dim);
+                            pass.set_pipeline(&sk.sample);
+                            pass.set_bind_group(0, &sk.sample_groups[k], &[]);
+                            pass.dispatch_workgroups(x, y, 1);
+                        }
                         sk.dispatch(&mut pass, K_PLAN_DELIVER, k, Size::One);
                         sk.dispatch(&mut pass, K_DELIVER, k, Size::Indirect(0));
                         sk.dispatch(&mut pass, K_PLAN_RELEASE, k, Size::One);

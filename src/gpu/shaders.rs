@@ -13,7 +13,7 @@ pub const MATH: &str = include_str!("../../shaders/math.wgsl");
 
 /// Kernel files by name: (name, source). The entry point of each is the file's name
 /// (`selftest` has `selftest_philox` and `selftest_math`).
-pub const KERNELS: [(&str, &str); 11] = [
+pub const KERNELS: [(&str, &str); 12] = [
     (
         "decay_pools",
         include_str!("../../shaders/decay_pools.wgsl"),
@@ -31,6 +31,10 @@ pub const KERNELS: [(&str, &str); 11] = [
         "spontaneous",
         include_str!("../../shaders/spontaneous.wgsl"),
     ),
+    (
+        "sample_synapse",
+        include_str!("../../shaders/sample_synapse.wgsl"),
+    ),
 ];
 
 /// The presynaptic terminal (twin of `backend::cpu::terminal`), prepended to the kernels
@@ -39,7 +43,7 @@ pub const SYNAPSE: &str = include_str!("../../shaders/synapse.wgsl");
 
 /// Kernels that advance terminals or read pow tables (they declare the bindings
 /// synapse.wgsl uses).
-pub const WITH_TERMINAL: [&str; 3] = ["release", "cleft", "spontaneous"];
+pub const WITH_TERMINAL: [&str; 4] = ["release", "cleft", "spontaneous", "sample_synapse"];
 
 /// The full source of kernel `name`: the shared files, then the kernel.
 pub fn source(name: &str) -> Result<String, Error> {

@@ -13,10 +13,10 @@ pub mod terminal;
 
 use super::{Backend, Probe, ReleaseEvent, ReleaseKind, SynVar};
 use crate::error::Error;
-use crate::layout::{receptor, release as rel, StepParams};
-use crate::model::{pow_decay, Model};
+use crate::layout::StepParams;
+use crate::model::Model;
 use crate::network::Network;
-use crate::state::{State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
+use crate::state::{State, ACTIVE};
 use spontaneous::SpontParams;
 use std::sync::Arc;
 
@@ -422,72 +422,13 @@ pub fn sample_one(model: &Model, net: &Network, st: &State, p: Probe) -> f32 {
             &model.gpu_receptors,
             st,
         ),
-        Probe::Synapse(var, s) => {
-            let i = s as usize;
-            let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
-            let tables = &model.pow_tables;
-            let since = st.step - st.t_last[i];
-            let slot = if st.handoff_step[i] == ACTIVE {
-                st.active.slot_of(s)
-            } else {
-                None
-            };
-            match var {
-                SynVar::CaRes => {
-                    ty.ca_rest_um
-                        + ty.delta_ca_um
-                            * st.x_f[i]
-                            * pow_decay(&tables[ty.tab_fac as usize], since)
-                }
-                SynVar::XF => st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], since),
-                SynVar::XD => {
-                    if ty.release == rel::CA {
-                        st.x_d[i] * pow_decay(&tables[ty.tab_rec as usize], since)
-                    } else {
-                        0.0
-                    }
-                }
-                SynVar::Docked => st.sites[i].count_ones() as f32,
-                SynVar::Reserve => st.reserve.get(i).copied().unwrap_or(0) as f32,
-                SynVar::Endosome => st.endo.get(i).copied().unwrap_or(0) as f32,
-                SynVar::Released => slot.map(|k| st.active.released[k]).unwrap_or(0.0),
-                SynVar::Cleft => slot.map(|k| st.active.cleft_mm[k]).unwrap_or(0.0),
-                SynVar::TmU => {
-                    if ty.release == rel::CA {
-                        0.0
-                    } else {
-                        ty.tm_u + st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], since)
-                    }
-                }
-                SynVar::TmX => {
-                    if ty.release == rel::TM_MEAN {
-                        1.0 + (st.x_d[i] - 1.0) * pow_decay(&tables[ty.tab_rec as usize], since)
-                    } else {
-                        0.0
-                    }
-                }
-                SynVar::R(j) | SynVar::GProt(j) => {
-                    let off = if matches!(var, SynVar::GProt(_)) {
-                        1
-                    } else {
-                        0
-                    };
-                    if let Some(k) = slot {
-                        st.active.r[k * SLOT_STRIDE + 2 * j as usize + off]
-                    } else if off == 0 && st.handoff_step[i] != NO_HANDOFF && st.handoff_stride > 0
-                    {
-                        let rc = &model.gpu_receptors[(ty.receptor_first + j) as usize];
-                        if rc.kind != receptor::KINETIC {
-                            return 0.0;
-                        }
-                        let held = st.step - 1 - st.handoff_step[i];
-                        st.handoff_r[i * st.handoff_stride + j as usize]
-                            * pow_decay(&tables[rc.tab_beta as usize], held)
-                    } else {
-                        0.0
-                    }
-                }
-            }
-        }
+        Probe::Synapse(var, s) => sample::sample_synapse(
+            [sample::syn_probe_code(var), s],
+            &step_params(model, net, st.step),
+            &model.syn_types[net.syn_type[s as usize] as usize].gpu,
+            &model.gpu_receptors,
+            &model.pow_tables,
+            st,
+        ),
     }
 }

@@ -1,10 +1,13 @@
 //! sample: one invocation per probe of a neuron variable, at the start of a sampled step.
-//! CPU twin of `shaders/sample.wgsl` (same statements, same names).
+//! CPU twin of `shaders/sample.wgsl` (same statements, same names); and
+//! [`sample_synapse`], the twin of `shaders/sample_synapse.wgsl`, for synapse variables.
 
 use super::integrate::receptor_conductance;
-use crate::backend::NeuronVar;
-use crate::layout::{probe, GpuReceptor, StepParams};
-use crate::state::State;
+use crate::backend::{NeuronVar, SynVar};
+use crate::layout::{probe, receptor, release as rel, GpuReceptor, GpuSynType, PowTable, StepParams};
+use crate::math::relax;
+use crate::model::pow_decay;
+use crate::state::{State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
 
 /// The kernel's probe code of a neuron variable (`layout::probe`).
 pub fn probe_code(var: NeuronVar) -> u32 {
@@ -76,6 +79,98 @@ pub fn sample(
         x = st.hh_n[n];
     } else if code >= probe::RECEPTOR {
         x = receptor_g(n, (code - probe::RECEPTOR) as usize, params, receptors, st);
+    }
+    x
+}
+
+/// The kernel's probe code of a synapse variable (`layout::probe`).
+pub fn syn_probe_code(var: SynVar) -> u32 {
+    match var {
+        SynVar::CaRes => probe::CA_RES,
+        SynVar::XF => probe::X_F,
+        SynVar::XD => probe::X_D,
+        SynVar::Docked => probe::DOCKED,
+        SynVar::Reserve => probe::RESERVE,
+        SynVar::Endosome => probe::ENDOSOME,
+        SynVar::Released => probe::RELEASED,
+        SynVar::Cleft => probe::CLEFT,
+        SynVar::TmU => probe::TM_U,
+        SynVar::TmX => probe::TM_X,
+        SynVar::R(j) => probe::SYN_R + j,
+        SynVar::GProt(j) => probe::SYN_G + j,
+    }
+}
+
+/// The value of synapse probe `[code, syn]` of type `ty` at the start of step
+/// `params.step`: the lazy presynaptic variables decayed to now (§9), the pools, and the
+/// cleft and receptor state of an active synapse (a handed-off receptor decays in the
+/// neuron pool, §5.4). `released` is the quanta of the synapse's last step (the backend
+/// reports the sum over the sampling interval instead).
+pub fn sample_synapse(
+    probe_k: [u32; 2],
+    params: &StepParams,
+    ty: &GpuSynType,
+    receptors: &[GpuReceptor],
+    tables: &[PowTable],
+    st: &State,
+) -> f32 {
+    let code = probe_k[0];
+    let i = probe_k[1] as usize;
+    let since = params.step - st.t_last[i];
+    let slot = if st.handoff_step[i] == ACTIVE {
+        st.active.slot_of(probe_k[1])
+    } else {
+        None
+    };
+    let mut x = 0.0f32;
+    if code == probe::CA_RES {
+        x = ty.ca_rest_um
+            + ty.delta_ca_um * st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], since);
+    } else if code == probe::X_F {
+        x = st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], since);
+    } else if code == probe::X_D {
+        if ty.release == rel::CA {
+            x = st.x_d[i] * pow_decay(&tables[ty.tab_rec as usize], since);
+        }
+    } else if code == probe::DOCKED {
+        x = st.sites[i].count_ones() as f32;
+    } else if code == probe::RESERVE {
+        x = st.reserve.get(i).copied().unwrap_or(0) as f32;
+    } else if code == probe::ENDOSOME {
+        x = st.endo.get(i).copied().unwrap_or(0) as f32;
+    } else if code == probe::RELEASED {
+        if let Some(k) = slot {
+            x = st.active.released[k];
+        }
+    } else if code == probe::CLEFT {
+        if let Some(k) = slot {
+            x = st.active.cleft_mm[k];
+        }
+    } else if code == probe::TM_U {
+        if ty.release != rel::CA {
+            x = ty.tm_u + st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], since);
+        }
+    } else if code == probe::TM_X {
+        if ty.release == rel::TM_MEAN {
+            x = relax(1.0, st.x_d[i], pow_decay(&tables[ty.tab_rec as usize], since));
+        }
+    } else if code >= probe::SYN_R {
+        let g_prot = code >= probe::SYN_G;
+        let j = if g_prot {
+            code - probe::SYN_G
+        } else {
+            code - probe::SYN_R
+        } as usize;
+        if let Some(k) = slot {
+            x = st.active.r[k * SLOT_STRIDE + 2 * j + g_prot as usize];
+        } else if !g_prot && st.handoff_step[i] != NO_HANDOFF && st.handoff_stride > 0 {
+            let rc = &receptors[ty.receptor_first as usize + j];
+            if rc.kind == receptor::KINETIC {
+                let held = params.step - 1 - st.handoff_step[i];
+                x = st.handoff_r[i * st.handoff_stride + j]
+                    * pow_decay(&tables[rc.tab_beta as usize], held);
+            }
+        }
     }
     x
 }
