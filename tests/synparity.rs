@@ -118,7 +118,27 @@ fn probes(cpu: &CpuBackend) -> Vec<Probe> {
 /// synapses every third step; panics at the first step whose spikes differ and at the
 /// first sample that differs, then compares the whole state.
 fn same_run(name: &str, overrides: &[&str], steps: u32, batch: u32, min_spikes: usize) {
-    let mut cpu = example(name, overrides);
+    same_backends(example(name, overrides), name, steps, batch, min_spikes);
+}
+
+/// As [`same_run`], for network text.
+fn same_text(
+    text: &str,
+    name: &str,
+    steps: u32,
+    batch: u32,
+    min_spikes: usize,
+) -> (quantal::backend::Batch, Vec<Probe>) {
+    same_backends(backend_with(text, &[]), name, steps, batch, min_spikes)
+}
+
+fn same_backends(
+    mut cpu: CpuBackend,
+    name: &str,
+    steps: u32,
+    batch: u32,
+    min_spikes: usize,
+) -> (quantal::backend::Batch, Vec<Probe>) {
     let mut gpu = gpu_of(&cpu, batch);
     eprintln!(
         "{name}: {} neurons, {} synapses on {}",
@@ -161,6 +181,13 @@ fn same_run(name: &str, overrides: &[&str], steps: u32, batch: u32, min_spikes: 
         a.quanta,
         b.quanta
     );
+    assert!(
+        (a.quanta - b.quanta).abs() <= 1e-4 * a.quanta.max(1.0),
+        "{name}: quanta CPU {} GPU {}",
+        a.quanta,
+        b.quanta
+    );
+    (b, pr)
 }
 
 #[test]
@@ -195,4 +222,179 @@ fn examples_are_bit_identical() {
     same_run("summation", &[], 2000, 256, 0);
     same_run("nmj_ach", &[], 2000, 256, 0);
     same_run("cobahh", &[], 500, 256, 100);
+}
+
+/// Every synapse feature at once: CA release with both laws, asynchronous and miniature
+/// release and reserve pools, stochastic and mean TM, the pulse cleft, AMPA, NMDA,
+/// GABA_A, GABA_B, glycine, nACh and exp receptors, onto LIF and HH cells.
+const ZOO: &str = r#"
+version = 1
+[simulation]
+dt_ms = 0.1
+duration_ms = 400.0
+seed = 11
+[[populations]]
+name = "poisson"
+size = 30
+model = "poisson"
+[populations.poisson]
+rate_hz = 40.0
+[[populations]]
+name = "lif"
+size = 12
+model = "lif"
+[populations.lif]
+q_rr_ns = 100.0
+q_sfa_ns = 5.0
+[populations.init]
+v_mv = { dist = "uniform", low = -70.0, high = -55.0 }
+[[populations]]
+name = "hh"
+size = 4
+model = "hh"
+[[synapse_types]]
+name = "glu_ca"
+transmitter = "glutamate"
+release = "ca"
+[synapse_types.ca]
+n_sites = 8
+[synapse_types.vesicles]
+reserve_size = 20
+tau_endo_ms = 200.0
+async_rho = 0.8
+tau_async_ms = 5.0
+spont_rate_per_s = 30.0
+[[synapse_types.receptors]]
+kind = "ampa"
+g_max_ns = 2.0
+[[synapse_types.receptors]]
+kind = "nmda"
+g_max_ns = 1.0
+[[synapse_types]]
+name = "glu_dkr"
+transmitter = "glutamate"
+release = "ca"
+[synapse_types.ca]
+law = "dkr"
+n_sites = 4
+[synapse_types.cleft]
+model = "pulse"
+pulse_ms = 1.0
+[[synapse_types.receptors]]
+kind = "ampa"
+g_max_ns = 3.0
+[[synapse_types]]
+name = "gaba_tm"
+transmitter = "gaba"
+release = "tm_stochastic"
+[synapse_types.tm]
+n_sites = 6
+u = 0.3
+tau_fac_ms = 50.0
+tau_rec_ms = 200.0
+[synapse_types.vesicles]
+reserve_size = 10
+async_rho = 0.3
+spont_rate_per_s = 10.0
+[[synapse_types.receptors]]
+kind = "gaba_a"
+g_max_ns = 1.0
+[[synapse_types.receptors]]
+kind = "gaba_b"
+g_max_ns = 2.0
+[[synapse_types]]
+name = "gly_mean"
+transmitter = "glycine"
+release = "tm_mean"
+[[synapse_types.receptors]]
+kind = "glycine"
+g_max_ns = 2.0
+[[synapse_types]]
+name = "ach_mixed"
+transmitter = "acetylcholine"
+release = "ca"
+[[synapse_types.receptors]]
+kind = "nach"
+g_max_ns = 1.0
+[[synapse_types.receptors]]
+kind = "exp"
+g_max_ns = 0.5
+tau_ms = 3.0
+e_rev_mv = 0.0
+[[projections]]
+name = "p_lif"
+source = "poisson"
+target = "lif"
+synapse = "glu_ca"
+rule = "fixed_probability"
+p = 0.4
+delay_ms = 1.0
+[[projections]]
+name = "p_hh"
+source = "poisson"
+target = "hh"
+synapse = "glu_dkr"
+rule = "fixed_probability"
+p = 0.5
+delay_ms = 0.5
+[[projections]]
+name = "lif_lif"
+source = "lif"
+target = "lif"
+synapse = "gaba_tm"
+rule = "fixed_probability"
+p = 0.5
+delay_ms = 2.0
+[[projections]]
+name = "lif_hh"
+source = "lif"
+target = "hh"
+synapse = "gly_mean"
+rule = "fixed_probability"
+p = 0.5
+delay_ms = 1.5
+[[projections]]
+name = "hh_lif"
+source = "hh"
+target = "lif"
+synapse = "ach_mixed"
+rule = "all_to_all"
+delay_ms = 0.3
+[[inputs]]
+target = "hh"
+amplitude_pa = 200.0
+"#;
+
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn every_synapse_feature_is_bit_identical() {
+    let cpu = backend_with(ZOO, &[]);
+    let feats = cpu
+        .model()
+        .syn_types
+        .iter()
+        .map(|t| t.gpu)
+        .collect::<Vec<_>>();
+    assert!(feats
+        .iter()
+        .any(|t| t.async_rho > 0.0 && t.spont_per_site_step > 0.0 && t.reserve_size > 0));
+    let (b, pr) = same_text(ZOO, "zoo", 4000, 100, 50);
+    // The features were exercised: the largest sample of each synapse variable.
+    let mut most = std::collections::HashMap::new();
+    for (i, &x) in b.samples.iter().enumerate() {
+        if let Probe::Synapse(var, _) = pr[i % pr.len()] {
+            let m = most.entry(format!("{var:?}")).or_insert(0f32);
+            *m = m.max(x);
+        }
+    }
+    eprintln!("zoo maxima: {most:?}");
+    for var in ["Released", "Cleft", "GProt(1)", "R(1)", "TmX", "Endosome"] {
+        assert!(
+            most.get(var).copied().unwrap_or(0.0) > 0.0,
+            "{var} never above 0: {most:?}"
+        );
+    }
 }

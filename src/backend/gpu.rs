@@ -27,10 +27,10 @@ use super::gpu_syn::{SynHost, SynImage};
 use super::{Backend, Batch, Probe};
 use crate::error::Error;
 use crate::gpu::GpuContext;
-use crate::layout::{probe, queue};
 use crate::layout::{
     neuron_f32, neuron_u32, GpuInput, ImageOffsets, StepParams, STEP_PARAMS_STRIDE,
 };
+use crate::layout::{probe, queue};
 use crate::model::Model;
 use crate::network::Network;
 use crate::state::State;

@@ -4,7 +4,9 @@
 
 use super::integrate::receptor_conductance;
 use crate::backend::{NeuronVar, SynVar};
-use crate::layout::{probe, receptor, release as rel, GpuReceptor, GpuSynType, PowTable, StepParams};
+use crate::layout::{
+    probe, receptor, release as rel, GpuReceptor, GpuSynType, PowTable, StepParams,
+};
 use crate::math::relax;
 use crate::model::pow_decay;
 use crate::state::{State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
@@ -152,7 +154,11 @@ pub fn sample_synapse(
         }
     } else if code == probe::TM_X {
         if ty.release == rel::TM_MEAN {
-            x = relax(1.0, st.x_d[i], pow_decay(&tables[ty.tab_rec as usize], since));
+            x = relax(
+                1.0,
+                st.x_d[i],
+                pow_decay(&tables[ty.tab_rec as usize], since),
+            );
         }
     } else if code >= probe::SYN_R {
         let g_prot = code >= probe::SYN_G;
