@@ -202,8 +202,8 @@ struct SynOffsets {
     async_ring: u32,
     todo: u32,
     active_list: u32,
-    _pad0: u32,
-    _pad1: u32,
+    proj_key: u32,
+    log_cap: u32,
 };
 
 // Sections of syn_u32 and syn_f32 (layout::syn_u32, layout::syn_f32), times n_synapses.
@@ -217,6 +217,7 @@ const S_PULSE_LEFT: u32 = 6u;
 const S_FRESH: u32 = 7u;
 const S_MINIS: u32 = 8u;
 const S_CFLAGS: u32 = 9u;
+const S_WATCH: u32 = 10u;
 const SF_WEIGHT: u32 = 0u;
 const SF_X_F: u32 = 1u;
 const SF_X_D: u32 = 2u;

@@ -19,6 +19,36 @@
 @group(0) @binding(6) var<storage, read_write> syn_f32: array<f32>;
 @group(0) @binding(7) var<storage, read_write> syn_flags: array<atomic<u32>>;
 @group(0) @binding(8) var<storage, read_write> queues: array<atomic<u32>>;
+// Per projection key: evoked events, failures, quanta (2^-16 units, 64-bit).
+@group(0) @binding(9) var<storage, read_write> evoked: array<atomic<u32>>;
+// Release log: [count, overflow, 0, 0], then (step, synapse, code, quanta bits) entries.
+@group(0) @binding(10) var<storage, read_write> release_log: array<atomic<u32>>;
+
+// Log codes besides the site of an asynchronous fusion.
+const LOG_SPIKE: u32 = 0xFFFFFFFFu;
+
+// Appends a release of a watched synapse to the log (an overflow is counted).
+fn log_release(t: u32, syn: u32, code: u32, q: f32) {
+    let at = atomicAdd(&release_log[0], 1u);
+    if (at < soff.log_cap) {
+        let w = 4u + at * 4u;
+        atomicStore(&release_log[w], t);
+        atomicStore(&release_log[w + 1u], syn);
+        atomicStore(&release_log[w + 2u], code);
+        atomicStore(&release_log[w + 3u], bitcast<u32>(q));
+    } else {
+        atomicAdd(&release_log[1], 1u);
+    }
+}
+
+// Adds q (quanta, ≥ 0) in 2^-16 units to the 64-bit counter at word `at` of `evoked`.
+fn add_quanta(at: u32, q: f32) {
+    let q16 = u32(round_half_away(q * 65536.0f));
+    let lo = atomicAdd(&evoked[at], q16);
+    if (lo + q16 < lo) {
+        atomicAdd(&evoked[at + 1u], 1u);
+    }
+}
 
 // Release probability per docked vesicle of a CA synapse (§2.1). Twin of
 // backend::cpu::release::ca_release_probability.
@@ -115,6 +145,9 @@ fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             }
             q = 1.0f;
         }
+        if (su(S_WATCH, syn) != 0u) {
+            log_release(t, syn, firstTrailingBit(bit), q);
+        }
         quanta = quanta + q;
     }
     if (spike != 0u) {
@@ -152,6 +185,16 @@ fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             q = f32(ty.n_sites) * u * x;
             sf_set(SF_X_D, syn, x - u * x);
             sf_set(SF_X_F, syn, u * (1.0f - ty.tm_u));
+        }
+        // Evoked release per projection key (the run summary) and the log.
+        let key = syn_static[soff.proj_key + syn] * 4u;
+        atomicAdd(&evoked[key], 1u);
+        if (q == 0.0f) {
+            atomicAdd(&evoked[key + 1u], 1u);
+        }
+        add_quanta(key + 2u, q);
+        if (su(S_WATCH, syn) != 0u) {
+            log_release(t, syn, LOG_SPIKE, q);
         }
         quanta = quanta + q;
     }

@@ -16,6 +16,11 @@
 @group(0) @binding(6) var<storage, read_write> syn_f32: array<f32>;
 @group(0) @binding(7) var<storage, read_write> syn_flags: array<atomic<u32>>;
 @group(0) @binding(8) var<storage, read_write> queues: array<atomic<u32>>;
+// Release log (release.wgsl): one entry of one quantum per mini of a watched synapse,
+// merged per (step, synapse) by the host as the CPU merges pending minis.
+@group(0) @binding(9) var<storage, read_write> release_log: array<atomic<u32>>;
+
+const LOG_MINI: u32 = 0xFFFFFFFEu;
 
 // Largest Poisson mean drawn by inversion from one uniform (spontaneous::MAX_INVERSION_MEAN).
 const MAX_INVERSION_MEAN: f32 = 10.0f;
@@ -80,6 +85,18 @@ fn spontaneous(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
                 su_set(S_ENDO, syn, su(S_ENDO, syn) + 1u);
             }
             su_set(S_MINIS, syn, su(S_MINIS, syn) + 1u);
+            if (su(S_WATCH, syn) != 0u) {
+                let at = atomicAdd(&release_log[0], 1u);
+                if (at < soff.log_cap) {
+                    let w = 4u + at * 4u;
+                    atomicStore(&release_log[w], t);
+                    atomicStore(&release_log[w + 1u], syn);
+                    atomicStore(&release_log[w + 2u], LOG_MINI);
+                    atomicStore(&release_log[w + 3u], bitcast<u32>(1.0f));
+                } else {
+                    atomicAdd(&release_log[1], 1u);
+                }
+            }
             // List the synapse for the next step (the claim stamp of step t + 1).
             let old = atomicMax(&syn_flags[FL_CLAIM * ns + syn], t + 2u);
             if (old < t + 2u) {

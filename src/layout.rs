@@ -460,10 +460,11 @@ pub struct SynOffsets {
     pub todo: u32,
     /// Start of the two active lists in `queues`.
     pub active_list: u32,
-    #[doc(hidden)]
-    pub _pad0: u32,
-    #[doc(hidden)]
-    pub _pad1: u32,
+    /// Start of the projection key of each synapse in `syn_static` (the index of its
+    /// (source population, target population, synapse type) in the `evoked` counters).
+    pub proj_key: u32,
+    /// Entries of the release log (4 words each, after a 4-word header).
+    pub log_cap: u32,
 }
 const _: () = assert!(std::mem::size_of::<SynOffsets>() == 80);
 
@@ -489,8 +490,10 @@ pub mod syn_u32 {
     pub const MINIS: u32 = 8;
     /// This step's contribution flags for the gather (bit 0: take back, bit 1: done).
     pub const CFLAGS: u32 = 9;
+    /// 1 when the synapse's releases are logged one by one (`Backend::watch_releases`).
+    pub const WATCH: u32 = 10;
     /// Number of sections.
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 11;
 }
 
 /// Section index of each f32 synapse scalar in `syn_f32` (times n_synapses).

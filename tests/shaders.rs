@@ -206,8 +206,8 @@ fn shaders_validate_and_match_the_rust_layout() {
             async_ring,
             todo,
             active_list,
-            _pad0,
-            _pad1
+            proj_key,
+            log_cap
         ]
     );
 }

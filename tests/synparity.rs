@@ -6,7 +6,7 @@
 use crate::common::backend_with;
 use quantal::backend::cpu::CpuBackend;
 use quantal::backend::gpu::GpuBackend;
-use quantal::backend::{Backend, NeuronVar, Probe, SynVar};
+use quantal::backend::{Backend, NeuronVar, Probe, ReleaseKind, SynVar};
 use quantal::gpu::GpuContext;
 use quantal::state::State;
 use std::sync::Arc;
@@ -396,5 +396,79 @@ fn every_synapse_feature_is_bit_identical() {
             most.get(var).copied().unwrap_or(0.0) > 0.0,
             "{var} never above 0: {most:?}"
         );
+    }
+}
+
+/// Each step's kernels from the same state: the CPU's state after s steps is loaded into
+/// the GPU image, both compute one step, and every buffer (neurons, terminals, pools,
+/// active slots, rings, minis) is identical.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn one_step_from_the_same_state_is_identical() {
+    let mut cpu = backend_with(ZOO, &[]);
+    let mut gpu = gpu_of(&cpu, 16);
+    let mut checked_active = 0;
+    for start in [0u32, 13, 150, 151, 600, 1333, 2500] {
+        let ahead = start - cpu.step_index();
+        crate::common::run(&mut cpu, ahead);
+        let st = cpu.state_ref().clone();
+        gpu.load_state(&st).unwrap();
+        cpu.step().unwrap();
+        gpu.step().unwrap();
+        let (c, g) = (cpu.state_ref().clone(), gpu.state().unwrap().clone());
+        if let Some(d) = first_difference(&c, &g) {
+            panic!("one step from step {start}: {d}");
+        }
+        assert_eq!(c.spikes, g.spikes, "step {start}: spikes");
+        checked_active += c.active.len();
+    }
+    assert!(
+        checked_active > 20,
+        "the steps checked had active synapses ({checked_active})"
+    );
+}
+
+/// The per-event release log of watched synapses and the evoked-release counts per
+/// projection are the same on both backends.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn release_logs_and_counts_match() {
+    let mut cpu = backend_with(ZOO, &[]);
+    let mut gpu = gpu_of(&cpu, 128);
+    let watched: Vec<u32> = (0..cpu.network().n_synapses()).step_by(3).collect();
+    cpu.watch_releases(&watched);
+    gpu.watch_releases(&watched);
+    let a = cpu.advance(3000, &[], 1).unwrap();
+    let b = gpu.advance(3000, &[], 1).unwrap();
+    assert!(
+        a.releases.len() > 100,
+        "{} logged releases",
+        a.releases.len()
+    );
+    for kind in [
+        ReleaseKind::Evoked,
+        ReleaseKind::Asynchronous,
+        ReleaseKind::Spontaneous,
+    ] {
+        assert!(
+            a.releases.iter().any(|e| e.kind == kind),
+            "no {kind:?} release logged"
+        );
+    }
+    assert_eq!(a.releases.len(), b.releases.len(), "log lengths");
+    for (k, (x, y)) in a.releases.iter().zip(&b.releases).enumerate() {
+        assert_eq!(x, y, "log entry {k}");
+    }
+    let (ea, eb) = (cpu.evoked_per_projection(), gpu.evoked_per_projection());
+    assert_eq!(ea.len(), eb.len());
+    for (x, y) in ea.iter().zip(&eb) {
+        assert_eq!((&x.0, x.1, x.3), (&y.0, y.1, y.3), "events and failures");
+        assert!((x.2 - y.2).abs() <= 1e-3 * x.2.max(1.0), "{x:?} vs {y:?}");
     }
 }

@@ -23,14 +23,14 @@
 
 use super::cpu::sample::{probe_code, syn_probe_code};
 use super::cpu::step_params;
-use super::gpu_syn::{SynHost, SynImage};
-use super::{Backend, Batch, Probe};
+use super::gpu_syn::{projection_keys, SynHost, SynImage};
+use super::{Backend, Batch, Probe, ReleaseEvent, ReleaseKind};
 use crate::error::Error;
 use crate::gpu::GpuContext;
+use crate::layout::{self, probe, queue};
 use crate::layout::{
     neuron_f32, neuron_u32, GpuInput, ImageOffsets, StepParams, STEP_PARAMS_STRIDE,
 };
-use crate::layout::{probe, queue};
 use crate::model::Model;
 use crate::network::Network;
 use crate::state::State;
@@ -95,8 +95,17 @@ pub struct GpuBackend {
 /// The synapse image and the synapse kernels' pipelines and per-row bind groups.
 struct SynKernels {
     image: SynImage,
-    /// (pipeline, bind group of each batch row), in the order of [`SYN_KERNELS`].
-    kernels: Vec<(wgpu::ComputePipeline, Vec<wgpu::BindGroup>)>,
+    /// Pipelines in the order of [`SYN_KERNELS`], and their bind group of each batch row.
+    pipelines: Vec<wgpu::ComputePipeline>,
+    groups: Vec<Vec<wgpu::BindGroup>>,
+    /// Projection keys, their counts so far (events, quanta, failures), and the staging
+    /// buffer of the per-batch counters.
+    n_keys: usize,
+    evoked: Vec<[f64; 3]>,
+    evoked_staging: wgpu::Buffer,
+    /// The release log's staging buffer while synapses are watched, and the entries read.
+    log_staging: Option<wgpu::Buffer>,
+    log: Vec<ReleaseEvent>,
     header_staging: wgpu::Buffer,
     spontaneous: bool,
     /// The synapse sampler, its probes (code, synapse, column, 1) and bind groups.
@@ -118,9 +127,8 @@ enum Size {
 impl SynKernels {
     /// Records kernel `kernel` of batch row `row` into `pass`.
     fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>, kernel: usize, row: usize, size: Size) {
-        let (pipe, groups) = &self.kernels[kernel];
-        pass.set_pipeline(pipe);
-        pass.set_bind_group(0, &groups[row], &[]);
+        pass.set_pipeline(&self.pipelines[kernel]);
+        pass.set_bind_group(0, &self.groups[kernel][row], &[]);
         match size {
             Size::One => pass.dispatch_workgroups(1, 1, 1),
             Size::Indirect(k) => {
@@ -129,7 +137,82 @@ impl SynKernels {
             Size::Groups(x, y) => pass.dispatch_workgroups(x, y, 1),
         }
     }
+
+    /// (Re)creates the bind groups of every kernel and batch row over the current buffers.
+    fn bind(&mut self, ctx: &GpuContext, c: &Chunk, receptors_buf: &wgpu::Buffer, batch_cap: u32) {
+        let im = &self.image;
+        self.groups = SYN_KERNELS
+            .iter()
+            .zip(&self.pipelines)
+            .map(|((file, ep), pipe)| {
+                let layout = pipe.get_bind_group_layout(0);
+                let rest: Vec<&wgpu::Buffer> = match *file {
+                    "plan" => vec![&im.queues_buf, &im.dispatch_buf],
+                    "deliver" => vec![&im.f_buf, &im.flags_buf, &im.queues_buf],
+                    "release" => vec![
+                        &im.types_buf,
+                        &im.tables_buf,
+                        &im.stat_buf,
+                        &im.u_buf,
+                        &im.f_buf,
+                        &im.flags_buf,
+                        &im.queues_buf,
+                        &im.evoked_buf,
+                        &im.log_buf,
+                    ],
+                    "cleft" => vec![
+                        &im.types_buf,
+                        receptors_buf,
+                        &im.tables_buf,
+                        &im.stat_buf,
+                        &im.u_buf,
+                        &im.f_buf,
+                        &im.flags_buf,
+                        &im.queues_buf,
+                    ],
+                    "gather" => vec![
+                        &c.offsets_buf,
+                        &im.types_buf,
+                        receptors_buf,
+                        &im.stat_buf,
+                        &im.u_buf,
+                        &im.f_buf,
+                        &im.flags_buf,
+                        &c.g_buf,
+                    ],
+                    "propagate" => vec![&im.stat_buf, &c.spike_buf, &im.queues_buf],
+                    _ => vec![
+                        &im.types_buf,
+                        &im.tables_buf,
+                        &im.stat_buf,
+                        &im.u_buf,
+                        &im.f_buf,
+                        &im.flags_buf,
+                        &im.queues_buf,
+                        &im.log_buf,
+                    ],
+                };
+                (0..batch_cap)
+                    .map(|k| {
+                        let mut e = vec![params_entry(&c.params_buf, k), entry(1, &im.off_buf)];
+                        for (b, buf) in rest.iter().enumerate() {
+                            e.push(entry(2 + b as u32, buf));
+                        }
+                        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some(ep),
+                            layout: &layout,
+                            entries: &e,
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+    }
 }
+
+/// Release log codes (release.wgsl, spontaneous.wgsl) besides an asynchronous site.
+const LOG_SPIKE: u32 = u32::MAX;
+const LOG_MINI: u32 = u32::MAX - 1;
 
 /// The synapse kernels: (shader file, entry point).
 const SYN_KERNELS: [(&str, &str); 9] = [
@@ -404,16 +487,9 @@ impl GpuBackend {
                     chunks.len()
                 )));
             }
-            Some(Self::syn_kernels(
-                &ctx,
-                &model,
-                &net,
-                &st,
-                &chunks[0],
-                &receptors_buf,
-                batch_cap,
-                limit,
-            )?)
+            let mut sk = Self::syn_kernels(&ctx, &model, &net, &st, limit)?;
+            sk.bind(&ctx, &chunks[0], &receptors_buf, batch_cap);
+            Some(sk)
         } else {
             None
         };
@@ -443,93 +519,101 @@ impl GpuBackend {
         })
     }
 
-    /// The synapse image of `st` and the bind groups of the synapse kernels.
-    #[expect(clippy::too_many_arguments, reason = "the parts of the image it binds")]
+    /// The synapse image of `st` and the pipelines of the synapse kernels.
     fn syn_kernels(
         ctx: &GpuContext,
         model: &Model,
         net: &Network,
         st: &State,
-        c: &Chunk,
-        receptors_buf: &wgpu::Buffer,
-        batch_cap: u32,
         limit: u64,
     ) -> Result<SynKernels, Error> {
         let host = SynHost::pack(model, net, st);
-        let im = SynImage::new(ctx, model, &host, limit)?;
-        let mut kernels = Vec::new();
+        let image = SynImage::new(ctx, model, &host, limit)?;
+        let mut pipelines = Vec::new();
         for (file, ep) in SYN_KERNELS {
-            let pipe = ctx.pipeline(file, ep)?;
-            let layout = pipe.get_bind_group_layout(0);
-            let groups = (0..batch_cap)
-                .map(|k| {
-                    let p = params_entry(&c.params_buf, k);
-                    let mut e = vec![p, entry(1, &im.off_buf)];
-                    let rest: Vec<&wgpu::Buffer> = match file {
-                        "plan" => vec![&im.queues_buf, &im.dispatch_buf],
-                        "deliver" => vec![&im.f_buf, &im.flags_buf, &im.queues_buf],
-                        "release" => vec![
-                            &im.types_buf,
-                            &im.tables_buf,
-                            &im.stat_buf,
-                            &im.u_buf,
-                            &im.f_buf,
-                            &im.flags_buf,
-                            &im.queues_buf,
-                        ],
-                        "cleft" => vec![
-                            &im.types_buf,
-                            receptors_buf,
-                            &im.tables_buf,
-                            &im.stat_buf,
-                            &im.u_buf,
-                            &im.f_buf,
-                            &im.flags_buf,
-                            &im.queues_buf,
-                        ],
-                        "gather" => vec![
-                            &c.offsets_buf,
-                            &im.types_buf,
-                            receptors_buf,
-                            &im.stat_buf,
-                            &im.u_buf,
-                            &im.f_buf,
-                            &im.flags_buf,
-                            &c.g_buf,
-                        ],
-                        "propagate" => vec![&im.stat_buf, &c.spike_buf, &im.queues_buf],
-                        _ => vec![
-                            &im.types_buf,
-                            &im.tables_buf,
-                            &im.stat_buf,
-                            &im.u_buf,
-                            &im.f_buf,
-                            &im.flags_buf,
-                            &im.queues_buf,
-                        ],
-                    };
-                    for (b, buf) in rest.into_iter().enumerate() {
-                        e.push(entry(2 + b as u32, buf));
-                    }
-                    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some(ep),
-                        layout: &layout,
-                        entries: &e,
-                    })
-                })
-                .collect();
-            kernels.push((pipe, groups));
+            pipelines.push(ctx.pipeline(file, ep)?);
         }
-        let spontaneous = im.off.rate_max > 0.0;
+        let spontaneous = image.off.rate_max > 0.0;
+        let n_keys = projection_keys(model, net).len().max(1);
         Ok(SynKernels {
-            image: im,
-            kernels,
+            image,
+            pipelines,
+            groups: Vec::new(),
             header_staging: ctx.staging("queue header staging", queue::ROW_COUNTS as u64 * 4),
             spontaneous,
             sample: ctx.pipeline("sample_synapse", "sample_synapse")?,
             probes: Vec::new(),
             sample_groups: Vec::new(),
+            n_keys,
+            evoked: vec![[0.0; 3]; n_keys],
+            evoked_staging: ctx.staging("evoked staging", n_keys as u64 * 16),
+            log_staging: None,
+            log: Vec::new(),
         })
+    }
+
+    /// Adds the batch's evoked-release counters to the run's and takes the release log
+    /// (entries sorted as the CPU logs them: by step, events before minis, synapse,
+    /// asynchronous sites before the spike; a synapse's minis of one step merged); zeroes
+    /// both for the next batch.
+    fn read_release_counters(&mut self, ev: &[u32], log: Option<&[u32]>) -> Result<(), Error> {
+        let sk = self.syn.as_mut().expect("synapse kernels");
+        for (k, c) in sk.evoked.iter_mut().enumerate() {
+            let w = &ev[4 * k..4 * k + 4];
+            c[0] += w[0] as f64;
+            c[1] += ((w[3] as u64) << 32 | w[2] as u64) as f64 / 65536.0;
+            c[2] += w[1] as f64;
+        }
+        let q = &self.ctx.queue;
+        q.write_buffer(
+            &sk.image.evoked_buf,
+            0,
+            bytemuck::cast_slice(&vec![0u32; 4 * sk.n_keys]),
+        );
+        if let Some(l) = log {
+            let (n, lost) = (l[0] as usize, l[1]);
+            if lost > 0 {
+                return Err(Error::Device(format!(
+                    "the release log of this batch overflowed by {lost} entries (capacity {}); \
+                     the run stops rather than drop them: record fewer projections' releases or use --backend cpu",
+                    sk.image.off.log_cap
+                )));
+            }
+            let n = n.min(sk.image.off.log_cap as usize);
+            let mut e: Vec<(u32, u32, u32, u32, f32)> = (0..n)
+                .map(|k| {
+                    let w = &l[4 + 4 * k..8 + 4 * k];
+                    let phase = (w[2] == LOG_MINI) as u32;
+                    (w[0], phase, w[1], w[2], f32::from_bits(w[3]))
+                })
+                .collect();
+            e.sort_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
+            for (step, _, syn, code, quanta) in e {
+                let kind = match code {
+                    LOG_SPIKE => ReleaseKind::Evoked,
+                    LOG_MINI => ReleaseKind::Spontaneous,
+                    _ => ReleaseKind::Asynchronous,
+                };
+                match sk.log.last_mut() {
+                    Some(last)
+                        if kind == ReleaseKind::Spontaneous
+                            && last.kind == kind
+                            && last.step == step
+                            && last.synapse == syn =>
+                    {
+                        last.quanta += quanta
+                    }
+                    _ => sk.log.push(ReleaseEvent {
+                        step,
+                        synapse: syn,
+                        kind,
+                        quanta,
+                    }),
+                }
+            }
+            q.write_buffer(&sk.image.log_buf, 0, bytemuck::cast_slice(&[0u32; 2]));
+        }
+        Ok(())
     }
 
     /// Reads the counters of the queue header after a batch (events, quanta, overflow,
@@ -906,6 +990,14 @@ impl GpuBackend {
                 &sk.header_staging,
                 queue::ROW_COUNTS as u64 * 4,
             ));
+            copies.push((
+                &sk.image.evoked_buf,
+                &sk.evoked_staging,
+                sk.n_keys as u64 * 16,
+            ));
+            if let Some(ls) = &sk.log_staging {
+                copies.push((&sk.image.log_buf, ls, ls.size()));
+            }
         }
         let data = self.ctx.submit_and_read(enc, &copies)?;
         self.submissions += 1;
@@ -913,6 +1005,12 @@ impl GpuBackend {
         if self.syn.is_some() {
             let h: &[u32] = bytemuck::cast_slice(&data[n_data]);
             self.check_synapse_header(h, out)?;
+            let ev: &[u32] = bytemuck::cast_slice(&data[n_data + 1]);
+            let log: Option<&[u32]> = data.get(n_data + 2).map(|d| bytemuck::cast_slice(d));
+            self.read_release_counters(ev, log)?;
+            if let Some(sk) = self.syn.as_mut() {
+                out.releases.append(&mut sk.log);
+            }
         }
         // The first non-finite record over the chunks (smallest step, then neuron).
         let mut bad: Option<(u32, u32, u32)> = None;
@@ -1018,6 +1116,68 @@ impl Backend for GpuBackend {
 
     fn profile(&self) -> Vec<(&'static str, f64)> {
         Vec::new()
+    }
+
+    fn evoked_per_projection(&self) -> Vec<(String, u64, f64, u64)> {
+        let Some(sk) = &self.syn else {
+            return Vec::new();
+        };
+        let keys = projection_keys(&self.model, &self.net);
+        self.net
+            .projections
+            .iter()
+            .map(|p| {
+                let k = (p.source as u16, p.target as u16, p.syn_type as u16);
+                let c = keys
+                    .iter()
+                    .position(|&x| x == k)
+                    .map_or([0.0; 3], |i| sk.evoked[i]);
+                (p.name.clone(), c[0] as u64, c[1], c[2] as u64)
+            })
+            .collect()
+    }
+
+    fn watch_releases(&mut self, synapses: &[u32]) {
+        let Some(sk) = self.syn.as_mut() else {
+            return;
+        };
+        let ns = self.net.n_synapses() as usize;
+        let mut watch = vec![0u32; ns];
+        // Entries per step of a watched synapse: its asynchronous fusions, its spike and
+        // its minis (at most N each).
+        let mut per_step = 0u64;
+        for &s in synapses {
+            if (s as usize) < ns && watch[s as usize] == 0 {
+                watch[s as usize] = 1;
+                let ty = &self.model.syn_types[self.net.syn_type[s as usize] as usize].gpu;
+                per_step += 2 * ty.n_sites as u64 + 1;
+            }
+        }
+        let cap = (per_step * self.batch_cap as u64).clamp(1, 1 << 22);
+        let q = &self.ctx.queue;
+        q.write_buffer(
+            &sk.image.u_buf,
+            (layout::syn_u32::WATCH as usize * ns * 4) as u64,
+            bytemuck::cast_slice(&watch),
+        );
+        sk.image.off.log_cap = cap as u32;
+        q.write_buffer(&sk.image.off_buf, 0, bytemuck::bytes_of(&sk.image.off));
+        let words = 4 + 4 * cap as usize;
+        sk.image.log_buf = self.ctx.storage("release_log", &vec![0u32; words]);
+        sk.log_staging =
+            (per_step > 0).then(|| self.ctx.staging("release log staging", words as u64 * 4));
+        sk.bind(
+            &self.ctx,
+            &self.chunks[0],
+            &self.receptors_buf,
+            self.batch_cap,
+        );
+    }
+
+    fn take_releases(&mut self, out: &mut Vec<ReleaseEvent>) {
+        if let Some(sk) = self.syn.as_mut() {
+            out.append(&mut sk.log);
+        }
     }
 
     fn advance(

@@ -52,6 +52,10 @@ pub struct SynImage {
     pub(crate) flags_buf: wgpu::Buffer,
     pub(crate) queues_buf: wgpu::Buffer,
     pub(crate) dispatch_buf: wgpu::Buffer,
+    /// Evoked events, failures and quanta per projection key (4 words each).
+    pub(crate) evoked_buf: wgpu::Buffer,
+    /// The release log of watched synapses (release.wgsl).
+    pub(crate) log_buf: wgpu::Buffer,
     sizes: [u64; 5],
 }
 
@@ -77,6 +81,12 @@ fn offsets(model: &Model, net: &Network, st: &State) -> (SynOffsets, Vec<u32>) {
     stat.extend_from_slice(&net.out_syn);
     off.in_offsets = stat.len() as u32;
     stat.extend_from_slice(&net.in_offsets[..=nn]);
+    off.proj_key = stat.len() as u32;
+    let keys = projection_keys(model, net);
+    stat.extend((0..ns).map(|i| {
+        let k = key_of(model, net, i);
+        keys.iter().position(|&x| x == k).unwrap_or(0) as u32
+    }));
     let sp = SpontParams::new(model);
     off.sites_max = sp.sites_max;
     off.rate_max = sp.rate_max;
@@ -108,6 +118,28 @@ fn offsets(model: &Model, net: &Network, st: &State) -> (SynOffsets, Vec<u32>) {
     off.todo = off.async_ring + l * off.async_cap * 2;
     off.active_list = off.todo + 2 * ns as u32;
     (off, stat)
+}
+
+/// The (source population, target population, synapse type) of synapse `i`: the key of
+/// the evoked-release counters (`Backend::evoked_per_projection`).
+fn key_of(_model: &Model, net: &Network, i: usize) -> (u16, u16, u16) {
+    (
+        net.neuron_pop[net.syn_pre[i] as usize],
+        net.neuron_pop[net.syn_post[i] as usize],
+        net.syn_type[i],
+    )
+}
+
+/// The distinct keys of the projections, in projection order (index = counter slot).
+pub fn projection_keys(_model: &Model, net: &Network) -> Vec<(u16, u16, u16)> {
+    let mut keys = Vec::new();
+    for p in &net.projections {
+        let k = (p.source as u16, p.target as u16, p.syn_type as u16);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys
 }
 
 impl SynHost {
@@ -289,7 +321,7 @@ impl SynImage {
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("syn_offsets"),
                 contents: bytemuck::bytes_of(&host.off),
-                usage: wgpu::BufferUsages::UNIFORM,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             });
         let dispatch_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("dispatch"),
@@ -298,6 +330,10 @@ impl SynImage {
             mapped_at_creation: false,
         });
         let gpu_types: Vec<_> = model.syn_types.iter().map(|t| t.gpu).collect();
+        let n_keys = host.stat[host.off.proj_key as usize..]
+            .iter()
+            .max()
+            .map_or(1, |&k| k as usize + 1);
         Ok(SynImage {
             off: host.off,
             off_buf,
@@ -309,6 +345,8 @@ impl SynImage {
             flags_buf: ctx.storage("syn_flags", &host.flags),
             queues_buf: ctx.storage("queues", &host.queues),
             dispatch_buf,
+            evoked_buf: ctx.storage("evoked", &vec![0u32; 4 * n_keys]),
+            log_buf: ctx.storage("release_log", &[0u32; 8]),
             sizes,
         })
     }
