@@ -413,11 +413,14 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
         gib(est.cpu_bytes),
         gib(est.build_bytes)
     );
-    if net.n_synapses() > 0 {
-        say!("        gpu backend: not for this network (no synapse kernels on the GPU in this version)");
-    } else {
-        say!("        gpu backend: the same neuron arrays on the device (--backend gpu)");
-    }
+    let gpu_bytes = net.n_neurons() as f64
+        * (network::BYTES_PER_NEURON
+            + network::BYTES_PER_NEURON_RECEPTOR * model.receptors.len() as u64) as f64
+        + quantal::backend::gpu_syn::device_bytes(&model, &net) as f64;
+    say!(
+        "        gpu backend: about {} on the device (dense synapse image, --backend gpu)",
+        gib(gpu_bytes)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

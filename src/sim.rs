@@ -275,34 +275,33 @@ impl Simulation {
                 let ctx = GpuContext::new(adapter.as_deref())?;
                 Box::new(GpuBackend::new(ctx, Arc::clone(&model), Arc::clone(&net))?)
             }
-            BackendKind::Auto { adapter } => {
-                if net.n_synapses() > 0 {
-                    backend_note =
-                        "auto: CPU, because the GPU backend of this version has no synapse kernels"
-                            .into();
+            BackendKind::Auto { adapter } => match GpuContext::new(adapter.as_deref()) {
+                // A software rasterizer (lavapipe, SwiftShader, WARP) runs the kernels
+                // correctly but several times slower than the CPU backend: auto takes it
+                // only when it was named with --adapter.
+                Ok(ctx) if ctx.info.device_type == wgpu::DeviceType::Cpu && adapter.is_none() => {
+                    backend_note = format!(
+                        "auto: CPU, because the only GPU adapter, {}, is a software renderer \
+                         (--backend gpu runs on it)",
+                        ctx.adapter_name()
+                    );
                     cpu()
-                } else {
-                    match GpuContext::new(adapter.as_deref()) {
-                        Ok(ctx) => {
-                            match GpuBackend::new(ctx, Arc::clone(&model), Arc::clone(&net)) {
-                                Ok(g) => {
-                                    backend_note = "auto: GPU adapter found".into();
-                                    Box::new(g)
-                                }
-                                Err(e) => {
-                                    backend_note =
-                                        format!("auto: CPU, because the GPU backend failed: {e}");
-                                    cpu()
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            backend_note = format!("auto: CPU, because {e}");
-                            cpu()
-                        }
-                    }
                 }
-            }
+                Ok(ctx) => match GpuBackend::new(ctx, Arc::clone(&model), Arc::clone(&net)) {
+                    Ok(g) => {
+                        backend_note = format!("auto: GPU adapter found, {}", g.device());
+                        Box::new(g)
+                    }
+                    Err(e) => {
+                        backend_note = format!("auto: CPU, because the GPU backend failed: {e}");
+                        cpu()
+                    }
+                },
+                Err(e) => {
+                    backend_note = format!("auto: CPU, because {e}");
+                    cpu()
+                }
+            },
         };
         let mut backend = backend;
         backend.watch(&probes);

@@ -87,57 +87,152 @@ impl Report {
     }
 }
 
+/// The largest difference of one f32 buffer, in ULP (a length mismatch is the largest).
+fn diff_f32(kernel: &'static str, buffer: &'static str, x: &[f32], y: &[f32]) -> BufferDiff {
+    let mut d = BufferDiff {
+        kernel,
+        buffer,
+        max_diff: 0,
+        worst: None,
+    };
+    if x.len() != y.len() {
+        d.max_diff = u64::MAX;
+        d.worst = Some((
+            0,
+            format!("{} elements", x.len()),
+            format!("{} elements", y.len()),
+        ));
+        return d;
+    }
+    for (i, (a, b)) in x.iter().zip(y.iter()).enumerate() {
+        let u = ulp_distance(*a, *b);
+        if u > d.max_diff {
+            d.max_diff = u;
+            d.worst = Some((i, format!("{a:e}"), format!("{b:e}")));
+        }
+    }
+    d
+}
+
+/// The largest difference of one integer buffer (a length mismatch is the largest).
+fn diff_u32(kernel: &'static str, buffer: &'static str, x: &[u32], y: &[u32]) -> BufferDiff {
+    let mut d = BufferDiff {
+        kernel,
+        buffer,
+        max_diff: 0,
+        worst: None,
+    };
+    if x.len() != y.len() {
+        d.max_diff = u64::MAX;
+        d.worst = Some((
+            0,
+            format!("{} elements", x.len()),
+            format!("{} elements", y.len()),
+        ));
+        return d;
+    }
+    for (i, (a, b)) in x.iter().zip(y.iter()).enumerate() {
+        let u = a.abs_diff(*b) as u64;
+        if u > d.max_diff {
+            d.max_diff = u;
+            d.worst = Some((i, a.to_string(), b.to_string()));
+        }
+    }
+    d
+}
+
+/// Every buffer of the two states, named with the kernel that writes it (delay-ring
+/// rows compared as sets, see `State::canonical`).
 fn compare(c: &State, g: &State) -> Vec<BufferDiff> {
-    let f32s: [(&str, &str, &Vec<f32>, &Vec<f32>); 10] = [
-        ("integrate", "v_mv", &c.v_mv, &g.v_mv),
-        ("integrate", "g_rr_ns", &c.g_rr_ns, &g.g_rr_ns),
-        ("integrate", "g_sfa_ns", &c.g_sfa_ns, &g.g_sfa_ns),
-        ("integrate", "theta_mv", &c.theta_mv, &g.theta_mv),
-        ("integrate", "hh_m", &c.hh_m, &g.hh_m),
-        ("integrate", "hh_h", &c.hh_h, &g.hh_h),
-        ("integrate", "hh_n", &c.hh_n, &g.hh_n),
-        ("integrate", "i_ext_pa", &c.i_ext_pa, &g.i_ext_pa),
-        ("decay_pools", "g_active_ns", &c.g_active_ns, &g.g_active_ns),
-        ("decay_pools", "g_pool_ns", &c.g_pool_ns, &g.g_pool_ns),
-    ];
-    let mut out = Vec::new();
-    for (kernel, buffer, x, y) in f32s {
-        let mut d = BufferDiff {
-            kernel,
-            buffer,
-            max_diff: 0,
-            worst: None,
-        };
-        for (i, (a, b)) in x.iter().zip(y.iter()).enumerate() {
-            let u = ulp_distance(*a, *b);
-            if u > d.max_diff {
-                d.max_diff = u;
-                d.worst = Some((i, format!("{a:e}"), format!("{b:e}")));
-            }
-        }
-        out.push(d);
-    }
-    let u32s: [(&str, &str, &Vec<u32>, &Vec<u32>); 2] = [
-        ("integrate", "u32 refr", &c.refr, &g.refr),
-        ("integrate", "u32 spike_ptr", &c.spike_ptr, &g.spike_ptr),
-    ];
-    for (kernel, buffer, x, y) in u32s {
-        let mut d = BufferDiff {
-            kernel,
-            buffer,
-            max_diff: 0,
-            worst: None,
-        };
-        for (i, (a, b)) in x.iter().zip(y.iter()).enumerate() {
-            let u = a.abs_diff(*b) as u64;
-            if u > d.max_diff {
-                d.max_diff = u;
-                d.worst = Some((i, a.to_string(), b.to_string()));
-            }
-        }
-        out.push(d);
-    }
-    out
+    let (c, g) = (c.canonical(), g.canonical());
+    let flat = |rows: &Vec<Vec<u32>>| -> Vec<u32> {
+        rows.iter()
+            .flat_map(|r| std::iter::once(r.len() as u32).chain(r.iter().copied()))
+            .collect()
+    };
+    let flat2 = |rows: &Vec<Vec<(u32, u32)>>| -> Vec<u32> {
+        rows.iter()
+            .flat_map(|r| {
+                std::iter::once(r.len() as u32).chain(r.iter().flat_map(|&(a, b)| [a, b]))
+            })
+            .collect()
+    };
+    let minis = |m: &Vec<(u32, f32)>| -> Vec<u32> {
+        m.iter().flat_map(|&(s, q)| [s, q.to_bits()]).collect()
+    };
+    vec![
+        diff_f32("integrate", "v_mv", &c.v_mv, &g.v_mv),
+        diff_f32("integrate", "g_rr_ns", &c.g_rr_ns, &g.g_rr_ns),
+        diff_f32("integrate", "g_sfa_ns", &c.g_sfa_ns, &g.g_sfa_ns),
+        diff_f32("integrate", "theta_mv", &c.theta_mv, &g.theta_mv),
+        diff_f32("integrate", "hh_m", &c.hh_m, &g.hh_m),
+        diff_f32("integrate", "hh_h", &c.hh_h, &g.hh_h),
+        diff_f32("integrate", "hh_n", &c.hh_n, &g.hh_n),
+        diff_f32("integrate", "i_ext_pa", &c.i_ext_pa, &g.i_ext_pa),
+        diff_f32("gather", "g_active_ns", &c.g_active_ns, &g.g_active_ns),
+        diff_f32("gather", "g_pool_ns", &c.g_pool_ns, &g.g_pool_ns),
+        diff_u32("integrate", "u32 refr", &c.refr, &g.refr),
+        diff_u32("integrate", "u32 spike_ptr", &c.spike_ptr, &g.spike_ptr),
+        diff_f32("release", "x_f", &c.x_f, &g.x_f),
+        diff_f32("release", "x_d", &c.x_d, &g.x_d),
+        diff_u32("release", "u32 t_last", &c.t_last, &g.t_last),
+        diff_u32("release", "u32 sites", &c.sites, &g.sites),
+        diff_u32("release", "u32 committed", &c.committed, &g.committed),
+        diff_u32("release", "u32 reserve", &c.reserve, &g.reserve),
+        diff_u32("release", "u32 endo", &c.endo, &g.endo),
+        diff_u32(
+            "release",
+            "u32 active synapses",
+            &c.active.syn,
+            &g.active.syn,
+        ),
+        diff_f32("cleft", "cleft_mm", &c.active.cleft_mm, &g.active.cleft_mm),
+        diff_f32(
+            "release",
+            "released",
+            &c.active.released,
+            &g.active.released,
+        ),
+        diff_f32(
+            "cleft",
+            "pulse_quanta",
+            &c.active.pulse_quanta,
+            &g.active.pulse_quanta,
+        ),
+        diff_u32(
+            "cleft",
+            "u32 pulse_left",
+            &c.active.pulse_left,
+            &g.active.pulse_left,
+        ),
+        diff_u32("cleft", "u32 fresh", &c.active.fresh, &g.active.fresh),
+        diff_f32("cleft", "receptor state r", &c.active.r, &g.active.r),
+        diff_f32("cleft", "handoff_r", &c.handoff_r, &g.handoff_r),
+        diff_u32(
+            "cleft",
+            "u32 handoff_step",
+            &c.handoff_step,
+            &g.handoff_step,
+        ),
+        diff_u32(
+            "propagate",
+            "u32 arrival ring",
+            &flat(&c.ring),
+            &flat(&g.ring),
+        ),
+        diff_u32(
+            "release",
+            "u32 asynchronous ring",
+            &flat2(&c.ring_async),
+            &flat2(&g.ring_async),
+        ),
+        diff_u32(
+            "spontaneous",
+            "u32 pending minis",
+            &minis(&c.pending_minis),
+            &minis(&g.pending_minis),
+        ),
+    ]
 }
 
 fn merge(into: &mut Vec<BufferDiff>, new: Vec<BufferDiff>) {

@@ -23,6 +23,37 @@ use crate::state::{ActivePool, State, ACTIVE, SLOT_STRIDE};
 /// Receptors per synapse type (`MAX_RECEPTORS` in common.wgsl).
 const MAX_R: usize = crate::netfile::validate::MAX_RECEPTORS;
 
+/// Device bytes per synapse apart from the delay rings: static arrays (18), u32 state
+/// (44), f32 state with receptor, hand-off and contribution slots (at most 88), flags
+/// (12.1), to-do and active lists (16).
+pub const DEVICE_BYTES_PER_SYNAPSE: u64 = 179;
+
+/// Device bytes of the synapse image of `net` (the delay rings: 4 bytes per synapse and
+/// row, plus the asynchronous ring).
+pub fn device_bytes(model: &Model, net: &Network) -> u64 {
+    let max_async = model
+        .syn_types
+        .iter()
+        .map(|t| t.max_async_steps)
+        .max()
+        .unwrap_or(0);
+    let rows = net.max_delay.max(max_async) as u64 + 1;
+    let async_sites: u64 = net
+        .syn_type
+        .iter()
+        .map(|&t| {
+            let g = &model.syn_types[t as usize].gpu;
+            if g.async_rho > 0.0 {
+                g.n_sites as u64
+            } else {
+                0
+            }
+        })
+        .sum();
+    let ns = net.n_synapses() as u64;
+    ns * (DEVICE_BYTES_PER_SYNAPSE + 4 * rows) + rows * async_sites.clamp(1, 1 << 22) * 8
+}
+
 /// Host copies of the synapse buffers (the layout of the device image).
 pub struct SynHost {
     /// Section offsets and queue sizes.
