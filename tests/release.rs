@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// `n_pre` spike sources firing at `spikes_ms`, all-to-all onto `n_post` silent cells
 /// (receptor g_max 0), so every synapse is an independent trial with its own stream.
-fn trials(n_pre: u32, n_post: u32, spikes_ms: &str, synapse: &str) -> String {
+pub fn trials(n_pre: u32, n_post: u32, spikes_ms: &str, synapse: &str) -> String {
     format!(
         r#"
 version = 1
@@ -50,7 +50,7 @@ delay_ms = 0.1
 
 /// CA release with the §8b/§8c conditions: no asynchronous or spontaneous release,
 /// reserve untracked, kmax 30/s (defaults otherwise).
-fn ca(extra: &str) -> String {
+pub fn ca(extra: &str) -> String {
     format!("release = \"ca\"\n[synapse_types.ca]\n{extra}\n[synapse_types.vesicles]\nasync_rho = 0.0\nspont_rate_per_s = 0.0\n")
 }
 
@@ -234,7 +234,7 @@ fn paired_pulse_ratio_ca_default() {
 }
 
 /// TM recursion (Appendix A) in f64 for the expected values.
-fn tm_reference(u0: f64, d: f64, f: f64, isi: f64, n: usize) -> Vec<f64> {
+pub fn tm_reference(u0: f64, d: f64, f: f64, isi: f64, n: usize) -> Vec<f64> {
     let (mut u, mut x) = (u0, 1.0);
     let mut out = vec![u * x];
     for _ in 1..n {

@@ -221,7 +221,19 @@ fn examples_are_bit_identical() {
     same_run("single_synapse", &[], 10000, 256, 0);
     same_run("summation", &[], 2000, 256, 0);
     same_run("nmj_ach", &[], 2000, 256, 0);
-    same_run("cobahh", &[], 500, 256, 100);
+    // cobahh over 200 ms.
+    same_run("cobahh", &[], 2000, 256, 1000);
+}
+
+/// The COBA network (4000 cells, 320 961 synapses) over 1 s of self-sustained activity:
+/// every spike, every sample and the final state identical.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn coba_one_second_is_bit_identical() {
+    same_run("coba", &[], 10000, 256, 10000);
 }
 
 /// Every synapse feature at once: CA release with both laws, asynchronous and miniature
@@ -470,5 +482,85 @@ fn release_logs_and_counts_match() {
     for (x, y) in ea.iter().zip(&eb) {
         assert_eq!((&x.0, x.1, x.3), (&y.0, y.1, y.3), "events and failures");
         assert!((x.2 - y.2).abs() <= 1e-3 * x.2.max(1.0), "{x:?} vs {y:?}");
+    }
+}
+
+/// Quanta released per synapse in the last step, from a state.
+fn released_in(st: &State, n_synapses: u32) -> Vec<f64> {
+    let mut k = vec![0.0; n_synapses as usize];
+    for (slot, &s) in st.active.syn.iter().enumerate() {
+        k[s as usize] = st.active.released[slot] as f64;
+    }
+    k
+}
+
+/// §8a on the GPU: binomial release of 10^5 independent synapses (N = 5, p = 0.3): mean,
+/// variance and failure rate within 4 SE of N·p, N·p·(1-p) and (1-p)^N; and the
+/// stochastic TM synapse's mean release follows the deterministic TM recursion (§3.3).
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn gpu_quantal_statistics() {
+    use crate::release::{ca, tm_reference, trials};
+    let (n, p) = (5u32, 0.3f64);
+    let cpu = backend_with(
+        &trials(
+            100,
+            1000,
+            "[0.0]",
+            &ca(&format!("n_sites = {n}\np_ref = {p}")),
+        ),
+        &[],
+    );
+    let ns = cpu.network().n_synapses();
+    let mut gpu = gpu_of(&cpu, 16);
+    gpu.advance(2, &[], 1).unwrap();
+    let k = released_in(gpu.state().unwrap(), ns);
+    let m = k.len() as f64;
+    let (mean, se) = crate::common::mean_se(&k);
+    let nf = n as f64;
+    assert!(
+        (mean - nf * p).abs() < 4.0 * se,
+        "mean {mean} vs {} (SE {se})",
+        nf * p
+    );
+    let var = k.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (m - 1.0);
+    let mu4 = k.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / m;
+    let se_var = ((mu4 - var * var) / m).sqrt();
+    let var_want = nf * p * (1.0 - p);
+    assert!(
+        (var - var_want).abs() < 4.0 * se_var,
+        "variance {var} vs {var_want} (SE {se_var})"
+    );
+    let p0 = (1.0 - p).powi(n as i32);
+    let f0 = k.iter().filter(|&&x| x == 0.0).count() as f64 / m;
+    let se0 = (p0 * (1.0 - p0) / m).sqrt();
+    assert!((f0 - p0).abs() < 4.0 * se0, "failure rate {f0} vs {p0}");
+
+    let (u, d, f, isi) = (0.1, 100.0, 500.0, 20.0);
+    let times: Vec<String> = (0..5).map(|k| format!("{:?}", k as f64 * isi)).collect();
+    let syn = format!("release = \"tm_stochastic\"\n[synapse_types.tm]\nn_sites = 10\nu = {u}\ntau_rec_ms = {d}\ntau_fac_ms = {f}\n");
+    let cpu = backend_with(
+        &trials(20, 1000, &format!("[{}]", times.join(", ")), &syn),
+        &[],
+    );
+    let ns = cpu.network().n_synapses();
+    let mut gpu = gpu_of(&cpu, 64);
+    gpu.advance(1, &[], 1).unwrap();
+    for (pulse, w) in tm_reference(u, d, f, isi, 5).iter().enumerate() {
+        gpu.advance(1, &[], 1).unwrap();
+        let k: Vec<f64> = released_in(gpu.state().unwrap(), ns)
+            .iter()
+            .map(|x| x / 10.0)
+            .collect();
+        let (m, se) = crate::common::mean_se(&k);
+        assert!(
+            (m - w).abs() < 4.0 * se,
+            "TM pulse {}: {m} ± {se} vs {w}",
+            pulse + 1
+        );
+        gpu.advance((isi / 0.1) as u32 - 1, &[], 1).unwrap();
     }
 }

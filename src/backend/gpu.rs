@@ -1,25 +1,25 @@
 //! The GPU backend: the step's kernels as WGSL compute shaders through wgpu, over the
-//! device image of the neuron state (`layout::ImageOffsets` describes its sections).
+//! device image (`layout::ImageOffsets` for the neurons, `layout::SynOffsets` for the
+//! synapses, see [`super::gpu_syn`]).
 //!
 //! A batch of up to [`GpuBackend::batch_capacity`] steps is encoded in one compute pass
-//! and one submission: per step, `sample` (on sampled steps), `decay_pools` and
-//! `integrate`, each bound to that step's `StepParams` (a uniform array with one entry
-//! per step, 256 bytes apart). Spikes go to a ring of bit rows (one row of
-//! ceil(n/32) words per step, set with atomicOr, which is exact and order-free) and
-//! samples to a ring of rows; both are read back once per batch. On lavapipe the results
-//! are bit-identical to the CPU reference (tests/parity.rs).
+//! and one submission. Per step, in the CPU's pipeline order: `sample` and
+//! `sample_synapse` (on sampled steps), `plan_deliver`, `deliver`, `plan_release`,
+//! `release`, `decay_pools`, `plan_cleft`, `cleft`, `gather`, `integrate`, `propagate`
+//! and `spontaneous`, each bound to that step's `StepParams` (a uniform array with one
+//! entry per step, 256 bytes apart). The activity-dependent kernels (deliver, release,
+//! cleft) are dispatched indirectly with workgroup counts the `plan` kernels compute from
+//! GPU counters, so nothing returns to the host inside a batch. Spikes go to a ring of
+//! bit rows (atomicOr, exact and order-free), samples to a ring of rows, and the batch's
+//! counters (events, quanta, evoked releases per projection, the release log, overflow
+//! and non-finite records) are read back once per batch. On lavapipe the results are
+//! bit-identical to the CPU reference (tests/parity.rs, tests/synparity.rs).
 //!
 //! Arrays larger than the adapter's largest storage binding (128 MiB on lavapipe and many
-//! GPUs) are split: the neurons are cut into chunks whose every array fits one binding,
-//! each chunk is a complete image of its neurons with its own buffers and bind groups,
-//! and each step dispatches the kernels once per chunk (`StepParams::neuron_base` gives
-//! the chunk's first global id).
-//!
-//! Scope of this version: the neuron kernels (LIF with both refractory mechanisms and
-//! adaptation, Traub-Miles HH, DC inputs, Poisson and spike-time sources, pooled
-//! conductances). Networks with synapses are refused with a clear error rather than run
-//! partly on the CPU: the synapse kernels (deliver, release, cleft, propagate,
-//! spontaneous) are the next stage of the GPU issue.
+//! GPUs) are split for networks without synapses: the neurons are cut into chunks whose
+//! every array fits one binding, each chunk a complete image of its neurons. A network
+//! with synapses needs its neurons in one chunk and each synapse buffer within one
+//! binding; otherwise it is refused with the figures before anything runs.
 
 use super::cpu::sample::{probe_code, syn_probe_code};
 use super::cpu::step_params;
@@ -587,7 +587,7 @@ impl GpuBackend {
                     (w[0], phase, w[1], w[2], f32::from_bits(w[3]))
                 })
                 .collect();
-            e.sort_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
+            e.sort_by_key(|a| (a.0, a.1, a.2, a.3));
             for (step, _, syn, code, quanta) in e {
                 let kind = match code {
                     LOG_SPIKE => ReleaseKind::Evoked,
