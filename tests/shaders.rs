@@ -252,3 +252,77 @@ fn shader_codes_match_the_rust_codes() {
         assert_eq!(line, format!("const {name}: u32 = {value}u;"), "{name}");
     }
 }
+
+/// The synapse image's WGSL section, queue, state and probe constants have the Rust values.
+#[test]
+fn synapse_shader_codes_match_the_rust_codes() {
+    use quantal::layout::{probe, queue, syn_f32, syn_u32};
+    use quantal::state::{ACTIVE, NO_HANDOFF, SLOT_STRIDE};
+    let src = format!(
+        "{}\n{}",
+        shaders::source("sample_synapse").unwrap(),
+        shaders::source("release").unwrap()
+    );
+    let want: Vec<(&str, u32)> = vec![
+        ("S_T_LAST", syn_u32::T_LAST),
+        ("S_SITES", syn_u32::SITES),
+        ("S_COMMITTED", syn_u32::COMMITTED),
+        ("S_RESERVE", syn_u32::RESERVE),
+        ("S_ENDO", syn_u32::ENDO),
+        ("S_HANDOFF_STEP", syn_u32::HANDOFF_STEP),
+        ("S_PULSE_LEFT", syn_u32::PULSE_LEFT),
+        ("S_FRESH", syn_u32::FRESH),
+        ("S_MINIS", syn_u32::MINIS),
+        ("S_CFLAGS", syn_u32::CFLAGS),
+        ("S_WATCH", syn_u32::WATCH),
+        ("SF_WEIGHT", syn_f32::WEIGHT),
+        ("SF_X_F", syn_f32::X_F),
+        ("SF_X_D", syn_f32::X_D),
+        ("SF_CLEFT_MM", syn_f32::CLEFT_MM),
+        ("SF_RELEASED", syn_f32::RELEASED),
+        ("SF_RELEASED_ACC", syn_f32::RELEASED_ACC),
+        ("SF_PULSE_QUANTA", syn_f32::PULSE_QUANTA),
+        ("Q_ASYNC_OVERFLOW", queue::ASYNC_OVERFLOW),
+        ("Q_OVERFLOW_STEP", queue::OVERFLOW_STEP),
+        ("Q_TODO_COUNT", queue::TODO_COUNT),
+        ("Q_ACTIVE_COUNT", queue::ACTIVE_COUNT),
+        ("Q_NON_FINITE", queue::NON_FINITE),
+        ("Q_EVENTS", queue::EVENTS),
+        ("Q_QUANTA", queue::QUANTA),
+        ("Q_ROW_COUNTS", queue::ROW_COUNTS),
+        ("ACTIVE", ACTIVE),
+        ("NO_HANDOFF", NO_HANDOFF),
+        ("SLOT_STRIDE", SLOT_STRIDE as u32),
+        (
+            "MAX_RECEPTORS",
+            quantal::netfile::validate::MAX_RECEPTORS as u32,
+        ),
+        ("P_CA_RES", probe::CA_RES),
+        ("P_X_F", probe::X_F),
+        ("P_X_D", probe::X_D),
+        ("P_DOCKED", probe::DOCKED),
+        ("P_RESERVE", probe::RESERVE),
+        ("P_ENDOSOME", probe::ENDOSOME),
+        ("P_RELEASED", probe::RELEASED),
+        ("P_CLEFT", probe::CLEFT),
+        ("P_TM_U", probe::TM_U),
+        ("P_TM_X", probe::TM_X),
+        ("P_SYN_R", probe::SYN_R),
+        ("P_SYN_G", probe::SYN_G),
+    ];
+    for (name, value) in want {
+        let line = src
+            .lines()
+            .find(|l| l.starts_with(&format!("const {name}: u32 = ")))
+            .unwrap_or_else(|| panic!("const {name} missing"));
+        let v = line
+            .trim_start_matches(&format!("const {name}: u32 = "))
+            .trim_end_matches("u;");
+        let v = if let Some(h) = v.strip_prefix("0x") {
+            u32::from_str_radix(h, 16).unwrap()
+        } else {
+            v.parse::<u32>().unwrap()
+        };
+        assert_eq!(v, value, "{name}");
+    }
+}
