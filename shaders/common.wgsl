@@ -204,6 +204,10 @@ struct SynOffsets {
     active_list: u32,
     proj_key: u32,
     log_cap: u32,
+    async_len: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 };
 
 // Sections of syn_u32 and syn_f32 (layout::syn_u32, layout::syn_f32), times n_synapses.

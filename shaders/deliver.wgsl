@@ -33,9 +33,10 @@ fn deliver(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let t = params.step;
     let parity = t & 1u;
     let row = t % soff.ring_len;
+    let arow = t % soff.async_len;
     let n_active = atomicLoad(&queues[Q_ACTIVE_COUNT + parity]);
     let n_arrivals = atomicLoad(&queues[Q_ROW_COUNTS + row]);
-    let n_async = min(atomicLoad(&queues[Q_ROW_COUNTS + soff.ring_len + row]), soff.async_cap);
+    let n_async = min(atomicLoad(&queues[Q_ROW_COUNTS + soff.ring_len + arow]), soff.async_cap);
     if (k < n_active) {
         let syn = atomicLoad(&queues[soff.active_list + parity * ns + k]);
         syn_f32[SF_RELEASED * ns + syn] = 0.0f;
@@ -50,7 +51,7 @@ fn deliver(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     }
     let f = a - n_arrivals;
     if (f < n_async) {
-        let w = soff.async_ring + (row * soff.async_cap + f) * 2u;
+        let w = soff.async_ring + (arow * soff.async_cap + f) * 2u;
         let syn = atomicLoad(&queues[w]);
         let site = atomicLoad(&queues[w + 1u]);
         atomicOr(&syn_flags[FL_FUSE * ns + syn], 1u << site);

@@ -26,9 +26,10 @@ fn set_groups(at: u32, n: u32) {
 fn plan_deliver() {
     let parity = params.step & 1u;
     let row = params.step % soff.ring_len;
+    let arow = params.step % soff.async_len;
     let n = atomicLoad(&queues[Q_ACTIVE_COUNT + parity])
         + atomicLoad(&queues[Q_ROW_COUNTS + row])
-        + min(atomicLoad(&queues[Q_ROW_COUNTS + soff.ring_len + row]), soff.async_cap);
+        + min(atomicLoad(&queues[Q_ROW_COUNTS + soff.ring_len + arow]), soff.async_cap);
     set_groups(0u, n);
 }
 
@@ -36,9 +37,10 @@ fn plan_deliver() {
 fn plan_release() {
     let parity = params.step & 1u;
     let row = params.step % soff.ring_len;
+    let arow = params.step % soff.async_len;
     // deliver has consumed this step's ring rows.
     atomicStore(&queues[Q_ROW_COUNTS + row], 0u);
-    atomicStore(&queues[Q_ROW_COUNTS + soff.ring_len + row], 0u);
+    atomicStore(&queues[Q_ROW_COUNTS + soff.ring_len + arow], 0u);
     set_groups(3u, atomicLoad(&queues[Q_TODO_COUNT + parity]));
 }
 

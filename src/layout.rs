@@ -424,7 +424,7 @@ pub mod probe {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct SynOffsets {
-    /// Rows of the delay rings (longest delay or asynchronous latency + 1).
+    /// Rows of the arrival ring (longest delay + 1).
     pub ring_len: u32,
     /// Entries per row of the asynchronous ring.
     pub async_cap: u32,
@@ -465,8 +465,17 @@ pub struct SynOffsets {
     pub proj_key: u32,
     /// Entries of the release log (4 words each, after a 4-word header).
     pub log_cap: u32,
+    /// Rows of the asynchronous ring (longest asynchronous latency + 1; `ring_len` is
+    /// the arrival ring's, longest delay + 1).
+    pub async_len: u32,
+    #[doc(hidden)]
+    pub _pad0: u32,
+    #[doc(hidden)]
+    pub _pad1: u32,
+    #[doc(hidden)]
+    pub _pad2: u32,
 }
-const _: () = assert!(std::mem::size_of::<SynOffsets>() == 80);
+const _: () = assert!(std::mem::size_of::<SynOffsets>() == 96);
 
 /// Section index of each u32 synapse variable in `syn_u32` (times n_synapses).
 pub mod syn_u32 {

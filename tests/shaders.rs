@@ -207,7 +207,11 @@ fn shaders_validate_and_match_the_rust_layout() {
             todo,
             active_list,
             proj_key,
-            log_cap
+            log_cap,
+            async_len,
+            _pad0,
+            _pad1,
+            _pad2
         ]
     );
 }

@@ -564,3 +564,33 @@ fn gpu_quantal_statistics() {
         gpu.advance((isi / 0.1) as u32 - 1, &[], 1).unwrap();
     }
 }
+
+/// An asynchronous-release ring row that fills up stops the run with an error naming the
+/// step and the count; no fusion is dropped silently. With room enough, the same network
+/// runs as on the CPU.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn asynchronous_ring_overflow_is_reported() {
+    let cpu = backend_with(ZOO, &[]);
+    let ctx = GpuContext::new(None).unwrap_or_else(|e| panic!("{e}"));
+    let mut gpu = GpuBackend::with_async_capacity(
+        ctx,
+        Arc::new(cpu.model().clone()),
+        Arc::new(cpu.network().clone()),
+        64,
+        1,
+    )
+    .unwrap();
+    let err = gpu
+        .advance(4000, &[], 1)
+        .err()
+        .expect("overflow")
+        .to_string();
+    assert!(
+        err.contains("asynchronous fusions from step") && err.contains("did not fit"),
+        "{err}"
+    );
+}

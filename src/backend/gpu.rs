@@ -23,7 +23,7 @@
 
 use super::cpu::sample::{probe_code, syn_probe_code};
 use super::cpu::step_params;
-use super::gpu_syn::{projection_keys, SynHost, SynImage};
+use super::gpu_syn::{projection_keys, RingShape, SynHost, SynImage};
 use super::{Backend, Batch, Probe, ReleaseEvent, ReleaseKind};
 use crate::error::Error;
 use crate::gpu::GpuContext;
@@ -318,6 +318,35 @@ impl GpuBackend {
         batch_cap: u32,
         max_binding_bytes: u64,
     ) -> Result<Self, Error> {
+        let shape = RingShape::of(&model, &net);
+        Self::build(ctx, model, net, batch_cap, max_binding_bytes, shape)
+    }
+
+    /// As [`GpuBackend::with_batch`], with `async_cap` entries per row of the
+    /// asynchronous-release ring (fewer than the default to exercise the overflow check).
+    pub fn with_async_capacity(
+        ctx: GpuContext,
+        model: Arc<Model>,
+        net: Arc<Network>,
+        batch_cap: u32,
+        async_cap: u32,
+    ) -> Result<Self, Error> {
+        let shape = RingShape {
+            async_cap: async_cap.max(1),
+            ..RingShape::of(&model, &net)
+        };
+        let limit = ctx.limits.max_storage_buffer_binding_size;
+        Self::build(ctx, model, net, batch_cap, limit, shape)
+    }
+
+    fn build(
+        ctx: GpuContext,
+        model: Arc<Model>,
+        net: Arc<Network>,
+        batch_cap: u32,
+        max_binding_bytes: u64,
+        shape: RingShape,
+    ) -> Result<Self, Error> {
         let batch_cap = batch_cap.max(1);
         let st = State::new(&model, &net);
         let nn = net.n_neurons() as u64;
@@ -487,7 +516,7 @@ impl GpuBackend {
                     chunks.len()
                 )));
             }
-            let mut sk = Self::syn_kernels(&ctx, &model, &net, &st, limit)?;
+            let mut sk = Self::syn_kernels(&ctx, &model, &net, &st, limit, shape)?;
             sk.bind(&ctx, &chunks[0], &receptors_buf, batch_cap);
             Some(sk)
         } else {
@@ -526,8 +555,9 @@ impl GpuBackend {
         net: &Network,
         st: &State,
         limit: u64,
+        shape: RingShape,
     ) -> Result<SynKernels, Error> {
-        let host = SynHost::pack(model, net, st);
+        let host = SynHost::pack(model, net, st, shape);
         let image = SynImage::new(ctx, model, &host, limit)?;
         let mut pipelines = Vec::new();
         for (file, ep) in SYN_KERNELS {
@@ -719,8 +749,10 @@ impl GpuBackend {
             }
         }
         if let Some(sk) = &self.syn {
-            sk.image
-                .load(&self.ctx, &SynHost::pack(&self.model, &self.net, st));
+            sk.image.load(
+                &self.ctx,
+                &SynHost::pack(&self.model, &self.net, st, sk.image.shape()),
+            );
         }
         self.step = st.step;
         self.st.step = st.step;
@@ -770,13 +802,13 @@ impl GpuBackend {
                 st.g_pool_ns[f0 * nr..(f0 + sz) * nr].copy_from_slice(&g[sz * nr..]);
             }
         }
+        self.st.step = self.step;
         if let Some(sk) = &self.syn {
             let host = sk.image.read(&self.ctx)?;
             self.submissions += 1;
             self.readbacks += 1;
             host.unpack(&self.net, &mut self.st);
         }
-        self.st.step = self.step;
         self.st.spikes = self.last_spikes.clone();
         Ok(())
     }

@@ -28,30 +28,59 @@ const MAX_R: usize = crate::netfile::validate::MAX_RECEPTORS;
 /// (12.1), to-do and active lists (16).
 pub const DEVICE_BYTES_PER_SYNAPSE: u64 = 179;
 
-/// Device bytes of the synapse image of `net` (the delay rings: 4 bytes per synapse and
-/// row, plus the asynchronous ring).
+/// The GPU's delay rings: the arrival ring has a row per step of the longest delay (each
+/// row holds at most one arrival per synapse, so n_synapses entries never overflow); the
+/// asynchronous ring a row per step of the longest latency, with room for four times the
+/// mean number of fusions per row (at least 4096, at most every asynchronous site).
+/// A row that fills up stops the run with an error; nothing is dropped silently.
+#[derive(Debug, Clone, Copy)]
+pub struct RingShape {
+    /// Arrival ring rows (longest delay + 1).
+    pub ring_len: u32,
+    /// Asynchronous ring rows (longest latency + 1).
+    pub async_len: u32,
+    /// Entries per asynchronous row.
+    pub async_cap: u32,
+}
+
+impl RingShape {
+    /// The rings of `net`.
+    pub fn of(model: &Model, net: &Network) -> RingShape {
+        let max_async = model
+            .syn_types
+            .iter()
+            .map(|t| t.max_async_steps)
+            .max()
+            .unwrap_or(0);
+        // Σ N over asynchronous synapses: every committed site is in the ring once.
+        let async_sites: u64 = net
+            .syn_type
+            .iter()
+            .map(|&t| {
+                let g = &model.syn_types[t as usize].gpu;
+                if g.async_rho > 0.0 {
+                    g.n_sites as u64
+                } else {
+                    0
+                }
+            })
+            .sum();
+        let async_len = max_async + 1;
+        let per_row = (4 * async_sites).div_ceil(async_len as u64).max(4096);
+        RingShape {
+            ring_len: net.max_delay + 1,
+            async_len,
+            async_cap: per_row.min(async_sites).clamp(1, 1 << 24) as u32,
+        }
+    }
+}
+
+/// Device bytes of the synapse image of `net` (with its rings).
 pub fn device_bytes(model: &Model, net: &Network) -> u64 {
-    let max_async = model
-        .syn_types
-        .iter()
-        .map(|t| t.max_async_steps)
-        .max()
-        .unwrap_or(0);
-    let rows = net.max_delay.max(max_async) as u64 + 1;
-    let async_sites: u64 = net
-        .syn_type
-        .iter()
-        .map(|&t| {
-            let g = &model.syn_types[t as usize].gpu;
-            if g.async_rho > 0.0 {
-                g.n_sites as u64
-            } else {
-                0
-            }
-        })
-        .sum();
+    let r = RingShape::of(model, net);
     let ns = net.n_synapses() as u64;
-    ns * (DEVICE_BYTES_PER_SYNAPSE + 4 * rows) + rows * async_sites.clamp(1, 1 << 22) * 8
+    ns * (DEVICE_BYTES_PER_SYNAPSE + 4 * r.ring_len as u64)
+        + r.async_len as u64 * r.async_cap as u64 * 8
 }
 
 /// Host copies of the synapse buffers (the layout of the device image).
@@ -92,7 +121,7 @@ pub struct SynImage {
 
 /// Offsets of the image of `net` (and the static section), with `async_cap` entries per
 /// asynchronous ring row.
-fn offsets(model: &Model, net: &Network, st: &State) -> (SynOffsets, Vec<u32>) {
+fn offsets(model: &Model, net: &Network, st: &State, shape: RingShape) -> (SynOffsets, Vec<u32>) {
     let ns = net.n_synapses() as usize;
     let nn = net.n_neurons() as usize;
     let mut stat: Vec<u32> = vec![0; ns.div_ceil(2)];
@@ -121,32 +150,18 @@ fn offsets(model: &Model, net: &Network, st: &State) -> (SynOffsets, Vec<u32>) {
     let sp = SpontParams::new(model);
     off.sites_max = sp.sites_max;
     off.rate_max = sp.rate_max;
-    off.ring_len = st.ring.len() as u32;
+    off.ring_len = shape.ring_len;
+    off.async_len = shape.async_len;
+    off.async_cap = shape.async_cap;
     off.handoff_stride = st.handoff_stride as u32;
-    // Every committed site is in the ring once, so Σ N over asynchronous synapses bounds
-    // a row; at most 2^22 pairs per row are kept (32 MiB per row), beyond which a row
-    // that fills up is an overflow, reported.
-    let async_sites: u64 = net
-        .syn_type
-        .iter()
-        .map(|&t| {
-            let g = &model.syn_types[t as usize].gpu;
-            if g.async_rho > 0.0 {
-                g.n_sites as u64
-            } else {
-                0
-            }
-        })
-        .sum();
-    off.async_cap = async_sites.clamp(1, 1 << 22) as u32;
     off.r = syn_f32::COUNT * ns as u32;
     off.handoff_r = off.r + (SLOT_STRIDE * ns) as u32;
     off.contrib = off.handoff_r + (st.handoff_stride * ns) as u32;
     off.touched = 3 * ns as u32;
-    let l = off.ring_len;
-    off.arrivals = queue::ROW_COUNTS + 2 * l;
+    let (l, la) = (off.ring_len, off.async_len);
+    off.arrivals = queue::ROW_COUNTS + l + la;
     off.async_ring = off.arrivals + l * ns as u32;
-    off.todo = off.async_ring + l * off.async_cap * 2;
+    off.todo = off.async_ring + la * off.async_cap * 2;
     off.active_list = off.todo + 2 * ns as u32;
     (off, stat)
 }
@@ -174,9 +189,9 @@ pub fn projection_keys(_model: &Model, net: &Network) -> Vec<(u16, u16, u16)> {
 }
 
 impl SynHost {
-    /// The image of state `st` of `net`.
-    pub fn pack(model: &Model, net: &Network, st: &State) -> SynHost {
-        let (off, stat) = offsets(model, net, st);
+    /// The image of state `st` of `net`, with rings of `shape`.
+    pub fn pack(model: &Model, net: &Network, st: &State, shape: RingShape) -> SynHost {
+        let (off, stat) = offsets(model, net, st, shape);
         let ns = net.n_synapses() as usize;
         let mut u = vec![0u32; syn_u32::COUNT as usize * ns];
         let sec = |s: u32| s as usize * ns..(s as usize + 1) * ns;
@@ -212,16 +227,28 @@ impl SynHost {
         let mut flags = vec![0u32; 3 * ns + ns.div_ceil(32) + 1];
         let mut queues = vec![0u32; off.active_list as usize + 2 * ns];
         let l = off.ring_len as usize;
+        // A CPU row holds the events due at the step s ≡ row (mod its length) of the
+        // next ring length steps; the GPU rows are s mod their own lengths.
+        let due =
+            |row: usize, len: usize| st.step as usize + (row + len - st.step as usize % len) % len;
         for (row, ids) in st.ring.iter().enumerate() {
-            queues[queue::ROW_COUNTS as usize + row] = ids.len() as u32;
-            let at = off.arrivals as usize + row * ns;
+            if ids.is_empty() {
+                continue;
+            }
+            let g = due(row, st.ring.len()) % l;
+            queues[queue::ROW_COUNTS as usize + g] = ids.len() as u32;
+            let at = off.arrivals as usize + g * ns;
             queues[at..at + ids.len()].copy_from_slice(ids);
         }
         for (row, pairs) in st.ring_async.iter().enumerate() {
+            if pairs.is_empty() {
+                continue;
+            }
+            let g = due(row, st.ring_async.len()) % off.async_len as usize;
             let n = pairs.len().min(off.async_cap as usize);
-            queues[queue::ROW_COUNTS as usize + l + row] = n as u32;
+            queues[queue::ROW_COUNTS as usize + l + g] = n as u32;
             for (e, &(s, site)) in pairs.iter().take(n).enumerate() {
-                let at = off.async_ring as usize + (row * off.async_cap as usize + e) * 2;
+                let at = off.async_ring as usize + (g * off.async_cap as usize + e) * 2;
                 queues[at] = s;
                 queues[at + 1] = site;
             }
@@ -288,20 +315,28 @@ impl SynHost {
         }
         st.active = a;
         let l = off.ring_len as usize;
+        let la = off.async_len as usize;
         let q = &self.queues;
+        let step = st.step as usize;
+        let due = |row: usize, len: usize| step + (row + len - step % len) % len;
+        st.ring.iter_mut().for_each(|r| r.clear());
+        st.ring_async.iter_mut().for_each(|r| r.clear());
+        let (lc, lac) = (st.ring.len(), st.ring_async.len());
         for row in 0..l {
             let n = q[queue::ROW_COUNTS as usize + row] as usize;
             let at = off.arrivals as usize + row * ns;
-            st.ring[row] = q[at..at + n].to_vec();
-            st.ring[row].sort_unstable();
+            let c = due(row, l) % lc;
+            st.ring[c].extend_from_slice(&q[at..at + n]);
+            st.ring[c].sort_unstable();
+        }
+        for row in 0..la {
             let n = (q[queue::ROW_COUNTS as usize + l + row] as usize).min(off.async_cap as usize);
-            st.ring_async[row] = (0..n)
-                .map(|e| {
-                    let at = off.async_ring as usize + (row * off.async_cap as usize + e) * 2;
-                    (q[at], q[at + 1])
-                })
-                .collect();
-            st.ring_async[row].sort_unstable();
+            let c = due(row, la) % lac;
+            st.ring_async[c].extend((0..n).map(|e| {
+                let at = off.async_ring as usize + (row * off.async_cap as usize + e) * 2;
+                (q[at], q[at + 1])
+            }));
+            st.ring_async[c].sort_unstable();
         }
         st.pending_minis = (0..ns)
             .filter(|&s| u[syn_u32::MINIS as usize * ns + s] > 0)
@@ -380,6 +415,15 @@ impl SynImage {
             log_buf: ctx.storage("release_log", &[0u32; 8]),
             sizes,
         })
+    }
+
+    /// The ring shape of this image.
+    pub fn shape(&self) -> RingShape {
+        RingShape {
+            ring_len: self.off.ring_len,
+            async_len: self.off.async_len,
+            async_cap: self.off.async_cap,
+        }
     }
 
     /// Replaces the dynamic buffers by `host`'s.
