@@ -584,11 +584,7 @@ fn asynchronous_ring_overflow_is_reported() {
         1,
     )
     .unwrap();
-    let err = gpu
-        .advance(4000, &[], 1)
-        .err()
-        .expect("overflow")
-        .to_string();
+    let err = gpu.advance(4000, &[], 1).expect_err("overflow").to_string();
     assert!(
         err.contains("asynchronous fusions from step") && err.contains("did not fit"),
         "{err}"
