@@ -650,9 +650,9 @@ fn validate(
             " ULP"
         };
         match &b.worst {
-            None => say!("  {:<12} {:<16} identical", b.kernel, b.buffer),
+            None => say!("  {:<12} {:<22} identical", b.kernel, b.buffer),
             Some((i, c, g)) => say!(
-                "  {:<12} {:<16} max {}{unit} at element {i} (CPU {c}, GPU {g})",
+                "  {:<12} {:<22} max {}{unit} at element {i} (CPU {c}, GPU {g})",
                 b.kernel,
                 b.buffer,
                 b.max_diff
