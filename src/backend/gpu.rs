@@ -558,13 +558,13 @@ impl GpuBackend {
         shape: RingShape,
     ) -> Result<SynKernels, Error> {
         let host = SynHost::pack(model, net, st, shape);
-        let image = SynImage::new(ctx, model, &host, limit)?;
+        let n_keys = projection_keys(model, net).len().max(1);
+        let image = SynImage::new(ctx, model, &host, limit, n_keys)?;
         let mut pipelines = Vec::new();
         for (file, ep) in SYN_KERNELS {
             pipelines.push(ctx.pipeline(file, ep)?);
         }
         let spontaneous = image.off.rate_max > 0.0;
-        let n_keys = projection_keys(model, net).len().max(1);
         Ok(SynKernels {
             image,
             pipelines,

@@ -346,13 +346,16 @@ impl SynHost {
 }
 
 impl SynImage {
-    /// Uploads `host`, refusing buffers larger than `limit` bytes (one storage binding).
+    /// Uploads `host`, refusing buffers larger than `limit` bytes (one storage binding),
+    /// with evoked-release counters for `n_keys` projection keys.
     pub fn new(
         ctx: &GpuContext,
         model: &Model,
         host: &SynHost,
         limit: u64,
+        n_keys: usize,
     ) -> Result<SynImage, Error> {
+        let n_keys = n_keys.max(1);
         let sizes = [
             host.stat.len() as u64 * 4,
             host.u.len() as u64 * 4,
@@ -396,10 +399,6 @@ impl SynImage {
             mapped_at_creation: false,
         });
         let gpu_types: Vec<_> = model.syn_types.iter().map(|t| t.gpu).collect();
-        let n_keys = host.stat[host.off.proj_key as usize..]
-            .iter()
-            .max()
-            .map_or(1, |&k| k as usize + 1);
         Ok(SynImage {
             off: host.off,
             off_buf,
