@@ -133,7 +133,7 @@ fn cleft(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     }
     if (not_finite(g[0]) || not_finite(g[1]) || not_finite(g[2])) {
         atomicMax(&queues[Q_NON_FINITE], 0xFFFFFFFFu - t);
-        atomicMax(&queues[Q_NON_FINITE + 1u], 0xFFFFFFFFu - syn);
+        atomicMax(&queues[Q_NON_FINITE + 1u], 0xFFFFFFFFu - (soff.syn_base + syn));
     }
     for (var j = 0u; j < nrec; j = j + 1u) {
         let rc = receptors[first + j];

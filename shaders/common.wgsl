@@ -66,7 +66,7 @@ struct StepParams {
     zero: u32,
     neuron_base: u32,
     probe_stride: u32,
-    _pad2: u32,
+    n_neurons_all: u32,
 };
 
 // Per synapse type constants (§1-§4). Must stay byte-identical to `GpuSynType` in src/layout.rs.
@@ -189,7 +189,7 @@ struct SynOffsets {
     handoff_stride: u32,
     sites_max: u32,
     rate_max: f32,
-    post: u32,
+    syn_base: u32,
     delay: u32,
     out_offsets: u32,
     out_syn: u32,

@@ -42,8 +42,11 @@ fn hh_rates(v: f32, v_t: f32) -> array<f32, 6> {
 // spike_bits: three words of the non-finite record, then one row of spike_words per step.
 const SPIKE_RECORD: u32 = 3u;
 
+// Sets the bit of chunk neuron n (global id neuron_base + n) in this step's row; the rows
+// have a bit per neuron of the network, shared by the chunks.
 fn set_spike(n: u32) {
-    atomicOr(&spike_bits[SPIKE_RECORD + params.batch_row * params.spike_words + (n >> 5u)], 1u << (n & 31u));
+    let g = params.neuron_base + n;
+    atomicOr(&spike_bits[SPIKE_RECORD + params.batch_row * params.spike_words + (g >> 5u)], 1u << (g & 31u));
 }
 
 // True for NaN and ±inf (WGSL has no isnan/isinf: all exponent bits set).

@@ -1,4 +1,5 @@
-// propagate: one invocation per neuron after `integrate` (DESIGN.md kernel 5; §7).
+// propagate: one invocation per neuron of the network, for the synapses of one chunk,
+// after `integrate` of every chunk (DESIGN.md kernel 5; §7).
 // CPU twin: src/backend/cpu/propagate.rs.
 //
 // A neuron that spiked in this step (its bit in this step's spike row) schedules each of
@@ -19,7 +20,7 @@ const SPIKE_RECORD: u32 = 3u;
 fn propagate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     opaque_zero = params.zero;
     let n = invocation_index(gid, nwg);
-    if (n >= params.n_neurons) {
+    if (n >= params.n_neurons_all) {
         return;
     }
     let word = spike_bits[SPIKE_RECORD + params.batch_row * params.spike_words + (n >> 5u)];

@@ -33,7 +33,7 @@ fn log_release(t: u32, syn: u32, code: u32, q: f32) {
     if (at < soff.log_cap) {
         let w = 4u + at * 4u;
         atomicStore(&release_log[w], t);
-        atomicStore(&release_log[w + 1u], syn);
+        atomicStore(&release_log[w + 1u], soff.syn_base + syn);
         atomicStore(&release_log[w + 2u], code);
         atomicStore(&release_log[w + 3u], bitcast<u32>(q));
     } else {
@@ -68,7 +68,7 @@ fn release_sites(ty: SynType, syn: u32, t: u32, p: f32) -> u32 {
     let committed = su(S_COMMITTED, syn);
     var sites = su(S_SITES, syn);
     var k = 0u;
-    var u = lanes_new(DOMAIN_SYNAPSE, syn, t, PURPOSE_RELEASE);
+    var u = lanes_new(DOMAIN_SYNAPSE, soff.syn_base + syn, t, PURPOSE_RELEASE);
     for (var j = 0u; j < ty.n_sites; j = j + 1u) {
         let bit = 1u << j;
         if ((sites & ~committed & bit) != 0u && lanes_at(&u, j) < p) {
@@ -88,8 +88,8 @@ fn schedule_async(ty: SynType, syn: u32, t: u32, p: f32) {
     let p_a = 1.0f - exp_sw(-ty.async_rho * p);
     var committed = su(S_COMMITTED, syn);
     let sites = su(S_SITES, syn);
-    var ua = lanes_new(DOMAIN_SYNAPSE, syn, t, PURPOSE_ASYNC_RELEASE);
-    var ud = lanes_new(DOMAIN_SYNAPSE, syn, t, PURPOSE_ASYNC_DELAY);
+    var ua = lanes_new(DOMAIN_SYNAPSE, soff.syn_base + syn, t, PURPOSE_ASYNC_RELEASE);
+    var ud = lanes_new(DOMAIN_SYNAPSE, soff.syn_base + syn, t, PURPOSE_ASYNC_DELAY);
     for (var j = 0u; j < ty.n_sites; j = j + 1u) {
         let bit = 1u << j;
         if ((sites & ~committed & bit) != 0u && lanes_at(&ua, j) < p_a) {

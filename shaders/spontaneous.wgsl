@@ -60,7 +60,7 @@ fn spontaneous(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let mean = mean_total / f32(chunks);
     var draw = 0u;
     var k_total = 0u;
-    var u = lanes_new(DOMAIN_NEURON, n, t, PURPOSE_SPONTANEOUS);
+    var u = lanes_new(DOMAIN_NEURON, params.neuron_base + n, t, PURPOSE_SPONTANEOUS);
     for (var c = 0u; c < chunks; c = c + 1u) {
         k_total = k_total + poisson_inverse(lanes_at(&u, draw), mean);
         draw = draw + 1u;
@@ -90,7 +90,7 @@ fn spontaneous(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
                 if (at < soff.log_cap) {
                     let w = 4u + at * 4u;
                     atomicStore(&release_log[w], t);
-                    atomicStore(&release_log[w + 1u], syn);
+                    atomicStore(&release_log[w + 1u], soff.syn_base + syn);
                     atomicStore(&release_log[w + 2u], LOG_MINI);
                     atomicStore(&release_log[w + 3u], bitcast<u32>(1.0f));
                 } else {

@@ -1,5 +1,6 @@
 // synapse.wgsl: the presynaptic terminal, shared by the synapse kernels that include it
-// (release, cleft, spontaneous). Twins: src/backend/cpu/terminal.rs (advance_terminal),
+// (release, cleft, spontaneous, sample_synapse). `syn` is a synapse's id within its chunk,
+// `soff.syn_base + syn` its global id (random streams). Twins: src/backend/cpu/terminal.rs (advance_terminal),
 // src/backend/cpu/release.rs (ca_release_probability), model::pow_decay and
 // philox::Lanes. Each including kernel declares `params`, `soff`, `syn_types`,
 // `pow_tables`, `syn_static`, `syn_u32` and `syn_f32`.
@@ -88,7 +89,7 @@ fn advance_terminal(ty: SynType, syn: u32, t: u32) {
     if (tracked && endo > 0u) {
         let p_ret = 1.0f - pow_decay(ty.tab_endo, delta);
         var back = 0u;
-        var u = lanes_new(DOMAIN_SYNAPSE, syn, t, PURPOSE_RECYCLE);
+        var u = lanes_new(DOMAIN_SYNAPSE, soff.syn_base + syn, t, PURPOSE_RECYCLE);
         for (var v = 0u; v < endo; v = v + 1u) {
             if (lanes_at(&u, v) < p_ret) {
                 back = back + 1u;
@@ -112,7 +113,7 @@ fn advance_terminal(ty: SynType, syn: u32, t: u32) {
     }
     var sites = su(S_SITES, syn);
     if (ty.release != RELEASE_TM_MEAN) {
-        var u = lanes_new(DOMAIN_SYNAPSE, syn, t, PURPOSE_REFILL);
+        var u = lanes_new(DOMAIN_SYNAPSE, soff.syn_base + syn, t, PURPOSE_REFILL);
         for (var j = 0u; j < ty.n_sites; j = j + 1u) {
             let bit = 1u << j;
             if (((sites | committed) & bit) == 0u && lanes_at(&u, j) < p_fill && (!tracked || reserve > 0u)) {

@@ -232,7 +232,7 @@ const _: () = assert!(std::mem::size_of::<GpuPopulation>() == 128);
 pub struct StepParams {
     /// Number of neurons.
     pub n_neurons: u32,
-    /// Number of synapses.
+    /// Number of synapses (on the GPU: of the chunk the dispatch covers).
     pub n_synapses: u32,
     /// Index of the step being computed.
     pub step: u32,
@@ -262,8 +262,9 @@ pub struct StepParams {
     pub neuron_base: u32,
     /// Values per sample row (all probes of all chunks).
     pub probe_stride: u32,
-    #[doc(hidden)]
-    pub _pad2: u32,
+    /// Neurons of the whole network (all chunks): `propagate` runs over every neuron's
+    /// spike, and the spike rows have a bit per neuron of the network.
+    pub n_neurons_all: u32,
 }
 const _: () = assert!(std::mem::size_of::<StepParams>() == 64);
 
@@ -409,8 +410,10 @@ pub mod probe {
 /// Where the sections of the synapse part of the device image start, and the sizes of
 /// its queues. Must stay byte-identical to `SynOffsets` in shaders/common.wgsl.
 ///
-/// - `syn_static` (u32): type per synapse, post, delay, then `out_offsets` (n + 1),
-///   `out_syn` (one per synapse) and `in_offsets` (n + 1).
+/// - `syn_static` (u32): type per synapse (two per word), delay, then `out_offsets`
+///   (n_neurons of the network + 1: each neuron's outgoing synapses in this chunk),
+///   `out_syn` (local ids), `in_offsets` (the chunk's neurons + 1, local ids) and the
+///   projection key per synapse.
 /// - `syn_u32`: one section of n_synapses per variable of [`syn_u32`].
 /// - `syn_f32`: one section of n_synapses per scalar of [`syn_f32`], then the receptor
 ///   state (`SLOT_STRIDE` per synapse), the hand-off state (`handoff_stride` per
@@ -434,8 +437,9 @@ pub struct SynOffsets {
     pub sites_max: u32,
     /// Spontaneous thinning: the largest per-site rate per step (`SpontParams::rate_max`).
     pub rate_max: f32,
-    /// Start of `post` in `syn_static`.
-    pub post: u32,
+    /// Global id of the chunk's first synapse (its local id 0): the random streams,
+    /// logs and reports use global ids.
+    pub syn_base: u32,
     /// Start of `delay` in `syn_static`.
     pub delay: u32,
     /// Start of `out_offsets` in `syn_static`.

@@ -75,7 +75,7 @@ fn shaders_validate_and_match_the_rust_layout() {
             zero,
             neuron_base,
             probe_stride,
-            _pad2
+            n_neurons_all
         ]
     );
     same_layout!(
@@ -193,7 +193,7 @@ fn shaders_validate_and_match_the_rust_layout() {
             handoff_stride,
             sites_max,
             rate_max,
-            post,
+            syn_base,
             delay,
             out_offsets,
             out_syn,

@@ -133,13 +133,23 @@ fn same_text(
 }
 
 fn same_backends(
-    mut cpu: CpuBackend,
+    cpu: CpuBackend,
     name: &str,
     steps: u32,
     batch: u32,
     min_spikes: usize,
 ) -> (quantal::backend::Batch, Vec<Probe>) {
-    let mut gpu = gpu_of(&cpu, batch);
+    let gpu = gpu_of(&cpu, batch);
+    same_on(cpu, gpu, name, steps, min_spikes)
+}
+
+fn same_on(
+    mut cpu: CpuBackend,
+    mut gpu: GpuBackend,
+    name: &str,
+    steps: u32,
+    min_spikes: usize,
+) -> (quantal::backend::Batch, Vec<Probe>) {
     eprintln!(
         "{name}: {} neurons, {} synapses on {}",
         cpu.network().n_neurons(),
@@ -589,4 +599,59 @@ fn asynchronous_ring_overflow_is_reported() {
         err.contains("asynchronous fusions from step") && err.contains("did not fit"),
         "{err}"
     );
+}
+
+/// Synapse buffers larger than one storage binding: with the binding limit lowered, the
+/// network is split into chunks of neurons and their incoming synapses, each its own
+/// image; runs and single steps stay bit-identical to the CPU.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn synapse_arrays_larger_than_one_binding_are_split() {
+    // Without asynchronous release, whose ring rows would set the smallest chunk; the
+    // f32 synapse state (about 84 bytes per synapse) then splits the 326 synapses.
+    let no_async = [
+        "synapse_types.glu_ca.vesicles.async_rho=0.0",
+        "synapse_types.glu_dkr.vesicles.async_rho=0.0",
+        "synapse_types.gaba_tm.vesicles.async_rho=0.0",
+        "synapse_types.ach_mixed.vesicles.async_rho=0.0",
+    ];
+    let cpu = backend_with(ZOO, &no_async);
+    let limit = 12 << 10;
+    let build = |cpu: &CpuBackend| {
+        let ctx = GpuContext::new(None).unwrap_or_else(|e| panic!("{e}"));
+        GpuBackend::with_limits(
+            ctx,
+            Arc::new(cpu.model().clone()),
+            Arc::new(cpu.network().clone()),
+            100,
+            limit,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let gpu = build(&cpu);
+    let single = gpu_of(&cpu, 100);
+    assert_eq!(single.chunks(), 1);
+    assert!(gpu.chunks() >= 3, "{} chunks", gpu.chunks());
+    eprintln!(
+        "zoo in {} chunks of at most {limit} bytes per binding",
+        gpu.chunks()
+    );
+    same_on(cpu, gpu, "zoo, chunked", 3000, 50);
+    // One step from the same state, chunked.
+    let mut cpu = backend_with(ZOO, &no_async);
+    let mut gpu = build(&cpu);
+    for start in [0u32, 151, 1333] {
+        let ahead = start - cpu.step_index();
+        crate::common::run(&mut cpu, ahead);
+        gpu.load_state(cpu.state_ref()).unwrap();
+        cpu.step().unwrap();
+        gpu.step().unwrap();
+        let (c, g) = (cpu.state_ref().clone(), gpu.state().unwrap().clone());
+        if let Some(d) = first_difference(&c, &g) {
+            panic!("chunked, one step from step {start}: {d}");
+        }
+    }
 }

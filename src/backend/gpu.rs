@@ -5,25 +5,31 @@
 //! A batch of up to [`GpuBackend::batch_capacity`] steps is encoded in one compute pass
 //! and one submission. Per step, in the CPU's pipeline order: `sample` and
 //! `sample_synapse` (on sampled steps), `plan_deliver`, `deliver`, `plan_release`,
-//! `release`, `decay_pools`, `plan_cleft`, `cleft`, `gather`, `integrate`, `propagate`
-//! and `spontaneous`, each bound to that step's `StepParams` (a uniform array with one
-//! entry per step, 256 bytes apart). The activity-dependent kernels (deliver, release,
-//! cleft) are dispatched indirectly with workgroup counts the `plan` kernels compute from
-//! GPU counters, so nothing returns to the host inside a batch. Spikes go to a ring of
-//! bit rows (atomicOr, exact and order-free), samples to a ring of rows, and the batch's
-//! counters (events, quanta, evoked releases per projection, the release log, overflow
-//! and non-finite records) are read back once per batch. On lavapipe the results are
-//! bit-identical to the CPU reference (tests/parity.rs, tests/synparity.rs).
+//! `release`, `decay_pools`, `plan_cleft`, `cleft`, `gather`, `integrate`, then
+//! `propagate` and `spontaneous`, each bound to that step's `StepParams` (a uniform array
+//! with one entry per step, 256 bytes apart). The activity-dependent kernels (deliver,
+//! release, cleft) are dispatched indirectly with workgroup counts the `plan` kernels
+//! compute from GPU counters, so nothing returns to the host inside a batch. Spikes go to
+//! a ring of bit rows (a bit per neuron of the network; atomicOr, exact and order-free),
+//! samples to a ring of rows, and the batch's counters (events, quanta, evoked releases
+//! per projection, the release log, overflow and non-finite records) are read back once
+//! per batch. On lavapipe the results are bit-identical to the CPU reference
+//! (tests/parity.rs, tests/synparity.rs).
 //!
 //! Arrays larger than the adapter's largest storage binding (128 MiB on lavapipe and many
-//! GPUs) are split for networks without synapses: the neurons are cut into chunks whose
-//! every array fits one binding, each chunk a complete image of its neurons. A network
-//! with synapses needs its neurons in one chunk and each synapse buffer within one
-//! binding; otherwise it is refused with the figures before anything runs.
+//! GPUs) are split: the neurons are cut into chunks such that every neuron array of a
+//! chunk, and every synapse buffer of the chunk's incoming synapses (a contiguous id
+//! range), fits one binding. Each chunk is a complete image with its own buffers and
+//! bind groups; per step the kernels run chunk by chunk (`StepParams::neuron_base` and
+//! `SynOffsets::syn_base` give the chunk's first global ids), and `propagate` of every
+//! chunk runs after `integrate` of all, over the network's spike row, scheduling the
+//! arrivals of its own synapses.
 
 use super::cpu::sample::{probe_code, syn_probe_code};
 use super::cpu::step_params;
-use super::gpu_syn::{projection_keys, RingShape, SynHost, SynImage};
+use super::gpu_syn::{
+    chunk_bytes, default_async_cap, projection_keys, synapses_of, RingShape, SynHost, SynImage,
+};
 use super::{Backend, Batch, Probe, ReleaseEvent, ReleaseKind};
 use crate::error::Error;
 use crate::gpu::GpuContext;
@@ -33,7 +39,8 @@ use crate::layout::{
 };
 use crate::model::Model;
 use crate::network::Network;
-use crate::state::State;
+use crate::state::{ActivePool, State};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// Steps per submission unless told otherwise.
@@ -51,67 +58,62 @@ fn groups(n: u32, max_per_dim: u32) -> (u32, u32) {
     }
 }
 
-/// The image of one chunk of neurons: its buffers and the bind groups of each batch row.
+/// The image of one chunk of neurons (and their incoming synapses): its buffers and the
+/// bind groups of each batch row.
 struct Chunk {
     first: u32,
     size: u32,
-    spike_words: u32,
     params_buf: wgpu::Buffer,
     offsets_buf: wgpu::Buffer,
     g_buf: wgpu::Buffer,
     f32_buf: wgpu::Buffer,
     u32_buf: wgpu::Buffer,
-    spike_buf: wgpu::Buffer,
-    spike_staging: wgpu::Buffer,
     decay_groups: Vec<wgpu::BindGroup>,
     integrate_groups: Vec<wgpu::BindGroup>,
     /// Probes of this chunk: (code, neuron in the chunk, column, 0), and their bind groups.
     probes: Vec<[u32; 4]>,
     sample_groups: Vec<wgpu::BindGroup>,
+    /// The chunk's synapse image, when it has incoming synapses.
+    syn: Option<SynChunk>,
 }
 
-/// The GPU backend.
-pub struct GpuBackend {
-    ctx: GpuContext,
-    model: Arc<Model>,
-    net: Arc<Network>,
-    step: u32,
-    batch_cap: u32,
-    n_receptors: u32,
-    receptors_buf: wgpu::Buffer,
-    decay_pools: wgpu::ComputePipeline,
-    integrate: wgpu::ComputePipeline,
-    sample: wgpu::ComputePipeline,
-    chunks: Vec<Chunk>,
-    syn: Option<SynKernels>,
-    probes: Vec<[u32; 2]>,
-    sampling: Option<Sampling>,
-    last_spikes: Vec<u32>,
-    st: State,
-    submissions: u64,
-    readbacks: u64,
+impl Chunk {
+    fn neurons(&self) -> Range<usize> {
+        self.first as usize..(self.first + self.size) as usize
+    }
 }
 
-/// The synapse image and the synapse kernels' pipelines and per-row bind groups.
-struct SynKernels {
+/// The synapse image of a chunk, its bind groups, probes and header staging buffer.
+struct SynChunk {
     image: SynImage,
-    /// Pipelines in the order of [`SYN_KERNELS`], and their bind group of each batch row.
-    pipelines: Vec<wgpu::ComputePipeline>,
+    /// Bind group of each batch row, per kernel of [`SYN_KERNELS`].
     groups: Vec<Vec<wgpu::BindGroup>>,
-    /// Projection keys, their counts so far (events, quanta, failures), and the staging
-    /// buffer of the per-batch counters.
-    n_keys: usize,
-    evoked: Vec<[f64; 3]>,
-    evoked_staging: wgpu::Buffer,
-    /// The release log's staging buffer while synapses are watched, and the entries read.
-    log_staging: Option<wgpu::Buffer>,
-    log: Vec<ReleaseEvent>,
     header_staging: wgpu::Buffer,
-    spontaneous: bool,
-    /// The synapse sampler, its probes (code, synapse, column, 1) and bind groups.
-    sample: wgpu::ComputePipeline,
+    /// Synapse probes of this chunk (code, local synapse, column, 1) and bind groups.
     probes: Vec<[u32; 4]>,
     sample_groups: Vec<wgpu::BindGroup>,
+}
+
+/// What the chunks' synapse kernels share: pipelines, type tables, the evoked-release
+/// counters and the release log.
+struct SynShared {
+    pipelines: Vec<wgpu::ComputePipeline>,
+    sample: wgpu::ComputePipeline,
+    types_buf: wgpu::Buffer,
+    tables_buf: wgpu::Buffer,
+    spontaneous: bool,
+    /// Projection keys, their counts so far (events, quanta, failures), the per-batch
+    /// counters and their staging buffer.
+    n_keys: usize,
+    evoked: Vec<[f64; 3]>,
+    evoked_buf: wgpu::Buffer,
+    evoked_staging: wgpu::Buffer,
+    /// The release log (shared by the chunks), its staging buffer while synapses are
+    /// watched, and the entries read.
+    log_buf: wgpu::Buffer,
+    log_staging: Option<wgpu::Buffer>,
+    log_cap: u32,
+    log: Vec<ReleaseEvent>,
 }
 
 /// How a synapse kernel is dispatched.
@@ -120,94 +122,8 @@ enum Size {
     One,
     /// Indirectly, from entry k (of three) of the dispatch buffer.
     Indirect(u64),
-    /// These workgroup counts (one invocation per neuron).
+    /// These workgroup counts.
     Groups(u32, u32),
-}
-
-impl SynKernels {
-    /// Records kernel `kernel` of batch row `row` into `pass`.
-    fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>, kernel: usize, row: usize, size: Size) {
-        pass.set_pipeline(&self.pipelines[kernel]);
-        pass.set_bind_group(0, &self.groups[kernel][row], &[]);
-        match size {
-            Size::One => pass.dispatch_workgroups(1, 1, 1),
-            Size::Indirect(k) => {
-                pass.dispatch_workgroups_indirect(&self.image.dispatch_buf, k * 12)
-            }
-            Size::Groups(x, y) => pass.dispatch_workgroups(x, y, 1),
-        }
-    }
-
-    /// (Re)creates the bind groups of every kernel and batch row over the current buffers.
-    fn bind(&mut self, ctx: &GpuContext, c: &Chunk, receptors_buf: &wgpu::Buffer, batch_cap: u32) {
-        let im = &self.image;
-        self.groups = SYN_KERNELS
-            .iter()
-            .zip(&self.pipelines)
-            .map(|((file, ep), pipe)| {
-                let layout = pipe.get_bind_group_layout(0);
-                let rest: Vec<&wgpu::Buffer> = match *file {
-                    "plan" => vec![&im.queues_buf, &im.dispatch_buf],
-                    "deliver" => vec![&im.f_buf, &im.flags_buf, &im.queues_buf],
-                    "release" => vec![
-                        &im.types_buf,
-                        &im.tables_buf,
-                        &im.stat_buf,
-                        &im.u_buf,
-                        &im.f_buf,
-                        &im.flags_buf,
-                        &im.queues_buf,
-                        &im.evoked_buf,
-                        &im.log_buf,
-                    ],
-                    "cleft" => vec![
-                        &im.types_buf,
-                        receptors_buf,
-                        &im.tables_buf,
-                        &im.stat_buf,
-                        &im.u_buf,
-                        &im.f_buf,
-                        &im.flags_buf,
-                        &im.queues_buf,
-                    ],
-                    "gather" => vec![
-                        &c.offsets_buf,
-                        &im.types_buf,
-                        receptors_buf,
-                        &im.stat_buf,
-                        &im.u_buf,
-                        &im.f_buf,
-                        &im.flags_buf,
-                        &c.g_buf,
-                    ],
-                    "propagate" => vec![&im.stat_buf, &c.spike_buf, &im.queues_buf],
-                    _ => vec![
-                        &im.types_buf,
-                        &im.tables_buf,
-                        &im.stat_buf,
-                        &im.u_buf,
-                        &im.f_buf,
-                        &im.flags_buf,
-                        &im.queues_buf,
-                        &im.log_buf,
-                    ],
-                };
-                (0..batch_cap)
-                    .map(|k| {
-                        let mut e = vec![params_entry(&c.params_buf, k), entry(1, &im.off_buf)];
-                        for (b, buf) in rest.iter().enumerate() {
-                            e.push(entry(2 + b as u32, buf));
-                        }
-                        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: Some(ep),
-                            layout: &layout,
-                            entries: &e,
-                        })
-                    })
-                    .collect()
-            })
-            .collect();
-    }
 }
 
 /// Release log codes (release.wgsl, spontaneous.wgsl) besides an asynchronous site.
@@ -235,6 +151,141 @@ const K_CLEFT: usize = 5;
 const K_GATHER: usize = 6;
 const K_PROPAGATE: usize = 7;
 const K_SPONTANEOUS: usize = 8;
+
+impl SynChunk {
+    /// Records kernel `kernel` of batch row `row` into `pass`.
+    fn dispatch(
+        &self,
+        shared: &SynShared,
+        pass: &mut wgpu::ComputePass<'_>,
+        kernel: usize,
+        row: usize,
+        size: Size,
+    ) {
+        pass.set_pipeline(&shared.pipelines[kernel]);
+        pass.set_bind_group(0, &self.groups[kernel][row], &[]);
+        match size {
+            Size::One => pass.dispatch_workgroups(1, 1, 1),
+            Size::Indirect(k) => {
+                pass.dispatch_workgroups_indirect(&self.image.dispatch_buf, k * 12)
+            }
+            Size::Groups(x, y) => pass.dispatch_workgroups(x, y, 1),
+        }
+    }
+}
+
+/// The buffers of a chunk's neuron image that its synapse kernels bind.
+struct NeuronBufs<'a> {
+    params: &'a wgpu::Buffer,
+    offsets: &'a wgpu::Buffer,
+    g: &'a wgpu::Buffer,
+    spikes: &'a wgpu::Buffer,
+    receptors: &'a wgpu::Buffer,
+}
+
+/// The bind groups of every synapse kernel and batch row of a chunk.
+fn bind_synapses(
+    ctx: &GpuContext,
+    nb: &NeuronBufs<'_>,
+    im: &SynImage,
+    sh: &SynShared,
+    batch_cap: u32,
+) -> Vec<Vec<wgpu::BindGroup>> {
+    SYN_KERNELS
+        .iter()
+        .zip(&sh.pipelines)
+        .map(|((file, ep), pipe)| {
+            let layout = pipe.get_bind_group_layout(0);
+            let rest: Vec<&wgpu::Buffer> = match *file {
+                "plan" => vec![&im.queues_buf, &im.dispatch_buf],
+                "deliver" => vec![&im.f_buf, &im.flags_buf, &im.queues_buf],
+                "release" => vec![
+                    &sh.types_buf,
+                    &sh.tables_buf,
+                    &im.stat_buf,
+                    &im.u_buf,
+                    &im.f_buf,
+                    &im.flags_buf,
+                    &im.queues_buf,
+                    &sh.evoked_buf,
+                    &sh.log_buf,
+                ],
+                "cleft" => vec![
+                    &sh.types_buf,
+                    nb.receptors,
+                    &sh.tables_buf,
+                    &im.stat_buf,
+                    &im.u_buf,
+                    &im.f_buf,
+                    &im.flags_buf,
+                    &im.queues_buf,
+                ],
+                "gather" => vec![
+                    nb.offsets,
+                    &sh.types_buf,
+                    nb.receptors,
+                    &im.stat_buf,
+                    &im.u_buf,
+                    &im.f_buf,
+                    &im.flags_buf,
+                    nb.g,
+                ],
+                "propagate" => vec![&im.stat_buf, nb.spikes, &im.queues_buf],
+                _ => vec![
+                    &sh.types_buf,
+                    &sh.tables_buf,
+                    &im.stat_buf,
+                    &im.u_buf,
+                    &im.f_buf,
+                    &im.flags_buf,
+                    &im.queues_buf,
+                    &sh.log_buf,
+                ],
+            };
+            (0..batch_cap)
+                .map(|k| {
+                    let mut e = vec![params_entry(nb.params, k), entry(1, &im.off_buf)];
+                    for (b, buf) in rest.iter().enumerate() {
+                        e.push(entry(2 + b as u32, buf));
+                    }
+                    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(ep),
+                        layout: &layout,
+                        entries: &e,
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The GPU backend.
+pub struct GpuBackend {
+    ctx: GpuContext,
+    model: Arc<Model>,
+    net: Arc<Network>,
+    step: u32,
+    batch_cap: u32,
+    n_receptors: u32,
+    receptors_buf: wgpu::Buffer,
+    decay_pools: wgpu::ComputePipeline,
+    integrate: wgpu::ComputePipeline,
+    sample: wgpu::ComputePipeline,
+    chunks: Vec<Chunk>,
+    shape: RingShape,
+    syn: Option<SynShared>,
+    /// Spike rows: three words of the non-finite record, then `batch_cap` rows of
+    /// `spike_words` words (a bit per neuron of the network).
+    spike_words: u32,
+    spike_buf: wgpu::Buffer,
+    spike_staging: wgpu::Buffer,
+    probes: Vec<[u32; 2]>,
+    sampling: Option<Sampling>,
+    last_spikes: Vec<u32>,
+    st: State,
+    submissions: u64,
+    readbacks: u64,
+}
 
 /// The sample ring shared by the chunks (each writes its probes' columns).
 struct Sampling {
@@ -292,6 +343,74 @@ fn static_image(net: &Network, first: usize, size: usize) -> (Vec<u32>, ImageOff
     (stat, off)
 }
 
+/// The neuron ranges of the chunks: each chunk's neuron arrays, and each buffer of its
+/// incoming synapses' image, fit `limit` bytes (`max_neurons` neurons at most).
+fn chunk_ranges(
+    model: &Model,
+    net: &Network,
+    shape: &RingShape,
+    handoff_stride: usize,
+    limit: u64,
+    max_neurons: u64,
+) -> Result<Vec<Range<usize>>, Error> {
+    let nn = net.n_neurons() as usize;
+    if nn == 0 {
+        return Ok(std::iter::once(0..0).collect());
+    }
+    let fits = |r: &Range<usize>, async_sites: u64| {
+        let ns = synapses_of(net, r).len() as u64;
+        let cap = match shape.async_cap {
+            Some(c) => c as u64,
+            None => default_async_cap(async_sites, shape.async_len) as u64,
+        };
+        chunk_bytes(
+            ns,
+            nn as u64,
+            r.len() as u64,
+            shape,
+            handoff_stride as u64,
+            cap,
+        )
+        .iter()
+        .all(|&b| b <= limit)
+    };
+    let sites_of = |n: usize| -> u64 {
+        synapses_of(net, &(n..n + 1))
+            .map(|s| {
+                let g = &model.syn_types[net.syn_type[s] as usize].gpu;
+                if g.async_rho > 0.0 {
+                    g.n_sites as u64
+                } else {
+                    0
+                }
+            })
+            .sum()
+    };
+    let mut out = Vec::new();
+    let mut a = 0;
+    while a < nn {
+        let mut sites = sites_of(a);
+        if net.n_synapses() > 0 && !fits(&(a..a + 1), sites) {
+            return Err(Error::Device(format!(
+                "the {} incoming synapses of neuron {a} alone need more than one storage binding of this adapter holds ({limit} bytes): use --backend cpu",
+                synapses_of(net, &(a..a + 1)).len()
+            )));
+        }
+        let mut b = a + 1;
+        while b < nn && ((b + 1 - a) as u64) <= max_neurons {
+            let s = sites_of(b);
+            if net.n_synapses() > 0 && !fits(&(a..b + 1), sites + s) {
+                break;
+            }
+            sites += s;
+            b += 1;
+        }
+        out.push(a..b);
+        a = b;
+    }
+    Ok(out)
+}
+
 impl GpuBackend {
     /// Uploads the initial state of `net` to the adapter of `ctx`.
     pub fn new(ctx: GpuContext, model: Arc<Model>, net: Arc<Network>) -> Result<Self, Error> {
@@ -332,7 +451,7 @@ impl GpuBackend {
         async_cap: u32,
     ) -> Result<Self, Error> {
         let shape = RingShape {
-            async_cap: async_cap.max(1),
+            async_cap: Some(async_cap.max(1)),
             ..RingShape::of(&model, &net)
         };
         let limit = ctx.limits.max_storage_buffer_binding_size;
@@ -347,11 +466,20 @@ impl GpuBackend {
         max_binding_bytes: u64,
         shape: RingShape,
     ) -> Result<Self, Error> {
-        let batch_cap = batch_cap.max(1);
         let st = State::new(&model, &net);
         let nn = net.n_neurons() as u64;
         let nr = model.receptors.len() as u64;
         let limit = max_binding_bytes.min(ctx.limits.max_storage_buffer_binding_size);
+        // Spike rows: a bit per neuron of the network, batch_cap rows plus the record;
+        // fewer steps per submission when the rows would not fit one binding.
+        let spike_words = (nn as u32).div_ceil(32).max(1);
+        let rows = (limit / 4).saturating_sub(3) / spike_words as u64;
+        if rows == 0 {
+            return Err(Error::Device(format!(
+                "storage bindings of {limit} bytes cannot hold one spike row of {nn} neurons"
+            )));
+        }
+        let batch_cap = batch_cap.max(1).min(rows.min(u32::MAX as u64) as u32);
         // Neurons per chunk: every per-neuron array of a chunk fits one binding.
         let per_neuron = [
             neuron_f32::COUNT as u64 * 4,
@@ -360,18 +488,11 @@ impl GpuBackend {
             // packed population, input and spike offsets
             2 * 4 + 2,
         ];
-        let mut chunk = nn.max(1);
+        let mut max_neurons = nn.max(1);
         for b in per_neuron {
-            chunk = chunk.min((limit.saturating_sub(64) / b).max(1));
+            max_neurons = max_neurons.min((limit.saturating_sub(64) / b).max(1));
         }
-        // Spike rows: batch_cap rows of ceil(chunk/32) words, plus the record.
-        let words = limit.saturating_sub(64) / 4 / batch_cap as u64;
-        if words == 0 {
-            return Err(Error::Device(format!(
-                "storage bindings of {limit} bytes cannot hold {batch_cap} spike rows; use fewer steps per submission"
-            )));
-        }
-        chunk = chunk.min(words * 32);
+        let ranges = chunk_ranges(&model, &net, &shape, st.handoff_stride, limit, max_neurons)?;
         let pipelines = (
             ctx.pipeline("decay_pools", "decay_pools")?,
             ctx.pipeline("integrate", "integrate")?,
@@ -407,12 +528,25 @@ impl GpuBackend {
                 )));
             }
         }
+        let spike_bytes = (batch_cap as u64 * spike_words as u64 + 3) * 4;
+        let spike_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("spike_bits"),
+            size: spike_bytes,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let spike_staging = ctx.staging("spike_bits staging", spike_bytes);
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let syn = if net.n_synapses() > 0 {
+            Some(Self::syn_shared(&ctx, &model, &net)?)
+        } else {
+            None
+        };
         let mut chunks = Vec::new();
-        let mut first = 0u64;
-        while first < nn.max(1) {
-            let size = chunk.min(nn - first).max(if nn == 0 { 0 } else { 1 });
-            let (f0, sz) = (first as usize, size as usize);
+        for r in ranges {
+            let (f0, sz) = (r.start, r.len());
             let (stat, off_base) = static_image(&net, f0, sz);
             if stat.len() as u64 * 4 > limit {
                 return Err(Error::Device(format!(
@@ -422,7 +556,7 @@ impl GpuBackend {
                 )));
             }
             let off = ImageOffsets {
-                g_pool: (size * nr) as u32,
+                g_pool: (sz as u64 * nr) as u32,
                 ..off_base
             };
             let offsets_buf = {
@@ -444,18 +578,6 @@ impl GpuBackend {
             let g_buf = ctx.storage("g_ns", &Self::pack_g(&st, f0, sz, nr as usize));
             let f32_buf = ctx.storage("neuron_f32", &Self::pack_f32(&st, f0, sz));
             let u32_buf = ctx.storage("neuron_u32", &Self::pack_u32(&st, f0, sz));
-            let spike_words = (size as u32).div_ceil(32);
-            // Three words of the non-finite record, then the spike bit rows (integrate.wgsl).
-            let spike_bytes = (batch_cap as u64 * spike_words as u64 + 3) * 4;
-            let spike_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("spike_bits"),
-                size: spike_bytes,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            let spike_staging = ctx.staging("spike_bits staging", spike_bytes);
             let decay_groups = (0..batch_cap)
                 .map(|k| {
                     ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -490,38 +612,45 @@ impl GpuBackend {
                     })
                 })
                 .collect();
+            let syns = synapses_of(&net, &r);
+            let syn_chunk = match &syn {
+                Some(sh) if !syns.is_empty() => {
+                    let host = SynHost::pack(&model, &net, &st, &shape, &r);
+                    let image = SynImage::new(&ctx, &host, syns, limit)?;
+                    let nb = NeuronBufs {
+                        params: &params_buf,
+                        offsets: &offsets_buf,
+                        g: &g_buf,
+                        spikes: &spike_buf,
+                        receptors: &receptors_buf,
+                    };
+                    let groups = bind_synapses(&ctx, &nb, &image, sh, batch_cap);
+                    Some(SynChunk {
+                        image,
+                        groups,
+                        header_staging: ctx
+                            .staging("queue header staging", queue::ROW_COUNTS as u64 * 4),
+                        probes: Vec::new(),
+                        sample_groups: Vec::new(),
+                    })
+                }
+                _ => None,
+            };
             chunks.push(Chunk {
-                first: first as u32,
-                size: size as u32,
-                spike_words,
+                first: f0 as u32,
+                size: sz as u32,
                 params_buf,
                 offsets_buf,
                 g_buf,
                 f32_buf,
                 u32_buf,
-                spike_buf,
-                spike_staging,
                 decay_groups,
                 integrate_groups,
                 probes: Vec::new(),
                 sample_groups: Vec::new(),
+                syn: syn_chunk,
             });
-            first += size.max(1);
         }
-        let syn = if net.n_synapses() > 0 {
-            if chunks.len() > 1 {
-                return Err(Error::Device(format!(
-                    "the neuron arrays of this network are split into {} chunks to fit storage bindings of {limit} bytes; \
-                     the synapse kernels of this version need one chunk: use --backend cpu",
-                    chunks.len()
-                )));
-            }
-            let mut sk = Self::syn_kernels(&ctx, &model, &net, &st, limit, shape)?;
-            sk.bind(&ctx, &chunks[0], &receptors_buf, batch_cap);
-            Some(sk)
-        } else {
-            None
-        };
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Device(format!("binding the device image: {e}")));
         }
@@ -538,7 +667,11 @@ impl GpuBackend {
             integrate,
             sample,
             chunks,
+            shape,
             syn,
+            spike_words,
+            spike_buf,
+            spike_staging,
             probes: Vec::new(),
             sampling: None,
             last_spikes: Vec::new(),
@@ -548,38 +681,49 @@ impl GpuBackend {
         })
     }
 
-    /// The synapse image of `st` and the pipelines of the synapse kernels.
-    fn syn_kernels(
-        ctx: &GpuContext,
-        model: &Model,
-        net: &Network,
-        st: &State,
-        limit: u64,
-        shape: RingShape,
-    ) -> Result<SynKernels, Error> {
-        let host = SynHost::pack(model, net, st, shape);
-        let n_keys = projection_keys(model, net).len().max(1);
-        let image = SynImage::new(ctx, model, &host, limit, n_keys)?;
+    /// The pipelines, tables and counters the chunks' synapse kernels share.
+    fn syn_shared(ctx: &GpuContext, model: &Model, net: &Network) -> Result<SynShared, Error> {
         let mut pipelines = Vec::new();
         for (file, ep) in SYN_KERNELS {
             pipelines.push(ctx.pipeline(file, ep)?);
         }
-        let spontaneous = image.off.rate_max > 0.0;
-        Ok(SynKernels {
-            image,
+        let n_keys = projection_keys(net).len().max(1);
+        let gpu_types: Vec<_> = model.syn_types.iter().map(|t| t.gpu).collect();
+        Ok(SynShared {
             pipelines,
-            groups: Vec::new(),
-            header_staging: ctx.staging("queue header staging", queue::ROW_COUNTS as u64 * 4),
-            spontaneous,
             sample: ctx.pipeline("sample_synapse", "sample_synapse")?,
-            probes: Vec::new(),
-            sample_groups: Vec::new(),
+            types_buf: ctx.storage("syn_types", &gpu_types),
+            tables_buf: ctx.storage("pow_tables", &model.pow_tables),
+            spontaneous: model
+                .syn_types
+                .iter()
+                .any(|t| t.gpu.spont_per_site_step > 0.0),
             n_keys,
             evoked: vec![[0.0; 3]; n_keys],
+            evoked_buf: ctx.storage("evoked", &vec![0u32; 4 * n_keys]),
             evoked_staging: ctx.staging("evoked staging", n_keys as u64 * 16),
+            log_buf: ctx.storage("release_log", &[0u32; 8]),
             log_staging: None,
+            log_cap: 0,
             log: Vec::new(),
         })
+    }
+
+    /// Rebinds every chunk's synapse kernels (after a shared buffer was replaced).
+    fn rebind_synapses(&mut self) {
+        let Some(sh) = &self.syn else { return };
+        for c in self.chunks.iter_mut() {
+            if let Some(sc) = c.syn.as_mut() {
+                let nb = NeuronBufs {
+                    params: &c.params_buf,
+                    offsets: &c.offsets_buf,
+                    g: &c.g_buf,
+                    spikes: &self.spike_buf,
+                    receptors: &self.receptors_buf,
+                };
+                sc.groups = bind_synapses(&self.ctx, &nb, &sc.image, sh, self.batch_cap);
+            }
+        }
     }
 
     /// Adds the batch's evoked-release counters to the run's and takes the release log
@@ -587,8 +731,8 @@ impl GpuBackend {
     /// asynchronous sites before the spike; a synapse's minis of one step merged); zeroes
     /// both for the next batch.
     fn read_release_counters(&mut self, ev: &[u32], log: Option<&[u32]>) -> Result<(), Error> {
-        let sk = self.syn.as_mut().expect("synapse kernels");
-        for (k, c) in sk.evoked.iter_mut().enumerate() {
+        let sh = self.syn.as_mut().expect("synapse kernels");
+        for (k, c) in sh.evoked.iter_mut().enumerate() {
             let w = &ev[4 * k..4 * k + 4];
             c[0] += w[0] as f64;
             c[1] += ((w[3] as u64) << 32 | w[2] as u64) as f64 / 65536.0;
@@ -596,9 +740,9 @@ impl GpuBackend {
         }
         let q = &self.ctx.queue;
         q.write_buffer(
-            &sk.image.evoked_buf,
+            &sh.evoked_buf,
             0,
-            bytemuck::cast_slice(&vec![0u32; 4 * sk.n_keys]),
+            bytemuck::cast_slice(&vec![0u32; 4 * sh.n_keys]),
         );
         if let Some(l) = log {
             let (n, lost) = (l[0] as usize, l[1]);
@@ -606,10 +750,10 @@ impl GpuBackend {
                 return Err(Error::Device(format!(
                     "the release log of this batch overflowed by {lost} entries (capacity {}); \
                      the run stops rather than drop them: record fewer projections' releases or use --backend cpu",
-                    sk.image.off.log_cap
+                    sh.log_cap
                 )));
             }
-            let n = n.min(sk.image.off.log_cap as usize);
+            let n = n.min(sh.log_cap as usize);
             let mut e: Vec<(u32, u32, u32, u32, f32)> = (0..n)
                 .map(|k| {
                     let w = &l[4 + 4 * k..8 + 4 * k];
@@ -624,7 +768,7 @@ impl GpuBackend {
                     LOG_MINI => ReleaseKind::Spontaneous,
                     _ => ReleaseKind::Asynchronous,
                 };
-                match sk.log.last_mut() {
+                match sh.log.last_mut() {
                     Some(last)
                         if kind == ReleaseKind::Spontaneous
                             && last.kind == kind
@@ -633,7 +777,7 @@ impl GpuBackend {
                     {
                         last.quanta += quanta
                     }
-                    _ => sk.log.push(ReleaseEvent {
+                    _ => sh.log.push(ReleaseEvent {
                         step,
                         synapse: syn,
                         kind,
@@ -641,38 +785,57 @@ impl GpuBackend {
                     }),
                 }
             }
-            q.write_buffer(&sk.image.log_buf, 0, bytemuck::cast_slice(&[0u32; 2]));
+            q.write_buffer(&sh.log_buf, 0, bytemuck::cast_slice(&[0u32; 2]));
         }
         Ok(())
     }
 
-    /// Reads the counters of the queue header after a batch (events, quanta, overflow,
-    /// non-finite conductance) and zeroes them for the next.
-    fn check_synapse_header(&mut self, h: &[u32], out: &mut Batch) -> Result<(), Error> {
-        out.events += h[queue::EVENTS as usize] as u64;
-        let q = (h[queue::QUANTA as usize + 1] as u64) << 32 | h[queue::QUANTA as usize] as u64;
-        out.quanta += q as f64 / 65536.0;
-        let sk = self.syn.as_ref().expect("synapse kernels");
+    /// Reads the queue headers of the chunks after a batch (events, quanta, overflow,
+    /// non-finite conductance) and zeroes their counters for the next.
+    fn check_synapse_headers(&mut self, headers: &[&[u32]], out: &mut Batch) -> Result<(), Error> {
         let zeros = [0u32; queue::ROW_COUNTS as usize];
-        let q = &self.ctx.queue;
-        q.write_buffer(&sk.image.queues_buf, 0, bytemuck::cast_slice(&zeros[..2]));
-        q.write_buffer(
-            &sk.image.queues_buf,
-            queue::NON_FINITE as u64 * 4,
-            bytemuck::cast_slice(&zeros[queue::NON_FINITE as usize..]),
-        );
-        if h[queue::ASYNC_OVERFLOW as usize] > 0 {
+        let mut overflow: Option<(u32, u32, u32)> = None;
+        let mut bad: Option<(u32, u32)> = None;
+        let mut hs = headers.iter();
+        for c in &self.chunks {
+            let Some(sc) = &c.syn else { continue };
+            let h = hs.next().expect("a header per synapse chunk");
+            out.events += h[queue::EVENTS as usize] as u64;
+            let q = (h[queue::QUANTA as usize + 1] as u64) << 32 | h[queue::QUANTA as usize] as u64;
+            out.quanta += q as f64 / 65536.0;
+            let queue_buf = &sc.image.queues_buf;
+            self.ctx
+                .queue
+                .write_buffer(queue_buf, 0, bytemuck::cast_slice(&zeros[..2]));
+            self.ctx.queue.write_buffer(
+                queue_buf,
+                queue::NON_FINITE as u64 * 4,
+                bytemuck::cast_slice(&zeros[queue::NON_FINITE as usize..]),
+            );
+            if h[queue::ASYNC_OVERFLOW as usize] > 0 && overflow.is_none() {
+                overflow = Some((
+                    h[queue::ASYNC_OVERFLOW as usize],
+                    u32::MAX - h[queue::OVERFLOW_STEP as usize],
+                    sc.image.off.async_cap,
+                ));
+            }
+            if h[queue::NON_FINITE as usize] != 0 {
+                let rec = (
+                    u32::MAX - h[queue::NON_FINITE as usize],
+                    u32::MAX - h[queue::NON_FINITE as usize + 1],
+                );
+                if bad.is_none_or(|b| rec < b) {
+                    bad = Some(rec);
+                }
+            }
+        }
+        if let Some((n, step, cap)) = overflow {
             return Err(Error::Device(format!(
-                "{} asynchronous fusions from step {} did not fit their row of the asynchronous release ring ({} entries per row); \
-                 the run stops rather than drop them: use --backend cpu",
-                h[queue::ASYNC_OVERFLOW as usize],
-                u32::MAX - h[queue::OVERFLOW_STEP as usize],
-                sk.image.off.async_cap
+                "{n} asynchronous fusions from step {step} did not fit their row of the asynchronous release ring ({cap} entries per row); \
+                 the run stops rather than drop them: use --backend cpu"
             )));
         }
-        if h[queue::NON_FINITE as usize] != 0 {
-            let step = u32::MAX - h[queue::NON_FINITE as usize];
-            let syn = u32::MAX - h[queue::NON_FINITE as usize + 1];
+        if let Some((step, syn)) = bad {
             self.download()?;
             self.st.step = step + 1;
             return Err(super::cpu::non_finite_error(
@@ -690,7 +853,7 @@ impl GpuBackend {
         self.batch_cap
     }
 
-    /// Chunks the neurons are split into (1 unless an array exceeds one binding).
+    /// Chunks the network is split into (1 unless an array exceeds one binding).
     pub fn chunks(&self) -> usize {
         self.chunks.len()
     }
@@ -720,8 +883,8 @@ impl GpuBackend {
         g
     }
 
-    /// Replaces the device state by `st` (the neuron arrays, the pooled and active
-    /// conductances and the step counter), e.g. to run one kernel from a CPU state.
+    /// Replaces the device state by `st` (every neuron and synapse buffer and the step
+    /// counter), e.g. to run one step from a CPU state.
     pub fn load_state(&mut self, st: &State) -> Result<(), Error> {
         let q = &self.ctx.queue;
         let nr = self.n_receptors as usize;
@@ -747,12 +910,10 @@ impl GpuBackend {
                     bytemuck::cast_slice(&Self::pack_g(st, f0, sz, nr)),
                 );
             }
-        }
-        if let Some(sk) = &self.syn {
-            sk.image.load(
-                &self.ctx,
-                &SynHost::pack(&self.model, &self.net, st, sk.image.shape()),
-            );
+            if let Some(sc) = &c.syn {
+                let host = SynHost::pack(&self.model, &self.net, st, &self.shape, &c.neurons());
+                sc.image.load(&self.ctx, &host);
+            }
         }
         self.step = st.step;
         self.st.step = st.step;
@@ -762,6 +923,11 @@ impl GpuBackend {
     /// Reads the device state back into the backend's `State` copy.
     fn download(&mut self) -> Result<(), Error> {
         let nr = self.n_receptors as usize;
+        self.st.step = self.step;
+        self.st.active = ActivePool::default();
+        self.st.ring.iter_mut().for_each(|r| r.clear());
+        self.st.ring_async.iter_mut().for_each(|r| r.clear());
+        self.st.pending_minis.clear();
         for c in &self.chunks {
             let (f0, sz) = (c.first as usize, c.size as usize);
             if sz == 0 {
@@ -801,13 +967,18 @@ impl GpuBackend {
                 st.g_active_ns[f0 * nr..(f0 + sz) * nr].copy_from_slice(&g[..sz * nr]);
                 st.g_pool_ns[f0 * nr..(f0 + sz) * nr].copy_from_slice(&g[sz * nr..]);
             }
+            if let Some(sc) = &c.syn {
+                let host = sc.image.read(&self.ctx)?;
+                self.submissions += 1;
+                self.readbacks += 1;
+                host.unpack(&sc.image.syns, &mut self.st);
+            }
         }
-        self.st.step = self.step;
-        if let Some(sk) = &self.syn {
-            let host = sk.image.read(&self.ctx)?;
-            self.submissions += 1;
-            self.readbacks += 1;
-            host.unpack(&self.net, &mut self.st);
+        for row in self.st.ring.iter_mut() {
+            row.sort_unstable();
+        }
+        for row in self.st.ring_async.iter_mut() {
+            row.sort_unstable();
         }
         self.st.spikes = self.last_spikes.clone();
         Ok(())
@@ -863,19 +1034,19 @@ impl GpuBackend {
                         })
                 })
                 .collect();
-        }
-        if let Some(sk) = self.syn.as_mut() {
-            sk.probes = codes
+            let (Some(sc), Some(sh)) = (c.syn.as_mut(), self.syn.as_ref()) else {
+                continue;
+            };
+            let im = &sc.image;
+            sc.probes = codes
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| p[0] >= probe::CA_RES)
-                .map(|(col, p)| [p[0], p[1], col as u32, 1])
+                .filter(|(_, p)| p[0] >= probe::CA_RES && im.syns.contains(&(p[1] as usize)))
+                .map(|(col, p)| [p[0], p[1] - im.syns.start as u32, col as u32, 1])
                 .collect();
-            let probes_buf = self.ctx.storage("synapse probes", &sk.probes);
-            let im = &sk.image;
-            let c = &self.chunks[0];
-            let layout = sk.sample.get_bind_group_layout(0);
-            sk.sample_groups = (0..self.batch_cap)
+            let probes_buf = self.ctx.storage("synapse probes", &sc.probes);
+            let layout = sh.sample.get_bind_group_layout(0);
+            sc.sample_groups = (0..self.batch_cap)
                 .map(|k| {
                     self.ctx
                         .device
@@ -885,8 +1056,8 @@ impl GpuBackend {
                             entries: &[
                                 params_entry(&c.params_buf, k),
                                 entry(1, &im.off_buf),
-                                entry(2, &im.types_buf),
-                                entry(3, &im.tables_buf),
+                                entry(2, &sh.types_buf),
+                                entry(3, &sh.tables_buf),
                                 entry(4, &im.stat_buf),
                                 entry(5, &im.u_buf),
                                 entry(6, &im.f_buf),
@@ -916,6 +1087,7 @@ impl GpuBackend {
         out: &mut Batch,
     ) -> Result<(), Error> {
         let max_dim = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let nn = self.net.n_neurons();
         let mut rows = 0u32;
         let mut sample_at = Vec::with_capacity(n as usize);
         for k in 0..n {
@@ -929,7 +1101,10 @@ impl GpuBackend {
                 let mut p = step_params(&self.model, &self.net, self.step + k as u32);
                 p.n_neurons = c.size;
                 p.neuron_base = c.first;
-                p.spike_words = c.spike_words;
+                // The chunk's synapses (local ids; SynOffsets::syn_base is the first's id).
+                p.n_synapses = c.syn.as_ref().map_or(0, |s| s.image.syns.len() as u32);
+                p.spike_words = self.spike_words;
+                p.n_neurons_all = nn;
                 p.batch_row = k as u32;
                 p.n_probes = c.probes.len() as u32;
                 p.probe_stride = self.probes.len() as u32;
@@ -944,118 +1119,102 @@ impl GpuBackend {
             .ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-        for c in &self.chunks {
-            enc.clear_buffer(&c.spike_buf, 0, None);
-        }
+        enc.clear_buffer(&self.spike_buf, 0, None);
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            let sh = self.syn.as_ref();
             for (k, row) in sample_at.iter().enumerate() {
                 for c in &self.chunks {
+                    let (x, y) = groups(c.size, max_dim);
+                    let syn = c.syn.as_ref().zip(sh);
                     if row.is_some() && !c.probes.is_empty() {
-                        let (x, y) = groups(c.probes.len() as u32, max_dim);
+                        let (px, py) = groups(c.probes.len() as u32, max_dim);
                         pass.set_pipeline(&self.sample);
                         pass.set_bind_group(0, &c.sample_groups[k], &[]);
-                        pass.dispatch_workgroups(x, y, 1);
+                        pass.dispatch_workgroups(px, py, 1);
                     }
                     // 1 deliver and 2 release (+ last step's minis), sized on the GPU.
-                    if let Some(sk) = &self.syn {
-                        if row.is_some() && !sk.probes.is_empty() {
-                            let (x, y) = groups(sk.probes.len() as u32, max_dim);
-                            pass.set_pipeline(&sk.sample);
-                            pass.set_bind_group(0, &sk.sample_groups[k], &[]);
-                            pass.dispatch_workgroups(x, y, 1);
+                    if let Some((sc, sh)) = syn {
+                        if row.is_some() && !sc.probes.is_empty() {
+                            let (px, py) = groups(sc.probes.len() as u32, max_dim);
+                            pass.set_pipeline(&sh.sample);
+                            pass.set_bind_group(0, &sc.sample_groups[k], &[]);
+                            pass.dispatch_workgroups(px, py, 1);
                         }
-                        sk.dispatch(&mut pass, K_PLAN_DELIVER, k, Size::One);
-                        sk.dispatch(&mut pass, K_DELIVER, k, Size::Indirect(0));
-                        sk.dispatch(&mut pass, K_PLAN_RELEASE, k, Size::One);
-                        sk.dispatch(&mut pass, K_RELEASE, k, Size::Indirect(1));
+                        sc.dispatch(sh, &mut pass, K_PLAN_DELIVER, k, Size::One);
+                        sc.dispatch(sh, &mut pass, K_DELIVER, k, Size::Indirect(0));
+                        sc.dispatch(sh, &mut pass, K_PLAN_RELEASE, k, Size::One);
+                        sc.dispatch(sh, &mut pass, K_RELEASE, k, Size::Indirect(1));
                     }
                     if self.n_receptors > 0 {
-                        let (x, y) = groups(c.size * self.n_receptors, max_dim);
+                        let (dx, dy) = groups(c.size * self.n_receptors, max_dim);
                         pass.set_pipeline(&self.decay_pools);
                         pass.set_bind_group(0, &c.decay_groups[k], &[]);
-                        pass.dispatch_workgroups(x, y, 1);
+                        pass.dispatch_workgroups(dx, dy, 1);
                     }
                     // 3 cleft, then the per-neuron gather of its contributions.
-                    let (x, y) = groups(c.size, max_dim);
-                    if let Some(sk) = &self.syn {
-                        sk.dispatch(&mut pass, K_PLAN_CLEFT, k, Size::One);
-                        sk.dispatch(&mut pass, K_CLEFT, k, Size::Indirect(2));
-                        sk.dispatch(&mut pass, K_GATHER, k, Size::Groups(x, y));
+                    if let Some((sc, sh)) = syn {
+                        sc.dispatch(sh, &mut pass, K_PLAN_CLEFT, k, Size::One);
+                        sc.dispatch(sh, &mut pass, K_CLEFT, k, Size::Indirect(2));
+                        sc.dispatch(sh, &mut pass, K_GATHER, k, Size::Groups(x, y));
                     }
                     // 4 integrate.
                     pass.set_pipeline(&self.integrate);
                     pass.set_bind_group(0, &c.integrate_groups[k], &[]);
                     pass.dispatch_workgroups(x, y, 1);
-                    // 5 propagate and 6 spontaneous.
-                    if let Some(sk) = &self.syn {
-                        sk.dispatch(&mut pass, K_PROPAGATE, k, Size::Groups(x, y));
-                        if sk.spontaneous {
-                            sk.dispatch(&mut pass, K_SPONTANEOUS, k, Size::Groups(x, y));
+                }
+                // 5 propagate (every chunk's synapses, once all spikes of the step are
+                // known) and 6 spontaneous.
+                for c in &self.chunks {
+                    if let Some((sc, sh)) = c.syn.as_ref().zip(sh) {
+                        let (ax, ay) = groups(nn, max_dim);
+                        sc.dispatch(sh, &mut pass, K_PROPAGATE, k, Size::Groups(ax, ay));
+                        if sh.spontaneous {
+                            let (x, y) = groups(c.size, max_dim);
+                            sc.dispatch(sh, &mut pass, K_SPONTANEOUS, k, Size::Groups(x, y));
                         }
                     }
                 }
             }
         }
-        let mut copies: Vec<(&wgpu::Buffer, &wgpu::Buffer, u64)> = self
-            .chunks
-            .iter()
-            .map(|c| {
-                (
-                    &c.spike_buf,
-                    &c.spike_staging,
-                    (3 + n as u64 * c.spike_words as u64) * 4,
-                )
-            })
-            .collect();
+        let mut copies: Vec<(&wgpu::Buffer, &wgpu::Buffer, u64)> = vec![(
+            &self.spike_buf,
+            &self.spike_staging,
+            (3 + n as u64 * self.spike_words as u64) * 4,
+        )];
+        let mut at_samples = None;
         if let Some(s) = self.sampling.as_ref().filter(|_| rows > 0) {
+            at_samples = Some(copies.len());
             copies.push((
                 &s.samples_buf,
                 &s.staging,
                 rows as u64 * self.probes.len() as u64 * 4,
             ));
         }
-        let n_data = copies.len();
-        if let Some(sk) = &self.syn {
-            copies.push((
-                &sk.image.queues_buf,
-                &sk.header_staging,
-                queue::ROW_COUNTS as u64 * 4,
-            ));
-            copies.push((
-                &sk.image.evoked_buf,
-                &sk.evoked_staging,
-                sk.n_keys as u64 * 16,
-            ));
-            if let Some(ls) = &sk.log_staging {
-                copies.push((&sk.image.log_buf, ls, ls.size()));
+        let at_headers = copies.len();
+        for c in &self.chunks {
+            if let Some(sc) = &c.syn {
+                copies.push((
+                    &sc.image.queues_buf,
+                    &sc.header_staging,
+                    queue::ROW_COUNTS as u64 * 4,
+                ));
+            }
+        }
+        let at_counters = copies.len();
+        if let Some(sh) = &self.syn {
+            copies.push((&sh.evoked_buf, &sh.evoked_staging, sh.n_keys as u64 * 16));
+            if let Some(ls) = &sh.log_staging {
+                copies.push((&sh.log_buf, ls, ls.size()));
             }
         }
         let data = self.ctx.submit_and_read(enc, &copies)?;
         self.submissions += 1;
         self.readbacks += 1;
-        if self.syn.is_some() {
-            let h: &[u32] = bytemuck::cast_slice(&data[n_data]);
-            self.check_synapse_header(h, out)?;
-            let ev: &[u32] = bytemuck::cast_slice(&data[n_data + 1]);
-            let log: Option<&[u32]> = data.get(n_data + 2).map(|d| bytemuck::cast_slice(d));
-            self.read_release_counters(ev, log)?;
-            if let Some(sk) = self.syn.as_mut() {
-                out.releases.append(&mut sk.log);
-            }
-        }
-        // The first non-finite record over the chunks (smallest step, then neuron).
-        let mut bad: Option<(u32, u32, u32)> = None;
-        for d in data.iter().take(self.chunks.len()) {
-            let w: &[u32] = bytemuck::cast_slice(d);
-            if w[0] != 0 {
-                let rec = (u32::MAX - w[0], u32::MAX - w[1], w[2]);
-                if bad.is_none_or(|b| (rec.0, rec.1) < (b.0, b.1)) {
-                    bad = Some(rec);
-                }
-            }
-        }
-        if let Some((step, neuron, code)) = bad {
+        // The non-finite record of the neurons (smallest step, then neuron).
+        let w: &[u32] = bytemuck::cast_slice(&data[0]);
+        if w[0] != 0 {
+            let (step, neuron, code) = (u32::MAX - w[0], u32::MAX - w[1], w[2]);
             // Stop; the state read back is the batch's end, where the value stays non-finite.
             let var = ["v_mv", "v_mv", "m", "h", "n"][code.min(4) as usize];
             self.download()?;
@@ -1067,25 +1226,36 @@ impl GpuBackend {
                 (neuron, var, false),
             ));
         }
-        // Decode the bit rows: ascending neuron ids per step (chunks in order).
+        if self.syn.is_some() {
+            let headers: Vec<&[u32]> = data[at_headers..at_counters]
+                .iter()
+                .map(|d| bytemuck::cast_slice(d))
+                .collect();
+            self.check_synapse_headers(&headers, out)?;
+            let ev: &[u32] = bytemuck::cast_slice(&data[at_counters]);
+            let log: Option<&[u32]> = data.get(at_counters + 1).map(|d| bytemuck::cast_slice(d));
+            self.read_release_counters(ev, log)?;
+            if let Some(sh) = self.syn.as_mut() {
+                out.releases.append(&mut sh.log);
+            }
+        }
+        // Decode the bit rows: ascending neuron ids per step.
+        let bits: &[u32] = bytemuck::cast_slice(&data[0]);
+        let words = self.spike_words as usize;
         for k in 0..n as usize {
-            for (c, d) in self.chunks.iter().zip(&data) {
-                let bits: &[u32] = bytemuck::cast_slice(d);
-                let w = c.spike_words as usize;
-                for (j, &word) in bits[3 + k * w..3 + (k + 1) * w].iter().enumerate() {
-                    let mut x = word;
-                    while x != 0 {
-                        let b = x.trailing_zeros();
-                        out.spike_ids.push(c.first + (j as u32) * 32 + b);
-                        x &= x - 1;
-                    }
+            for (j, &word) in bits[3 + k * words..3 + (k + 1) * words].iter().enumerate() {
+                let mut x = word;
+                while x != 0 {
+                    let b = x.trailing_zeros();
+                    out.spike_ids.push(j as u32 * 32 + b);
+                    x &= x - 1;
                 }
             }
             out.spike_offsets.push(out.spike_ids.len() as u32);
         }
-        if rows > 0 {
+        if let Some(i) = at_samples {
             out.samples
-                .extend_from_slice(bytemuck::cast_slice::<u8, f32>(&data[self.chunks.len()]));
+                .extend_from_slice(bytemuck::cast_slice::<u8, f32>(&data[i]));
         }
         let last = out.spike_offsets.len() - 2;
         self.last_spikes = out.spike_ids[out.spike_offsets[last] as usize..].to_vec();
@@ -1094,7 +1264,6 @@ impl GpuBackend {
         Ok(())
     }
 }
-
 impl Backend for GpuBackend {
     fn name(&self) -> &'static str {
         "gpu"
@@ -1151,10 +1320,10 @@ impl Backend for GpuBackend {
     }
 
     fn evoked_per_projection(&self) -> Vec<(String, u64, f64, u64)> {
-        let Some(sk) = &self.syn else {
+        let Some(sh) = &self.syn else {
             return Vec::new();
         };
-        let keys = projection_keys(&self.model, &self.net);
+        let keys = projection_keys(&self.net);
         self.net
             .projections
             .iter()
@@ -1163,14 +1332,14 @@ impl Backend for GpuBackend {
                 let c = keys
                     .iter()
                     .position(|&x| x == k)
-                    .map_or([0.0; 3], |i| sk.evoked[i]);
+                    .map_or([0.0; 3], |i| sh.evoked[i]);
                 (p.name.clone(), c[0] as u64, c[1], c[2] as u64)
             })
             .collect()
     }
 
     fn watch_releases(&mut self, synapses: &[u32]) {
-        let Some(sk) = self.syn.as_mut() else {
+        let Some(sh) = self.syn.as_mut() else {
             return;
         };
         let ns = self.net.n_synapses() as usize;
@@ -1185,30 +1354,30 @@ impl Backend for GpuBackend {
                 per_step += 2 * ty.n_sites as u64 + 1;
             }
         }
-        let cap = (per_step * self.batch_cap as u64).clamp(1, 1 << 22);
-        let q = &self.ctx.queue;
-        q.write_buffer(
-            &sk.image.u_buf,
-            (layout::syn_u32::WATCH as usize * ns * 4) as u64,
-            bytemuck::cast_slice(&watch),
-        );
-        sk.image.off.log_cap = cap as u32;
-        q.write_buffer(&sk.image.off_buf, 0, bytemuck::bytes_of(&sk.image.off));
+        let cap = (per_step * self.batch_cap as u64).clamp(1, 1 << 22) as u32;
         let words = 4 + 4 * cap as usize;
-        sk.image.log_buf = self.ctx.storage("release_log", &vec![0u32; words]);
-        sk.log_staging =
+        sh.log_cap = cap;
+        sh.log_buf = self.ctx.storage("release_log", &vec![0u32; words]);
+        sh.log_staging =
             (per_step > 0).then(|| self.ctx.staging("release log staging", words as u64 * 4));
-        sk.bind(
-            &self.ctx,
-            &self.chunks[0],
-            &self.receptors_buf,
-            self.batch_cap,
-        );
+        let q = &self.ctx.queue;
+        for c in self.chunks.iter_mut() {
+            let Some(sc) = c.syn.as_mut() else { continue };
+            let syns = sc.image.syns.clone();
+            q.write_buffer(
+                &sc.image.u_buf,
+                (layout::syn_u32::WATCH as usize * syns.len() * 4) as u64,
+                bytemuck::cast_slice(&watch[syns]),
+            );
+            sc.image.off.log_cap = cap;
+            q.write_buffer(&sc.image.off_buf, 0, bytemuck::bytes_of(&sc.image.off));
+        }
+        self.rebind_synapses();
     }
 
     fn take_releases(&mut self, out: &mut Vec<ReleaseEvent>) {
-        if let Some(sk) = self.syn.as_mut() {
-            out.append(&mut sk.log);
+        if let Some(sh) = self.syn.as_mut() {
+            out.append(&mut sh.log);
         }
     }
 

@@ -121,6 +121,7 @@ pub fn step_params(model: &Model, net: &Network, step: u32) -> StepParams {
         sample_row: 0,
         n_probes: 0,
         spike_words: net.n_neurons().div_ceil(32),
+        n_neurons_all: net.n_neurons(),
         ..StepParams::default()
     }
 }
