@@ -285,7 +285,15 @@ pub struct GpuBackend {
     st: State,
     submissions: u64,
     readbacks: u64,
+    /// Copies of every buffer a batch changes, taken at the start of each batch while an
+    /// asynchronous ring row can overflow, so the batch can run again with longer rows.
+    shadows: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    /// Batches run again after an asynchronous ring row overflowed.
+    reruns: u32,
 }
+
+/// A batch's outcome when an asynchronous ring row overflowed: (chunk, fusions lost).
+struct Overflow(Vec<usize>);
 
 /// The sample ring shared by the chunks (each writes its probes' columns).
 struct Sampling {
@@ -678,7 +686,116 @@ impl GpuBackend {
             st,
             submissions: 0,
             readbacks: 0,
+            shadows: Vec::new(),
+            reruns: 0,
         })
+    }
+
+    /// Batches run again so far because an asynchronous ring row overflowed (each time
+    /// the overflowing chunk's rows were doubled).
+    pub fn reruns(&self) -> u32 {
+        self.reruns
+    }
+
+    /// True while some chunk's asynchronous rows hold fewer entries than its
+    /// asynchronous sites (then a row can overflow, and batches keep a copy to rerun).
+    fn can_overflow(&self) -> bool {
+        self.chunks.iter().any(|c| {
+            c.syn.as_ref().is_some_and(|sc| {
+                let syns = sc.image.syns.clone();
+                let sites: u64 = self.net.syn_type[syns]
+                    .iter()
+                    .map(|&t| {
+                        let g = &self.model.syn_types[t as usize].gpu;
+                        if g.async_rho > 0.0 {
+                            g.n_sites as u64
+                        } else {
+                            0
+                        }
+                    })
+                    .sum();
+                (sc.image.off.async_cap as u64) < sites
+            })
+        })
+    }
+
+    /// Every buffer a batch changes: the neuron arrays and synapse images of each chunk.
+    fn mutable_buffers(&self) -> Vec<&wgpu::Buffer> {
+        let mut v = Vec::new();
+        for c in &self.chunks {
+            v.extend([&c.f32_buf, &c.u32_buf, &c.g_buf]);
+            if let Some(sc) = &c.syn {
+                v.extend([
+                    &sc.image.u_buf,
+                    &sc.image.f_buf,
+                    &sc.image.flags_buf,
+                    &sc.image.queues_buf,
+                ]);
+            }
+        }
+        v
+    }
+
+    /// Restores the state of the batch start and doubles the asynchronous rows of the
+    /// chunks that overflowed (their images are rebuilt from the restored state).
+    fn grow_and_restore(&mut self, overflowed: &[usize]) -> Result<(), Error> {
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        for (src, shadow) in &self.shadows {
+            enc.copy_buffer_to_buffer(shadow, 0, src, 0, src.size());
+        }
+        self.ctx.submit_and_read(enc, &[])?;
+        self.submissions += 1;
+        if let Some(sh) = &self.syn {
+            let q = &self.ctx.queue;
+            q.write_buffer(
+                &sh.evoked_buf,
+                0,
+                bytemuck::cast_slice(&vec![0u32; 4 * sh.n_keys]),
+            );
+            q.write_buffer(&sh.log_buf, 0, bytemuck::cast_slice(&[0u32; 2]));
+        }
+        self.download()?;
+        let limit = self.ctx.limits.max_storage_buffer_binding_size;
+        for &k in overflowed {
+            let neurons = self.chunks[k].neurons();
+            let Some(sc) = self.chunks[k].syn.as_ref() else {
+                continue;
+            };
+            let cap = sc.image.off.async_cap.saturating_mul(2);
+            let shape = RingShape {
+                async_cap: Some(cap),
+                ..self.shape
+            };
+            let mut host = SynHost::pack(&self.model, &self.net, &self.st, &shape, &neurons);
+            host.off.log_cap = self.syn.as_ref().map_or(0, |s| s.log_cap);
+            // What the CPU state does not hold: the `released` sums since the last sample
+            // and the watched flags.
+            let old = sc.image.read(&self.ctx)?;
+            self.readbacks += 1;
+            let ns = sc.image.syns.len();
+            for (sec, u) in [
+                (layout::syn_u32::WATCH, true),
+                (layout::syn_f32::RELEASED_ACC, false),
+            ] {
+                let r = sec as usize * ns..(sec as usize + 1) * ns;
+                if u {
+                    host.u[r.clone()].copy_from_slice(&old.u[r]);
+                } else {
+                    host.f[r.clone()].copy_from_slice(&old.f[r]);
+                }
+            }
+            let image = SynImage::new(&self.ctx, &host, sc.image.syns.clone(), limit)?;
+            self.chunks[k].syn.as_mut().expect("synapse chunk").image = image;
+        }
+        self.rebind_synapses();
+        self.shadows.clear();
+        // Synapse probes are bound to the images: prepared again by the caller.
+        self.sampling = None;
+        self.reruns += 1;
+        Ok(())
     }
 
     /// The pipelines, tables and counters the chunks' synapse kernels share.
@@ -792,7 +909,29 @@ impl GpuBackend {
 
     /// Reads the queue headers of the chunks after a batch (events, quanta, overflow,
     /// non-finite conductance) and zeroes their counters for the next.
-    fn check_synapse_headers(&mut self, headers: &[&[u32]], out: &mut Batch) -> Result<(), Error> {
+    fn check_synapse_headers(
+        &mut self,
+        headers: &[&[u32]],
+        out: &mut Batch,
+    ) -> Result<Option<Overflow>, Error> {
+        // A row that overflowed: the batch runs again from its start with longer rows
+        // (when a copy of its start was kept), or the run stops.
+        let mut full = Vec::new();
+        {
+            let mut hs = headers.iter();
+            for (k, c) in self.chunks.iter().enumerate() {
+                if c.syn.is_none() {
+                    continue;
+                }
+                let h = hs.next().expect("a header per synapse chunk");
+                if h[queue::ASYNC_OVERFLOW as usize] > 0 {
+                    full.push(k);
+                }
+            }
+        }
+        if !full.is_empty() && !self.shadows.is_empty() {
+            return Ok(Some(Overflow(full)));
+        }
         let zeros = [0u32; queue::ROW_COUNTS as usize];
         let mut overflow: Option<(u32, u32, u32)> = None;
         let mut bad: Option<(u32, u32)> = None;
@@ -845,7 +984,7 @@ impl GpuBackend {
                 (syn, "receptor conductance g_ns", true),
             ));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Steps per submission.
@@ -1078,14 +1217,15 @@ impl GpuBackend {
         Ok(())
     }
 
-    /// One submission of `n ≤ batch_cap` steps; appends to `out`.
+    /// One submission of `n ≤ batch_cap` steps; appends to `out`, or returns the
+    /// chunks whose asynchronous rows overflowed (nothing appended; the caller restores).
     fn run_batch(
         &mut self,
         n: u32,
         sample_every: u32,
         sampled: bool,
         out: &mut Batch,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<Overflow>, Error> {
         let max_dim = self.ctx.limits.max_compute_workgroups_per_dimension;
         let nn = self.net.n_neurons();
         let mut rows = 0u32;
@@ -1120,6 +1260,27 @@ impl GpuBackend {
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
         enc.clear_buffer(&self.spike_buf, 0, None);
+        if self.can_overflow() {
+            if self.shadows.is_empty() {
+                let shadows: Vec<(wgpu::Buffer, wgpu::Buffer)> = self
+                    .mutable_buffers()
+                    .into_iter()
+                    .map(|b| {
+                        let s = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                            label: Some("batch start copy"),
+                            size: b.size(),
+                            usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                            mapped_at_creation: false,
+                        });
+                        (b.clone(), s)
+                    })
+                    .collect();
+                self.shadows = shadows;
+            }
+            for (src, shadow) in &self.shadows {
+                enc.copy_buffer_to_buffer(src, 0, shadow, 0, src.size());
+            }
+        }
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             let sh = self.syn.as_ref();
@@ -1231,7 +1392,9 @@ impl GpuBackend {
                 .iter()
                 .map(|d| bytemuck::cast_slice(d))
                 .collect();
-            self.check_synapse_headers(&headers, out)?;
+            if let Some(o) = self.check_synapse_headers(&headers, out)? {
+                return Ok(Some(o));
+            }
             let ev: &[u32] = bytemuck::cast_slice(&data[at_counters]);
             let log: Option<&[u32]> = data.get(at_counters + 1).map(|d| bytemuck::cast_slice(d));
             self.read_release_counters(ev, log)?;
@@ -1261,7 +1424,7 @@ impl GpuBackend {
         self.last_spikes = out.spike_ids[out.spike_offsets[last] as usize..].to_vec();
         self.step += n;
         out.n_steps += n;
-        Ok(())
+        Ok(None)
     }
 }
 impl Backend for GpuBackend {
@@ -1402,7 +1565,16 @@ impl Backend for GpuBackend {
             if let Some(s) = &self.sampling {
                 n = n.min(s.rows_cap);
             }
-            self.run_batch(n, sample_every.max(1), sampled, &mut out)?;
+            if let Some(Overflow(chunks)) =
+                self.run_batch(n, sample_every.max(1), sampled, &mut out)?
+            {
+                // Run the batch again from its start with the overflowing rows doubled.
+                self.grow_and_restore(&chunks)?;
+                if sampled {
+                    self.prepare_sampling(probes)?;
+                }
+                continue;
+            }
             left -= n;
         }
         Ok(out)
