@@ -1,6 +1,7 @@
 //! Criterion benchmarks: each CPU kernel that runs per neuron, the whole CPU step on the
 //! example networks at two sizes (throughput in neuron-steps and synaptic events), and the
-//! GPU backend's batched steps when an adapter exists. Inputs come from `networks/`.
+//! GPU backend's batched steps (neurons only, and the COBA network with its synapses)
+//! when an adapter exists. Inputs come from `networks/`.
 //!
 //! `cargo bench --bench step` (add `-- --quick` for a short run). The GPU group is left
 //! out with a note when wgpu finds no adapter: a benchmark measures, it does not test.
@@ -139,6 +140,37 @@ fn gpu(c: &mut Criterion) {
         g.throughput(Throughput::Elements(n.n_neurons() as u64 * 256));
         g.bench_function(
             format!("{name}: 256 steps, one submission (neuron-steps)"),
+            |bench| bench.iter(|| b.advance(256, &[], 1).expect("runs")),
+        );
+    }
+    // Synapses on the GPU: the COBA network at a quarter and at full size, warmed into
+    // its self-sustained activity; throughput in synaptic events.
+    for (name, set) in [
+        (
+            "coba 1k",
+            vec![
+                "populations.exc.size=800",
+                "populations.inh.size=200",
+                "projections.ee.p=0.08",
+                "projections.ei.p=0.08",
+                "projections.ie.p=0.08",
+                "projections.ii.p=0.08",
+            ],
+        ),
+        ("coba 4k", vec![]),
+    ] {
+        let (m, n) = build("coba.toml", &set);
+        let mut b = GpuBackend::new(
+            GpuContext::new(None).expect("adapter"),
+            Arc::clone(&m),
+            Arc::clone(&n),
+        )
+        .expect("gpu backend");
+        b.advance(500, &[], 1).expect("warm-up");
+        let events = b.advance(256, &[], 1).expect("runs").events.max(1);
+        g.throughput(Throughput::Elements(events));
+        g.bench_function(
+            format!("{name}: 256 steps, one submission (synaptic events)"),
             |bench| bench.iter(|| b.advance(256, &[], 1).expect("runs")),
         );
     }
