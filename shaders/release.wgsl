@@ -23,6 +23,7 @@
 @group(0) @binding(9) var<storage, read_write> evoked: array<atomic<u32>>;
 // Release log: [count, overflow, 0, 0], then (step, synapse, code, quanta bits) entries.
 @group(0) @binding(10) var<storage, read_write> release_log: array<atomic<u32>>;
+@group(0) @binding(11) var<storage, read> receptors: array<Receptor>;
 
 // Log codes besides the site of an asynchronous fusion.
 const LOG_SPIKE: u32 = 0xFFFFFFFFu;
@@ -209,7 +210,20 @@ fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (lo + q16 < lo) {
         atomicAdd(&queues[Q_QUANTA + 1u], 1u);
     }
-    if (total > 0.0f) {
+    if (total > 0.0f && ty.cleft_dependent == 0u && su(S_HANDOFF_STEP, syn) != ACTIVE) {
+        // Exp receptors only (§6.4a): no cleft or receptor state; each quantum adds
+        // g_max·w to the neuron pool, which `gather` does, after the pools decayed, in
+        // ascending synapse id (twin: backend::cpu::release::release_direct).
+        let w = sf(SF_WEIGHT, syn);
+        let cbase = soff.contrib + syn * 2u * MAX_RECEPTORS;
+        for (var j = 0u; j < ty.n_receptors; j = j + 1u) {
+            let rc = receptors[ty.receptor_first + j];
+            syn_f32[cbase + MAX_RECEPTORS + j] = rc.g_max_ns * w * total;
+        }
+        su_set(S_CFLAGS, syn, 0u);
+        sf_set(SF_RELEASED_ACC, syn, sf(SF_RELEASED_ACC, syn) + total);
+        atomicOr(&syn_flags[soff.touched + (syn >> 5u)], 1u << (syn & 31u));
+    } else if (total > 0.0f) {
         if (su(S_HANDOFF_STEP, syn) != ACTIVE) {
             // The slot remembers the hand-off step so `cleft` can take the state back (§5.4).
             su_set(S_FRESH, syn, su(S_HANDOFF_STEP, syn));

@@ -209,6 +209,7 @@ fn bind_synapses(
                     &im.queues_buf,
                     &sh.evoked_buf,
                     &sh.log_buf,
+                    nb.receptors,
                 ],
                 "cleft" => vec![
                     &sh.types_buf,

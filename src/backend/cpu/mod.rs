@@ -29,6 +29,9 @@ pub struct CpuBackend {
     events: Vec<(u32, u32)>,
     releases: Vec<(u32, f32)>,
     merged: Vec<(u32, f32)>,
+    /// This step's releases split: into the cleft (`slow`) and straight into the pool.
+    slow: Vec<(u32, f32)>,
+    direct: Vec<(u32, f32)>,
     scratch: Vec<u32>,
     keep: Vec<bool>,
     profile: Option<[f64; KERNELS.len()]>,
@@ -68,6 +71,8 @@ impl CpuBackend {
             events: Vec::new(),
             releases: Vec::new(),
             merged: Vec::new(),
+            slow: Vec::new(),
+            direct: Vec::new(),
             scratch: Vec::new(),
             keep: Vec::new(),
             profile: None,
@@ -222,9 +227,20 @@ impl Backend for CpuBackend {
         }
         let minis = std::mem::take(&mut self.st.pending_minis);
         merge_releases(&self.releases, &minis, &mut self.merged);
-        release::activate(&model, &net, &self.merged, &mut self.st, &mut self.scratch);
+        // Synapses whose receptors are all exp need no cleft or receptor state: their
+        // quanta go straight to the neuron pool (§6.4a), after the pools decay.
+        release::split_direct(
+            &model,
+            &net,
+            &self.merged,
+            &self.st,
+            &mut self.slow,
+            &mut self.direct,
+        );
+        release::activate(&model, &net, &self.slow, &mut self.st, &mut self.scratch);
         lap(1);
         decay_pools::decay_pools_all(&params, &model.gpu_receptors, &mut self.st);
+        release::release_direct(&model, &net, &self.direct, &mut self.st);
         cleft::cleft(&model, &net, &mut self.st, &mut self.keep);
         lap(2);
         integrate::integrate_all(
@@ -258,6 +274,13 @@ impl Backend for CpuBackend {
             }
         }
         self.st.step += 1;
+        if !self.released_since.is_empty() {
+            for &(syn, q) in &self.direct {
+                if let Ok(k) = self.released_since.binary_search_by_key(&syn, |w| w.0) {
+                    self.released_since[k].1 += q;
+                }
+            }
+        }
         for (syn, acc) in self.released_since.iter_mut() {
             if self.st.handoff_step[*syn as usize] == ACTIVE {
                 if let Some(k) = self.st.active.slot_of(*syn) {

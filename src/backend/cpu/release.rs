@@ -214,3 +214,47 @@ pub fn activate(
         }
     }
 }
+
+/// Splits this step's releases (ascending synapse) into those that go through the cleft
+/// and those of synapses whose receptors are all exp and that are not active: the
+/// latter need no cleft or receptor state and go straight to the neuron pool
+/// ([`release_direct`]), each keeping its quanta; both lists stay ascending.
+pub fn split_direct(
+    model: &Model,
+    net: &Network,
+    releases: &[(u32, f32)],
+    st: &State,
+    slow: &mut Vec<(u32, f32)>,
+    direct: &mut Vec<(u32, f32)>,
+) {
+    slow.clear();
+    direct.clear();
+    for &(syn, q) in releases {
+        let ty = &model.syn_types[net.syn_type[syn as usize] as usize].gpu;
+        if ty.cleft_dependent == 0 && st.handoff_step[syn as usize] != ACTIVE {
+            direct.push((syn, q));
+        } else {
+            slow.push((syn, q));
+        }
+    }
+}
+
+/// Exp receptors without the cleft (§6.4a): each quantum adds g_max·w to the neuron
+/// pool, after the pools decayed, in ascending synapse id. The same sums, in the same
+/// order, as when the synapse is advanced by `cleft` for its step of activity (only
+/// synapses of one type add into one (neuron, receptor) entry). Twin of the direct
+/// branch of shaders/release.wgsl, whose contributions `gather` adds.
+pub fn release_direct(model: &Model, net: &Network, direct: &[(u32, f32)], st: &mut State) {
+    let nr = model.receptors.len();
+    for &(syn, q) in direct {
+        let i = syn as usize;
+        let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
+        let post = net.syn_post[i] as usize;
+        let w = net.syn_weight[i];
+        st.quanta_step += q as f64;
+        for j in 0..ty.n_receptors as usize {
+            let rc = &model.gpu_receptors[ty.receptor_first as usize + j];
+            st.g_pool_ns[post * nr + ty.receptor_first as usize + j] += rc.g_max_ns * w * q;
+        }
+    }
+}
