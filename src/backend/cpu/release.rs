@@ -84,6 +84,23 @@ fn schedule_async(
     }
 }
 
+/// Loads the terminal state of every event of the step once, in a loop whose loads are
+/// independent, so the CPU has many cache misses in flight at a time; the main loop then
+/// finds the lines in cache instead of waiting for each synapse's arrays one after the
+/// other (measured: the waits were about 80 % of `advance_terminal`). No value changes.
+fn touch_terminals(net: &Network, events: &[(u32, u32)], st: &State) {
+    let mut acc = 0u32;
+    for &(syn, _) in events {
+        let i = syn as usize;
+        acc ^= st.t_last[i]
+            ^ st.sites[i]
+            ^ st.x_f[i].to_bits()
+            ^ st.x_d[i].to_bits()
+            ^ net.syn_type[i] as u32;
+    }
+    std::hint::black_box(acc);
+}
+
 /// Processes the events of this step (sorted, from `deliver`) and appends
 /// (synapse, quanta) to `releases`, one entry per synapse, ascending, and the quanta of
 /// each event to `per_event` (0 for a failure), in event order.
@@ -100,6 +117,7 @@ pub fn release(
     let seed = model.seed;
     let tables: &[PowTable] = &model.pow_tables;
     let t = st.step;
+    touch_terminals(net, events, st);
     for &(syn, kind) in events {
         let i = syn as usize;
         let tm = &model.syn_types[net.syn_type[i] as usize];
