@@ -96,7 +96,11 @@ fn touch_terminals(net: &Network, events: &[(u32, u32)], st: &State) {
             ^ st.sites[i]
             ^ st.x_f[i].to_bits()
             ^ st.x_d[i].to_bits()
-            ^ net.syn_type[i] as u32;
+            ^ st.handoff_step[i]
+            ^ net.syn_type[i] as u32
+            ^ net.syn_pre[i]
+            ^ net.syn_post[i]
+            ^ net.syn_weight[i].to_bits();
     }
     std::hint::black_box(acc);
 }
