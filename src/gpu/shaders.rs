@@ -1,5 +1,5 @@
 //! The WGSL sources. Each kernel file in `shaders/` is compiled with `common.wgsl`,
-//! `philox.wgsl` and `math.wgsl` prepended (WGSL has no includes), and `synapse.wgsl`
+//! `philox.wgsl` and `math.wgsl` prepended (WGSL has no includes), and `terminal.wgsl`
 //! for the kernels that advance presynaptic terminals.
 
 use crate::error::Error;
@@ -39,10 +39,10 @@ pub const KERNELS: [(&str, &str); 12] = [
 
 /// The presynaptic terminal (twin of `backend::cpu::terminal`), prepended to the kernels
 /// of [`WITH_TERMINAL`].
-pub const SYNAPSE: &str = include_str!("../../shaders/synapse.wgsl");
+pub const TERMINAL: &str = include_str!("../../shaders/terminal.wgsl");
 
 /// Kernels that advance terminals or read pow tables (they declare the bindings
-/// synapse.wgsl uses).
+/// terminal.wgsl uses).
 pub const WITH_TERMINAL: [&str; 4] = ["release", "cleft", "spontaneous", "sample_synapse"];
 
 /// The full source of kernel `name`: the shared files, then the kernel.
@@ -53,7 +53,7 @@ pub fn source(name: &str) -> Result<String, Error> {
         .map(|k| k.1)
         .ok_or_else(|| Error::Device(format!("no kernel named `{name}`")))?;
     let terminal = if WITH_TERMINAL.contains(&name) {
-        SYNAPSE
+        TERMINAL
     } else {
         ""
     };

@@ -1,4 +1,4 @@
-// synapse.wgsl: the presynaptic terminal, shared by the synapse kernels that include it
+// terminal.wgsl: the presynaptic terminal, shared by the synapse kernels that include it
 // (release, cleft, spontaneous, sample_synapse). `syn` is a synapse's id within its chunk,
 // `soff.syn_base + syn` its global id (random streams). Twins: src/backend/cpu/terminal.rs (advance_terminal),
 // src/backend/cpu/release.rs (ca_release_probability), model::pow_decay and
