@@ -87,8 +87,15 @@ impl Report {
     }
 }
 
-/// The largest difference of one f32 buffer, in ULP (a length mismatch is the largest).
-fn diff_f32(kernel: &'static str, buffer: &'static str, x: &[f32], y: &[f32]) -> BufferDiff {
+/// The largest difference of one buffer by `dist` (a length mismatch is the largest).
+fn diff_by<T>(
+    kernel: &'static str,
+    buffer: &'static str,
+    x: &[T],
+    y: &[T],
+    dist: impl Fn(&T, &T) -> u64,
+    show: impl Fn(&T) -> String,
+) -> BufferDiff {
     let mut d = BufferDiff {
         kernel,
         buffer,
@@ -105,40 +112,37 @@ fn diff_f32(kernel: &'static str, buffer: &'static str, x: &[f32], y: &[f32]) ->
         return d;
     }
     for (i, (a, b)) in x.iter().zip(y.iter()).enumerate() {
-        let u = ulp_distance(*a, *b);
+        let u = dist(a, b);
         if u > d.max_diff {
             d.max_diff = u;
-            d.worst = Some((i, format!("{a:e}"), format!("{b:e}")));
+            d.worst = Some((i, show(a), show(b)));
         }
     }
     d
 }
 
-/// The largest difference of one integer buffer (a length mismatch is the largest).
-fn diff_u32(kernel: &'static str, buffer: &'static str, x: &[u32], y: &[u32]) -> BufferDiff {
-    let mut d = BufferDiff {
+/// The largest difference of one f32 buffer, in ULP.
+fn diff_f32(kernel: &'static str, buffer: &'static str, x: &[f32], y: &[f32]) -> BufferDiff {
+    diff_by(
         kernel,
         buffer,
-        max_diff: 0,
-        worst: None,
-    };
-    if x.len() != y.len() {
-        d.max_diff = u64::MAX;
-        d.worst = Some((
-            0,
-            format!("{} elements", x.len()),
-            format!("{} elements", y.len()),
-        ));
-        return d;
-    }
-    for (i, (a, b)) in x.iter().zip(y.iter()).enumerate() {
-        let u = a.abs_diff(*b) as u64;
-        if u > d.max_diff {
-            d.max_diff = u;
-            d.worst = Some((i, a.to_string(), b.to_string()));
-        }
-    }
-    d
+        x,
+        y,
+        |a, b| ulp_distance(*a, *b),
+        |a| format!("{a:e}"),
+    )
+}
+
+/// The largest difference of one integer buffer.
+fn diff_u32(kernel: &'static str, buffer: &'static str, x: &[u32], y: &[u32]) -> BufferDiff {
+    diff_by(
+        kernel,
+        buffer,
+        x,
+        y,
+        |a, b| a.abs_diff(*b) as u64,
+        u32::to_string,
+    )
 }
 
 /// Every buffer of the two states, named with the kernel that writes it (delay-ring

@@ -197,9 +197,10 @@ fn bind_synapses(
         .map(|((file, ep), pipe)| {
             let layout = pipe.get_bind_group_layout(0);
             let rest: Vec<&wgpu::Buffer> = match *file {
-                "plan" => vec![&im.queues_buf, &im.dispatch_buf],
-                "deliver" => vec![&im.f_buf, &im.flags_buf, &im.queues_buf],
+                "plan" => vec![&im.off_buf, &im.queues_buf, &im.dispatch_buf],
+                "deliver" => vec![&im.off_buf, &im.f_buf, &im.flags_buf, &im.queues_buf],
                 "release" => vec![
+                    &im.off_buf,
                     &sh.types_buf,
                     &sh.tables_buf,
                     &im.stat_buf,
@@ -212,6 +213,7 @@ fn bind_synapses(
                     nb.receptors,
                 ],
                 "cleft" => vec![
+                    &im.off_buf,
                     &sh.types_buf,
                     nb.receptors,
                     &sh.tables_buf,
@@ -222,6 +224,7 @@ fn bind_synapses(
                     &im.queues_buf,
                 ],
                 "gather" => vec![
+                    &im.off_buf,
                     nb.offsets,
                     &sh.types_buf,
                     nb.receptors,
@@ -231,8 +234,9 @@ fn bind_synapses(
                     &im.flags_buf,
                     nb.g,
                 ],
-                "propagate" => vec![&im.stat_buf, nb.spikes, &im.queues_buf],
+                "propagate" => vec![&im.off_buf, &im.stat_buf, nb.spikes, &im.queues_buf],
                 _ => vec![
+                    &im.off_buf,
                     &sh.types_buf,
                     &sh.tables_buf,
                     &im.stat_buf,
@@ -243,19 +247,7 @@ fn bind_synapses(
                     &sh.log_buf,
                 ],
             };
-            (0..batch_cap)
-                .map(|k| {
-                    let mut e = vec![params_entry(nb.params, k), entry(1, &im.off_buf)];
-                    for (b, buf) in rest.iter().enumerate() {
-                        e.push(entry(2 + b as u32, buf));
-                    }
-                    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some(ep),
-                        layout: &layout,
-                        entries: &e,
-                    })
-                })
-                .collect()
+            row_groups(ctx, &layout, ep, nb.params, batch_cap, &rest)
         })
         .collect()
 }
@@ -308,6 +300,31 @@ fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
         binding,
         resource: buffer.as_entire_binding(),
     }
+}
+
+/// One bind group per batch row for `layout`: binding 0 is row k's `StepParams` in
+/// `params`, then `rest` from binding 1 on.
+fn row_groups(
+    ctx: &GpuContext,
+    layout: &wgpu::BindGroupLayout,
+    label: &str,
+    params: &wgpu::Buffer,
+    batch_cap: u32,
+    rest: &[&wgpu::Buffer],
+) -> Vec<wgpu::BindGroup> {
+    (0..batch_cap)
+        .map(|k| {
+            let mut e = vec![params_entry(params, k)];
+            for (b, buf) in rest.iter().enumerate() {
+                e.push(entry(1 + b as u32, buf));
+            }
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
+                layout,
+                entries: &e,
+            })
+        })
+        .collect()
 }
 
 fn params_entry(buffer: &wgpu::Buffer, k: u32) -> wgpu::BindGroupEntry<'_> {
@@ -587,40 +604,32 @@ impl GpuBackend {
             let g_buf = ctx.storage("g_ns", &Self::pack_g(&st, f0, sz, nr as usize));
             let f32_buf = ctx.storage("neuron_f32", &Self::pack_f32(&st, f0, sz));
             let u32_buf = ctx.storage("neuron_u32", &Self::pack_u32(&st, f0, sz));
-            let decay_groups = (0..batch_cap)
-                .map(|k| {
-                    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some("decay_pools"),
-                        layout: &pipelines.0.get_bind_group_layout(0),
-                        entries: &[
-                            params_entry(&params_buf, k),
-                            entry(1, &offsets_buf),
-                            entry(2, &receptors_buf),
-                            entry(3, &g_buf),
-                        ],
-                    })
-                })
-                .collect();
-            let integrate_groups = (0..batch_cap)
-                .map(|k| {
-                    ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some("integrate"),
-                        layout: &pipelines.1.get_bind_group_layout(0),
-                        entries: &[
-                            params_entry(&params_buf, k),
-                            entry(1, &offsets_buf),
-                            entry(2, &pops_buf),
-                            entry(3, &receptors_buf),
-                            entry(4, &inputs_buf),
-                            entry(5, &static_buf),
-                            entry(6, &g_buf),
-                            entry(7, &f32_buf),
-                            entry(8, &u32_buf),
-                            entry(9, &spike_buf),
-                        ],
-                    })
-                })
-                .collect();
+            let decay_groups = row_groups(
+                &ctx,
+                &pipelines.0.get_bind_group_layout(0),
+                "decay_pools",
+                &params_buf,
+                batch_cap,
+                &[&offsets_buf, &receptors_buf, &g_buf],
+            );
+            let integrate_groups = row_groups(
+                &ctx,
+                &pipelines.1.get_bind_group_layout(0),
+                "integrate",
+                &params_buf,
+                batch_cap,
+                &[
+                    &offsets_buf,
+                    &pops_buf,
+                    &receptors_buf,
+                    &inputs_buf,
+                    &static_buf,
+                    &g_buf,
+                    &f32_buf,
+                    &u32_buf,
+                    &spike_buf,
+                ],
+            );
             let syns = synapses_of(&net, &r);
             let syn_chunk = match &syn {
                 Some(sh) if !syns.is_empty() => {
@@ -1154,26 +1163,22 @@ impl GpuBackend {
                 .map(|(col, p)| [p[0], p[1] - c.first, col as u32, 0])
                 .collect();
             let probes_buf = self.ctx.storage("probes", &c.probes);
-            c.sample_groups = (0..self.batch_cap)
-                .map(|k| {
-                    self.ctx
-                        .device
-                        .create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: Some("sample"),
-                            layout: &self.sample.get_bind_group_layout(0),
-                            entries: &[
-                                params_entry(&c.params_buf, k),
-                                entry(1, &c.offsets_buf),
-                                entry(2, &self.receptors_buf),
-                                entry(3, &c.g_buf),
-                                entry(4, &c.f32_buf),
-                                entry(5, &c.u32_buf),
-                                entry(6, &probes_buf),
-                                entry(7, &samples_buf),
-                            ],
-                        })
-                })
-                .collect();
+            c.sample_groups = row_groups(
+                &self.ctx,
+                &self.sample.get_bind_group_layout(0),
+                "sample",
+                &c.params_buf,
+                self.batch_cap,
+                &[
+                    &c.offsets_buf,
+                    &self.receptors_buf,
+                    &c.g_buf,
+                    &c.f32_buf,
+                    &c.u32_buf,
+                    &probes_buf,
+                    &samples_buf,
+                ],
+            );
             let (Some(sc), Some(sh)) = (c.syn.as_mut(), self.syn.as_ref()) else {
                 continue;
             };
@@ -1185,29 +1190,24 @@ impl GpuBackend {
                 .map(|(col, p)| [p[0], p[1] - im.syns.start as u32, col as u32, 1])
                 .collect();
             let probes_buf = self.ctx.storage("synapse probes", &sc.probes);
-            let layout = sh.sample.get_bind_group_layout(0);
-            sc.sample_groups = (0..self.batch_cap)
-                .map(|k| {
-                    self.ctx
-                        .device
-                        .create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: Some("sample_synapse"),
-                            layout: &layout,
-                            entries: &[
-                                params_entry(&c.params_buf, k),
-                                entry(1, &im.off_buf),
-                                entry(2, &sh.types_buf),
-                                entry(3, &sh.tables_buf),
-                                entry(4, &im.stat_buf),
-                                entry(5, &im.u_buf),
-                                entry(6, &im.f_buf),
-                                entry(7, &self.receptors_buf),
-                                entry(8, &probes_buf),
-                                entry(9, &samples_buf),
-                            ],
-                        })
-                })
-                .collect();
+            sc.sample_groups = row_groups(
+                &self.ctx,
+                &sh.sample.get_bind_group_layout(0),
+                "sample_synapse",
+                &c.params_buf,
+                self.batch_cap,
+                &[
+                    &im.off_buf,
+                    &sh.types_buf,
+                    &sh.tables_buf,
+                    &im.stat_buf,
+                    &im.u_buf,
+                    &im.f_buf,
+                    &self.receptors_buf,
+                    &probes_buf,
+                    &samples_buf,
+                ],
+            );
         }
         self.probes = codes;
         self.sampling = Some(Sampling {
