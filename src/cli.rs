@@ -46,6 +46,8 @@ pub enum PlotArg {
     Rates,
     /// Traces of a recorded variable.
     Traces,
+    /// Histograms of quanta per presynaptic spike, per projection of `record.releases`.
+    Release,
 }
 
 /// Subcommands.
@@ -178,7 +180,7 @@ pub enum Command {
     },
     /// Draw a figure of a run's results as SVG: raster, population rates or traces.
     #[command(
-        after_help = "Examples:\n  quantal plot coba.h5 --what raster -o raster.svg\n  quantal plot coba.h5 --what rates --bin-ms 5 -o rates.svg\n  quantal plot single_synapse.h5 --what traces --variable v_mv -o epsp.svg"
+        after_help = "Examples:\n  quantal plot coba.h5 --what raster -o raster.svg\n  quantal plot coba.h5 --what rates --bin-ms 5 -o rates.svg\n  quantal plot single_synapse.h5 --what traces --variable v_mv -o epsp.svg\n  quantal plot single_synapse.h5 --what release -o release.svg"
     )]
     Plot {
         /// The run's main output file (RUN.h5).

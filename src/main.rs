@@ -137,6 +137,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 cli::PlotArg::Raster => quantal::plot::What::Raster,
                 cli::PlotArg::Rates => quantal::plot::What::Rates,
                 cli::PlotArg::Traces => quantal::plot::What::Traces,
+                cli::PlotArg::Release => quantal::plot::What::Release,
             };
             let fig = quantal::plot::plot(&result, what, variable.as_deref(), &ids, bin_ms)
                 .with_context(|| format!("plotting {}", result.display()))?;

@@ -1,6 +1,7 @@
 //! `quantal plot`: figures of a run drawn from its files, as SVG written directly (no
 //! plotting library, no fonts needed): a spike raster with population colours, population
-//! rates in time bins, and traces of a recorded variable.
+//! rates in time bins, traces of a recorded variable, and the amplitude histograms of
+//! evoked release per recorded projection (quanta per presynaptic spike, failures at 0).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -16,6 +17,9 @@ pub enum What {
     Rates,
     /// A recorded variable against time for chosen elements.
     Traces,
+    /// Histogram of the quanta released per presynaptic spike (0 = failure) for each
+    /// projection in the run's per-event release record (`record.releases`).
+    Release,
 }
 
 /// A drawn figure: the SVG text and what it holds (for tests and the summary line).
@@ -344,6 +348,90 @@ pub fn plot(
                     pts.join(" ")
                 );
                 legend(&mut svg, k, name, c);
+            }
+        }
+        What::Release => {
+            let e = h5err(run);
+            let f = hdf5::File::open(run).map_err(&e)?;
+            let rel = f.group("releases").map_err(|_| {
+                Error::Device(format!(
+                    "{} holds no release record: list projections in record.releases",
+                    run.display()
+                ))
+            })?;
+            // Per projection: the evoked events' counts per quanta value.
+            let mut hists: Vec<(String, Vec<u64>, u64)> = Vec::new();
+            for name in rel.member_names().map_err(&e)? {
+                let q = rel
+                    .dataset(&format!("{name}/quanta"))
+                    .and_then(|d| d.read_raw::<f32>())
+                    .map_err(&e)?;
+                let kind = rel
+                    .dataset(&format!("{name}/kind"))
+                    .and_then(|d| d.read_raw::<u8>())
+                    .map_err(&e)?;
+                let mut h: Vec<u64> = Vec::new();
+                let mut n = 0;
+                for (&x, &k) in q.iter().zip(&kind) {
+                    if k != 0 {
+                        continue;
+                    }
+                    // Mean TM releases fractions of a quantum: binned to the nearest.
+                    let b = x.round().max(0.0) as usize;
+                    if h.len() <= b {
+                        h.resize(b + 1, 0);
+                    }
+                    h[b] += 1;
+                    n += 1;
+                }
+                hists.push((name, h, n));
+            }
+            let kmax = hists.iter().map(|h| h.1.len()).max().unwrap_or(1).max(1);
+            let top = hists
+                .iter()
+                .flat_map(|h| h.1.iter().copied())
+                .max()
+                .unwrap_or(1)
+                .max(1) as f64;
+            frame(
+                &mut svg,
+                &format!("Evoked release per presynaptic spike ({})", run.display()),
+                (-0.5, kmax as f64 - 0.5),
+                (0.0, top),
+                "quanta released (0 = failure)",
+                "presynaptic spikes",
+            );
+            let np = hists.len().max(1) as f64;
+            for (p, (name, h, n)) in hists.iter().enumerate() {
+                let c = COLOURS[p % COLOURS.len()];
+                let width = (W - L - R) / kmax as f64 / np * 0.8;
+                for (k, &count) in h.iter().enumerate() {
+                    let x0 = px(k as f64 - 0.4, -0.5, kmax as f64 - 0.5) + p as f64 * width;
+                    let y = py(count as f64, 0.0, top);
+                    let _ = writeln!(
+                        svg,
+                        r#"<rect class="bar" data-name="{}" data-quanta="{k}" data-count="{count}" x="{x0:.2}" y="{y:.2}" width="{width:.2}" height="{:.2}" fill="{c}"/>"#,
+                        esc(name),
+                        H - B - y
+                    );
+                    marks += 1;
+                }
+                let failures = h.first().copied().unwrap_or(0);
+                let mean = h
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &c)| k as f64 * c as f64)
+                    .sum::<f64>()
+                    / (*n).max(1) as f64;
+                legend(
+                    &mut svg,
+                    p,
+                    &format!(
+                        "{name}: {n} spikes, {:.1} % failures, mean {mean:.2} quanta",
+                        100.0 * failures as f64 / (*n).max(1) as f64
+                    ),
+                    c,
+                );
             }
         }
     }

@@ -760,3 +760,92 @@ fn plots_draw_the_data() {
         "traces need a variable"
     );
 }
+
+/// `quantal plot --what release`: one bar per (projection, quanta value) whose count and
+/// height are the evoked events of that size in the run's release record.
+#[test]
+fn release_histogram_draws_the_record() {
+    use quantal::plot::{plot, What};
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("trials.toml");
+    let text = crate::release::trials(
+        50,
+        10,
+        "[0.0, 20.0, 40.0]",
+        &crate::release::ca("n_sites = 5\np_ref = 0.3"),
+    ) + "[record]\nreleases = [\"p\"]\n";
+    std::fs::write(&net, text).unwrap();
+    let out = dir.path().join("trials.h5");
+    let o = crate::common::quantal(&[
+        "run",
+        net.to_str().unwrap(),
+        "--duration-ms",
+        "60",
+        "-q",
+        "--backend",
+        "cpu",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let f = File::open(&out).unwrap();
+    let q = f
+        .dataset("releases/p/quanta")
+        .unwrap()
+        .read_raw::<f32>()
+        .unwrap();
+    let kind = f
+        .dataset("releases/p/kind")
+        .unwrap()
+        .read_raw::<u8>()
+        .unwrap();
+    let mut want = vec![0u64; 6];
+    for (&x, &k) in q.iter().zip(&kind) {
+        if k == 0 {
+            want[x as usize] += 1;
+        }
+    }
+    assert_eq!(
+        want.iter().sum::<u64>(),
+        50 * 10 * 3,
+        "every spike is an evoked event"
+    );
+    assert!(want[0] > 0 && want[3] > 0, "{want:?}");
+    let fig = plot(&out, What::Release, None, &[], 1.0).unwrap();
+    let attr = |l: &str, a: &str| -> f64 {
+        l.split(&format!("{a}=\""))
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let bars: Vec<&str> = fig
+        .svg
+        .lines()
+        .filter(|l| l.contains("class=\"bar\""))
+        .collect();
+    assert_eq!(bars.len(), fig.marks);
+    let top = *want.iter().max().unwrap() as f64;
+    let mut got = vec![0u64; 6];
+    for l in &bars {
+        let (k, count) = (attr(l, "data-quanta") as usize, attr(l, "data-count"));
+        got[k] = count as u64;
+        // The plot area is 400 px high and its top is the largest count.
+        assert!(
+            (attr(l, "height") - count / top * 400.0).abs() < 0.01,
+            "{l}"
+        );
+    }
+    let trailing = want.iter().rposition(|&c| c > 0).unwrap() + 1;
+    assert_eq!(&got[..trailing], &want[..trailing]);
+    let failures = 100.0 * want[0] as f64 / 1500.0;
+    assert!(
+        fig.svg
+            .contains(&format!("p: 1500 spikes, {failures:.1} % failures")),
+        "{}",
+        fig.svg
+    );
+}
