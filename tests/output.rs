@@ -829,7 +829,7 @@ fn release_histogram_draws_the_record() {
         .collect();
     assert_eq!(bars.len(), fig.marks);
     let top = *want.iter().max().unwrap() as f64;
-    let mut got = vec![0u64; 6];
+    let mut got = [0u64; 6];
     for l in &bars {
         let (k, count) = (attr(l, "data-quanta") as usize, attr(l, "data-count"));
         got[k] = count as u64;
