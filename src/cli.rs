@@ -15,13 +15,13 @@ pub struct Cli {
 /// Backends offered on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
-    /// The GPU when an adapter exists and the GPU backend runs every feature of the
-    /// network (this version: networks without synapses), else the CPU; says which.
+    /// The GPU when a hardware adapter exists (a software renderer such as lavapipe only
+    /// when named with --adapter), else the CPU; says which and why.
     Auto,
     /// The CPU reference backend.
     Cpu,
-    /// The GPU backend (wgpu: Vulkan, Metal, DX12 or GL); fails when there is no adapter
-    /// or the network needs a kernel it does not have.
+    /// The GPU backend (wgpu: Vulkan, Metal, DX12 or GL), software renderers included;
+    /// fails when there is no adapter or the network does not fit its bindings.
     Gpu,
 }
 

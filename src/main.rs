@@ -896,7 +896,7 @@ fn sweep(
 
 fn info() -> Result<ExitCode> {
     say!("quantal {}", quantal::VERSION);
-    say!("backends: cpu (reference); gpu (neuron kernels; networks without synapses in this version)");
+    say!("backends: cpu (reference); gpu (every kernel, bit-identical to the cpu on lavapipe; auto takes a hardware GPU)");
     match quantal::gpu::list_adapters() {
         Ok(list) => {
             say!("GPU adapters seen by wgpu:");
