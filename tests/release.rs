@@ -56,12 +56,46 @@ pub fn ca(extra: &str) -> String {
 
 /// Quanta released per synapse in the step just computed.
 fn released_now(b: &CpuBackend) -> Vec<f64> {
-    let st = b.state_ref();
-    let mut k = vec![0.0; b.network().n_synapses() as usize];
+    released_in(b.state_ref(), b.network().n_synapses())
+}
+
+/// Quanta released per synapse in the last step of state `st` (either backend's).
+pub fn released_in(st: &quantal::state::State, n_synapses: u32) -> Vec<f64> {
+    let mut k = vec![0.0; n_synapses as usize];
     for (slot, &s) in st.active.syn.iter().enumerate() {
         k[s as usize] = st.active.released[slot] as f64;
     }
     k
+}
+
+/// §8a: the mean, variance and failure rate of binomial(N = n, p) release counts `k`,
+/// each within 4 SE; returns (mean, variance, failure count).
+pub fn check_binomial(k: &[f64], n: u32, p: f64) -> (f64, f64, f64) {
+    let m = k.len() as f64;
+    let (mean, se) = mean_se(k);
+    let nf = n as f64;
+    assert!(
+        (mean - nf * p).abs() < 4.0 * se,
+        "N={n} p={p}: mean {mean} vs {} (SE {se})",
+        nf * p
+    );
+    let var = k.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (m - 1.0);
+    let mu4 = k.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / m;
+    let se_var = ((mu4 - var * var) / m).sqrt();
+    let var_want = nf * p * (1.0 - p);
+    assert!(
+        (var - var_want).abs() < 4.0 * se_var,
+        "variance {var} vs {var_want} (SE {se_var})"
+    );
+    let n0 = k.iter().filter(|&&x| x == 0.0).count() as f64;
+    let p0 = (1.0 - p).powi(n as i32);
+    let se0 = (p0 * (1.0 - p0) / m).sqrt();
+    assert!(
+        (n0 / m - p0).abs() < 4.0 * se0,
+        "failure rate {} vs {p0}",
+        n0 / m
+    );
+    (mean, var, n0)
 }
 
 /// §8a: binomial statistics of k for (N = 5, p = 0.3) and (N = 10, p = 0.5), M = 10^5
@@ -80,31 +114,11 @@ fn binomial_quantal_statistics() {
         let k = released_now(&b);
         let m = k.len() as f64;
         assert_eq!(m, 1e5);
-        let (mean, se) = mean_se(&k);
         let nf = n as f64;
-        assert!(
-            (mean - nf * p).abs() < 4.0 * se,
-            "N={n} p={p}: mean {mean} vs {} (SE {se})",
-            nf * p
-        );
-        let var = k.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (m - 1.0);
-        let mu4 = k.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / m;
-        let se_var = ((mu4 - var * var) / m).sqrt();
-        let var_want = nf * p * (1.0 - p);
-        assert!(
-            (var - var_want).abs() < 4.0 * se_var,
-            "variance {var} vs {var_want} (SE {se_var})"
-        );
+        let (mean, var, n0) = check_binomial(&k, n, p);
         let cv = var.sqrt() / mean;
         Tolerance::rel(0.02).check("CV", cv, ((1.0 - p) / (nf * p)).sqrt());
-        let n0 = k.iter().filter(|&&x| x == 0.0).count() as f64;
         let p0 = (1.0 - p).powi(n as i32);
-        let se0 = (p0 * (1.0 - p0) / m).sqrt();
-        assert!(
-            (n0 / m - p0).abs() < 4.0 * se0,
-            "failure rate {} vs {p0}",
-            n0 / m
-        );
         let m_hat = (m / n0).ln();
         let se_m = ((1.0 - p0) / (m * p0)).sqrt();
         assert!(

@@ -495,15 +495,6 @@ fn release_logs_and_counts_match() {
     }
 }
 
-/// Quanta released per synapse in the last step, from a state.
-fn released_in(st: &State, n_synapses: u32) -> Vec<f64> {
-    let mut k = vec![0.0; n_synapses as usize];
-    for (slot, &s) in st.active.syn.iter().enumerate() {
-        k[s as usize] = st.active.released[slot] as f64;
-    }
-    k
-}
-
 /// §8a on the GPU: binomial release of 10^5 independent synapses (N = 5, p = 0.3): mean,
 /// variance and failure rate within 4 SE of N·p, N·p·(1-p) and (1-p)^N; and the
 /// stochastic TM synapse's mean release follows the deterministic TM recursion (§3.3).
@@ -513,7 +504,7 @@ fn released_in(st: &State, n_synapses: u32) -> Vec<f64> {
     ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
 )]
 fn gpu_quantal_statistics() {
-    use crate::release::{ca, tm_reference, trials};
+    use crate::release::{ca, check_binomial, released_in, tm_reference, trials};
     let (n, p) = (5u32, 0.3f64);
     let cpu = backend_with(
         &trials(
@@ -528,26 +519,8 @@ fn gpu_quantal_statistics() {
     let mut gpu = gpu_of(&cpu, 16);
     gpu.advance(2, &[], 1).unwrap();
     let k = released_in(gpu.state().unwrap(), ns);
-    let m = k.len() as f64;
-    let (mean, se) = crate::common::mean_se(&k);
-    let nf = n as f64;
-    assert!(
-        (mean - nf * p).abs() < 4.0 * se,
-        "mean {mean} vs {} (SE {se})",
-        nf * p
-    );
-    let var = k.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (m - 1.0);
-    let mu4 = k.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / m;
-    let se_var = ((mu4 - var * var) / m).sqrt();
-    let var_want = nf * p * (1.0 - p);
-    assert!(
-        (var - var_want).abs() < 4.0 * se_var,
-        "variance {var} vs {var_want} (SE {se_var})"
-    );
-    let p0 = (1.0 - p).powi(n as i32);
-    let f0 = k.iter().filter(|&&x| x == 0.0).count() as f64 / m;
-    let se0 = (p0 * (1.0 - p0) / m).sqrt();
-    assert!((f0 - p0).abs() < 4.0 * se0, "failure rate {f0} vs {p0}");
+    assert_eq!(k.len(), 100_000);
+    check_binomial(&k, n, p);
 
     let (u, d, f, isi) = (0.1, 100.0, 500.0, 20.0);
     let times: Vec<String> = (0..5).map(|k| format!("{:?}", k as f64 * isi)).collect();

@@ -28,7 +28,7 @@
 use super::cpu::sample::{probe_code, syn_probe_code};
 use super::cpu::step_params;
 use super::gpu_syn::{
-    chunk_bytes, default_async_cap, projection_keys, synapses_of, RingShape, SynHost, SynImage,
+    async_sites, chunk_bytes, projection_keys, synapses_of, RingShape, SynHost, SynImage,
 };
 use super::{Backend, Batch, Probe, ReleaseEvent, ReleaseKind};
 use crate::error::Error;
@@ -89,6 +89,8 @@ struct SynChunk {
     /// Bind group of each batch row, per kernel of [`SYN_KERNELS`].
     groups: Vec<Vec<wgpu::BindGroup>>,
     header_staging: wgpu::Buffer,
+    /// Σ N over the chunk's asynchronous synapses (rows shorter than this can overflow).
+    async_sites: u64,
     /// Synapse probes of this chunk (code, local synapse, column, 1) and bind groups.
     probes: Vec<[u32; 4]>,
     sample_groups: Vec<wgpu::BindGroup>,
@@ -385,10 +387,7 @@ fn chunk_ranges(
     }
     let fits = |r: &Range<usize>, async_sites: u64| {
         let ns = synapses_of(net, r).len() as u64;
-        let cap = match shape.async_cap {
-            Some(c) => c as u64,
-            None => default_async_cap(async_sites, shape.async_len) as u64,
-        };
+        let cap = shape.cap_for(async_sites) as u64;
         chunk_bytes(
             ns,
             nn as u64,
@@ -400,18 +399,7 @@ fn chunk_ranges(
         .iter()
         .all(|&b| b <= limit)
     };
-    let sites_of = |n: usize| -> u64 {
-        synapses_of(net, &(n..n + 1))
-            .map(|s| {
-                let g = &model.syn_types[net.syn_type[s] as usize].gpu;
-                if g.async_rho > 0.0 {
-                    g.n_sites as u64
-                } else {
-                    0
-                }
-            })
-            .sum()
-    };
+    let sites_of = |n: usize| async_sites(model, net, synapses_of(net, &(n..n + 1)));
     let mut out = Vec::new();
     let mut a = 0;
     while a < nn {
@@ -644,6 +632,7 @@ impl GpuBackend {
                     };
                     let groups = bind_synapses(&ctx, &nb, &image, sh, batch_cap);
                     Some(SynChunk {
+                        async_sites: async_sites(&model, &net, image.syns.clone()),
                         image,
                         groups,
                         header_staging: ctx
@@ -711,21 +700,9 @@ impl GpuBackend {
     /// asynchronous sites (then a row can overflow, and batches keep a copy to rerun).
     fn can_overflow(&self) -> bool {
         self.chunks.iter().any(|c| {
-            c.syn.as_ref().is_some_and(|sc| {
-                let syns = sc.image.syns.clone();
-                let sites: u64 = self.net.syn_type[syns]
-                    .iter()
-                    .map(|&t| {
-                        let g = &self.model.syn_types[t as usize].gpu;
-                        if g.async_rho > 0.0 {
-                            g.n_sites as u64
-                        } else {
-                            0
-                        }
-                    })
-                    .sum();
-                (sc.image.off.async_cap as u64) < sites
-            })
+            c.syn
+                .as_ref()
+                .is_some_and(|sc| (sc.image.off.async_cap as u64) < sc.async_sites)
         })
     }
 

@@ -65,30 +65,34 @@ impl RingShape {
 
     /// Entries per asynchronous row for the synapses `syns`.
     pub fn async_cap(&self, model: &Model, net: &Network, syns: Range<usize>) -> u32 {
+        self.cap_for(async_sites(model, net, syns))
+    }
+
+    /// Entries per asynchronous row for `sites` asynchronous sites: the set capacity, or
+    /// four times the mean were every site in flight, at least 64, at most every site.
+    pub fn cap_for(&self, sites: u64) -> u32 {
         if let Some(c) = self.async_cap {
             return c.max(1);
         }
-        // Σ N over asynchronous synapses: every committed site is in the ring once.
-        let async_sites: u64 = net.syn_type[syns]
-            .iter()
-            .map(|&t| {
-                let g = &model.syn_types[t as usize].gpu;
-                if g.async_rho > 0.0 {
-                    g.n_sites as u64
-                } else {
-                    0
-                }
-            })
-            .sum();
-        default_async_cap(async_sites, self.async_len)
+        let per_row = (4 * sites).div_ceil(self.async_len as u64).max(64);
+        per_row.min(sites).clamp(1, 1 << 24) as u32
     }
 }
 
-/// Entries per asynchronous row for `async_sites` sites over `async_len` rows: four
-/// times the mean were every site in flight, at least 64, at most every site.
-pub fn default_async_cap(async_sites: u64, async_len: u32) -> u32 {
-    let per_row = (4 * async_sites).div_ceil(async_len as u64).max(64);
-    per_row.min(async_sites).clamp(1, 1 << 24) as u32
+/// Σ N over the asynchronous synapses among `syns`: every committed site is in the
+/// asynchronous ring once, so this bounds the entries in flight.
+pub fn async_sites(model: &Model, net: &Network, syns: Range<usize>) -> u64 {
+    net.syn_type[syns]
+        .iter()
+        .map(|&t| {
+            let g = &model.syn_types[t as usize].gpu;
+            if g.async_rho > 0.0 {
+                g.n_sites as u64
+            } else {
+                0
+            }
+        })
+        .sum()
 }
 
 /// Device bytes of the synapse image of `net` (with its rings).
