@@ -9,6 +9,7 @@
 const RELEASE_CA: u32 = 0u;
 const RELEASE_TM_STOCHASTIC: u32 = 1u;
 const RELEASE_TM_MEAN: u32 = 2u;
+const RELEASE_STATIC: u32 = 3u;
 
 // Receptor kind codes (layout::receptor).
 const RECEPTOR_KINETIC: u32 = 0u;

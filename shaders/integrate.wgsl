@@ -63,20 +63,15 @@ fn flag_non_finite(n: u32, var_code: u32) {
     atomicMax(&spike_bits[2], var_code);
 }
 
-@compute @workgroup_size(64)
-fn integrate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    opaque_zero = params.zero;
-    let n = invocation_index(gid, nwg);
-    if (n >= params.n_neurons) {
-        return;
-    }
+// Σ g and Σ g·E + I of a neuron's drive.
+struct Drive {
+    g_tot: f32,
+    num: f32,
+}
+
+// DC inputs of chunk neuron n switching on or off in step t, in input order.
+fn switch_inputs(n: u32, t: u32) {
     let nn = params.n_neurons;
-    let t = params.step;
-    let dt = params.dt_ms;
-    let mg = params.mg_o_mm;
-    let nr = params.n_receptors;
-    let p = pops[(neuron_static[n >> 1u] >> ((n & 1u) * 16u)) & 0xFFFFu];
-    // DC inputs switching on or off in this step, in input order.
     let in_end = neuron_static[offsets.input_offsets + n + 1u];
     for (var k = neuron_static[offsets.input_offsets + n]; k < in_end; k = k + 1u) {
         let inp = inputs[neuron_static[offsets.input_ids + k]];
@@ -89,6 +84,87 @@ fn integrate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
             }
         }
     }
+}
+
+// Leak, injected currents and synaptic conductances at V = v, fixed receptor order (§6.4).
+fn synaptic_drive(n: u32, v: f32, p: Population) -> Drive {
+    let nn = params.n_neurons;
+    let nr = params.n_receptors;
+    var d: Drive;
+    d.g_tot = p.g_l_ns;
+    d.num = p.g_l_ns * p.e_l_mv + neuron_f32[F_I_EXT_PA * nn + n] + p.i_bias_pa;
+    for (var ri = 0u; ri < nr; ri = ri + 1u) {
+        let rc = receptors[ri];
+        let idx = n * nr + ri;
+        let g = receptor_conductance(rc, g_ns[idx], g_ns[offsets.g_pool + idx], v, params.mg_o_mm);
+        d.g_tot += g;
+        d.num += g * rc.e_rev_mv;
+    }
+    return d;
+}
+
+// The LIF's relative refractory and adaptation conductances added to the drive.
+fn lif_drive(n: u32, p: Population, d_in: Drive) -> Drive {
+    let nn = params.n_neurons;
+    var d = d_in;
+    let g_rr = neuron_f32[F_G_RR_NS * nn + n];
+    let g_sfa = neuron_f32[F_G_SFA_NS * nn + n];
+    d.g_tot += g_rr;
+    d.g_tot += g_sfa;
+    d.num += g_rr * p.e_rr_mv;
+    d.num += g_sfa * p.e_sfa_mv;
+    return d;
+}
+
+// One LIF step from V = v towards v_inf with decay = exp(-g_tot·dt/C): absolute
+// refractoriness, threshold, reset, then the decays and spike-triggered increments.
+fn lif_update(n: u32, p: Population, v: f32, v_inf: f32, decay: f32) -> bool {
+    let nn = params.n_neurons;
+    var spiked = false;
+    let g_rr = neuron_f32[F_G_RR_NS * nn + n];
+    let g_sfa = neuron_f32[F_G_SFA_NS * nn + n];
+    let refr = neuron_u32[U_REFR * nn + n];
+    if (refr > 0u) {
+        // Absolute refractory: V held at V_reset for n_ref steps after the spike step.
+        neuron_u32[U_REFR * nn + n] = refr - 1u;
+        neuron_f32[F_V_MV * nn + n] = p.v_reset_mv;
+    } else {
+        let v_new = relax(v_inf, v, decay);
+        if (v_new >= p.v_th_mv + neuron_f32[F_THETA_MV * nn + n]) {
+            spiked = true;
+            neuron_f32[F_V_MV * nn + n] = p.v_reset_mv;
+            neuron_u32[U_REFR * nn + n] = p.n_ref;
+        } else {
+            neuron_f32[F_V_MV * nn + n] = v_new;
+        }
+    }
+    // Decay over the step, then the spike-triggered increments (§6.1).
+    var g_rr_new = flush_subnormal(g_rr * p.decay_rr);
+    var g_sfa_new = flush_subnormal(g_sfa * p.decay_sfa);
+    var theta_new = flush_subnormal(neuron_f32[F_THETA_MV * nn + n] * p.decay_theta);
+    if (spiked) {
+        g_rr_new += p.q_rr_ns;
+        g_sfa_new += p.q_sfa_ns;
+        theta_new += p.delta_theta_mv;
+    }
+    neuron_f32[F_G_RR_NS * nn + n] = g_rr_new;
+    neuron_f32[F_G_SFA_NS * nn + n] = g_sfa_new;
+    neuron_f32[F_THETA_MV * nn + n] = theta_new;
+    return spiked;
+}
+
+@compute @workgroup_size(64)
+fn integrate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    opaque_zero = params.zero;
+    let n = invocation_index(gid, nwg);
+    if (n >= params.n_neurons) {
+        return;
+    }
+    let nn = params.n_neurons;
+    let t = params.step;
+    let dt = params.dt_ms;
+    let p = pops[(neuron_static[n >> 1u] >> ((n & 1u) * 16u)) & 0xFFFFu];
+    switch_inputs(n, t);
     if (p.model == NEURON_POISSON) {
         let u = uniform_at(params.seed_lo, params.seed_hi, DOMAIN_NEURON, params.neuron_base + n, t, PURPOSE_POISSON, 0u);
         if (t >= p.start_step && t < p.stop_step && u < p.p_spike) {
@@ -110,53 +186,16 @@ fn integrate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         return;
     }
     let v = neuron_f32[F_V_MV * nn + n];
-    // Synaptic conductances, fixed receptor order (§6.4).
-    var g_tot = p.g_l_ns;
-    var num = p.g_l_ns * p.e_l_mv + neuron_f32[F_I_EXT_PA * nn + n] + p.i_bias_pa;
-    for (var ri = 0u; ri < nr; ri = ri + 1u) {
-        let rc = receptors[ri];
-        let idx = n * nr + ri;
-        let g = receptor_conductance(rc, g_ns[idx], g_ns[offsets.g_pool + idx], v, mg);
-        g_tot += g;
-        num += g * rc.e_rev_mv;
-    }
+    var d = synaptic_drive(n, v, p);
+    var g_tot = d.g_tot;
+    var num = d.num;
     var spiked = false;
     if (p.model == NEURON_LIF) {
-        let g_rr = neuron_f32[F_G_RR_NS * nn + n];
-        let g_sfa = neuron_f32[F_G_SFA_NS * nn + n];
-        g_tot += g_rr;
-        g_tot += g_sfa;
-        num += g_rr * p.e_rr_mv;
-        num += g_sfa * p.e_sfa_mv;
-        let refr = neuron_u32[U_REFR * nn + n];
-        if (refr > 0u) {
-            // Absolute refractory: V held at V_reset for n_ref steps after the spike step.
-            neuron_u32[U_REFR * nn + n] = refr - 1u;
-            neuron_f32[F_V_MV * nn + n] = p.v_reset_mv;
-        } else {
-            // V ← V_inf + (V - V_inf)·exp(-g_tot·dt/C) (§6.1)
-            let v_inf = num / g_tot;
-            let v_new = relax(v_inf, v, exp_sw(-g_tot * dt / p.c_m_pf));
-            if (v_new >= p.v_th_mv + neuron_f32[F_THETA_MV * nn + n]) {
-                spiked = true;
-                neuron_f32[F_V_MV * nn + n] = p.v_reset_mv;
-                neuron_u32[U_REFR * nn + n] = p.n_ref;
-            } else {
-                neuron_f32[F_V_MV * nn + n] = v_new;
-            }
-        }
-        // Decay over the step, then the spike-triggered increments (§6.1).
-        var g_rr_new = flush_subnormal(g_rr * p.decay_rr);
-        var g_sfa_new = flush_subnormal(g_sfa * p.decay_sfa);
-        var theta_new = flush_subnormal(neuron_f32[F_THETA_MV * nn + n] * p.decay_theta);
-        if (spiked) {
-            g_rr_new += p.q_rr_ns;
-            g_sfa_new += p.q_sfa_ns;
-            theta_new += p.delta_theta_mv;
-        }
-        neuron_f32[F_G_RR_NS * nn + n] = g_rr_new;
-        neuron_f32[F_G_SFA_NS * nn + n] = g_sfa_new;
-        neuron_f32[F_THETA_MV * nn + n] = theta_new;
+        d = lif_drive(n, p, d);
+        // V ← V_inf + (V - V_inf)·exp(-g_tot·dt/C) (§6.1), used outside the refractory period.
+        let v_inf = d.num / d.g_tot;
+        let decay = exp_sw(-d.g_tot * dt / p.c_m_pf);
+        spiked = lif_update(n, p, v, v_inf, decay);
     } else {
         // (1) rates at V_n; (2) Rush-Larsen gates; (3) V with the new gates (§6.2).
         let rates = hh_rates(v, p.v_t_mv);

@@ -179,6 +179,8 @@ fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
                 su_set(S_ENDO, syn, su(S_ENDO, syn) + n);
             }
             q = f32(n);
+        } else if (ty.release == RELEASE_STATIC) {
+            q = 1.0f;
         } else {
             // Mean TM: amplitude N·u_n·x_n, then x ← x - u·x (§2.2).
             let u = ty.tm_u + sf(SF_X_F, syn);

@@ -79,7 +79,8 @@ fn sf_set(section: u32, syn: u32, x: f32) {
 // Twin of backend::cpu::terminal::advance_terminal.
 fn advance_terminal(ty: SynType, syn: u32, t: u32) {
     let delta = t - su(S_T_LAST, syn);
-    if (delta == 0u) {
+    // A static terminal has no state to advance (its one site is always docked).
+    if (delta == 0u || ty.release == RELEASE_STATIC) {
         return;
     }
     let tracked = ty.reserve_size > 0u;

@@ -13,6 +13,8 @@ pub mod release {
     pub const TM_STOCHASTIC: u32 = 1;
     /// Mean Tsodyks-Markram (§2.2).
     pub const TM_MEAN: u32 = 2;
+    /// One quantum per presynaptic spike, no terminal state.
+    pub const STATIC: u32 = 3;
 }
 
 /// Receptor kind codes (`GpuReceptor::kind`).

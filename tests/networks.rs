@@ -413,41 +413,29 @@ fn activity(rec: &MemoryRecorder, duration_ms: f64, n_neurons: f64) -> (f64, f64
     )
 }
 
-/// §8h COBA with the benchmark's own synapses (one 6 nS / 67 nS exponential conductance
-/// per spike: tm_mean with N = 1, U = 1, instant recovery): self-sustained asynchronous
+/// §8h COBA with the benchmark's own synapses (networks/brette_coba.toml: one 6 nS / 67 nS
+/// exponential conductance per spike, `static` release): self-sustained asynchronous
 /// irregular activity, population rate 15-25 Hz and median CV(ISI) > 0.5 (seed 1, 1 s).
-/// And the quantal version of networks/coba.toml sustains activity too.
+/// `static` is exactly one quantum per spike: the same spikes, to the bit, as tm_mean
+/// with N = 1, U = 1 and instant recovery. And the quantal version, networks/coba.toml,
+/// sustains activity too.
 #[test]
 fn coba_sustains_asynchronous_irregular_activity() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let deterministic = text
-        .replace("release = \"ca\"\n[synapse_types.ca]\nn_sites = 5\np_ref = 0.24\n", "release = \"tm_mean\"\n[synapse_types.tm]\nn_sites = 1\nu = 1.0\ntau_rec_ms = 0.001\n[synapse_types.ca_unused]\n")
-        .replace("release = \"ca\"\n[synapse_types.ca]\nn_sites = 5\np_ref = 0.5\n", "release = \"tm_mean\"\n[synapse_types.tm]\nn_sites = 1\nu = 1.0\ntau_rec_ms = 0.001\n[synapse_types.ca_unused]\n");
-    // Drop the CA-only tables of the quantal version.
-    let deterministic: String = {
-        let mut out = Vec::new();
-        let mut skip = false;
-        for l in deterministic.lines() {
-            if l.starts_with('[') {
-                skip = l == "[synapse_types.ca_unused]" || l == "[synapse_types.vesicles]";
-            }
-            if !skip {
-                out.push(l);
-            }
-        }
-        out.join("\n")
-    }
-    .replace("g_max_ns = 3.5", "g_max_ns = 6.0")
-    .replace("g_max_ns = 26.8", "g_max_ns = 67.0");
-    assert_eq!(deterministic.matches("release = \"tm_mean\"").count(), 2);
-    assert!(
-        !deterministic.contains("[synapse_types.ca]") && deterministic.contains("g_max_ns = 67.0")
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("networks");
+    let bench = std::fs::read_to_string(dir.join("brette_coba.toml")).unwrap();
+    let quantal = std::fs::read_to_string(dir.join("coba.toml")).unwrap();
+    let tm_mean = bench.replace(
+        "release = \"static\"\n",
+        "release = \"tm_mean\"\n[synapse_types.tm]\nn_sites = 1\nu = 1.0\ntau_rec_ms = 0.001\n",
     );
+    assert_eq!(tm_mean.matches("release = \"tm_mean\"").count(), 2);
+    let mut spikes = Vec::new();
     for (name, t, band) in [
-        ("benchmark synapses", deterministic.as_str(), (15.0, 25.0)),
-        ("quantal coba.toml", text.as_str(), (15.0, 30.0)),
+        ("brette_coba.toml", bench.as_str(), (15.0, 25.0)),
+        ("the same with tm_mean", tm_mean.as_str(), (15.0, 25.0)),
+        ("coba.toml", quantal.as_str(), (15.0, 30.0)),
     ] {
+        let path = dir.join(name);
         let loaded = netfile::load_str(t, &path, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut sim = Simulation::new(loaded, BackendKind::Cpu).unwrap();
         let mut rec = MemoryRecorder::default();
@@ -460,7 +448,13 @@ fn coba_sustains_asynchronous_irregular_activity() {
             "{name}: rate {rate} Hz outside {band:?}"
         );
         assert!(cv > 0.5, "{name}: median CV {cv}");
+        spikes.push((rec.spike_times.clone(), rec.spike_ids.clone()));
     }
+    assert!(!spikes[0].0.iter().all(|p| p.is_empty()));
+    assert_eq!(
+        spikes[0], spikes[1],
+        "static and its tm_mean equivalent differ"
+    );
 }
 
 /// What the model changes rather than uses as written is a located warning, not a silent

@@ -221,10 +221,11 @@ fn shaders_validate_and_match_the_rust_layout() {
 fn shader_codes_match_the_rust_codes() {
     use quantal::layout::{neuron, neuron_f32, neuron_u32, probe, receptor, release};
     let src = shaders::source("integrate").unwrap();
-    let want: [(&str, u32); 25] = [
+    let want: [(&str, u32); 26] = [
         ("RELEASE_CA", release::CA),
         ("RELEASE_TM_STOCHASTIC", release::TM_STOCHASTIC),
         ("RELEASE_TM_MEAN", release::TM_MEAN),
+        ("RELEASE_STATIC", release::STATIC),
         ("RECEPTOR_KINETIC", receptor::KINETIC),
         ("RECEPTOR_GABA_B", receptor::GABA_B),
         ("RECEPTOR_EXP", receptor::EXP),

@@ -146,6 +146,7 @@ fn libsonata_reads_every_report() {
         "summation",
         "nmj_ach",
         "coba",
+        "brette_coba",
         "cobahh",
         "cells_fi",
     ] {

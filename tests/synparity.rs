@@ -233,6 +233,8 @@ fn examples_are_bit_identical() {
     same_run("nmj_ach", &[], 2000, 256, 0);
     // cobahh over 200 ms.
     same_run("cobahh", &[], 2000, 256, 1000);
+    // The benchmark's static release onto exp receptors, 200 ms.
+    same_run("brette_coba", &[], 2000, 256, 1000);
 }
 
 /// The COBA network (4000 cells, 320 961 synapses) over 1 s of self-sustained activity:

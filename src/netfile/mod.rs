@@ -313,6 +313,10 @@ pub enum ReleaseModel {
     TmStochastic,
     /// Deterministic mean Tsodyks-Markram (§2.2).
     TmMean,
+    /// Exactly one quantum per presynaptic spike: no release sites, no failures, no
+    /// short-term plasticity and no terminal state. The fixed conductance jump
+    /// (g_max·w per spike) of the benchmark networks (Brette et al. 2007).
+    Static,
 }
 
 /// Release probability law of the `ca` model (§2.1).

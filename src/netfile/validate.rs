@@ -748,8 +748,14 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
                 ),
             ));
         }
-        if s.tm.is_some() && s.release == ReleaseModel::Ca {
-            return Err(c.err(&at.key("tm"), "a `tm` table is given but release = \"ca\"; it applies to tm_stochastic and tm_mean".into()));
+        if s.tm.is_some() && matches!(s.release, ReleaseModel::Ca | ReleaseModel::Static) {
+            return Err(c.err(
+                &at.key("tm"),
+                format!(
+                    "a `tm` table is given but release = \"{}\"; it applies to tm_stochastic and tm_mean",
+                    if s.release == ReleaseModel::Ca { "ca" } else { "static" }
+                ),
+            ));
         }
         if let Some(ca) = &s.ca {
             let b = at.key("ca");
@@ -828,12 +834,17 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
                 false,
                 "1/s",
             )?;
-            if s.release == ReleaseModel::TmMean {
+            if matches!(s.release, ReleaseModel::TmMean | ReleaseModel::Static) {
+                let name = if s.release == ReleaseModel::Static {
+                    "static"
+                } else {
+                    "tm_mean"
+                };
                 let sites = v.async_rho.unwrap_or(0.0) > 0.0
                     || v.spont_rate_per_s.unwrap_or(0.0) > 0.0
                     || v.reserve_size.unwrap_or(0) > 0;
                 if sites {
-                    return Err(c.err(&b, "release = \"tm_mean\" has no release sites: asynchronous, spontaneous release and a reserve pool need ca or tm_stochastic".into()));
+                    return Err(c.err(&b, format!("release = \"{name}\" has no release sites: asynchronous, spontaneous release and a reserve pool need ca or tm_stochastic")));
                 }
             }
         }

@@ -19,10 +19,21 @@ pub fn decay_pools(idx: usize, params: &StepParams, receptors: &[GpuReceptor], s
     st.g_active_ns[idx] = 0.0;
 }
 
-/// The dispatcher: every entry, n_neurons · n_receptors invocations.
+/// The dispatcher: every entry, n_neurons · n_receptors invocations, the statements of
+/// [`decay_pools`] with the receptor of each entry known from the loop (no division).
 pub fn decay_pools_all(params: &StepParams, receptors: &[GpuReceptor], st: &mut State) {
-    let count = params.n_neurons as usize * params.n_receptors as usize;
-    for idx in 0..count {
-        decay_pools(idx, params, receptors, st);
+    let nr = params.n_receptors as usize;
+    let count = params.n_neurons as usize * nr;
+    if nr == 0 {
+        return;
+    }
+    for (pool, active) in st.g_pool_ns[..count]
+        .chunks_exact_mut(nr)
+        .zip(st.g_active_ns[..count].chunks_exact_mut(nr))
+    {
+        for ((g, a), rc) in pool.iter_mut().zip(active.iter_mut()).zip(receptors) {
+            *g = flush_subnormal(*g * rc.decay);
+            *a = 0.0;
+        }
     }
 }

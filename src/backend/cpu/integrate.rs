@@ -12,7 +12,7 @@
 //! conductance, and tests the threshold.
 
 use crate::layout::{neuron, receptor, GpuPopulation, GpuReceptor, StepParams};
-use crate::math::{exp_sw, relax};
+use crate::math::{exp_sw, exp_sw_slice, relax};
 use crate::model::{flush_subnormal, hh_rates, nmda_block};
 use crate::network::Network;
 use crate::philox::{uniform_at, Domain, Purpose};
@@ -41,6 +41,102 @@ pub fn receptor_conductance(
     g
 }
 
+/// DC inputs of neuron `n` switching on or off in step `t`, in input order.
+#[inline(always)]
+fn switch_inputs(n: usize, t: u32, net: &Network, st: &mut State) {
+    let in_end = net.input_offsets[n + 1];
+    for k in net.input_offsets[n]..in_end {
+        let inp = &net.inputs[net.input_ids[k as usize] as usize];
+        if inp.start_step < inp.stop_step {
+            if t == inp.start_step {
+                st.i_ext_pa[n] += inp.amplitude_pa;
+            }
+            if t == inp.stop_step {
+                st.i_ext_pa[n] -= inp.amplitude_pa;
+            }
+        }
+    }
+}
+
+/// Leak, injected currents and synaptic conductances of neuron `n` at V = `v`, in the
+/// fixed receptor order (§6.4: kinetic r after its step-n update; exp conductances at
+/// mid-step g⁺·e^{-dt/(2τ)}): (Σ g, Σ g·E + I).
+#[inline(always)]
+fn synaptic_drive(
+    n: usize,
+    v: f32,
+    p: &GpuPopulation,
+    params: &StepParams,
+    receptors: &[GpuReceptor],
+    st: &State,
+) -> (f32, f32) {
+    let nr = params.n_receptors as usize;
+    let mut g_tot = p.g_l_ns;
+    let mut num = p.g_l_ns * p.e_l_mv + st.i_ext_pa[n] + p.i_bias_pa;
+    for (ri, rc) in receptors.iter().enumerate().take(nr) {
+        let idx = n * nr + ri;
+        let g = receptor_conductance(
+            rc,
+            st.g_active_ns[idx],
+            st.g_pool_ns[idx],
+            v,
+            params.mg_o_mm,
+        );
+        g_tot += g;
+        num += g * rc.e_rev_mv;
+    }
+    (g_tot, num)
+}
+
+/// The LIF's relative refractory and adaptation conductances added to the drive.
+#[inline(always)]
+fn lif_drive(n: usize, p: &GpuPopulation, st: &State, g_tot: f32, num: f32) -> (f32, f32) {
+    let (mut g_tot, mut num) = (g_tot, num);
+    let g_rr = st.g_rr_ns[n];
+    let g_sfa = st.g_sfa_ns[n];
+    g_tot += g_rr;
+    g_tot += g_sfa;
+    num += g_rr * p.e_rr_mv;
+    num += g_sfa * p.e_sfa_mv;
+    (g_tot, num)
+}
+
+/// One LIF step from V = `v` towards `v_inf` with `decay` = exp(-g_tot·dt/C): absolute
+/// refractoriness, threshold, reset, then the decays and spike-triggered increments of
+/// the refractory and adaptation variables. Returns true when the neuron spikes.
+#[inline(always)]
+fn lif_update(n: usize, p: &GpuPopulation, v: f32, v_inf: f32, decay: f32, st: &mut State) -> bool {
+    let mut spiked = false;
+    let g_rr = st.g_rr_ns[n];
+    let g_sfa = st.g_sfa_ns[n];
+    if st.refr[n] > 0 {
+        // Absolute refractory: V held at V_reset for n_ref steps after the spike step.
+        st.refr[n] -= 1;
+        st.v_mv[n] = p.v_reset_mv;
+    } else {
+        let v_new = relax(v_inf, v, decay);
+        if v_new >= p.v_th_mv + st.theta_mv[n] {
+            spiked = true;
+            st.v_mv[n] = p.v_reset_mv;
+            st.refr[n] = p.n_ref;
+        } else {
+            st.v_mv[n] = v_new;
+        }
+    }
+    // Decay over the step, then the spike-triggered increments (§6.1, as NEST's
+    // iaf_cond_exp_sfa_rr): a spike at the end of step s leaves g_rr = q_rr at
+    // (s+1)·dt, and q_rr·e^{-k·dt/τ_rr} k steps later.
+    st.g_rr_ns[n] = flush_subnormal(g_rr * p.decay_rr);
+    st.g_sfa_ns[n] = flush_subnormal(g_sfa * p.decay_sfa);
+    st.theta_mv[n] = flush_subnormal(st.theta_mv[n] * p.decay_theta);
+    if spiked {
+        st.g_rr_ns[n] += p.q_rr_ns;
+        st.g_sfa_ns[n] += p.q_sfa_ns;
+        st.theta_mv[n] += p.delta_theta_mv;
+    }
+    spiked
+}
+
 /// Advances neuron `n` by one step; returns true when it spikes.
 #[expect(
     clippy::needless_range_loop,
@@ -56,22 +152,8 @@ pub fn integrate(
 ) -> bool {
     let t = params.step;
     let dt = params.dt_ms;
-    let mg = params.mg_o_mm;
-    let nr = params.n_receptors as usize;
     let p = &pops[net.neuron_pop[n] as usize];
-    // DC inputs switching on or off in this step, in input order.
-    let in_end = net.input_offsets[n + 1];
-    for k in net.input_offsets[n]..in_end {
-        let inp = &net.inputs[net.input_ids[k as usize] as usize];
-        if inp.start_step < inp.stop_step {
-            if t == inp.start_step {
-                st.i_ext_pa[n] += inp.amplitude_pa;
-            }
-            if t == inp.stop_step {
-                st.i_ext_pa[n] -= inp.amplitude_pa;
-            }
-        }
-    }
+    switch_inputs(n, t, net, st);
     if p.model == neuron::POISSON {
         let u = uniform_at(
             params.seed(),
@@ -98,52 +180,14 @@ pub fn integrate(
         return fired;
     }
     let v = st.v_mv[n];
-    // Synaptic conductances, fixed receptor order (§6.4: kinetic r after its step-n
-    // update; exp conductances at mid-step g⁺·e^{-dt/(2τ)}).
-    let mut g_tot = p.g_l_ns;
-    let mut num = p.g_l_ns * p.e_l_mv + st.i_ext_pa[n] + p.i_bias_pa;
-    for ri in 0..nr {
-        let rc = &receptors[ri];
-        let idx = n * nr + ri;
-        let g = receptor_conductance(rc, st.g_active_ns[idx], st.g_pool_ns[idx], v, mg);
-        g_tot += g;
-        num += g * rc.e_rev_mv;
-    }
+    let (mut g_tot, mut num) = synaptic_drive(n, v, p, params, receptors, st);
     let mut spiked = false;
     if p.model == neuron::LIF {
-        let g_rr = st.g_rr_ns[n];
-        let g_sfa = st.g_sfa_ns[n];
-        g_tot += g_rr;
-        g_tot += g_sfa;
-        num += g_rr * p.e_rr_mv;
-        num += g_sfa * p.e_sfa_mv;
-        if st.refr[n] > 0 {
-            // Absolute refractory: V held at V_reset for n_ref steps after the spike step.
-            st.refr[n] -= 1;
-            st.v_mv[n] = p.v_reset_mv;
-        } else {
-            // V ← V_inf + (V - V_inf)·exp(-g_tot·dt/C) (§6.1)
-            let v_inf = num / g_tot;
-            let v_new = relax(v_inf, v, exp_sw(-g_tot * dt / p.c_m_pf));
-            if v_new >= p.v_th_mv + st.theta_mv[n] {
-                spiked = true;
-                st.v_mv[n] = p.v_reset_mv;
-                st.refr[n] = p.n_ref;
-            } else {
-                st.v_mv[n] = v_new;
-            }
-        }
-        // Decay over the step, then the spike-triggered increments (§6.1, as NEST's
-        // iaf_cond_exp_sfa_rr): a spike at the end of step s leaves g_rr = q_rr at
-        // (s+1)·dt, and q_rr·e^{-k·dt/τ_rr} k steps later.
-        st.g_rr_ns[n] = flush_subnormal(g_rr * p.decay_rr);
-        st.g_sfa_ns[n] = flush_subnormal(g_sfa * p.decay_sfa);
-        st.theta_mv[n] = flush_subnormal(st.theta_mv[n] * p.decay_theta);
-        if spiked {
-            st.g_rr_ns[n] += p.q_rr_ns;
-            st.g_sfa_ns[n] += p.q_sfa_ns;
-            st.theta_mv[n] += p.delta_theta_mv;
-        }
+        (g_tot, num) = lif_drive(n, p, st, g_tot, num);
+        // V ← V_inf + (V - V_inf)·exp(-g_tot·dt/C) (§6.1), used outside the refractory period.
+        let v_inf = num / g_tot;
+        let decay = exp_sw(-g_tot * dt / p.c_m_pf);
+        spiked = lif_update(n, p, v, v_inf, decay, st);
     } else {
         // (1) rates at V_n; (2) Rush-Larsen gates; (3) V with the new gates (§6.2).
         let [am, bm, ah, bh, an, bn] = hh_rates(v, p.v_t_mv);
@@ -176,8 +220,18 @@ pub fn integrate(
     spiked
 }
 
+/// Neurons per block of the LIF path of [`integrate_all`].
+const BLOCK: usize = 64;
+
 /// The dispatcher: every neuron in ascending order; the spiking ones are appended to
 /// `st.spikes` (ascending, as the GPU's spike bit rows decode).
+///
+/// LIF neurons go in blocks of up to [`BLOCK`] of one population, with the statements of
+/// [`integrate`] split into three loops: the drive of every neuron, the exponentials of
+/// the block (one loop the compiler runs several lanes at a time, [`exp_sw_slice`]), then
+/// the updates. Each neuron sees the same operations on the same values as in
+/// [`integrate`] and the WGSL twin, so the bits are the same; only independent neurons'
+/// statements are interleaved, which lets the CPU overlap their exponentials' latency.
 pub fn integrate_all(
     params: &StepParams,
     pops: &[GpuPopulation],
@@ -186,22 +240,117 @@ pub fn integrate_all(
     st: &mut State,
 ) {
     st.spikes.clear();
-    for n in 0..params.n_neurons as usize {
-        if integrate(n, params, pops, receptors, net, st) {
-            st.spikes.push(n as u32);
-        }
-        // NaN or inf in V (or an HH gate) stops the run (the GPU twin flags it likewise).
-        if st.non_finite.is_none() {
-            for (x, var) in [
-                (st.v_mv[n], "v_mv"),
-                (st.hh_m[n], "m"),
-                (st.hh_h[n], "h"),
-                (st.hh_n[n], "n"),
-            ] {
-                if !x.is_finite() {
-                    st.non_finite = Some((n as u32, var, false));
-                    break;
+    let nn = params.n_neurons as usize;
+    let mut v_inf = [0f32; BLOCK];
+    let mut decay = [0f32; BLOCK];
+    let mut n = 0;
+    while n < nn {
+        let pop = net.neuron_pop[n];
+        let p = &pops[pop as usize];
+        if p.model == neuron::LIF {
+            let mut end = n + 1;
+            while end < nn && end - n < BLOCK && net.neuron_pop[end] == pop {
+                end += 1;
+            }
+            let len = end - n;
+            lif_block_drive(
+                n..end,
+                p,
+                params,
+                receptors,
+                net,
+                st,
+                &mut v_inf,
+                &mut decay,
+            );
+            exp_sw_slice(&mut decay[..len]);
+            for (k, i) in (n..end).enumerate() {
+                let v = st.v_mv[i];
+                if lif_update(i, p, v, v_inf[k], decay[k], st) {
+                    st.spikes.push(i as u32);
                 }
+                check_finite(i, st);
+            }
+            n = end;
+        } else {
+            if integrate(n, params, pops, receptors, net, st) {
+                st.spikes.push(n as u32);
+            }
+            check_finite(n, st);
+            n += 1;
+        }
+    }
+}
+
+/// The drive of the LIF neurons `range` (one population, at most [`BLOCK`]): the
+/// statements of [`switch_inputs`], [`synaptic_drive`] and [`lif_drive`] and the two
+/// quotients of [`integrate`], one statement at a time over the block, so each loop runs
+/// several lanes at a time. Every neuron's sums are formed in the same order as there.
+/// Leaves V_inf in `v_inf` and -g_tot·dt/C (the exponent) in `arg`.
+#[expect(clippy::too_many_arguments, reason = "the arrays of one dispatch")]
+fn lif_block_drive(
+    range: std::ops::Range<usize>,
+    p: &GpuPopulation,
+    params: &StepParams,
+    receptors: &[GpuReceptor],
+    net: &Network,
+    st: &mut State,
+    v_inf: &mut [f32; BLOCK],
+    arg: &mut [f32; BLOCK],
+) {
+    let (n, end) = (range.start, range.end);
+    let len = end - n;
+    if net.input_offsets[n] != net.input_offsets[end] {
+        for i in range.clone() {
+            switch_inputs(i, params.step, net, st);
+        }
+    }
+    let nr = params.n_receptors as usize;
+    let v = &st.v_mv[n..end];
+    let mut g_tot = [0f32; BLOCK];
+    let mut num = [0f32; BLOCK];
+    let (g_tot, num) = (&mut g_tot[..len], &mut num[..len]);
+    for ((g, x), i_ext) in g_tot
+        .iter_mut()
+        .zip(num.iter_mut())
+        .zip(&st.i_ext_pa[n..end])
+    {
+        *g = p.g_l_ns;
+        *x = p.g_l_ns * p.e_l_mv + i_ext + p.i_bias_pa;
+    }
+    let active = &st.g_active_ns[n * nr..end * nr];
+    let pool = &st.g_pool_ns[n * nr..end * nr];
+    for (ri, rc) in receptors.iter().enumerate().take(nr) {
+        for k in 0..len {
+            let idx = k * nr + ri;
+            let g = receptor_conductance(rc, active[idx], pool[idx], v[k], params.mg_o_mm);
+            g_tot[k] += g;
+            num[k] += g * rc.e_rev_mv;
+        }
+    }
+    for (k, i) in range.enumerate() {
+        (g_tot[k], num[k]) = lif_drive(i, p, st, g_tot[k], num[k]);
+    }
+    for k in 0..len {
+        v_inf[k] = num[k] / g_tot[k];
+        arg[k] = -g_tot[k] * params.dt_ms / p.c_m_pf;
+    }
+}
+
+/// NaN or inf in V (or an HH gate) of neuron `n` stops the run (the GPU twin flags it
+/// likewise); the first one found is kept.
+#[inline]
+fn check_finite(n: usize, st: &mut State) {
+    if st.non_finite.is_none() {
+        for (x, var) in [
+            (st.v_mv[n], "v_mv"),
+            (st.hh_m[n], "m"),
+            (st.hh_h[n], "h"),
+            (st.hh_n[n], "n"),
+        ] {
+            if !x.is_finite() {
+                st.non_finite = Some((n as u32, var, false));
+                break;
             }
         }
     }

@@ -170,6 +170,7 @@ pub fn release(
                     }
                     k as f32
                 }
+                rel::STATIC => 1.0,
                 _ => {
                     // Mean TM: amplitude N·u_n·x_n, then x ← x - u·x (§2.2).
                     let u = ty.tm_u + st.x_f[i];

@@ -24,7 +24,8 @@ pub fn advance_terminal(
 ) {
     let i = syn as usize;
     let delta = t - st.t_last[i];
-    if delta == 0 {
+    // A static terminal has no state to advance (its one site is always docked).
+    if delta == 0 || ty.release == release::STATIC {
         return;
     }
     let tracked = ty.reserve_size > 0;
