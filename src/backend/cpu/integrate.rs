@@ -138,10 +138,6 @@ fn lif_update(n: usize, p: &GpuPopulation, v: f32, v_inf: f32, decay: f32, st: &
 }
 
 /// Advances neuron `n` by one step; returns true when it spikes.
-#[expect(
-    clippy::needless_range_loop,
-    reason = "ri indexes the receptor table and the (neuron, receptor) arrays, as in the WGSL twin"
-)]
 pub fn integrate(
     n: usize,
     params: &StepParams,
