@@ -48,6 +48,8 @@ pub enum PlotArg {
     Traces,
     /// Histograms of quanta per presynaptic spike, per projection of `record.releases`.
     Release,
+    /// A column of a sweep's index table against a swept parameter (mean ± SE over seeds).
+    Sweep,
 }
 
 /// Subcommands.
@@ -178,12 +180,14 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Draw a figure of a run's results as SVG: raster, population rates or traces.
+    /// Draw a figure of a run's results (SVG or PNG): raster, population rates, traces,
+    /// release histograms, or a sweep's summary against a swept parameter.
     #[command(
-        after_help = "Examples:\n  quantal plot coba.h5 --what raster -o raster.svg\n  quantal plot coba.h5 --what rates --bin-ms 5 -o rates.svg\n  quantal plot single_synapse.h5 --what traces --variable v_mv -o epsp.svg\n  quantal plot single_synapse.h5 --what release -o release.svg"
+        after_help = "Examples:\n  quantal plot coba.h5 --what raster -o raster.png\n  quantal plot coba.h5 --what rates --bin-ms 5 -o rates.svg\n  quantal plot single_synapse.h5 --what traces --variable v_mv -o epsp.svg\n  quantal plot single_synapse.h5 --what release -o release.svg\n  quantal plot dr/ --what sweep --x environment.ca_o_mm --y syn_mean_quanta --log -o dr.png"
     )]
     Plot {
-        /// The run's main output file (RUN.h5).
+        /// The run's main output file (RUN.h5); for --what sweep, the sweep's directory
+        /// or its index.csv.
         result: PathBuf,
         /// What to draw.
         #[arg(long, value_enum, default_value_t = PlotArg::Raster)]
@@ -197,7 +201,17 @@ pub enum Command {
         /// Bin width for rates, ms.
         #[arg(long = "bin-ms", default_value_t = 5.0)]
         bin_ms: f64,
-        /// Output figure (.svg).
+        /// Sweep: the index column on the x axis (a swept key).
+        #[arg(long)]
+        x: Option<String>,
+        /// Sweep: the index column on the y axis (e.g. <projection>_mean_quanta,
+        /// <projection>_ppr, <population>_rate_hz).
+        #[arg(long)]
+        y: Option<String>,
+        /// Sweep: log10 on both axes, with the least-squares slope in the legend.
+        #[arg(long)]
+        log: bool,
+        /// Output figure: .svg, or .png (rasterised with the system's fonts).
         #[arg(short, long)]
         output: PathBuf,
     },

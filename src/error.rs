@@ -91,6 +91,9 @@ pub enum Error {
     /// A GPU device or validation error.
     #[error("GPU device error: {0}")]
     Device(String),
+    /// A figure cannot be drawn from the given files (what is missing, and how to get it).
+    #[error("{0}")]
+    Plot(String),
     /// A state variable became NaN or infinite; the run stopped there.
     #[error("{owner} element {id}: {variable} became {value} in step {step} ({time_ms:.3} ms); the run stopped (the output holds everything up to the last flush, with complete = 0). Check the parameters that drive it (weights, currents, conductances, dt_ms)")]
     NonFinite {

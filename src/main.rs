@@ -125,24 +125,38 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             variable,
             ids,
             bin_ms,
+            x,
+            y,
+            log,
             output,
         } => {
-            anyhow::ensure!(
-                output.extension().is_some_and(|e| e == "svg"),
-                "{}: figures are written as SVG in this version; name the output .svg",
-                output.display()
-            );
-            anyhow::ensure!(bin_ms > 0.0, "--bin-ms must be positive");
-            let what = match what {
-                cli::PlotArg::Raster => quantal::plot::What::Raster,
-                cli::PlotArg::Rates => quantal::plot::What::Rates,
-                cli::PlotArg::Traces => quantal::plot::What::Traces,
-                cli::PlotArg::Release => quantal::plot::What::Release,
+            let png = match output.extension().and_then(|e| e.to_str()) {
+                Some("svg") => false,
+                Some("png") => true,
+                _ => anyhow::bail!("{}: name the figure .svg or .png", output.display()),
             };
-            let fig = quantal::plot::plot(&result, what, variable.as_deref(), &ids, bin_ms)
-                .with_context(|| format!("plotting {}", result.display()))?;
-            std::fs::write(&output, &fig.svg)
-                .with_context(|| format!("writing {}", output.display()))?;
+            anyhow::ensure!(bin_ms > 0.0, "--bin-ms must be positive");
+            let draw = |w| quantal::plot::plot(&result, w, variable.as_deref(), &ids, bin_ms);
+            let fig = match what {
+                cli::PlotArg::Raster => draw(quantal::plot::What::Raster),
+                cli::PlotArg::Rates => draw(quantal::plot::What::Rates),
+                cli::PlotArg::Traces => draw(quantal::plot::What::Traces),
+                cli::PlotArg::Release => draw(quantal::plot::What::Release),
+                cli::PlotArg::Sweep => {
+                    let (Some(x), Some(y)) = (&x, &y) else {
+                        anyhow::bail!("--what sweep needs --x COLUMN and --y COLUMN (the columns of the sweep's index.csv)");
+                    };
+                    quantal::plot::plot_sweep(&result, x, y, log)
+                }
+            }
+            .with_context(|| format!("plotting {}", result.display()))?;
+            if png {
+                let bytes = quantal::plot::to_png(&fig.svg)?;
+                std::fs::write(&output, bytes)
+            } else {
+                std::fs::write(&output, &fig.svg)
+            }
+            .with_context(|| format!("writing {}", output.display()))?;
             say!("wrote {} ({} marks)", output.display(), fig.marks);
             Ok(ExitCode::SUCCESS)
         }
@@ -835,38 +849,78 @@ fn sweep(
         }
     });
     let results = results.into_inner().expect("no panics");
-    // The index table.
-    let pops: Vec<String> = results
-        .iter()
-        .flatten()
-        .find_map(|r| r.as_ref().ok())
+    // The index table: one row per run, written as CSV and as HDF5 (one dataset per
+    // column), the same fields in both.
+    let first = results.iter().flatten().find_map(|r| r.as_ref().ok());
+    let pops: Vec<String> = first
         .map(|s| s.spikes.iter().map(|p| p.0.clone()).collect())
         .unwrap_or_default();
-    let mut csv = String::from("point,file,seed");
-    for (k, _) in &axes {
-        csv.push(',');
-        csv.push_str(k);
-    }
-    csv.push_str(",steps,quanta");
+    let projs: Vec<String> = first
+        .map(|s| s.evoked.iter().map(|p| p.0.clone()).collect())
+        .unwrap_or_default();
+    let recorded: Vec<String> = loaded
+        .first()
+        .and_then(|l| l.file.record.releases.clone())
+        .unwrap_or_default();
+    let mut header: Vec<String> = ["point", "file", "seed"].map(String::from).to_vec();
+    header.extend(axes.iter().map(|(k, _)| k.clone()));
+    header.extend(["steps", "quanta"].map(String::from));
     for p in &pops {
-        csv.push_str(&format!(",{p}_spikes,{p}_rate_hz"));
+        for c in ["spikes", "rate_hz", "cv_isi", "silent_fraction"] {
+            header.push(format!("{p}_{c}"));
+        }
     }
-    csv.push_str(",error\n");
+    for p in &projs {
+        for c in ["events", "mean_quanta", "failure_rate"] {
+            header.push(format!("{p}_{c}"));
+        }
+        if recorded.contains(p) {
+            header.push(format!("{p}_first_mean_quanta"));
+            header.push(format!("{p}_ppr"));
+        }
+    }
+    header.push("error".into());
+    let mut rows: Vec<Vec<String>> = Vec::new();
     let mut failed = 0;
     for (k, ((p, _), r)) in runs.iter().zip(&results).enumerate() {
-        let seed = loaded[k].file.simulation.seed;
-        csv.push_str(&format!("{k},point_{k:04}.h5,{seed}"));
-        for (_, v) in p {
-            csv.push_str(&format!(",{v}"));
-        }
+        let file = format!("point_{k:04}.h5");
+        let mut row = vec![
+            k.to_string(),
+            file.clone(),
+            loaded[k].file.simulation.seed.to_string(),
+        ];
+        row.extend(p.iter().map(|(_, v)| v.clone()));
         match r {
             Some(Ok(s)) => {
                 let secs = (s.simulated_ms / 1000.0).max(1e-12);
-                csv.push_str(&format!(",{},{}", s.steps, s.quanta));
-                for (_, n, size) in &s.spikes {
-                    csv.push_str(&format!(",{n},{}", *n as f64 / *size as f64 / secs));
+                row.push(s.steps.to_string());
+                row.push(s.quanta.to_string());
+                for (i, (_, n, size)) in s.spikes.iter().enumerate() {
+                    let (cv, silent) = s.irregularity.get(i).copied().unwrap_or((None, 0));
+                    row.push(n.to_string());
+                    row.push((*n as f64 / *size as f64 / secs).to_string());
+                    row.push(cv.map(|c| c.to_string()).unwrap_or_default());
+                    row.push((silent as f64 / (*size).max(1) as f64).to_string());
                 }
-                csv.push_str(",\n");
+                for (name, events, quanta, failures) in &s.evoked {
+                    let per = |x: f64| {
+                        if *events > 0 {
+                            (x / *events as f64).to_string()
+                        } else {
+                            String::new()
+                        }
+                    };
+                    row.push(events.to_string());
+                    row.push(per(*quanta));
+                    row.push(per(*failures as f64));
+                    if recorded.contains(name) {
+                        let (first, ppr) = paired_pulse(&out_dir.join(&file), name);
+                        let text = |x: Option<f64>| x.map(|x| x.to_string()).unwrap_or_default();
+                        row.push(text(first));
+                        row.push(text(ppr));
+                    }
+                }
+                row.push(String::new());
             }
             other => {
                 failed += 1;
@@ -874,16 +928,37 @@ fn sweep(
                     Some(Err(e)) => e.clone(),
                     _ => "not run".to_string(),
                 };
-                csv.push_str(",,");
-                for _ in &pops {
-                    csv.push_str(",,");
-                }
-                csv.push_str(&format!("\"{}\"\n", e.replace('"', "'")));
+                row.resize(header.len() - 1, String::new());
+                row.push(e);
             }
         }
+        rows.push(row);
+    }
+    let mut csv = header.join(",");
+    csv.push('\n');
+    for row in &rows {
+        let fields: Vec<String> = row
+            .iter()
+            .map(|f| {
+                if f.contains(',') || f.contains('"') {
+                    format!("\"{}\"", f.replace('"', "'"))
+                } else {
+                    f.clone()
+                }
+            })
+            .collect();
+        csv.push_str(&fields.join(","));
+        csv.push('\n');
     }
     std::fs::write(&index, csv).with_context(|| format!("writing {}", index.display()))?;
-    say!("wrote {} runs and {}", runs.len() - failed, index.display());
+    let index_h5 = out_dir.join("index.h5");
+    quantal::record::hdf5::write_table(&index_h5, &header, &rows, &path.display().to_string())?;
+    say!(
+        "wrote {} runs, {} and {}",
+        runs.len() - failed,
+        index.display(),
+        index_h5.display()
+    );
     if failed > 0 {
         anyhow::bail!(
             "{failed} of {} runs failed; see the error column of {}",
@@ -892,6 +967,49 @@ fn sweep(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// From the per-event release record of projection `proj` in the run `file`: the mean
+/// quanta of each synapse's first evoked event (over the synapses with one), and the
+/// paired-pulse ratio, the quanta of the second evoked events over those of the first,
+/// summed over the synapses with at least two (None where not defined).
+fn paired_pulse(file: &std::path::Path, proj: &str) -> (Option<f64>, Option<f64>) {
+    let read = || -> Option<(Vec<u64>, Vec<f32>, Vec<u8>)> {
+        let f = hdf5::File::open(file).ok()?;
+        let g = f.group(&format!("releases/{proj}")).ok()?;
+        Some((
+            g.dataset("synapse_ids").ok()?.read_raw::<u64>().ok()?,
+            g.dataset("quanta").ok()?.read_raw::<f32>().ok()?,
+            g.dataset("kind").ok()?.read_raw::<u8>().ok()?,
+        ))
+    };
+    let Some((ids, q, kind)) = read() else {
+        return (None, None);
+    };
+    // Per synapse: evoked events seen so far, quanta of the first and of the second.
+    let mut seen: std::collections::HashMap<u64, (u32, f64, f64)> = Default::default();
+    for ((&s, &x), &k) in ids.iter().zip(&q).zip(&kind) {
+        if k != 0 {
+            continue;
+        }
+        let e = seen.entry(s).or_insert((0, 0.0, 0.0));
+        match e.0 {
+            0 => e.1 = x as f64,
+            1 => e.2 = x as f64,
+            _ => {}
+        }
+        e.0 += 1;
+    }
+    let first_mean =
+        (!seen.is_empty()).then(|| seen.values().map(|e| e.1).sum::<f64>() / seen.len() as f64);
+    let (mut first, mut second) = (0.0, 0.0);
+    for (n, a, b) in seen.values() {
+        if *n >= 2 {
+            first += a;
+            second += b;
+        }
+    }
+    (first_mean, (first > 0.0).then(|| second / first))
 }
 
 fn info() -> Result<ExitCode> {

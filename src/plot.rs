@@ -1,7 +1,9 @@
 //! `quantal plot`: figures of a run drawn from its files, as SVG written directly (no
 //! plotting library, no fonts needed): a spike raster with population colours, population
-//! rates in time bins, traces of a recorded variable, and the amplitude histograms of
-//! evoked release per recorded projection (quanta per presynaptic spike, failures at 0).
+//! rates in time bins, traces of a recorded variable, the amplitude histograms of evoked
+//! release per recorded projection (quanta per presynaptic spike, failures at 0), and a
+//! column of a sweep's index table against a swept parameter (mean ± SE over seeds).
+//! [`to_png`] rasterises a figure with the system's fonts (resvg).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -127,6 +129,13 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The file name of a run, for titles.
+fn short(run: &Path) -> String {
+    run.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| run.display().to_string())
+}
+
 fn px(v: f64, lo: f64, hi: f64) -> f64 {
     L + (v - lo) / (hi - lo).max(1e-12) * (W - L - R)
 }
@@ -198,7 +207,7 @@ pub fn plot(
             let total: u64 = pops.iter().map(|p| p.1).sum::<u64>().max(1);
             frame(
                 &mut svg,
-                &format!("Spikes ({})", run.display()),
+                &format!("Spikes ({})", short(run)),
                 (0.0, duration),
                 (0.0, total as f64),
                 "time (ms)",
@@ -275,7 +284,7 @@ pub fn plot(
         }
         What::Traces => {
             let var =
-                variable.ok_or_else(|| Error::Device("--what traces needs --variable".into()))?;
+                variable.ok_or_else(|| Error::Plot("--what traces needs --variable".into()))?;
             let file = crate::record::hdf5::report_path(run, var);
             let e = h5err(&file);
             let f = hdf5::File::open(&file).map_err(&e)?;
@@ -311,7 +320,7 @@ pub fn plot(
                 }
             }
             if series.is_empty() {
-                return Err(Error::Device(format!(
+                return Err(Error::Plot(format!(
                     "{} holds no column to draw",
                     file.display()
                 )));
@@ -321,7 +330,7 @@ pub fn plot(
             }
             frame(
                 &mut svg,
-                &format!("{var} ({})", run.display()),
+                &format!("{var} ({})", short(run)),
                 (0.0, t_end),
                 (lo, hi),
                 "time (ms)",
@@ -354,7 +363,7 @@ pub fn plot(
             let e = h5err(run);
             let f = hdf5::File::open(run).map_err(&e)?;
             let rel = f.group("releases").map_err(|_| {
-                Error::Device(format!(
+                Error::Plot(format!(
                     "{} holds no release record: list projections in record.releases",
                     run.display()
                 ))
@@ -395,7 +404,7 @@ pub fn plot(
                 .max(1) as f64;
             frame(
                 &mut svg,
-                &format!("Evoked release per presynaptic spike ({})", run.display()),
+                &format!("Evoked release per presynaptic spike ({})", short(run)),
                 (-0.5, kmax as f64 - 0.5),
                 (0.0, top),
                 "quanta released (0 = failure)",
@@ -437,4 +446,283 @@ pub fn plot(
     }
     svg.push_str("</svg>\n");
     Ok(Figure { svg, marks })
+}
+
+/// The figure as PNG: the SVG rasterised at 1.5× (1350 × 750 pixels) with the system's
+/// fonts. Without any TrueType font the labels could not be drawn: that is an error
+/// naming the package to install, not a figure without text.
+pub fn to_png(svg: &str) -> Result<Vec<u8>, Error> {
+    use resvg::{tiny_skia, usvg};
+    let mut opt = usvg::Options::default();
+    opt.fontdb_mut().load_system_fonts();
+    if opt.fontdb.is_empty() {
+        return Err(Error::Plot(
+            "PNG figures need a TrueType font on this system and none was found \
+             (Debian/Ubuntu: apt-get install fonts-dejavu-core); or name the output .svg"
+                .into(),
+        ));
+    }
+    // The figures ask for the generic "sans-serif", which fontdb maps to Arial by
+    // default: map it to a sans face this system has (DejaVu Sans on Debian), else to
+    // any face, so the labels are always drawn.
+    let family = {
+        let names: Vec<String> = opt
+            .fontdb
+            .faces()
+            .flat_map(|f| f.families.iter().map(|(n, _)| n.clone()))
+            .collect();
+        let pick = |want: &dyn Fn(&str) -> bool| names.iter().find(|n| want(n)).cloned();
+        [
+            "DejaVu Sans",
+            "Liberation Sans",
+            "Noto Sans",
+            "Arial",
+            "Helvetica",
+        ]
+        .iter()
+        .find_map(|w| pick(&|n: &str| n == *w))
+        .or_else(|| pick(&|n: &str| n.contains("Sans") && !n.contains("Mono")))
+        .or_else(|| names.first().cloned())
+    };
+    if let Some(f) = family {
+        opt.fontdb_mut().set_sans_serif_family(f);
+    }
+    let tree = usvg::Tree::from_str(svg, &opt)
+        .map_err(|e| Error::Plot(format!("the figure's SVG did not parse: {e}")))?;
+    let scale = 1.5f32;
+    let size = tree.size();
+    let (w, h) = (
+        (size.width() * scale).ceil() as u32,
+        (size.height() * scale).ceil() as u32,
+    );
+    let mut pixmap = tiny_skia::Pixmap::new(w.max(1), h.max(1))
+        .ok_or_else(|| Error::Plot(format!("no {w} x {h} pixel image")))?;
+    resvg::render(
+        &tree,
+        tiny_skia::Transform::from_scale(scale, scale),
+        &mut pixmap.as_mut(),
+    );
+    pixmap
+        .encode_png()
+        .map_err(|e| Error::Plot(format!("PNG encoding failed: {e}")))
+}
+
+/// A sweep's index table (`DIR/index.csv` of `quantal sweep`): column names and the
+/// fields of each row, as text.
+#[derive(Debug, Clone)]
+pub struct SweepTable {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// One entry per run.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Splits one CSV line into fields ("..." quotes a field with commas).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(String::new()),
+            _ => out.last_mut().expect("one field at least").push(c),
+        }
+    }
+    out
+}
+
+/// Reads a sweep's index table from its directory or from the CSV file itself.
+pub fn read_sweep(path: &Path) -> Result<SweepTable, Error> {
+    let file = if path.is_dir() {
+        path.join("index.csv")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        Error::Plot(format!(
+            "{}: {e} (expected the index.csv of `quantal sweep`)",
+            file.display()
+        ))
+    })?;
+    let mut lines = text.lines();
+    let columns = lines.next().map(csv_fields).unwrap_or_default();
+    let rows = lines
+        .filter(|l| !l.trim().is_empty())
+        .map(csv_fields)
+        .collect();
+    Ok(SweepTable { columns, rows })
+}
+
+/// One point of a sweep figure: x, the mean of y over the runs at x, its standard error
+/// (0 for a single run) and the number of runs.
+pub type SweepPoint = (f64, f64, f64, usize);
+
+/// The points of column `y` against column `x` of a sweep table: runs with the same x
+/// (the seeds of a point) are averaged; runs without a value of y (failed) are left out.
+pub fn sweep_points(t: &SweepTable, x: &str, y: &str) -> Result<Vec<SweepPoint>, Error> {
+    let col = |name: &str| {
+        t.columns.iter().position(|c| c == name).ok_or_else(|| {
+            Error::Plot(format!(
+                "the sweep has no column `{name}`; its columns: {}",
+                t.columns.join(", ")
+            ))
+        })
+    };
+    let (cx, cy) = (col(x)?, col(y)?);
+    let mut groups: Vec<(f64, Vec<f64>)> = Vec::new();
+    for (r, row) in t.rows.iter().enumerate() {
+        let field = |c: usize| row.get(c).map(|s| s.trim()).unwrap_or("");
+        let xv: f64 = field(cx).parse().map_err(|_| {
+            Error::Plot(format!(
+                "row {} of the sweep: `{x}` = `{}` is not a number",
+                r + 1,
+                field(cx)
+            ))
+        })?;
+        let Ok(yv) = field(cy).parse::<f64>() else {
+            continue;
+        };
+        if !yv.is_finite() {
+            continue;
+        }
+        match groups.iter_mut().find(|g| g.0 == xv) {
+            Some(g) => g.1.push(yv),
+            None => groups.push((xv, vec![yv])),
+        }
+    }
+    groups.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(groups
+        .into_iter()
+        .map(|(xv, ys)| {
+            let n = ys.len();
+            let mean = ys.iter().sum::<f64>() / n as f64;
+            let se = if n > 1 {
+                (ys.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>()
+                    / (n - 1) as f64
+                    / n as f64)
+                    .sqrt()
+            } else {
+                0.0
+            };
+            (xv, mean, se, n)
+        })
+        .collect())
+}
+
+/// Least-squares slope of log10 y against log10 x (the exponent of a power law).
+pub fn log_slope(points: &[SweepPoint]) -> Option<f64> {
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.0 > 0.0 && p.1 > 0.0)
+        .map(|p| (p.0.log10(), p.1.log10()))
+        .collect();
+    if pts.len() < 2 {
+        return None;
+    }
+    let n = pts.len() as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / n,
+        pts.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+/// Column `y` of a sweep (its directory or index.csv) against the swept column `x`: one
+/// point per value of x with the mean over its seeds and ± 1 SE bars. With `log` both
+/// axes are log10 and the legend gives the least-squares slope (a power law's exponent,
+/// as of the Dodge-Rahamimoff curve).
+pub fn plot_sweep(path: &Path, x: &str, y: &str, log: bool) -> Result<Figure, Error> {
+    let t = read_sweep(path)?;
+    let points = sweep_points(&t, x, y)?;
+    if points.is_empty() {
+        return Err(Error::Plot(format!(
+            "the sweep has no run with a value of `{y}`"
+        )));
+    }
+    if log && points.iter().any(|p| p.0 <= 0.0 || p.1 <= 0.0) {
+        return Err(Error::Plot(format!(
+            "--log needs positive `{x}` and `{y}`; the sweep has zeros or negatives"
+        )));
+    }
+    let f = |v: f64| if log { v.log10() } else { v };
+    let (mut x0, mut x1) = (f(points[0].0), f(points[points.len() - 1].0));
+    let mut y0 = f64::INFINITY;
+    let mut y1 = f64::NEG_INFINITY;
+    for p in &points {
+        let lo = if log {
+            (p.1 - p.2).max(p.1 * 0.5)
+        } else {
+            p.1 - p.2
+        };
+        y0 = y0.min(f(lo));
+        y1 = y1.max(f(p.1 + p.2));
+    }
+    if !log {
+        y0 = y0.min(0.0);
+    }
+    let pad = |a: &mut f64, b: &mut f64| {
+        let d = (*b - *a).abs().max(1e-9) * 0.05;
+        *a -= d;
+        *b += d;
+    };
+    pad(&mut x0, &mut x1);
+    pad(&mut y0, &mut y1);
+    let (xl, yl) = if log {
+        (format!("log10 {x}"), format!("log10 {y}"))
+    } else {
+        (x.to_string(), y.to_string())
+    };
+    let mut svg = String::new();
+    let runs: usize = points.iter().map(|p| p.3).sum();
+    frame(
+        &mut svg,
+        &format!("{y} against {x} ({runs} runs, mean ± SE)"),
+        (x0, x1),
+        (y0, y1),
+        &xl,
+        &yl,
+    );
+    let c = COLOURS[0];
+    let pts: Vec<String> = points
+        .iter()
+        .map(|p| format!("{:.2},{:.2}", px(f(p.0), x0, x1), py(f(p.1), y0, y1)))
+        .collect();
+    let _ = writeln!(
+        svg,
+        r#"<polyline fill="none" stroke="{c}" points="{}"/>"#,
+        pts.join(" ")
+    );
+    for p in &points {
+        let (cx, cy) = (px(f(p.0), x0, x1), py(f(p.1), y0, y1));
+        if p.2 > 0.0 {
+            let lo = if log {
+                (p.1 - p.2).max(p.1 * 0.5)
+            } else {
+                p.1 - p.2
+            };
+            let _ = writeln!(
+                svg,
+                r#"<line class="se" x1="{cx:.2}" y1="{:.2}" x2="{cx:.2}" y2="{:.2}" stroke="{c}"/>"#,
+                py(f(lo), y0, y1),
+                py(f(p.1 + p.2), y0, y1)
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r#"<circle class="point" data-x="{}" data-mean="{}" data-se="{}" data-n="{}" cx="{cx:.2}" cy="{cy:.2}" r="4" fill="{c}"/>"#,
+            p.0, p.1, p.2, p.3
+        );
+    }
+    let label = match (log, log_slope(&points)) {
+        (true, Some(s)) => format!("{y}: log-log slope {s:.2}"),
+        _ => y.to_string(),
+    };
+    legend(&mut svg, 0, &label, c);
+    svg.push_str("</svg>\n");
+    Ok(Figure {
+        svg,
+        marks: points.len(),
+    })
 }

@@ -637,9 +637,10 @@ fn sweep_runs_every_point() {
     );
 }
 
-/// `quantal plot` writes SVG figures of a run and refuses other formats with the reason.
+/// `quantal plot` writes SVG and PNG figures of a run (the PNG with its labels drawn:
+/// dark pixels in the title row) and refuses other formats with the reason.
 #[test]
-fn plot_command_writes_svg() {
+fn plot_command_writes_svg_and_png() {
     let (d, out) = tmp("p.h5");
     assert!(quantal(&[
         "run",
@@ -663,9 +664,167 @@ fn plot_command_writes_svg() {
     assert!(o.status.success(), "{err}");
     assert!(stdout.contains("(11 marks)"), "{stdout}");
     assert!(std::fs::read_to_string(&fig).unwrap().starts_with("<svg"));
-    let png = d.path().join("raster.png");
+    let png = d.path().join("epsp.png");
+    let o = quantal(&[
+        "plot",
+        out.to_str().unwrap(),
+        "--what",
+        "traces",
+        "--variable",
+        "v_mv",
+        "-o",
+        png.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let img = resvg::tiny_skia::Pixmap::decode_png(&std::fs::read(&png).unwrap()).unwrap();
+    assert_eq!((img.width(), img.height()), (1350, 750));
+    let dark = |y0: u32, y1: u32| {
+        (y0..y1)
+            .flat_map(|y| (0..img.width()).map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                let p = img.pixel(x, y).unwrap();
+                (p.red() as u32 + p.green() as u32 + p.blue() as u32) < 300
+            })
+            .count()
+    };
+    assert!(dark(0, 40) > 200, "the title was not drawn");
+    assert!(dark(150, 700) > 500, "the trace and axes were not drawn");
     fails_well(
-        &quantal(&["plot", out.to_str().unwrap(), "-o", png.to_str().unwrap()]),
-        &["figures are written as SVG"],
+        &quantal(&[
+            "plot",
+            out.to_str().unwrap(),
+            "-o",
+            d.path().join("f.pdf").to_str().unwrap(),
+        ]),
+        &["name the figure .svg or .png"],
+    );
+    fails_well(
+        &quantal(&[
+            "plot",
+            d.path().to_str().unwrap(),
+            "--what",
+            "sweep",
+            "-o",
+            fig.to_str().unwrap(),
+        ]),
+        &["--what sweep needs --x COLUMN and --y COLUMN"],
+    );
+}
+
+/// The index of a sweep, in CSV and HDF5 alike, holds per projection the spikes that
+/// arrived, the mean quanta of the first spikes and the paired-pulse ratio, equal to what
+/// the runs' release records give; `quantal plot --what sweep` draws the mean over seeds.
+#[test]
+fn sweep_index_summarises_each_run() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("pp");
+    let o = quantal(&[
+        "sweep",
+        "networks/paired_pulse.toml",
+        "--set-grid",
+        "environment.ca_o_mm=1,2",
+        "--seeds",
+        "1..2",
+        "--duration-ms",
+        "40",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let t = quantal::plot::read_sweep(&dir).unwrap();
+    assert_eq!(t.rows.len(), 4);
+    let col = |name: &str| t.columns.iter().position(|h| h == name).unwrap();
+    let h5 = hdf5::File::open(dir.join("index.h5")).unwrap();
+    let h5col = |name: &str| {
+        h5.dataset(&format!("index/{name}"))
+            .unwrap()
+            .read_raw::<f64>()
+            .unwrap()
+    };
+    let mut ppr_by_ca: Vec<(f64, f64)> = Vec::new();
+    for (r, row) in t.rows.iter().enumerate() {
+        let num = |c: &str| row[col(c)].parse::<f64>().unwrap();
+        assert_eq!(num("pp_events"), 4000.0, "2000 synapses, 2 spikes each");
+        assert_eq!(num("post_silent_fraction"), 1.0);
+        // From the run's release record: per synapse, its first and second spike.
+        let f = hdf5::File::open(dir.join(&row[col("file")])).unwrap();
+        let ids = f
+            .dataset("releases/pp/synapse_ids")
+            .unwrap()
+            .read_raw::<u64>()
+            .unwrap();
+        let q = f
+            .dataset("releases/pp/quanta")
+            .unwrap()
+            .read_raw::<f32>()
+            .unwrap();
+        let kind = f
+            .dataset("releases/pp/kind")
+            .unwrap()
+            .read_raw::<u8>()
+            .unwrap();
+        let mut per = vec![Vec::new(); 2000];
+        for ((&s, &x), &k) in ids.iter().zip(&q).zip(&kind) {
+            if k == 0 {
+                per[s as usize].push(x as f64);
+            }
+        }
+        assert!(per.iter().all(|v| v.len() == 2));
+        let first: f64 = per.iter().map(|v| v[0]).sum();
+        let second: f64 = per.iter().map(|v| v[1]).sum();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+        assert!(close(num("pp_first_mean_quanta"), first / 2000.0));
+        assert!(close(num("pp_ppr"), second / first));
+        assert!(close(num("pp_mean_quanta"), (first + second) / 4000.0));
+        for c in [
+            "pp_ppr",
+            "pp_first_mean_quanta",
+            "environment.ca_o_mm",
+            "seed",
+        ] {
+            assert!(close(h5col(c)[r], num(c)), "index.h5 {c}");
+        }
+        ppr_by_ca.push((num("environment.ca_o_mm"), num("pp_ppr")));
+    }
+    let svg = d.path().join("ppr.svg");
+    let o = quantal(&[
+        "plot",
+        dir.to_str().unwrap(),
+        "--what",
+        "sweep",
+        "--x",
+        "environment.ca_o_mm",
+        "--y",
+        "pp_ppr",
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(text(&o).0.contains("(2 marks)"));
+    let fig = std::fs::read_to_string(&svg).unwrap();
+    for ca in [1.0, 2.0] {
+        let ys: Vec<f64> = ppr_by_ca
+            .iter()
+            .filter(|p| p.0 == ca)
+            .map(|p| p.1)
+            .collect();
+        let mean = ys.iter().sum::<f64>() / ys.len() as f64;
+        let mark = format!("data-x=\"{ca}\" data-mean=\"{mean}\"");
+        assert!(fig.contains(&mark), "{mark} not in {fig}");
+    }
+    fails_well(
+        &quantal(&[
+            "plot",
+            dir.to_str().unwrap(),
+            "--what",
+            "sweep",
+            "--x",
+            "environment.ca_o_mm",
+            "--y",
+            "no_such_column",
+            "-o",
+            svg.to_str().unwrap(),
+        ]),
+        &["the sweep has no column `no_such_column`", "pp_ppr"],
     );
 }

@@ -97,6 +97,65 @@ pub fn report_path(path: &Path, variable: &str) -> PathBuf {
     path.with_file_name(format!("{stem}.{variable}.h5"))
 }
 
+/// Writes a table (a sweep's index) as HDF5: one dataset per column under `/index`, f64
+/// where every filled field is a number (NaN where empty), UTF-8 strings otherwise; the
+/// root attribute `columns` lists the column order and `network` the source file.
+pub fn write_table(
+    path: &Path,
+    header: &[String],
+    rows: &[Vec<String>],
+    network: &str,
+) -> Result<(), Error> {
+    let e = |err: hdf5::Error| Error::Hdf5 {
+        message: err.to_string(),
+        path: path.to_path_buf(),
+    };
+    let f = File::create(path).map_err(e)?;
+    let g = f.create_group("index").map_err(e)?;
+    for (c, name) in header.iter().enumerate() {
+        let fields: Vec<&str> = rows
+            .iter()
+            .map(|r| r.get(c).map(|x| x.as_str()).unwrap_or(""))
+            .collect();
+        let numbers: Option<Vec<f64>> = fields
+            .iter()
+            .map(|x| {
+                if x.is_empty() {
+                    Some(f64::NAN)
+                } else {
+                    x.parse().ok()
+                }
+            })
+            .collect();
+        let any = fields.iter().any(|x| !x.is_empty());
+        match numbers {
+            Some(v) if any => {
+                g.new_dataset_builder()
+                    .with_data(&v)
+                    .create(name.as_str())
+                    .map_err(e)?;
+            }
+            _ => {
+                let v: Vec<VarLenUnicode> = fields.iter().map(|x| vstr(x)).collect();
+                g.new_dataset_builder()
+                    .with_data(&v)
+                    .create(name.as_str())
+                    .map_err(e)?;
+            }
+        }
+    }
+    let cols: Vec<VarLenUnicode> = header.iter().map(|h| vstr(h)).collect();
+    f.new_attr_builder()
+        .with_data(&cols)
+        .create("columns")
+        .map_err(e)?;
+    f.new_attr::<VarLenUnicode>()
+        .create("network")
+        .and_then(|a| a.write_scalar(&vstr(network)))
+        .map_err(e)?;
+    Ok(())
+}
+
 /// The temporary name a run writes `path` under.
 pub fn partial_path(path: &Path) -> PathBuf {
     let name = path
