@@ -49,7 +49,20 @@ fn kernels(c: &mut Criterion) {
         g.bench_function(format!("integrate {name} (neurons)"), |bench| {
             bench.iter_batched_ref(
                 || b.state_ref().clone(),
-                |st| integrate::integrate_all(&params, &m.gpu_pops, &m.gpu_receptors, &n, st),
+                |st| {
+                    let nn = n.n_neurons() as usize;
+                    let mut all = st.neurons(&[0, nn], m.receptors.len());
+                    let mut fired = integrate::Fired::default();
+                    integrate::integrate_all(
+                        &params,
+                        &m.gpu_pops,
+                        &m.gpu_receptors,
+                        &n,
+                        &mut all[0],
+                        &mut fired,
+                    );
+                    fired
+                },
                 BatchSize::LargeInput,
             )
         });
@@ -60,7 +73,11 @@ fn kernels(c: &mut Criterion) {
         g.bench_function(format!("decay_pools {name} (neuron-receptors)"), |bench| {
             bench.iter_batched_ref(
                 || b.state_ref().clone(),
-                |st| decay_pools::decay_pools_all(&params, &m.gpu_receptors, st),
+                |st| {
+                    let nn = n.n_neurons() as usize;
+                    let mut all = st.neurons(&[0, nn], m.receptors.len());
+                    decay_pools::decay_pools_all(&params, &m.gpu_receptors, &mut all[0])
+                },
                 BatchSize::LargeInput,
             )
         });

@@ -74,6 +74,10 @@ pub enum Command {
         /// GPU adapter: part of its name as `quantal info` lists it (default: the best).
         #[arg(long)]
         adapter: Option<String>,
+        /// CPU threads (default: one per core; the results are the same bits for any
+        /// number).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Seed (overrides simulation.seed).
         #[arg(long)]
         seed: Option<u64>,
@@ -115,6 +119,10 @@ pub enum Command {
         /// GPU adapter: part of its name as `quantal info` lists it (default: the best).
         #[arg(long)]
         adapter: Option<String>,
+        /// CPU threads (default: one per core; the results are the same bits for any
+        /// number).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Override parameters as in `run`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
@@ -170,6 +178,9 @@ pub enum Command {
         /// Duration in ms (overrides simulation.duration_ms).
         #[arg(long = "duration-ms")]
         duration_ms: Option<f64>,
+        /// CPU threads per run (default 1: the runs themselves go in parallel).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Runs at a time (default: the cores available).
         #[arg(long)]
         jobs: Option<usize>,

@@ -57,6 +57,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             force,
             backend,
             adapter,
+            threads,
             seed,
             duration_ms,
             set,
@@ -67,6 +68,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 output,
                 force,
                 kind: backend.kind(adapter),
+                threads,
                 seed,
                 duration_ms,
                 set,
@@ -80,9 +82,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             warmup,
             backend,
             adapter,
+            threads,
             set,
             json,
-        } => bench(network, steps, warmup, backend.kind(adapter), set, json),
+        } => bench(
+            network,
+            steps,
+            warmup,
+            backend.kind(adapter),
+            threads,
+            set,
+            json,
+        ),
         Command::Validate {
             network,
             duration_ms,
@@ -106,6 +117,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             seeds,
             set,
             duration_ms,
+            threads,
             jobs,
             output,
             force,
@@ -115,6 +127,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             seeds,
             set,
             duration_ms,
+            threads,
             jobs,
             output,
             force,
@@ -208,6 +221,7 @@ struct RunOpts {
     output: Option<std::path::PathBuf>,
     force: bool,
     kind: BackendKind,
+    threads: Option<usize>,
     seed: Option<u64>,
     duration_ms: Option<f64>,
     set: Vec<String>,
@@ -219,6 +233,7 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
         output,
         force,
         kind,
+        threads,
         seed,
         duration_ms,
         mut set,
@@ -257,7 +272,7 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
         .collect();
     check_output(&path, &out, &variables, force)?;
     let network_choice = loaded.file.record.network;
-    let mut sim = Simulation::new(loaded, kind)
+    let mut sim = Simulation::with_threads(loaded, kind, threads)
         .with_context(|| format!("building network {}", path.display()))?;
     // Written by default up to 2 million synapses (about 60 bytes each on disk).
     let write_net = network_choice.unwrap_or(sim.net.n_synapses() <= 2_000_000);
@@ -444,12 +459,13 @@ fn bench(
     steps: u32,
     warmup: u32,
     kind: BackendKind,
+    threads: Option<usize>,
     set: Vec<String>,
     json: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
     let loaded = load(&path, &set)?;
     let t0 = std::time::Instant::now();
-    let mut sim = Simulation::new(loaded, kind)
+    let mut sim = Simulation::with_threads(loaded, kind, threads)
         .with_context(|| format!("building network {}", path.display()))?;
     let build_s = t0.elapsed().as_secs_f64();
     let dt = sim.model.dt_ms;
@@ -747,6 +763,7 @@ fn sweep(
     seeds: Option<String>,
     set: Vec<String>,
     duration_ms: Option<f64>,
+    threads: Option<usize>,
     jobs: Option<usize>,
     out_dir: std::path::PathBuf,
     force: bool,
@@ -840,7 +857,11 @@ fn sweep(
                 }
                 let out = out_dir.join(format!("point_{k:04}.h5"));
                 let r = (|| -> Result<quantal::record::Summary, quantal::Error> {
-                    let mut sim = Simulation::new(loaded[k].clone(), BackendKind::Cpu)?;
+                    let mut sim = Simulation::with_threads(
+                        loaded[k].clone(),
+                        BackendKind::Cpu,
+                        Some(threads.unwrap_or(1)),
+                    )?;
                     let mut rec = Hdf5Recorder::new(&out);
                     sim.run(&mut rec, &mut |_, _| {}, &stop)
                 })();

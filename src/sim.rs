@@ -106,8 +106,19 @@ fn writing_failed(e: Error, done: u32, n_steps: u32) -> Error {
 }
 
 impl Simulation {
-    /// Resolves, builds and prepares `loaded` on the chosen backend.
+    /// Resolves, builds and prepares `loaded` on the chosen backend (the CPU backend on
+    /// all cores).
     pub fn new(loaded: LoadedNetwork, backend: BackendKind) -> Result<Simulation, Error> {
+        Self::with_threads(loaded, backend, None)
+    }
+
+    /// As [`Simulation::new`], with the CPU backend on `threads` threads (None: one per
+    /// core); the results are the same bits for any number.
+    pub fn with_threads(
+        loaded: LoadedNetwork,
+        backend: BackendKind,
+        threads: Option<usize>,
+    ) -> Result<Simulation, Error> {
         let model = Arc::new(Model::from_spec(&loaded.file));
         let net = Arc::new(network::build(&loaded, &model)?);
         let f = &loaded.file;
@@ -266,7 +277,11 @@ impl Simulation {
             None => (0..model.pops.len()).collect(),
         };
         let cpu = || -> Box<dyn Backend> {
-            Box::new(CpuBackend::new(Arc::clone(&model), Arc::clone(&net)))
+            Box::new(CpuBackend::with_threads(
+                Arc::clone(&model),
+                Arc::clone(&net),
+                threads,
+            ))
         };
         let mut backend_note = String::new();
         let backend: Box<dyn Backend> = match backend {

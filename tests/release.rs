@@ -429,6 +429,8 @@ fn refilling_survives_ten_seconds_of_silence() {
             st.x_d[i] = x_d;
             st.t_last[i] = 0;
         }
+        let ns = b.state_ref().t_last.len();
+        let mut all = b.state_mut().terminals(&[0, ns]);
         for syn in 0..100u32 {
             advance_terminal(
                 model.seed,
@@ -436,7 +438,7 @@ fn refilling_survives_ten_seconds_of_silence() {
                 &model.pow_tables,
                 syn,
                 100_000,
-                b.state_mut(),
+                &mut all[0],
             );
         }
         let st = b.state_ref();

@@ -1,13 +1,13 @@
 //! SONATA as its reference reader sees it: libsonata (Python package, installed with pip
 //! into a venv under target/ the first time) reads the spikes and every report of example
-//! runs as is, and gives back exactly what quantal wrote. The test fails, never skips, when the venv or
+//! runs as is, and gives back exactly what quantal wrote; so does bmtk's SONATA reader. The test fails, never skips, when the venv or
 //! the package cannot be made (CI has the package registries).
 
 use crate::common::quantal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The venv's python with libsonata and h5py, created on first use. The tests of this
+/// The venv's python with libsonata, h5py and bmtk, created on first use. The tests of this
 /// file run in parallel threads of one binary, so creation happens once, under a lock: two
 /// `python3 -m venv` on one directory at the same time fail with "File exists".
 fn python() -> PathBuf {
@@ -21,7 +21,7 @@ fn make_venv() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     let venv = target.join("pyenv");
     let py = venv.join("bin/python");
-    let ready = venv.join(".libsonata-ready");
+    let ready = venv.join(".readers-ready");
     if !ready.exists() {
         // A venv left half made by an interrupted earlier run is made again from scratch.
         let _ = std::fs::remove_dir_all(&venv);
@@ -35,12 +35,20 @@ fn make_venv() -> PathBuf {
             "python3 -m venv failed: install python3-venv (scripts/install-deps does)"
         );
         let o = Command::new(&py)
-            .args(["-m", "pip", "install", "--quiet", "libsonata", "h5py"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "libsonata",
+                "h5py",
+                "bmtk",
+            ])
             .output()
             .unwrap();
         assert!(
             o.status.success(),
-            "pip install libsonata h5py failed: {}",
+            "pip install libsonata h5py bmtk failed: {}",
             String::from_utf8_lossy(&o.stderr)
         );
         std::fs::write(&ready, b"").unwrap();
@@ -527,4 +535,82 @@ fn edges_round_trip_through_rule_sonata() {
     let (sa, sb) = (spikes(&a), spikes(&b));
     assert!(sa[0].len() > 100);
     assert_eq!(sa, sb, "the replayed network spikes the same");
+}
+
+/// bmtk's SONATA readers (`SpikeTrains`, `CompartmentReport`) read the spikes and every
+/// report of example runs as they are, and give back what quantal wrote (compared with
+/// h5py's reading of the same datasets).
+#[test]
+fn bmtk_reads_spikes_and_reports() {
+    let py = python();
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for (net, duration) in [("single_synapse", "1100"), ("coba", "50")] {
+        let out = dir.path().join(format!("{net}.h5"));
+        let o = quantal(&[
+            "run",
+            &format!("networks/{net}.toml"),
+            "-q",
+            "--backend",
+            "cpu",
+            "--duration-ms",
+            duration,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let script = r#"
+import sys, glob, numpy, h5py
+from bmtk.utils.reports.spike_trains import SpikeTrains
+from bmtk.utils.reports.compartment import CompartmentReport
+main = sys.argv[1]
+f = h5py.File(main, "r")
+st = SpikeTrains.load(main)
+n = 0
+for pop in f["spikes"]:
+    want_t = f["spikes"][pop]["timestamps"][:]
+    want_n = f["spikes"][pop]["node_ids"][:]
+    df = st.to_dataframe(populations=pop)
+    got = sorted(zip(df["timestamps"].to_numpy(), df["node_ids"].to_numpy()))
+    assert got == sorted(zip(want_t, want_n)), pop
+    n += 1
+for path in sorted(glob.glob(main[:-3] + ".*.h5")):
+    if path.endswith((".nodes.h5", ".edges.h5")):
+        continue
+    g = h5py.File(path, "r")
+    r = CompartmentReport(path, mode="r")
+    for pop in g["report"]:
+        m = g["report"][pop]["mapping"]
+        t = m["time"][:]
+        assert abs(r.tstart(population=pop) - t[0]) < 1e-9, (path, pop)
+        assert abs(r.tstop(population=pop) - t[1]) < 1e-9, (path, pop)
+        assert abs(r.dt(population=pop) - t[2]) < 1e-9, (path, pop)
+        assert list(r.node_ids(population=pop)) == list(m["node_ids"][:]), (path, pop)
+        data = numpy.asarray(r.data(population=pop))
+        assert numpy.array_equal(data, g["report"][pop]["data"][:]), (path, pop)
+        n += 1
+print("OK", n)
+"#;
+        let o = Command::new(&py)
+            .args(["-c", script, out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{net}: bmtk: {stdout}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let n: usize = stdout
+            .trim()
+            .strip_prefix("OK ")
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            n >= 3,
+            "{net}: bmtk checked only {n} populations and reports"
+        );
+        checked += n;
+    }
+    assert!(checked >= 10, "{checked}");
 }

@@ -251,7 +251,7 @@ fn coba_one_second_is_bit_identical() {
 /// Every synapse feature at once: CA release with both laws, asynchronous and miniature
 /// release and reserve pools, stochastic and mean TM, the pulse cleft, AMPA, NMDA,
 /// GABA_A, GABA_B, glycine, nACh and exp receptors, onto LIF and HH cells.
-const ZOO: &str = r#"
+pub(crate) const ZOO: &str = r#"
 version = 1
 [simulation]
 dt_ms = 0.1

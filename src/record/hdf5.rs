@@ -15,8 +15,9 @@
 //! /                      attrs: magic, version, variable, run (the main file's name)
 //! /report/<population or projection>
 //!     data (f32, time × element, attr units)
-//!     mapping/node_ids (u64), mapping/element_ids (u32), mapping/index_pointers (u64),
-//!     mapping/time (f64 [start, stop, step], attr units = "ms")
+//!     mapping/node_ids (u64), mapping/element_ids (u32), mapping/index_pointers (u64;
+//!     also linked as index_pointer, the name bmtk reads), mapping/time (f64 [start,
+//!     stop, step], attr units = "ms")
 //! ```
 //! Datasets are chunked and unlimited along time; they grow at each batch and the files
 //! are flushed after each batch, so an interrupted run leaves readable files with
@@ -362,6 +363,9 @@ impl Recorder for Hdf5Recorder {
             m.new_dataset_builder()
                 .with_data(&r.index_pointer)
                 .create("index_pointers")
+                .map_err(|e| self.err(e))?;
+            // bmtk's report reader opens the singular name: the same dataset, linked.
+            m.link_hard("index_pointers", "index_pointer")
                 .map_err(|e| self.err(e))?;
             let t = m
                 .new_dataset_builder()

@@ -122,6 +122,80 @@ impl ActivePool {
     }
 }
 
+/// Splits `v` at `bounds` (ascending element offsets from 0 to `v.len()`) times `stride`
+/// into `bounds.len() - 1` parts; an empty `v` (an array a model does not use) gives
+/// empty parts.
+fn split_parts<'a, T>(v: &'a mut [T], bounds: &[usize], stride: usize) -> Vec<&'a mut [T]> {
+    let parts = bounds.len().saturating_sub(1);
+    if v.is_empty() {
+        return (0..parts).map(|_| <&mut [T]>::default()).collect();
+    }
+    let mut rest = v;
+    let mut out = Vec::with_capacity(parts);
+    for w in bounds.windows(2) {
+        let (a, b) = std::mem::take(&mut rest).split_at_mut((w[1] - w[0]) * stride);
+        out.push(a);
+        rest = b;
+    }
+    out
+}
+
+/// The neuron arrays of neurons `base..base + v_mv.len()`: what one invocation range of
+/// `integrate` and `decay_pools` writes, so that ranges run on different threads. Indexed
+/// by the neuron's local id `n` (global id `base + n`, as `params.neuron_base + n` in
+/// the shaders); the (neuron, receptor) arrays by `n · n_receptors + r`.
+#[derive(Debug)]
+pub struct Neurons<'a> {
+    /// Global id of local neuron 0.
+    pub base: usize,
+    /// Membrane potential, mV.
+    pub v_mv: &'a mut [f32],
+    /// Relative refractory conductance, nS.
+    pub g_rr_ns: &'a mut [f32],
+    /// Adaptation conductance, nS.
+    pub g_sfa_ns: &'a mut [f32],
+    /// Threshold elevation, mV.
+    pub theta_mv: &'a mut [f32],
+    /// Remaining refractory or lock-out steps.
+    pub refr: &'a mut [u32],
+    /// HH gate m.
+    pub hh_m: &'a mut [f32],
+    /// HH gate h.
+    pub hh_h: &'a mut [f32],
+    /// HH gate n.
+    pub hh_n: &'a mut [f32],
+    /// Injected current, pA.
+    pub i_ext_pa: &'a mut [f32],
+    /// Next spike of each spike-time source.
+    pub spike_ptr: &'a mut [u32],
+    /// Conductance of active synapses, nS.
+    pub g_active_ns: &'a mut [f32],
+    /// Pooled conductance, nS.
+    pub g_pool_ns: &'a mut [f32],
+}
+
+/// The presynaptic terminal arrays of synapses `base..base + t_last.len()` (what
+/// `release` and `spontaneous` write), indexed by local id (global id `base + i`).
+#[derive(Debug)]
+pub struct Terminals<'a> {
+    /// Global id of local synapse 0.
+    pub base: usize,
+    /// Last step at which the terminal was advanced.
+    pub t_last: &'a mut [u32],
+    /// Facilitation site X_F or TM u·(1-U).
+    pub x_f: &'a mut [f32],
+    /// Recovery site X_D or TM resources x.
+    pub x_d: &'a mut [f32],
+    /// Occupied release sites, bitmask.
+    pub sites: &'a mut [u32],
+    /// Sites committed to a pending asynchronous fusion (empty when unused).
+    pub committed: &'a mut [u32],
+    /// Reserve pool count (empty when untracked).
+    pub reserve: &'a mut [u32],
+    /// Vesicles in endocytosis (empty when untracked).
+    pub endo: &'a mut [u32],
+}
+
 /// The dynamic state of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct State {
@@ -189,6 +263,67 @@ pub struct State {
 }
 
 impl State {
+    /// The neuron arrays split at the neuron ids `bounds` (ascending, from 0 to
+    /// n_neurons), one [`Neurons`] per range; `n_receptors` is the stride of the
+    /// (neuron, receptor) arrays.
+    pub fn neurons(&mut self, bounds: &[usize], n_receptors: usize) -> Vec<Neurons<'_>> {
+        let mut v_mv = split_parts(&mut self.v_mv, bounds, 1).into_iter();
+        let mut g_rr = split_parts(&mut self.g_rr_ns, bounds, 1).into_iter();
+        let mut g_sfa = split_parts(&mut self.g_sfa_ns, bounds, 1).into_iter();
+        let mut theta = split_parts(&mut self.theta_mv, bounds, 1).into_iter();
+        let mut refr = split_parts(&mut self.refr, bounds, 1).into_iter();
+        let mut hh_m = split_parts(&mut self.hh_m, bounds, 1).into_iter();
+        let mut hh_h = split_parts(&mut self.hh_h, bounds, 1).into_iter();
+        let mut hh_n = split_parts(&mut self.hh_n, bounds, 1).into_iter();
+        let mut i_ext = split_parts(&mut self.i_ext_pa, bounds, 1).into_iter();
+        let mut ptr = split_parts(&mut self.spike_ptr, bounds, 1).into_iter();
+        let mut active = split_parts(&mut self.g_active_ns, bounds, n_receptors).into_iter();
+        let mut pool = split_parts(&mut self.g_pool_ns, bounds, n_receptors).into_iter();
+        bounds
+            .windows(2)
+            .map(|w| Neurons {
+                base: w[0],
+                v_mv: v_mv.next().expect("one part per range"),
+                g_rr_ns: g_rr.next().expect("one part per range"),
+                g_sfa_ns: g_sfa.next().expect("one part per range"),
+                theta_mv: theta.next().expect("one part per range"),
+                refr: refr.next().expect("one part per range"),
+                hh_m: hh_m.next().expect("one part per range"),
+                hh_h: hh_h.next().expect("one part per range"),
+                hh_n: hh_n.next().expect("one part per range"),
+                i_ext_pa: i_ext.next().expect("one part per range"),
+                spike_ptr: ptr.next().expect("one part per range"),
+                g_active_ns: active.next().expect("one part per range"),
+                g_pool_ns: pool.next().expect("one part per range"),
+            })
+            .collect()
+    }
+
+    /// The terminal arrays split at the synapse ids `bounds` (ascending, from 0 to
+    /// n_synapses), one [`Terminals`] per range.
+    pub fn terminals(&mut self, bounds: &[usize]) -> Vec<Terminals<'_>> {
+        let mut t_last = split_parts(&mut self.t_last, bounds, 1).into_iter();
+        let mut x_f = split_parts(&mut self.x_f, bounds, 1).into_iter();
+        let mut x_d = split_parts(&mut self.x_d, bounds, 1).into_iter();
+        let mut sites = split_parts(&mut self.sites, bounds, 1).into_iter();
+        let mut committed = split_parts(&mut self.committed, bounds, 1).into_iter();
+        let mut reserve = split_parts(&mut self.reserve, bounds, 1).into_iter();
+        let mut endo = split_parts(&mut self.endo, bounds, 1).into_iter();
+        bounds
+            .windows(2)
+            .map(|w| Terminals {
+                base: w[0],
+                t_last: t_last.next().expect("one part per range"),
+                x_f: x_f.next().expect("one part per range"),
+                x_d: x_d.next().expect("one part per range"),
+                sites: sites.next().expect("one part per range"),
+                committed: committed.next().expect("one part per range"),
+                reserve: reserve.next().expect("one part per range"),
+                endo: endo.next().expect("one part per range"),
+            })
+            .collect()
+    }
+
     /// The f32 neuron arrays in the section order of `layout::neuron_f32` (the GPU
     /// image's `neuron_f32` buffer).
     pub fn neuron_f32(&self) -> [&Vec<f32>; layout::neuron_f32::COUNT as usize] {

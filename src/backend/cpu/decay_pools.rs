@@ -9,21 +9,26 @@
 
 use crate::layout::{GpuReceptor, StepParams};
 use crate::model::flush_subnormal;
-use crate::state::State;
+use crate::state::Neurons;
 
 /// Entry `idx = neuron · n_receptors + receptor`.
 #[inline]
-pub fn decay_pools(idx: usize, params: &StepParams, receptors: &[GpuReceptor], st: &mut State) {
+pub fn decay_pools(
+    idx: usize,
+    params: &StepParams,
+    receptors: &[GpuReceptor],
+    st: &mut Neurons<'_>,
+) {
     let rc = &receptors[idx % params.n_receptors as usize];
     st.g_pool_ns[idx] = flush_subnormal(st.g_pool_ns[idx] * rc.decay);
     st.g_active_ns[idx] = 0.0;
 }
 
-/// The dispatcher: every entry, n_neurons · n_receptors invocations, the statements of
-/// [`decay_pools`] with the receptor of each entry known from the loop (no division).
-pub fn decay_pools_all(params: &StepParams, receptors: &[GpuReceptor], st: &mut State) {
+/// The dispatcher: every entry of the neurons of `st`, the statements of [`decay_pools`]
+/// with the receptor of each entry known from the loop (no division).
+pub fn decay_pools_all(params: &StepParams, receptors: &[GpuReceptor], st: &mut Neurons<'_>) {
     let nr = params.n_receptors as usize;
-    let count = params.n_neurons as usize * nr;
+    let count = st.v_mv.len() * nr;
     if nr == 0 {
         return;
     }

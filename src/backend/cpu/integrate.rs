@@ -1,7 +1,9 @@
 //! integrate: one invocation per neuron (DESIGN.md kernel 4; §5.4, §6).
 //! CPU twin of `shaders/integrate.wgsl`: the same statements in the same order, with the
-//! same names; the GPU reads the arrays of [`State`] and [`Network`] from the sections of
-//! its device image (`layout::ImageOffsets`).
+//! same names; the GPU reads the arrays of [`crate::state::State`] and [`Network`] from the
+//! sections of its device image (`layout::ImageOffsets`). Neurons are addressed within the
+//! range a [`Neurons`] view covers (local `n`, global `base + n`), as the shader addresses
+//! them within its chunk, so ranges run on different threads.
 //!
 //! Switches the neuron's DC inputs on or off, fires spike sources (Poisson, listed
 //! times), sums receptor conductances (spatial summation at the single compartment; NMDA
@@ -16,7 +18,7 @@ use crate::math::{exp_sw, exp_sw_slice, relax};
 use crate::model::{flush_subnormal, hh_rates, nmda_block};
 use crate::network::Network;
 use crate::philox::{uniform_at, Domain, Purpose};
-use crate::state::State;
+use crate::state::Neurons;
 
 /// Conductance of one receptor on one neuron as the membrane sees it in this step, nS:
 /// active synapses plus the pool (exp receptors at mid-step g⁺·e^{-dt/(2τ)}, §6.4a),
@@ -43,9 +45,10 @@ pub fn receptor_conductance(
 
 /// DC inputs of neuron `n` switching on or off in step `t`, in input order.
 #[inline(always)]
-fn switch_inputs(n: usize, t: u32, net: &Network, st: &mut State) {
-    let in_end = net.input_offsets[n + 1];
-    for k in net.input_offsets[n]..in_end {
+fn switch_inputs(n: usize, t: u32, net: &Network, st: &mut Neurons<'_>) {
+    let g = st.base + n;
+    let in_end = net.input_offsets[g + 1];
+    for k in net.input_offsets[g]..in_end {
         let inp = &net.inputs[net.input_ids[k as usize] as usize];
         if inp.start_step < inp.stop_step {
             if t == inp.start_step {
@@ -68,7 +71,7 @@ fn synaptic_drive(
     p: &GpuPopulation,
     params: &StepParams,
     receptors: &[GpuReceptor],
-    st: &State,
+    st: &Neurons<'_>,
 ) -> (f32, f32) {
     let nr = params.n_receptors as usize;
     let mut g_tot = p.g_l_ns;
@@ -90,7 +93,7 @@ fn synaptic_drive(
 
 /// The LIF's relative refractory and adaptation conductances added to the drive.
 #[inline(always)]
-fn lif_drive(n: usize, p: &GpuPopulation, st: &State, g_tot: f32, num: f32) -> (f32, f32) {
+fn lif_drive(n: usize, p: &GpuPopulation, st: &Neurons<'_>, g_tot: f32, num: f32) -> (f32, f32) {
     let (mut g_tot, mut num) = (g_tot, num);
     let g_rr = st.g_rr_ns[n];
     let g_sfa = st.g_sfa_ns[n];
@@ -105,7 +108,14 @@ fn lif_drive(n: usize, p: &GpuPopulation, st: &State, g_tot: f32, num: f32) -> (
 /// refractoriness, threshold, reset, then the decays and spike-triggered increments of
 /// the refractory and adaptation variables. Returns true when the neuron spikes.
 #[inline(always)]
-fn lif_update(n: usize, p: &GpuPopulation, v: f32, v_inf: f32, decay: f32, st: &mut State) -> bool {
+fn lif_update(
+    n: usize,
+    p: &GpuPopulation,
+    v: f32,
+    v_inf: f32,
+    decay: f32,
+    st: &mut Neurons<'_>,
+) -> bool {
     let mut spiked = false;
     let g_rr = st.g_rr_ns[n];
     let g_sfa = st.g_sfa_ns[n];
@@ -144,11 +154,11 @@ pub fn integrate(
     pops: &[GpuPopulation],
     receptors: &[GpuReceptor],
     net: &Network,
-    st: &mut State,
+    st: &mut Neurons<'_>,
 ) -> bool {
     let t = params.step;
     let dt = params.dt_ms;
-    let p = &pops[net.neuron_pop[n] as usize];
+    let p = &pops[net.neuron_pop[st.base + n] as usize];
     switch_inputs(n, t, net, st);
     if p.model == neuron::POISSON {
         let u = uniform_at(
@@ -162,7 +172,7 @@ pub fn integrate(
         return t >= p.start_step && t < p.stop_step && u < p.p_spike;
     }
     if p.model == neuron::SPIKE_TIMES {
-        let end = net.spike_offsets[n + 1];
+        let end = net.spike_offsets[st.base + n + 1];
         let mut k = st.spike_ptr[n];
         while k < end && net.spike_steps[k as usize] < t {
             k += 1;
@@ -219,8 +229,19 @@ pub fn integrate(
 /// Neurons per block of the LIF path of [`integrate_all`].
 const BLOCK: usize = 64;
 
-/// The dispatcher: every neuron in ascending order; the spiking ones are appended to
-/// `st.spikes` (ascending, as the GPU's spike bit rows decode).
+/// What one range of [`integrate_all`] found: its spikes (global ids, ascending) and the
+/// first non-finite value (global id, variable).
+#[derive(Debug, Default, Clone)]
+pub struct Fired {
+    /// Neurons that spiked.
+    pub spikes: Vec<u32>,
+    /// The first NaN or infinite value: (neuron, variable, false).
+    pub non_finite: Option<(u32, &'static str, bool)>,
+}
+
+/// The dispatcher for the neurons of `st`: every neuron in ascending order; the spiking
+/// ones go to `out.spikes` (ascending, as the GPU's spike bit rows decode).
+/// `params.neuron_base` is `st.base`.
 ///
 /// LIF neurons go in blocks of up to [`BLOCK`] of one population, with the statements of
 /// [`integrate`] split into three loops: the drive of every neuron, the exponentials of
@@ -233,19 +254,23 @@ pub fn integrate_all(
     pops: &[GpuPopulation],
     receptors: &[GpuReceptor],
     net: &Network,
-    st: &mut State,
+    st: &mut Neurons<'_>,
+    out: &mut Fired,
 ) {
-    st.spikes.clear();
-    let nn = params.n_neurons as usize;
+    debug_assert_eq!(params.neuron_base as usize, st.base);
+    out.spikes.clear();
+    out.non_finite = None;
+    let nn = st.v_mv.len();
+    let base = st.base;
     let mut v_inf = [0f32; BLOCK];
     let mut decay = [0f32; BLOCK];
     let mut n = 0;
     while n < nn {
-        let pop = net.neuron_pop[n];
+        let pop = net.neuron_pop[base + n];
         let p = &pops[pop as usize];
         if p.model == neuron::LIF {
             let mut end = n + 1;
-            while end < nn && end - n < BLOCK && net.neuron_pop[end] == pop {
+            while end < nn && end - n < BLOCK && net.neuron_pop[base + end] == pop {
                 end += 1;
             }
             let len = end - n;
@@ -263,16 +288,16 @@ pub fn integrate_all(
             for (k, i) in (n..end).enumerate() {
                 let v = st.v_mv[i];
                 if lif_update(i, p, v, v_inf[k], decay[k], st) {
-                    st.spikes.push(i as u32);
+                    out.spikes.push((base + i) as u32);
                 }
-                check_finite(i, st);
+                check_finite(i, st, out);
             }
             n = end;
         } else {
             if integrate(n, params, pops, receptors, net, st) {
-                st.spikes.push(n as u32);
+                out.spikes.push((base + n) as u32);
             }
-            check_finite(n, st);
+            check_finite(n, st, out);
             n += 1;
         }
     }
@@ -290,13 +315,13 @@ fn lif_block_drive(
     params: &StepParams,
     receptors: &[GpuReceptor],
     net: &Network,
-    st: &mut State,
+    st: &mut Neurons<'_>,
     v_inf: &mut [f32; BLOCK],
     arg: &mut [f32; BLOCK],
 ) {
     let (n, end) = (range.start, range.end);
     let len = end - n;
-    if net.input_offsets[n] != net.input_offsets[end] {
+    if net.input_offsets[st.base + n] != net.input_offsets[st.base + end] {
         for i in range.clone() {
             switch_inputs(i, params.step, net, st);
         }
@@ -336,8 +361,8 @@ fn lif_block_drive(
 /// NaN or inf in V (or an HH gate) of neuron `n` stops the run (the GPU twin flags it
 /// likewise); the first one found is kept.
 #[inline]
-fn check_finite(n: usize, st: &mut State) {
-    if st.non_finite.is_none() {
+fn check_finite(n: usize, st: &Neurons<'_>, out: &mut Fired) {
+    if out.non_finite.is_none() {
         for (x, var) in [
             (st.v_mv[n], "v_mv"),
             (st.hh_m[n], "m"),
@@ -345,7 +370,7 @@ fn check_finite(n: usize, st: &mut State) {
             (st.hh_n[n], "n"),
         ] {
             if !x.is_finite() {
-                st.non_finite = Some((n as u32, var, false));
+                out.non_finite = Some(((st.base + n) as u32, var, false));
                 break;
             }
         }

@@ -17,6 +17,9 @@ use crate::layout::StepParams;
 use crate::model::Model;
 use crate::network::Network;
 use crate::state::{State, ACTIVE};
+use integrate::Fired;
+use rayon::prelude::*;
+use release::Released;
 use spontaneous::SpontParams;
 use std::sync::Arc;
 
@@ -46,6 +49,40 @@ pub struct CpuBackend {
     /// Evoked events, their quanta and failures per (source population, target
     /// population, synapse type), the key of a projection.
     evoked: Vec<[f64; 3]>,
+    /// Threads: the pool (None for one thread), the neuron ranges of `integrate` and
+    /// `decay_pools`, and per range of neurons or events what it produced.
+    pool: Option<rayon::ThreadPool>,
+    threads: usize,
+    neuron_bounds: Vec<usize>,
+    fired: Vec<Fired>,
+    released: Vec<Released>,
+    event_cuts: Vec<usize>,
+    syn_bounds: Vec<usize>,
+    /// Events per range below which `release` is not split further.
+    min_events: usize,
+    /// The most ranges `release` was split into in one step.
+    most_event_ranges: usize,
+}
+
+/// Neurons per thread below which `integrate` and `decay_pools` are not split further.
+const MIN_NEURONS_PER_RANGE: usize = 1024;
+/// Events per thread below which `release` is not split further.
+const MIN_EVENTS_PER_RANGE: usize = 256;
+
+/// Runs `f` on every item: on the pool's threads when there are several, else in order.
+/// Each item owns disjoint state, so the results do not depend on the schedule.
+fn for_each<T: Send>(pool: Option<&rayon::ThreadPool>, items: &mut [T], f: impl Fn(&mut T) + Sync) {
+    match pool {
+        Some(p) if items.len() > 1 => p.install(|| items.par_iter_mut().for_each(&f)),
+        _ => items.iter_mut().for_each(f),
+    }
+}
+
+/// `count` split into at most `parts` ranges of at least `min` (at least one range):
+/// the bounds, from 0 to `count`.
+fn even_bounds(count: usize, parts: usize, min: usize) -> Vec<usize> {
+    let parts = parts.min(count / min.max(1)).max(1);
+    (0..=parts).map(|k| k * count / parts).collect()
 }
 
 /// Kernel names in pipeline order, as reported by [`Backend::profile`].
@@ -59,8 +96,33 @@ pub const KERNELS: [&str; 6] = [
 ];
 
 impl CpuBackend {
-    /// A backend at the initial state of the network.
+    /// A backend at the initial state of the network, on all cores.
     pub fn new(model: Arc<Model>, net: Arc<Network>) -> Self {
+        Self::with_threads(model, net, None)
+    }
+
+    /// A backend at the initial state of the network, on `threads` threads (None: one
+    /// per core). Results are bit-identical for any number of threads: neurons are split
+    /// into ranges, events at synapse boundaries, and each range owns its state.
+    pub fn with_threads(model: Arc<Model>, net: Arc<Network>, threads: Option<usize>) -> Self {
+        let threads = threads
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
+            .max(1);
+        let pool = (threads > 1)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|k| format!("quantal-cpu-{k}"))
+                    .build()
+                    .ok()
+            })
+            .flatten();
+        let threads = if pool.is_some() { threads } else { 1 };
+        let neuron_bounds = even_bounds(net.n_neurons() as usize, threads, MIN_NEURONS_PER_RANGE);
         let st = State::new(&model, &net);
         let spont = SpontParams::new(&model);
         Self {
@@ -81,6 +143,65 @@ impl CpuBackend {
             release_watch: Vec::new(),
             release_log: Vec::new(),
             evoked: Vec::new(),
+            fired: vec![Fired::default(); neuron_bounds.len() - 1],
+            pool,
+            threads,
+            neuron_bounds,
+            released: Vec::new(),
+            event_cuts: Vec::new(),
+            syn_bounds: Vec::new(),
+            min_events: MIN_EVENTS_PER_RANGE,
+            most_event_ranges: 0,
+        }
+    }
+
+    /// The same backend with ranges of at least `min_neurons` neurons and `min_events`
+    /// events per thread (defaults 1024 and 256, below which a split costs more than it
+    /// saves): lets tests split small networks. Results do not depend on it.
+    pub fn with_ranges(mut self, min_neurons: usize, min_events: usize) -> Self {
+        self.neuron_bounds = even_bounds(self.net.n_neurons() as usize, self.threads, min_neurons);
+        self.fired = vec![Fired::default(); self.neuron_bounds.len() - 1];
+        self.min_events = min_events.max(1);
+        self
+    }
+
+    /// Threads this backend runs on.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The ranges of neurons of `integrate`, and the most ranges of events `release`
+    /// was split into in one step so far.
+    pub fn ranges(&self) -> (usize, usize) {
+        (self.neuron_bounds.len() - 1, self.most_event_ranges)
+    }
+
+    /// Splits this step's events (sorted by synapse) into ranges for the threads, cut
+    /// only between synapses: `event_cuts` into `events`, `syn_bounds` the synapse ids.
+    fn cut_events(&mut self) {
+        let ns = self.net.n_synapses() as usize;
+        let n = self.events.len();
+        let parts = self.threads.min(n / self.min_events).max(1);
+        self.event_cuts.clear();
+        self.syn_bounds.clear();
+        self.event_cuts.push(0);
+        self.syn_bounds.push(0);
+        for k in 1..parts {
+            let mut c = (k * n / parts).max(*self.event_cuts.last().expect("starts with 0"));
+            while c < n && c > 0 && self.events[c].0 == self.events[c - 1].0 {
+                c += 1;
+            }
+            if c < n && c > *self.event_cuts.last().expect("starts with 0") {
+                self.event_cuts.push(c);
+                self.syn_bounds.push(self.events[c].0 as usize);
+            }
+        }
+        self.event_cuts.push(n);
+        self.syn_bounds.push(ns);
+        self.most_event_ranges = self.most_event_ranges.max(self.event_cuts.len() - 1);
+        if self.released.len() < self.event_cuts.len() - 1 {
+            self.released
+                .resize(self.event_cuts.len() - 1, Released::default());
         }
     }
 
@@ -181,14 +302,31 @@ impl Backend for CpuBackend {
         };
         deliver::deliver(&mut self.st, &mut self.events);
         lap(0);
-        release::release(
-            &model,
-            &net,
-            &self.events,
-            &mut self.st,
-            &mut self.releases,
-            &mut self.event_quanta,
-        );
+        self.cut_events();
+        {
+            let ring_len = self.st.ring_async.len();
+            let t = self.st.step;
+            let mut parts: Vec<_> = self
+                .st
+                .terminals(&self.syn_bounds)
+                .into_iter()
+                .zip(self.event_cuts.windows(2))
+                .zip(self.released.iter_mut())
+                .collect();
+            let events = &self.events;
+            for_each(self.pool.as_ref(), &mut parts, |((tm, cut), out)| {
+                release::release(&model, &net, t, &events[cut[0]..cut[1]], tm, ring_len, out)
+            });
+        }
+        self.releases.clear();
+        self.event_quanta.clear();
+        for out in &self.released[..self.event_cuts.len() - 1] {
+            self.releases.extend_from_slice(&out.releases);
+            self.event_quanta.extend_from_slice(&out.per_event);
+            for &(row, syn, site) in &out.fusions {
+                self.st.ring_async[row as usize].push((syn, site));
+            }
+        }
         // Evoked release per projection key, for the run summary.
         let (np, nt) = (model.pops.len(), model.syn_types.len());
         if self.evoked.len() != np * np * nt {
@@ -239,21 +377,47 @@ impl Backend for CpuBackend {
         );
         release::activate(&model, &net, &self.slow, &mut self.st, &mut self.scratch);
         lap(1);
-        decay_pools::decay_pools_all(&params, &model.gpu_receptors, &mut self.st);
+        let nr = model.receptors.len();
+        {
+            let mut parts = self.st.neurons(&self.neuron_bounds, nr);
+            for_each(self.pool.as_ref(), &mut parts, |c| {
+                decay_pools::decay_pools_all(&params, &model.gpu_receptors, c)
+            });
+        }
         release::release_direct(&model, &net, &self.direct, &mut self.st);
         cleft::cleft(&model, &net, &mut self.st, &mut self.keep);
         lap(2);
-        integrate::integrate_all(
-            &params,
-            &model.gpu_pops,
-            &model.gpu_receptors,
-            &net,
-            &mut self.st,
-        );
+        {
+            let mut parts: Vec<_> = self
+                .st
+                .neurons(&self.neuron_bounds, nr)
+                .into_iter()
+                .zip(self.fired.iter_mut())
+                .collect();
+            for_each(self.pool.as_ref(), &mut parts, |(c, out)| {
+                let mut p = params;
+                p.neuron_base = c.base as u32;
+                integrate::integrate_all(&p, &model.gpu_pops, &model.gpu_receptors, &net, c, out)
+            });
+        }
+        self.st.spikes.clear();
+        for out in &self.fired {
+            self.st.spikes.extend_from_slice(&out.spikes);
+            if self.st.non_finite.is_none() {
+                self.st.non_finite = out.non_finite;
+            }
+        }
         lap(3);
         propagate::propagate(&net, &mut self.st);
         lap(4);
-        spontaneous::spontaneous(&model, &net, &self.spont, &mut self.st);
+        {
+            let ns = net.n_synapses() as usize;
+            let t = self.st.step;
+            let mut pending = std::mem::take(&mut self.st.pending_minis);
+            let mut all = self.st.terminals(&[0, ns]);
+            spontaneous::spontaneous(&model, &net, &self.spont, t, &mut all[0], &mut pending);
+            self.st.pending_minis = pending;
+        }
         if !self.release_watch.is_empty() {
             let t = self.st.step;
             for &(syn, q) in &self.st.pending_minis {

@@ -15,7 +15,7 @@ use crate::math::{exp_sw, ln_sw, pow_sw};
 use crate::model::Model;
 use crate::network::Network;
 use crate::philox::{Domain, Lanes, Purpose};
-use crate::state::{State, ACTIVE};
+use crate::state::{State, Terminals, ACTIVE};
 
 /// Release probability per docked vesicle of a CA synapse with facilitation site `x_f`
 /// just before this AP (§2.1). f32, the same operations as the shader.
@@ -36,8 +36,15 @@ pub fn ca_release_probability(ty: &GpuSynType, x_f: f32) -> f32 {
 
 /// Synchronous release: one Bernoulli(p) per docked, uncommitted site; returns k.
 #[inline]
-fn release_sites(seed: u64, ty: &GpuSynType, syn: u32, t: u32, p: f32, st: &mut State) -> u32 {
-    let i = syn as usize;
+fn release_sites(
+    seed: u64,
+    ty: &GpuSynType,
+    syn: u32,
+    t: u32,
+    p: f32,
+    st: &mut Terminals<'_>,
+) -> u32 {
+    let i = syn as usize - st.base;
     let committed = if st.committed.is_empty() {
         0
     } else {
@@ -56,8 +63,10 @@ fn release_sites(seed: u64, ty: &GpuSynType, syn: u32, t: u32, p: f32, st: &mut 
 }
 
 /// Asynchronous release (§3.4): each still-docked site commits with P_a = 1 - e^{-ρ_a p}
-/// and fuses after an Exp(τ_a) latency (≥ 1 step, truncated at the ring horizon).
+/// and fuses after an Exp(τ_a) latency (≥ 1 step, truncated at the ring horizon); the
+/// fusion is appended to `fusions` as (ring row, synapse, site).
 #[inline]
+#[expect(clippy::too_many_arguments, reason = "the scalars of one event")]
 fn schedule_async(
     seed: u64,
     ty: &GpuSynType,
@@ -65,9 +74,11 @@ fn schedule_async(
     syn: u32,
     t: u32,
     p: f32,
-    st: &mut State,
+    st: &mut Terminals<'_>,
+    ring_len: usize,
+    fusions: &mut Vec<(u32, u32, u32)>,
 ) {
-    let i = syn as usize;
+    let i = syn as usize - st.base;
     let p_a = 1.0 - exp_sw(-ty.async_rho * p);
     let mut ua = Lanes::new(seed, Domain::Synapse, syn, t, Purpose::AsyncRelease);
     let mut ud = Lanes::new(seed, Domain::Synapse, syn, t, Purpose::AsyncDelay);
@@ -78,8 +89,8 @@ fn schedule_async(
             let u = ud.at(j);
             let lat = -ty.tau_async_steps * ln_sw(1.0 - u);
             let steps = (lat.round() as u32).clamp(1, max_steps);
-            let slot = ((t as u64 + steps as u64) % st.ring_async.len() as u64) as usize;
-            st.ring_async[slot].push((syn, j));
+            let slot = ((t as u64 + steps as u64) % ring_len as u64) as u32;
+            fusions.push((slot, syn, j));
         }
     }
 }
@@ -88,15 +99,15 @@ fn schedule_async(
 /// independent, so the CPU has many cache misses in flight at a time; the main loop then
 /// finds the lines in cache instead of waiting for each synapse's arrays one after the
 /// other (measured: the waits were about 80 % of `advance_terminal`). No value changes.
-fn touch_terminals(net: &Network, events: &[(u32, u32)], st: &State) {
+fn touch_terminals(net: &Network, events: &[(u32, u32)], st: &Terminals<'_>) {
     let mut acc = 0u32;
     for &(syn, _) in events {
         let i = syn as usize;
-        acc ^= st.t_last[i]
-            ^ st.sites[i]
-            ^ st.x_f[i].to_bits()
-            ^ st.x_d[i].to_bits()
-            ^ st.handoff_step[i]
+        let l = i - st.base;
+        acc ^= st.t_last[l]
+            ^ st.sites[l]
+            ^ st.x_f[l].to_bits()
+            ^ st.x_d[l].to_bits()
             ^ net.syn_type[i] as u32
             ^ net.syn_pre[i]
             ^ net.syn_post[i]
@@ -105,26 +116,44 @@ fn touch_terminals(net: &Network, events: &[(u32, u32)], st: &State) {
     std::hint::black_box(acc);
 }
 
-/// Processes the events of this step (sorted, from `deliver`) and appends
-/// (synapse, quanta) to `releases`, one entry per synapse, ascending, and the quanta of
-/// each event to `per_event` (0 for a failure), in event order.
+/// What [`release`] produced for a range of events.
+#[derive(Debug, Default, Clone)]
+pub struct Released {
+    /// (synapse, quanta) per synapse with a release, ascending.
+    pub releases: Vec<(u32, f32)>,
+    /// Quanta of each event (0 for a failure), in event order.
+    pub per_event: Vec<f32>,
+    /// Asynchronous fusions scheduled: (ring row, synapse, site), in event order.
+    pub fusions: Vec<(u32, u32, u32)>,
+}
+
+/// Processes events of step `t` (sorted, from `deliver`; every event's synapse is in the
+/// range of `st`) into `out`. `ring_len` is the number of asynchronous ring rows. Events
+/// of different synapses are independent, so ranges of the events run on different
+/// threads and their outputs, concatenated in order, are those of one pass.
 pub fn release(
     model: &Model,
     net: &Network,
+    t: u32,
     events: &[(u32, u32)],
-    st: &mut State,
-    releases: &mut Vec<(u32, f32)>,
-    per_event: &mut Vec<f32>,
+    st: &mut Terminals<'_>,
+    ring_len: usize,
+    out: &mut Released,
 ) {
+    let Released {
+        releases,
+        per_event,
+        fusions,
+    } = out;
     releases.clear();
     per_event.clear();
+    fusions.clear();
     let seed = model.seed;
     let tables: &[PowTable] = &model.pow_tables;
-    let t = st.step;
     touch_terminals(net, events, st);
     for &(syn, kind) in events {
-        let i = syn as usize;
-        let tm = &model.syn_types[net.syn_type[i] as usize];
+        let tm = &model.syn_types[net.syn_type[syn as usize] as usize];
+        let i = syn as usize - st.base;
         let ty = &tm.gpu;
         advance_terminal(seed, ty, tables, syn, t, st);
         let quanta: f32 = if kind != SPIKE {
@@ -148,7 +177,17 @@ pub fn release(
                     let p = ca_release_probability(ty, st.x_f[i]);
                     let k = release_sites(seed, ty, syn, t, p, st);
                     if ty.async_rho > 0.0 {
-                        schedule_async(seed, ty, tm.max_async_steps, syn, t, p, st);
+                        schedule_async(
+                            seed,
+                            ty,
+                            tm.max_async_steps,
+                            syn,
+                            t,
+                            p,
+                            st,
+                            ring_len,
+                            fusions,
+                        );
                     }
                     st.x_f[i] += ty.c_drive;
                     st.x_d[i] += ty.c_drive;
@@ -162,7 +201,17 @@ pub fn release(
                     let u = ty.tm_u + st.x_f[i];
                     let k = release_sites(seed, ty, syn, t, u, st);
                     if ty.async_rho > 0.0 {
-                        schedule_async(seed, ty, tm.max_async_steps, syn, t, u, st);
+                        schedule_async(
+                            seed,
+                            ty,
+                            tm.max_async_steps,
+                            syn,
+                            t,
+                            u,
+                            st,
+                            ring_len,
+                            fusions,
+                        );
                     }
                     st.x_f[i] = u * (1.0 - ty.tm_u);
                     if ty.reserve_size > 0 {

@@ -14,7 +14,7 @@ use crate::math::exp_sw;
 use crate::model::Model;
 use crate::network::Network;
 use crate::philox::{Domain, Lanes, Purpose};
-use crate::state::State;
+use crate::state::Terminals;
 
 /// Largest Poisson mean drawn by inversion from one uniform; larger means are split.
 const MAX_INVERSION_MEAN: f32 = 10.0;
@@ -59,13 +59,20 @@ pub fn poisson_inverse(u: f32, mean: f32) -> u32 {
     k
 }
 
-/// Draws miniature releases of this step into `st.pending_minis` (ascending synapse).
-pub fn spontaneous(model: &Model, net: &Network, sp: &SpontParams, st: &mut State) {
+/// Draws miniature releases of step `t` into `pending` (ascending synapse); `st` holds
+/// every synapse's terminal.
+pub fn spontaneous(
+    model: &Model,
+    net: &Network,
+    sp: &SpontParams,
+    t: u32,
+    st: &mut Terminals<'_>,
+    pending: &mut Vec<(u32, f32)>,
+) {
     if sp.rate_max <= 0.0 {
         return;
     }
     let seed = model.seed;
-    let t = st.step;
     for n in 0..net.n_neurons() {
         let lo = net.in_offsets[n as usize];
         let n_in = net.in_offsets[n as usize + 1] - lo;
@@ -82,7 +89,7 @@ pub fn spontaneous(model: &Model, net: &Network, sp: &SpontParams, st: &mut Stat
             k_total += poisson_inverse(u.at(draw), mean);
             draw += 1;
         }
-        let first_new = st.pending_minis.len();
+        let first_new = pending.len();
         for _ in 0..k_total {
             let us = u.at(draw);
             let uj = u.at(draw + 1);
@@ -90,8 +97,8 @@ pub fn spontaneous(model: &Model, net: &Network, sp: &SpontParams, st: &mut Stat
             draw += 3;
             let syn = lo + ((us * n_in as f32) as u32).min(n_in - 1);
             let site = ((uj * sp.sites_max as f32) as u32).min(sp.sites_max - 1);
-            let i = syn as usize;
-            let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
+            let ty = &model.syn_types[net.syn_type[syn as usize] as usize].gpu;
+            let i = syn as usize - st.base;
             if site >= ty.n_sites || ua * sp.rate_max >= ty.spont_per_site_step {
                 continue;
             }
@@ -107,20 +114,20 @@ pub fn spontaneous(model: &Model, net: &Network, sp: &SpontParams, st: &mut Stat
                 if ty.reserve_size > 0 {
                     st.endo[i] += 1;
                 }
-                st.pending_minis.push((syn, 1.0));
+                pending.push((syn, 1.0));
             }
         }
         // Keep the neuron's minis ascending and merged per synapse.
-        st.pending_minis[first_new..].sort_unstable_by_key(|x| x.0);
+        pending[first_new..].sort_unstable_by_key(|x| x.0);
         let mut w = first_new;
-        for r in first_new..st.pending_minis.len() {
-            if w > first_new && st.pending_minis[w - 1].0 == st.pending_minis[r].0 {
-                st.pending_minis[w - 1].1 += st.pending_minis[r].1;
+        for r in first_new..pending.len() {
+            if w > first_new && pending[w - 1].0 == pending[r].0 {
+                pending[w - 1].1 += pending[r].1;
             } else {
-                st.pending_minis[w] = st.pending_minis[r];
+                pending[w] = pending[r];
                 w += 1;
             }
         }
-        st.pending_minis.truncate(w);
+        pending.truncate(w);
     }
 }

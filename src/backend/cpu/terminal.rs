@@ -11,18 +11,18 @@ use crate::layout::{release, GpuSynType, PowTable};
 use crate::math::{pow_sw, relax};
 use crate::model::{flush_subnormal, pow_decay};
 use crate::philox::{Domain, Lanes, Purpose};
-use crate::state::State;
+use crate::state::Terminals;
 
-/// Advances synapse `syn` of type `ty` to step `t`.
+/// Advances synapse `syn` (global id, in the range of `st`) of type `ty` to step `t`.
 pub fn advance_terminal(
     seed: u64,
     ty: &GpuSynType,
     tables: &[PowTable],
     syn: u32,
     t: u32,
-    st: &mut State,
+    st: &mut Terminals<'_>,
 ) {
-    let i = syn as usize;
+    let i = syn as usize - st.base;
     let delta = t - st.t_last[i];
     // A static terminal has no state to advance (its one site is always docked).
     if delta == 0 || ty.release == release::STATIC {
