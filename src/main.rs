@@ -198,8 +198,8 @@ fn realtime(f: f64) -> String {
 
 /// Loads a network file with its overrides and prints its located warnings.
 fn load(path: &std::path::Path, set: &[String]) -> Result<netfile::LoadedNetwork> {
-    let loaded = netfile::load(path, set)
-        .with_context(|| format!("loading network file {}", path.display()))?;
+    // The library's errors name the file (and line, column and field) already.
+    let loaded = netfile::load(path, set)?;
     for w in &loaded.warnings {
         note!("warning: {w}");
     }

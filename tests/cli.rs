@@ -172,6 +172,9 @@ fn bad_file_missing_file_and_bad_overrides() {
         &quantal(&["run", "networks/no_such_file.toml"]),
         &["no_such_file.toml", "No such file"],
     );
+    // The file is named once.
+    let (_, err) = text(&quantal(&["run", "networks/no_such_file.toml"]));
+    assert_eq!(err.matches("no_such_file.toml").count(), 1, "{err}");
     fails_well(
         &quantal(&[
             "run",

@@ -512,6 +512,10 @@ impl GpuBackend {
             ctx.pipeline("integrate", "integrate")?,
             ctx.pipeline("sample", "sample")?,
         );
+        // Allocation beyond the adapter's memory budget fails as an error of this scope
+        // (GpuContext asks wgpu to refuse resources past 95 % of the budget where the
+        // driver reports one): the network is refused with its size, not lost mid-run.
+        let oom = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let receptors_buf = ctx.storage("receptors", &model.gpu_receptors);
         let pops_buf = ctx.storage("pops", &model.gpu_pops);
         let inputs: Vec<GpuInput> = net
@@ -660,6 +664,17 @@ impl GpuBackend {
         }
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Device(format!("binding the device image: {e}")));
+        }
+        if let Some(e) = pollster::block_on(oom.pop()) {
+            let bytes = crate::backend::gpu_syn::device_bytes(&model, &net) as f64
+                + nn as f64 * (4.0 * (neuron_f32::COUNT + neuron_u32::COUNT) as f64 + 8.0 * nr as f64);
+            return Err(Error::Device(format!(
+                "the network's device image, about {:.2} GiB ({} neurons, {} synapses with their rings), does not fit the memory of {}: {e}; run it with --backend cpu or make it smaller",
+                bytes / (1u64 << 30) as f64,
+                net.n_neurons(),
+                net.n_synapses(),
+                ctx.adapter_name()
+            )));
         }
         let (decay_pools, integrate, sample) = pipelines;
         Ok(GpuBackend {

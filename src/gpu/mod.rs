@@ -117,6 +117,13 @@ impl GpuContext {
         let backends = backends();
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
             backends,
+            // Resource creation past 95 % of the driver's memory budget is an
+            // out-of-memory error (D3D12, Vulkan with VK_EXT_memory_budget), which the
+            // backend turns into a refusal naming the network's size.
+            memory_budget_thresholds: wgpu::MemoryBudgetThresholds {
+                for_resource_creation: Some(95),
+                for_device_loss: None,
+            },
             ..wgpu::InstanceDescriptor::new_without_display_handle()
         });
         let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
