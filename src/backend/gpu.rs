@@ -667,7 +667,8 @@ impl GpuBackend {
         }
         if let Some(e) = pollster::block_on(oom.pop()) {
             let bytes = crate::backend::gpu_syn::device_bytes(&model, &net) as f64
-                + nn as f64 * (4.0 * (neuron_f32::COUNT + neuron_u32::COUNT) as f64 + 8.0 * nr as f64);
+                + nn as f64
+                    * (4.0 * (neuron_f32::COUNT + neuron_u32::COUNT) as f64 + 8.0 * nr as f64);
             return Err(Error::Device(format!(
                 "the network's device image, about {:.2} GiB ({} neurons, {} synapses with their rings), does not fit the memory of {}: {e}; run it with --backend cpu or make it smaller",
                 bytes / (1u64 << 30) as f64,

@@ -196,6 +196,41 @@ pub struct Terminals<'a> {
     pub endo: &'a mut [u32],
 }
 
+/// What `cleft` writes for the postsynaptic neurons `base..` of one range: the active
+/// slots of their incoming synapses (`slot_base..`), the synapses' hand-off state
+/// (`syn_base..`) and the neurons' conductances; ranges run on different threads.
+#[derive(Debug)]
+pub struct CleftPart<'a> {
+    /// Global id of the range's first neuron.
+    pub base: usize,
+    /// Global id of the range's first incoming synapse.
+    pub syn_base: usize,
+    /// Index of the range's first active slot.
+    pub slot_base: usize,
+    /// Synapse id of each slot (ascending).
+    pub syn: &'a mut [u32],
+    /// Cleft transmitter, mM.
+    pub cleft_mm: &'a mut [f32],
+    /// Quanta released into the cleft in this step.
+    pub released: &'a mut [f32],
+    /// Pulse cleft: steps of pulse left.
+    pub pulse_left: &'a mut [u32],
+    /// Pulse cleft: quanta of the current pulse.
+    pub pulse_quanta: &'a mut [f32],
+    /// Previous hand-off step of a newly activated synapse, or ACTIVE.
+    pub fresh: &'a mut [u32],
+    /// Receptor state, `SLOT_STRIDE` per slot.
+    pub r: &'a mut [f32],
+    /// Hand-off step per synapse.
+    pub handoff_step: &'a mut [u32],
+    /// Receptor open fraction at hand-off, `handoff_stride` per synapse.
+    pub handoff_r: &'a mut [f32],
+    /// Conductance of active synapses, nS, per (neuron, receptor).
+    pub g_active_ns: &'a mut [f32],
+    /// Pooled conductance, nS, per (neuron, receptor).
+    pub g_pool_ns: &'a mut [f32],
+}
+
 /// The dynamic state of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct State {
@@ -320,6 +355,49 @@ impl State {
                 committed: committed.next().expect("one part per range"),
                 reserve: reserve.next().expect("one part per range"),
                 endo: endo.next().expect("one part per range"),
+            })
+            .collect()
+    }
+
+    /// The state `cleft` writes, split at the neuron ids `neurons` (ascending, from 0 to
+    /// n_neurons), at the matching synapse ids `synapses` (the neurons' first incoming
+    /// synapses) and active slots `slots`.
+    pub fn cleft_parts(
+        &mut self,
+        neurons: &[usize],
+        synapses: &[usize],
+        slots: &[usize],
+        n_receptors: usize,
+    ) -> Vec<CleftPart<'_>> {
+        let hs = self.handoff_stride;
+        let a = &mut self.active;
+        let mut syn = split_parts(&mut a.syn, slots, 1).into_iter();
+        let mut cleft = split_parts(&mut a.cleft_mm, slots, 1).into_iter();
+        let mut released = split_parts(&mut a.released, slots, 1).into_iter();
+        let mut left = split_parts(&mut a.pulse_left, slots, 1).into_iter();
+        let mut quanta = split_parts(&mut a.pulse_quanta, slots, 1).into_iter();
+        let mut fresh = split_parts(&mut a.fresh, slots, 1).into_iter();
+        let mut r = split_parts(&mut a.r, slots, SLOT_STRIDE).into_iter();
+        let mut step = split_parts(&mut self.handoff_step, synapses, 1).into_iter();
+        let mut hr = split_parts(&mut self.handoff_r, synapses, hs).into_iter();
+        let mut active = split_parts(&mut self.g_active_ns, neurons, n_receptors).into_iter();
+        let mut pool = split_parts(&mut self.g_pool_ns, neurons, n_receptors).into_iter();
+        (0..neurons.len().saturating_sub(1))
+            .map(|k| CleftPart {
+                base: neurons[k],
+                syn_base: synapses[k],
+                slot_base: slots[k],
+                syn: syn.next().expect("one part per range"),
+                cleft_mm: cleft.next().expect("one part per range"),
+                released: released.next().expect("one part per range"),
+                pulse_left: left.next().expect("one part per range"),
+                pulse_quanta: quanta.next().expect("one part per range"),
+                fresh: fresh.next().expect("one part per range"),
+                r: r.next().expect("one part per range"),
+                handoff_step: step.next().expect("one part per range"),
+                handoff_r: hr.next().expect("one part per range"),
+                g_active_ns: active.next().expect("one part per range"),
+                g_pool_ns: pool.next().expect("one part per range"),
             })
             .collect()
     }

@@ -6,39 +6,51 @@
 //! the GABA_B cascade (§5.2), adds exp-receptor quanta to the neuron pool (§6.4a), and
 //! hands the linear decay of a synapse whose transmitter is gone to the per-neuron pool
 //! (§5.4, exact). Slots are visited in ascending synapse id, which is post-major order,
-//! so every neuron's sum is gathered in a fixed order.
+//! so every neuron's sum is gathered in a fixed order. Ranges of postsynaptic neurons,
+//! with their incoming synapses' slots, run on different threads ([`CleftPart`]).
 
 use crate::layout::{receptor, PowTable};
 use crate::math::{exp_sw, pow_sw, relax};
 use crate::model::{pow_decay, Model};
 use crate::network::Network;
-use crate::state::{State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
+use crate::state::{CleftPart, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
 
 /// GABA_B contributions below this fraction of g_max are dropped when the synapse
 /// deactivates (G⁴/(G⁴+K_D) < 1e-9, i.e. G < 0.018 with K_D = 100).
 pub const GABA_B_NEGLIGIBLE: f32 = 1e-9;
 
-/// Advances every active synapse by one step and deactivates the cleared ones.
+/// Advances the active synapses of one range (`part`: the postsynaptic neurons of the
+/// range, their incoming synapses and those synapses' slots) by one step of `t`, and sets
+/// `keep` (one per slot of the range) false for the cleared ones. The first non-finite
+/// conductance goes to `non_finite`. Ranges own disjoint state, so they run on different
+/// threads; within a range, slots are visited in ascending synapse id as before.
 #[expect(
     clippy::needless_range_loop,
     reason = "j indexes the receptor table, the slot state and g together, as the WGSL twin will"
 )]
-pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>) {
+pub fn cleft(
+    model: &Model,
+    net: &Network,
+    t: u32,
+    handoff_stride: usize,
+    st: &mut CleftPart<'_>,
+    keep: &mut [bool],
+    non_finite: &mut Option<(u32, &'static str, bool)>,
+) {
     let dt = model.dt_ms as f32;
-    let t = st.step;
     let nr = model.receptors.len();
     let tables: &[PowTable] = &model.pow_tables;
-    keep.clear();
-    for slot in 0..st.active.len() {
-        let syn = st.active.syn[slot] as usize;
+    for slot in 0..st.syn.len() {
+        let syn = st.syn[slot] as usize;
         let ty = &model.syn_types[net.syn_type[syn] as usize].gpu;
-        let post = net.syn_post[syn] as usize;
+        let post = net.syn_post[syn] as usize - st.base;
+        let hs = (syn - st.syn_base) * handoff_stride;
         let w = net.syn_weight[syn];
         let first = ty.receptor_first as usize;
         let nrec = ty.n_receptors as usize;
         let base = slot * SLOT_STRIDE;
         // Re-activation: take this synapse's share back out of the neuron pool (§5.4).
-        let prev = st.active.fresh[slot];
+        let prev = st.fresh[slot];
         if prev != ACTIVE {
             if prev != NO_HANDOFF {
                 let held = t - prev;
@@ -47,42 +59,42 @@ pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>)
                     if rc.kind != receptor::KINETIC {
                         continue;
                     }
-                    let r_h = st.handoff_r[syn * st.handoff_stride + j];
+                    let r_h = st.handoff_r[hs + j];
                     let tab = &tables[rc.tab_beta as usize];
                     // The pool holds r_h·e^{-β(t - t_h)} for this step; own r at the end of
                     // the previous step is r_h·e^{-β(t - 1 - t_h)}.
                     let pool = &mut st.g_pool_ns[post * nr + first + j];
                     *pool = (*pool - rc.g_max_ns * w * r_h * pow_decay(tab, held)).max(0.0);
-                    st.active.r[base + 2 * j] = r_h * pow_decay(tab, held - 1);
+                    st.r[base + 2 * j] = r_h * pow_decay(tab, held - 1);
                 }
             }
-            st.active.fresh[slot] = ACTIVE;
+            st.fresh[slot] = ACTIVE;
         }
         // Transmitter seen by the receptors during this step (§5.1: mid-step for the
         // exponential cleft; the pulse value for the DMS pulse).
         let t_mm;
         let cleared;
         if ty.cleft_pulse == 1 {
-            t_mm = if st.active.pulse_left[slot] > 0 {
-                st.active.pulse_quanta[slot] * ty.pulse_mm
+            t_mm = if st.pulse_left[slot] > 0 {
+                st.pulse_quanta[slot] * ty.pulse_mm
             } else {
                 0.0
             };
-            if st.active.pulse_left[slot] > 0 {
-                st.active.pulse_left[slot] -= 1;
+            if st.pulse_left[slot] > 0 {
+                st.pulse_left[slot] -= 1;
             }
-            cleared = st.active.pulse_left[slot] == 0;
-            st.active.cleft_mm[slot] = if cleared { 0.0 } else { t_mm };
+            cleared = st.pulse_left[slot] == 0;
+            st.cleft_mm[slot] = if cleared { 0.0 } else { t_mm };
         } else {
-            let t_now = st.active.cleft_mm[slot];
+            let t_now = st.cleft_mm[slot];
             t_mm = t_now * ty.clear_half;
             let t_next = t_now * ty.clear_full;
             cleared = t_next < ty.clear_threshold_mm;
-            st.active.cleft_mm[slot] = if cleared { 0.0 } else { t_next };
+            st.cleft_mm[slot] = if cleared { 0.0 } else { t_next };
         }
         // A synapse with exp receptors only has no cleft-dependent state: it leaves the
         // pool in the step after its release (so its `released` count can be sampled).
-        let mut done = cleared || (ty.cleft_dependent == 0 && st.active.released[slot] == 0.0);
+        let mut done = cleared || (ty.cleft_dependent == 0 && st.released[slot] == 0.0);
         let mut g = [0f32; crate::netfile::validate::MAX_RECEPTORS];
         for j in 0..nrec {
             let rc = &model.gpu_receptors[first + j];
@@ -92,22 +104,22 @@ pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>)
                     let a = rc.alpha * t_mm;
                     let k = a + rc.beta;
                     let r_inf = a / k;
-                    let r = relax(r_inf, st.active.r[base + 2 * j], exp_sw(-k * dt));
-                    st.active.r[base + 2 * j] = r;
+                    let r = relax(r_inf, st.r[base + 2 * j], exp_sw(-k * dt));
+                    st.r[base + 2 * j] = r;
                     g[j] = rc.g_max_ns * w * r;
                 }
                 receptor::GABA_B => {
                     // R: frozen-T form with K1, K2; G ← G_inf + (G - G_inf)e^{-K4 dt},
                     // G_inf = K3·R/K4 with R from the start of the step (§5.2).
-                    let r_old = st.active.r[base + 2 * j];
+                    let r_old = st.r[base + 2 * j];
                     let a = rc.alpha * t_mm;
                     let k = a + rc.beta;
                     let r_inf = a / k;
                     let r_new = relax(r_inf, r_old, exp_sw(-k * dt));
                     let g_inf = rc.k3 * r_old / rc.k4;
-                    let gp = relax(g_inf, st.active.r[base + 2 * j + 1], rc.decay_k4);
-                    st.active.r[base + 2 * j] = r_new;
-                    st.active.r[base + 2 * j + 1] = gp;
+                    let gp = relax(g_inf, st.r[base + 2 * j + 1], rc.decay_k4);
+                    st.r[base + 2 * j] = r_new;
+                    st.r[base + 2 * j + 1] = gp;
                     let gn = pow_sw(gp, rc.n_hill);
                     let frac = gn / (gn + rc.k_d);
                     g[j] = rc.g_max_ns * w * frac;
@@ -115,13 +127,12 @@ pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>)
                 }
                 _ => {
                     // Exponential conductance: each quantum adds g_max·w to the pool (§6.4a).
-                    st.g_pool_ns[post * nr + first + j] +=
-                        rc.g_max_ns * w * st.active.released[slot];
+                    st.g_pool_ns[post * nr + first + j] += rc.g_max_ns * w * st.released[slot];
                 }
             }
         }
-        if st.non_finite.is_none() && g.iter().any(|x| !x.is_finite()) {
-            st.non_finite = Some((syn as u32, "receptor conductance g_ns", true));
+        if non_finite.is_none() && g.iter().any(|x| !x.is_finite()) {
+            *non_finite = Some((syn as u32, "receptor conductance g_ns", true));
         }
         for j in 0..nrec {
             let rc = &model.gpu_receptors[first + j];
@@ -130,18 +141,15 @@ pub fn cleft(model: &Model, net: &Network, st: &mut State, keep: &mut Vec<bool>)
                 receptor::KINETIC if done => {
                     // Hand-off: from now on dr/dt = -βr is linear and lives in the pool (§5.4).
                     st.g_pool_ns[idx] += g[j];
-                    st.handoff_r[syn * st.handoff_stride + j] = st.active.r[base + 2 * j];
+                    st.handoff_r[hs + j] = st.r[base + 2 * j];
                 }
                 receptor::KINETIC | receptor::GABA_B => st.g_active_ns[idx] += g[j],
                 _ => {}
             }
         }
         if done {
-            st.handoff_step[syn] = if st.handoff_stride > 0 { t } else { NO_HANDOFF };
+            st.handoff_step[syn - st.syn_base] = if handoff_stride > 0 { t } else { NO_HANDOFF };
         }
-        keep.push(!done);
-    }
-    if keep.iter().any(|k| !k) {
-        st.active.retain(keep);
+        keep[slot] = !done;
     }
 }

@@ -60,6 +60,11 @@ pub struct CpuBackend {
     syn_bounds: Vec<usize>,
     /// Events per range below which `release` is not split further.
     min_events: usize,
+    /// `cleft`'s ranges: first synapse and first active slot of each neuron range, and
+    /// each range's first non-finite conductance.
+    cleft_syn: Vec<usize>,
+    cleft_slots: Vec<usize>,
+    cleft_out: Vec<Option<(u32, &'static str, bool)>>,
     /// The most ranges `release` was split into in one step.
     most_event_ranges: usize,
 }
@@ -76,6 +81,18 @@ fn for_each<T: Send>(pool: Option<&rayon::ThreadPool>, items: &mut [T], f: impl 
         Some(p) if items.len() > 1 => p.install(|| items.par_iter_mut().for_each(&f)),
         _ => items.iter_mut().for_each(f),
     }
+}
+
+/// `v` split at the offsets `bounds` (ascending, from 0 to `v.len()`).
+fn state_split<'a, T>(v: &'a mut [T], bounds: &[usize]) -> Vec<&'a mut [T]> {
+    let mut rest = v;
+    let mut out = Vec::with_capacity(bounds.len());
+    for w in bounds.windows(2) {
+        let (a, b) = std::mem::take(&mut rest).split_at_mut(w[1] - w[0]);
+        out.push(a);
+        rest = b;
+    }
+    out
 }
 
 /// `count` split into at most `parts` ranges of at least `min` (at least one range):
@@ -152,6 +169,9 @@ impl CpuBackend {
             syn_bounds: Vec::new(),
             min_events: MIN_EVENTS_PER_RANGE,
             most_event_ranges: 0,
+            cleft_syn: Vec::new(),
+            cleft_slots: Vec::new(),
+            cleft_out: Vec::new(),
         }
     }
 
@@ -385,7 +405,47 @@ impl Backend for CpuBackend {
             });
         }
         release::release_direct(&model, &net, &self.direct, &mut self.st);
-        cleft::cleft(&model, &net, &mut self.st, &mut self.keep);
+        {
+            // Ranges of postsynaptic neurons, their first incoming synapses and the first
+            // active slot of those synapses (slots are ascending by synapse id).
+            let nb = &self.neuron_bounds;
+            self.cleft_syn.clear();
+            self.cleft_slots.clear();
+            for &b in nb {
+                let s0 = net.in_offsets[b];
+                self.cleft_syn.push(s0 as usize);
+                self.cleft_slots
+                    .push(self.st.active.syn.partition_point(|&s| s < s0));
+            }
+            let n_slots = self.st.active.len();
+            self.keep.clear();
+            self.keep.resize(n_slots, true);
+            if self.cleft_out.len() < nb.len() - 1 {
+                self.cleft_out.resize(nb.len() - 1, None);
+            }
+            let (t, hs) = (self.st.step, self.st.handoff_stride);
+            let parts = self
+                .st
+                .cleft_parts(nb, &self.cleft_syn, &self.cleft_slots, nr);
+            let mut keep = state_split(&mut self.keep, &self.cleft_slots);
+            let mut items: Vec<_> = parts
+                .into_iter()
+                .zip(keep.iter_mut())
+                .zip(self.cleft_out.iter_mut())
+                .collect();
+            for_each(self.pool.as_ref(), &mut items, |((part, keep), bad)| {
+                **bad = None;
+                cleft::cleft(&model, &net, t, hs, part, keep, bad)
+            });
+            for bad in &self.cleft_out[..nb.len() - 1] {
+                if self.st.non_finite.is_none() {
+                    self.st.non_finite = *bad;
+                }
+            }
+            if self.keep.iter().any(|k| !k) {
+                self.st.active.retain(&self.keep);
+            }
+        }
         lap(2);
         {
             let mut parts: Vec<_> = self
