@@ -207,6 +207,8 @@ fn load(path: &std::path::Path, set: &[String]) -> Result<netfile::LoadedNetwork
 }
 
 fn gib(b: f64) -> String {
+    // An empty sum is -0.0: print it as 0.
+    let b = if b > 0.0 { b } else { 0.0 };
     if b >= (1u64 << 30) as f64 {
         format!("{:.2} GiB", b / (1u64 << 30) as f64)
     } else if b >= (1u64 << 20) as f64 {
@@ -401,6 +403,9 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
 }
 
 fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
+    // This process's own resident memory (code, libraries, allocator) before a network
+    // is held: what a run of the same binary starts from.
+    let program = current_rss_bytes().unwrap_or(0) as f64;
     let loaded = load(&path, &set)?;
     let est = network::estimate(&loaded.file);
     let model = quantal::model::Model::from_spec(&loaded.file);
@@ -437,11 +442,17 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
             + network::BYTES_PER_NEURON_RECEPTOR * model.receptors.len() as u64) as f64
         + net.n_synapses() as f64 * est.bytes_per_synapse as f64;
     say!(
-        "memory: cpu backend {} of state and {} of recording buffers (estimated before building: {} in all, peak while building {})",
+        "memory: cpu backend {} of state ({} B per synapse) and {} of recording buffers; expected peak resident memory of a run {} (with {} of program and 2 MiB of run-time lists; {} while building; estimated from the file before building: {})",
         gib(exact),
+        est.bytes_per_synapse,
         gib(est.record_bytes),
-        gib(est.cpu_bytes),
-        gib(est.build_bytes)
+        gib(program
+            + exact.max(est.build_bytes)
+            + est.record_bytes
+            + network::RUN_BUFFER_BYTES as f64),
+        gib(program),
+        gib(est.build_bytes),
+        gib(est.peak_bytes)
     );
     let gpu_bytes = net.n_neurons() as f64
         * (network::BYTES_PER_NEURON
@@ -479,6 +490,7 @@ fn bench(
     b.set_profiling(true);
     let (mut events, mut quanta, mut spikes) = (0u64, 0f64, 0u64);
     let traffic0 = b.traffic();
+    let active0 = b.active_synapse_steps();
     let t1 = std::time::Instant::now();
     let mut left = steps;
     while left > 0 {
@@ -513,6 +525,28 @@ fn bench(
         quanta / wall,
         spikes as f64 / wall,
         spikes as f64 / sim.net.n_neurons().max(1) as f64 / (steps as f64 * dt / 1000.0).max(1e-12)
+    );
+    let active = match (active0, b.active_synapse_steps()) {
+        (Some(a0), Some(a1)) => Some(a1 - a0),
+        _ => None,
+    };
+    let est = network::estimate(&sim.loaded.file);
+    let (static_b, dynamic_b) = (
+        quantal::model::STATIC_BYTES_PER_SYNAPSE,
+        est.bytes_per_synapse - quantal::model::STATIC_BYTES_PER_SYNAPSE,
+    );
+    say!(
+        "  {} ns per event, {:.1} ns per neuron-step{}; {} B per synapse ({static_b} static, {dynamic_b} dynamic)",
+        if events > 0 {
+            format!("{:.0}", wall * 1e9 / events as f64)
+        } else {
+            "-".into()
+        },
+        wall * 1e9 / (sim.net.n_neurons() as f64 * steps as f64).max(1.0),
+        active
+            .map(|a| format!(", {:.3e} active synapse-steps/s", a as f64 / wall))
+            .unwrap_or_default(),
+        est.bytes_per_synapse
     );
     if let (Some((s0, r0)), Some((s1, r1))) = (traffic0, b.traffic()) {
         let sim_s = (steps as f64 * dt / 1000.0).max(1e-12);
@@ -549,7 +583,7 @@ fn bench(
             .map(|(k, t)| format!("\"{k}\": {t:e}"))
             .collect();
         let text = format!(
-            "{{\n  \"network\": {:?},\n  \"backend\": {:?},\n  \"device\": {:?},\n  \"neurons\": {},\n  \"synapses\": {},\n  \"build_s\": {build_s:e},\n  \"steps\": {steps},\n  \"warmup\": {warmup},\n  \"dt_ms\": {dt},\n  \"wall_s\": {wall:e},\n  \"steps_per_s\": {:e},\n  \"realtime_factor\": {:e},\n  \"events\": {events},\n  \"ns_per_event\": {},\n  \"ns_per_neuron_step\": {:e},\n  \"quanta\": {quanta:e},\n  \"spikes\": {spikes},\n  \"submissions\": {subs},\n  \"readbacks\": {reads},\n  \"peak_rss_bytes\": {},\n  \"kernel_s\": {{{}}}\n}}\n",
+            "{{\n  \"network\": {:?},\n  \"backend\": {:?},\n  \"device\": {:?},\n  \"neurons\": {},\n  \"synapses\": {},\n  \"build_s\": {build_s:e},\n  \"steps\": {steps},\n  \"warmup\": {warmup},\n  \"dt_ms\": {dt},\n  \"wall_s\": {wall:e},\n  \"steps_per_s\": {:e},\n  \"realtime_factor\": {:e},\n  \"events\": {events},\n  \"ns_per_event\": {},\n  \"ns_per_neuron_step\": {:e},\n  \"quanta\": {quanta:e},\n  \"spikes\": {spikes},\n  \"submissions\": {subs},\n  \"readbacks\": {reads},\n  \"peak_rss_bytes\": {},\n  \"active_synapse_steps\": {},\n  \"bytes_per_synapse_static\": {static_b},\n  \"bytes_per_synapse_dynamic\": {dynamic_b},\n  \"kernel_s\": {{{}}}\n}}\n",
             path.display().to_string(),
             b.name(),
             b.device(),
@@ -560,12 +594,26 @@ fn bench(
             if events > 0 { format!("{:e}", wall * 1e9 / events as f64) } else { "null".into() },
             wall * 1e9 / neuron_steps.max(1.0),
             peak_rss.map(|p| p.to_string()).unwrap_or_else(|| "null".into()),
+            active.map(|a| a.to_string()).unwrap_or_else(|| "null".into()),
             kernels.join(", ")
         );
         std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
         say!("  figures written to {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resident memory of this process now (Linux VmRSS), bytes.
+fn current_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// Peak resident memory of this process (Linux VmHWM), bytes.

@@ -152,6 +152,11 @@ pub trait Backend {
     fn state(&mut self) -> Result<&State, Error>;
     /// Presynaptic events (spike arrivals and asynchronous fusions) of the last step.
     fn events_last_step(&self) -> u64;
+    /// Active synapse-steps (synapses whose cleft or receptors were advanced, summed over
+    /// steps) since the start, where the backend counts them.
+    fn active_synapse_steps(&self) -> Option<u64> {
+        None
+    }
     /// Starts (and zeroes) or stops per-kernel timing.
     fn set_profiling(&mut self, on: bool);
     /// Wall time per kernel in seconds since profiling started, in pipeline order.

@@ -35,6 +35,10 @@ pub fn ca_drive(ca_mm: f64, mg_mm: f64, k_ca_mm: f64, k_mg_mm: f64) -> f64 {
     dr_w(ca_mm, mg_mm, k_ca_mm, k_mg_mm) / dr_w(CA_REF_MM, MG_REF_MM, k_ca_mm, k_mg_mm)
 }
 
+/// Bytes of the static arrays per synapse (post, pre, weight, outgoing CSR entry, the
+/// projection's synapse list: 4 B each; type, delay: 2 B each).
+pub const STATIC_BYTES_PER_SYNAPSE: u64 = 24;
+
 /// NMDA Mg2+ block B(V) = 1/(1 + exp(-0.062 V)·[Mg]o/3.57) (Jahr & Stevens 1990; §5.1), f32
 /// as in the kernels. Never inlined: the compiler would otherwise hoist this pure function
 /// out of the receptor loop of `integrate` and compute its exponential and divisions for
@@ -493,11 +497,12 @@ impl SynapseArrays {
         }
     }
 
-    /// CPU bytes per synapse: static post, pre, weight and outgoing CSR entry (4 B each),
-    /// type and delay (2 B each); dynamic t_last, X_F, X_D, sites, hand-off step (4 B each);
-    /// plus the optional arrays.
+    /// CPU bytes per synapse: static post, pre, weight, outgoing CSR entry and the
+    /// projection's synapse list (4 B each), type and delay (2 B each); dynamic t_last,
+    /// X_F, X_D, sites, hand-off step (4 B each); plus the optional arrays.
     pub fn bytes_per_synapse(&self) -> u64 {
-        20 + 20
+        STATIC_BYTES_PER_SYNAPSE
+            + 20
             + 4 * self.handoff_stride as u64
             + if self.any_async { 4 } else { 0 }
             + if self.any_reserve { 8 } else { 0 }

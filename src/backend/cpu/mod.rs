@@ -67,6 +67,8 @@ pub struct CpuBackend {
     cleft_out: Vec<Option<(u32, &'static str, bool)>>,
     /// The most ranges `release` was split into in one step.
     most_event_ranges: usize,
+    /// Active synapse-steps since the start.
+    active_steps: u64,
 }
 
 /// Neurons per thread below which `integrate` and `decay_pools` are not split further.
@@ -169,6 +171,7 @@ impl CpuBackend {
             syn_bounds: Vec::new(),
             min_events: MIN_EVENTS_PER_RANGE,
             most_event_ranges: 0,
+            active_steps: 0,
             cleft_syn: Vec::new(),
             cleft_slots: Vec::new(),
             cleft_out: Vec::new(),
@@ -298,9 +301,11 @@ impl Backend for CpuBackend {
 
     fn device(&self) -> String {
         format!(
-            "CPU reference ({} {})",
+            "CPU reference ({} {}, {} thread{})",
             std::env::consts::ARCH,
-            std::env::consts::OS
+            std::env::consts::OS,
+            self.threads,
+            if self.threads == 1 { "" } else { "s" }
         )
     }
 
@@ -418,6 +423,7 @@ impl Backend for CpuBackend {
                     .push(self.st.active.syn.partition_point(|&s| s < s0));
             }
             let n_slots = self.st.active.len();
+            self.active_steps += n_slots as u64;
             self.keep.clear();
             self.keep.resize(n_slots, true);
             if self.cleft_out.len() < nb.len() - 1 {
@@ -591,6 +597,10 @@ impl Backend for CpuBackend {
 
     fn events_last_step(&self) -> u64 {
         self.events.len() as u64
+    }
+
+    fn active_synapse_steps(&self) -> Option<u64> {
+        Some(self.active_steps)
     }
 
     fn set_profiling(&mut self, on: bool) {
