@@ -200,7 +200,11 @@ fn bad_file_missing_file_and_bad_overrides() {
             "--set",
             "environment.ca_o_mm=-3",
         ]),
-        &["single_synapse.toml:", "ca_o_mm", "accepted: [0, 100] mM"],
+        &[
+            "bad override `environment.ca_o_mm=-3`",
+            "accepted: [0, 100] mM",
+            "(network file networks/single_synapse.toml)",
+        ],
     );
     fails_well(
         &quantal(&[

@@ -192,11 +192,16 @@ fn memory_estimate_matches_allocation() {
             + st.x_d.len()
             + st.sites.len()
             + st.handoff_step.len())
-        + 4 * (st.handoff_r.len() + st.committed.len() + st.reserve.len() + st.endo.len());
+        + 4 * (st.handoff_r.len() + st.committed.len() + st.reserve.len() + st.endo.len())
+        + 4 * n
+            .projections
+            .iter()
+            .map(|p| p.synapse_ids.len())
+            .sum::<usize>();
     assert_eq!(bytes, ns * est.bytes_per_synapse as usize);
     assert_eq!(
         est.bytes_per_synapse,
-        40 + 4 * 2 + 4 + 8,
+        44 + 4 * 2 + 4 + 8,
         "two receptors per type, async and reserve on"
     );
 }
