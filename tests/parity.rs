@@ -704,19 +704,20 @@ fn any_number_of_threads_gives_the_same_bits() {
                     "{name}, {threads} threads: not split ({neuron_ranges}, {event_ranges})"
                 );
             }
-            let mut rel = Vec::new();
-            b.take_releases(&mut rel);
-            runs.push((threads, spikes, events, b.state_ref().canonical()));
+            let evoked = b.evoked_per_projection();
+            runs.push((threads, spikes, events, b.state_ref().canonical(), evoked));
         }
-        let (_, s1, e1, st1) = &runs[0];
+        let (_, s1, e1, st1, ev1) = &runs[0];
         assert!(
             s1.iter().map(|s| s.len()).sum::<usize>() > 50,
             "{name}: too quiet"
         );
-        for (threads, s, e, st) in &runs[1..] {
+        assert!(ev1.iter().any(|e| e.1 > 0), "{name}: no evoked release");
+        for (threads, s, e, st, ev) in &runs[1..] {
             assert_eq!(s, s1, "{name}: spikes differ on {threads} threads");
             assert_eq!(e, e1, "{name}: events differ on {threads} threads");
             assert!(st == st1, "{name}: state differs on {threads} threads");
+            assert_eq!(ev, ev1, "{name}: evoked counts differ on {threads} threads");
         }
     }
 }

@@ -46,9 +46,9 @@ pub struct CpuBackend {
     /// Synapses whose releases are logged one by one (ascending), and the log.
     release_watch: Vec<u32>,
     release_log: Vec<ReleaseEvent>,
-    /// Evoked events, their quanta and failures per (source population, target
-    /// population, synapse type), the key of a projection.
-    evoked: Vec<[f64; 3]>,
+    /// Evoked events, their failures and quanta (in 2^-16 units, as the GPU counts them)
+    /// per (source population, target population, synapse type), the key of a projection.
+    evoked: Vec<[u64; 3]>,
     /// Threads: the pool (None for one thread), the neuron ranges of `integrate` and
     /// `decay_pools`, and per range of neurons or events what it produced.
     pool: Option<rayon::ThreadPool>,
@@ -352,22 +352,17 @@ impl Backend for CpuBackend {
                 self.st.ring_async[row as usize].push((syn, site));
             }
         }
-        // Evoked release per projection key, for the run summary.
+        // Evoked release per projection key, for the run summary: integer counts and
+        // quanta in 2^-16 units from every range (sums of integers, in any order).
         let (np, nt) = (model.pops.len(), model.syn_types.len());
         if self.evoked.len() != np * np * nt {
-            self.evoked = vec![[0.0; 3]; np * np * nt];
+            self.evoked = vec![[0; 3]; np * np * nt];
         }
-        for (&(syn, kind), &q) in self.events.iter().zip(&self.event_quanta) {
-            if kind == deliver::SPIKE {
-                let i = syn as usize;
-                let key = (net.neuron_pop[net.syn_pre[i] as usize] as usize * np
-                    + net.neuron_pop[net.syn_post[i] as usize] as usize)
-                    * nt
-                    + net.syn_type[i] as usize;
-                let c = &mut self.evoked[key];
-                c[0] += 1.0;
-                c[1] += q as f64;
-                c[2] += (q == 0.0) as u32 as f64;
+        for out in &self.released[..self.event_cuts.len() - 1] {
+            for (c, r) in self.evoked.iter_mut().zip(&out.evoked) {
+                c[0] += r[0];
+                c[1] += r[1];
+                c[2] += r[2];
             }
         }
         if !self.release_watch.is_empty() {
@@ -563,8 +558,8 @@ impl Backend for CpuBackend {
             .iter()
             .map(|p| {
                 let key = (p.source * np + p.target) * nt + p.syn_type;
-                let c = self.evoked.get(key).copied().unwrap_or([0.0; 3]);
-                (p.name.clone(), c[0] as u64, c[1], c[2] as u64)
+                let c = self.evoked.get(key).copied().unwrap_or([0; 3]);
+                (p.name.clone(), c[0], c[2] as f64 / 65536.0, c[1])
             })
             .collect()
     }

@@ -125,6 +125,10 @@ pub struct Released {
     pub per_event: Vec<f32>,
     /// Asynchronous fusions scheduled: (ring row, synapse, site), in event order.
     pub fusions: Vec<(u32, u32, u32)>,
+    /// Per projection key (source population, target population, synapse type): evoked
+    /// events, failures, and quanta in 2^-16 units (rounded half away from zero, as the
+    /// GPU's `add_quanta`), so that ranges add up exactly in any order.
+    pub evoked: Vec<[u64; 3]>,
 }
 
 /// Processes events of step `t` (sorted, from `deliver`; every event's synapse is in the
@@ -144,10 +148,14 @@ pub fn release(
         releases,
         per_event,
         fusions,
+        evoked,
     } = out;
     releases.clear();
     per_event.clear();
     fusions.clear();
+    let (np, nt) = (model.pops.len(), model.syn_types.len());
+    evoked.clear();
+    evoked.resize(np * np * nt, [0; 3]);
     let seed = model.seed;
     let tables: &[PowTable] = &model.pow_tables;
     touch_terminals(net, events, st);
@@ -232,6 +240,17 @@ pub fn release(
             }
         };
         per_event.push(quanta);
+        if kind == SPIKE {
+            let g = syn as usize;
+            let key = (net.neuron_pop[net.syn_pre[g] as usize] as usize * np
+                + net.neuron_pop[net.syn_post[g] as usize] as usize)
+                * nt
+                + net.syn_type[g] as usize;
+            let c = &mut evoked[key];
+            c[0] += 1;
+            c[1] += (quanta == 0.0) as u64;
+            c[2] += (quanta * 65536.0).round() as u64;
+        }
         match releases.last_mut() {
             Some((s, q)) if *s == syn => *q += quanta,
             _ => releases.push((syn, quanta)),
