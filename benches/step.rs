@@ -1,5 +1,6 @@
 //! Criterion benchmarks: each CPU kernel that runs per neuron, the whole CPU step on the
-//! example networks at two sizes (throughput in neuron-steps and synaptic events), and the
+//! example networks at two sizes, on all cores and on one thread (throughput in
+//! neuron-steps and synaptic events), and the
 //! GPU backend's batched steps (neurons only, and the COBA network with its synapses)
 //! when an adapter exists. Inputs come from `networks/`.
 //!
@@ -28,9 +29,14 @@ fn build(file: &str, set: &[&str]) -> (Arc<Model>, Arc<Network>) {
     (Arc::new(m), Arc::new(n))
 }
 
-/// A CPU backend advanced past the start-up transient.
+/// A CPU backend (on all cores) advanced past the start-up transient.
 fn warmed(m: &Arc<Model>, n: &Arc<Network>, steps: u32) -> CpuBackend {
-    let mut b = CpuBackend::new(Arc::clone(m), Arc::clone(n));
+    warmed_on(m, n, steps, None)
+}
+
+/// A CPU backend on `threads` threads (None: all cores) advanced by `steps`.
+fn warmed_on(m: &Arc<Model>, n: &Arc<Network>, steps: u32, threads: Option<usize>) -> CpuBackend {
+    let mut b = CpuBackend::with_threads(Arc::clone(m), Arc::clone(n), threads);
     b.advance(steps, &[], 1).expect("runs");
     b
 }
@@ -88,20 +94,29 @@ fn kernels(c: &mut Criterion) {
 fn steps(c: &mut Criterion) {
     let mut g = c.benchmark_group("cpu step");
     g.sample_size(10);
-    for (name, file, set) in [
-        ("coba 4k", "coba.toml", vec![]),
+    for (name, file, set, threads) in [
+        ("coba 4k", "coba.toml", vec![], None),
+        ("coba 4k, 1 thread", "coba.toml", vec![], Some(1)),
         (
             "coba 1k",
             "coba.toml",
             vec!["populations.exc.size=800", "populations.inh.size=200"],
+            None,
         ),
-        ("cobahh 4k", "cobahh.toml", vec![]),
-        ("cells_fi 20k", "cells_fi.toml", vec![]),
+        ("brette_coba 4k", "brette_coba.toml", vec![], None),
+        (
+            "brette_coba 4k, 1 thread",
+            "brette_coba.toml",
+            vec![],
+            Some(1),
+        ),
+        ("cobahh 4k", "cobahh.toml", vec![], None),
+        ("cells_fi 20k", "cells_fi.toml", vec![], None),
     ] {
         let (m, n) = build(file, &set);
         // Throughput in synaptic events (measured once over the same 100 steps), or in
         // neuron-steps for a network without synapses.
-        let mut probe = warmed(&m, &n, 0);
+        let mut probe = warmed_on(&m, &n, 0, threads);
         let r = probe.advance(100, &[], 1).expect("runs");
         let (elements, unit) = if r.events > 0 {
             (r.events, "events")
@@ -111,7 +126,7 @@ fn steps(c: &mut Criterion) {
         g.throughput(Throughput::Elements(elements));
         g.bench_function(format!("{name}: 100 steps ({unit})"), |bench| {
             bench.iter_batched_ref(
-                || warmed(&m, &n, 0),
+                || warmed_on(&m, &n, 0, threads),
                 |b| b.advance(100, &[], 1).expect("runs"),
                 BatchSize::LargeInput,
             )
