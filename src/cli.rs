@@ -178,7 +178,7 @@ pub enum Command {
         /// Duration in ms (overrides simulation.duration_ms).
         #[arg(long = "duration-ms")]
         duration_ms: Option<f64>,
-        /// CPU threads per run (default 1: the runs themselves go in parallel).
+        /// CPU threads per run (default: the cores divided among the runs going at once).
         #[arg(long)]
         threads: Option<usize>,
         /// Runs at a time (default: the cores available).

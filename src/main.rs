@@ -892,6 +892,11 @@ fn sweep(
         runs.len(),
         out_dir.display()
     );
+    // Threads per run: the cores left to each of the runs going at once.
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let per_run = threads.unwrap_or_else(|| (cores / jobs.min(runs.len()).max(1)).max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: std::sync::Mutex<Vec<Option<Result<quantal::record::Summary, String>>>> =
         std::sync::Mutex::new(vec![None; runs.len()]);
@@ -908,7 +913,7 @@ fn sweep(
                     let mut sim = Simulation::with_threads(
                         loaded[k].clone(),
                         BackendKind::Cpu,
-                        Some(threads.unwrap_or(1)),
+                        Some(per_run),
                     )?;
                     let mut rec = Hdf5Recorder::new(&out);
                     sim.run(&mut rec, &mut |_, _| {}, &stop)
