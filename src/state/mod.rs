@@ -50,23 +50,6 @@ impl ActivePool {
     pub fn slot_of(&self, syn: u32) -> Option<usize> {
         self.syn.binary_search(&syn).ok()
     }
-    /// Copies slot `from` to slot `to` (both in range).
-    fn move_slot(&mut self, from: usize, to: usize) {
-        if from == to {
-            return;
-        }
-        self.syn[to] = self.syn[from];
-        self.cleft_mm[to] = self.cleft_mm[from];
-        self.released[to] = self.released[from];
-        self.pulse_left[to] = self.pulse_left[from];
-        self.pulse_quanta[to] = self.pulse_quanta[from];
-        self.fresh[to] = self.fresh[from];
-        self.r.copy_within(
-            from * SLOT_STRIDE..(from + 1) * SLOT_STRIDE,
-            to * SLOT_STRIDE,
-        );
-    }
-
     /// Resets slot `to` to a newly activated synapse.
     fn set_new(&mut self, to: usize, syn: u32) {
         self.syn[to] = syn;
@@ -88,35 +71,62 @@ impl ActivePool {
         self.r.resize(n * SLOT_STRIDE, 0.0);
     }
 
+    /// Copies slots `from` to start at slot `to` (ranges may overlap), every array at
+    /// once: a run of slots moves with one `copy_within` per array.
+    fn move_run(&mut self, from: std::ops::Range<usize>, to: usize) {
+        if from.is_empty() || from.start == to {
+            return;
+        }
+        self.syn.copy_within(from.clone(), to);
+        self.cleft_mm.copy_within(from.clone(), to);
+        self.released.copy_within(from.clone(), to);
+        self.pulse_left.copy_within(from.clone(), to);
+        self.pulse_quanta.copy_within(from.clone(), to);
+        self.fresh.copy_within(from.clone(), to);
+        self.r.copy_within(
+            from.start * SLOT_STRIDE..from.end * SLOT_STRIDE,
+            to * SLOT_STRIDE,
+        );
+    }
+
     /// Merges `new_syn` (ascending, none active yet) into the pool, keeping it sorted
-    /// (in place, from the back: O(len + new)).
+    /// (in place, from the back: O(len + new), the old slots moving in runs between
+    /// insertion points).
     pub fn merge_new(&mut self, new_syn: &[u32]) {
         if new_syn.is_empty() {
             return;
         }
         let old = self.len();
         self.resize(old + new_syn.len());
-        let (mut i, mut j, mut w) = (old, new_syn.len(), old + new_syn.len());
-        while j > 0 {
-            w -= 1;
-            if i > 0 && self.syn[i - 1] > new_syn[j - 1] {
-                self.move_slot(i - 1, w);
-                i -= 1;
-            } else {
-                self.set_new(w, new_syn[j - 1]);
-                j -= 1;
-            }
+        // Old slots [0, i) are still unplaced; j new synapses are left, so every old slot
+        // at or after an insertion point moves up by the number of new ones after it.
+        let mut i = old;
+        for j in (1..=new_syn.len()).rev() {
+            let s = new_syn[j - 1];
+            let p = self.syn[..i].partition_point(|&x| x < s);
+            self.move_run(p..i, p + j);
+            self.set_new(p + j - 1, s);
+            i = p;
         }
     }
 
-    /// Keeps the slots where `keep` is true, in order (in place).
+    /// Keeps the slots where `keep` is true, in order (in place, runs of kept slots
+    /// moving together).
     pub fn retain(&mut self, keep: &[bool]) {
         let mut w = 0;
-        for (i, &k) in keep.iter().enumerate() {
-            if k {
-                self.move_slot(i, w);
-                w += 1;
+        let mut i = 0;
+        let n = keep.len();
+        while i < n {
+            if !keep[i] {
+                i += 1;
+                continue;
             }
+            let start = i;
+            while i < n && keep[i] {
+                i += 1;
+            }
+            self.move_run(start..i, w);
+            w += i - start;
         }
         self.resize(w);
     }
@@ -525,5 +535,81 @@ impl State {
         s.ring = vec![Vec::new(); ring_len];
         s.ring_async = vec![Vec::new(); ring_len];
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool slot: synapse, cleft, released, pulse left, pulse quanta, fresh, r.
+    type Slot = (u32, f32, f32, u32, f32, u32, Vec<f32>);
+
+    /// The slots of a pool, for comparing with a plain sorted list.
+    fn slots(p: &ActivePool) -> Vec<Slot> {
+        (0..p.len())
+            .map(|k| {
+                (
+                    p.syn[k],
+                    p.cleft_mm[k],
+                    p.released[k],
+                    p.pulse_left[k],
+                    p.pulse_quanta[k],
+                    p.fresh[k],
+                    p.r[k * SLOT_STRIDE..(k + 1) * SLOT_STRIDE].to_vec(),
+                )
+            })
+            .collect()
+    }
+
+    /// Merging and compacting in runs keeps every slot's state with its synapse, in
+    /// ascending order, as slot-by-slot insertion and removal would.
+    #[test]
+    fn merge_and_retain_move_whole_slots() {
+        let mut rng = crate::philox::Stream::new(7, 0, 0);
+        let mut pool = ActivePool::default();
+        let mut next = 0u32;
+        for round in 0..200 {
+            // New synapses: ids not yet in the pool, ascending.
+            let mut new: Vec<u32> = (0..(rng.uniform_f64() * 20.0) as u32)
+                .map(|_| (rng.uniform_f64() * 3000.0) as u32)
+                .filter(|s| pool.slot_of(*s).is_none())
+                .collect();
+            new.sort_unstable();
+            new.dedup();
+            let mut want = slots(&pool);
+            for &s in &new {
+                want.push((s, 0.0, 0.0, 0, 0.0, NO_HANDOFF, vec![0.0; SLOT_STRIDE]));
+            }
+            want.sort_by_key(|x| x.0);
+            pool.merge_new(&new);
+            // Give every slot distinct state, then drop a random subset.
+            for k in 0..pool.len() {
+                next += 1;
+                pool.cleft_mm[k] = next as f32;
+                pool.released[k] = (next * 3) as f32;
+                pool.pulse_left[k] = next;
+                pool.pulse_quanta[k] = (next * 5) as f32;
+                pool.fresh[k] = next * 7;
+                pool.r[k * SLOT_STRIDE] = (next * 11) as f32;
+                pool.r[(k + 1) * SLOT_STRIDE - 1] = (next * 13) as f32;
+            }
+            assert_eq!(
+                slots(&pool).iter().map(|x| x.0).collect::<Vec<_>>(),
+                want.iter().map(|x| x.0).collect::<Vec<_>>(),
+                "round {round}: merged order"
+            );
+            let before = slots(&pool);
+            let keep: Vec<bool> = (0..pool.len()).map(|_| rng.uniform_f64() < 0.8).collect();
+            pool.retain(&keep);
+            let kept: Vec<_> = before
+                .into_iter()
+                .zip(&keep)
+                .filter(|(_, &k)| k)
+                .map(|(x, _)| x)
+                .collect();
+            assert_eq!(slots(&pool), kept, "round {round}: retained slots");
+        }
+        assert!(next > 1000);
     }
 }
