@@ -9,8 +9,8 @@
 //! so every neuron's sum is gathered in a fixed order. Ranges of postsynaptic neurons,
 //! with their incoming synapses' slots, run on different threads ([`CleftPart`]).
 
-use crate::layout::{receptor, PowTable};
-use crate::math::{exp_sw, pow_sw, relax};
+use crate::layout::{receptor, GpuSynType, PowTable};
+use crate::math::{exp_sw_slice, pow_sw, relax};
 use crate::model::{pow_decay, Model};
 use crate::network::Network;
 use crate::state::{CleftPart, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
@@ -18,6 +18,39 @@ use crate::state::{CleftPart, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
 /// GABA_B contributions below this fraction of g_max are dropped when the synapse
 /// deactivates (G⁴/(G⁴+K_D) < 1e-9, i.e. G < 0.018 with K_D = 100).
 pub const GABA_B_NEGLIGIBLE: f32 = 1e-9;
+
+/// Slots per block of [`cleft`].
+const BLOCK: usize = 64;
+/// Receptors per synapse type.
+const MR: usize = crate::netfile::validate::MAX_RECEPTORS;
+
+/// Transmitter seen by the receptors of slot `slot` during this step (§5.1: mid-step for
+/// the exponential cleft; the pulse value for the DMS pulse), after which the cleft is
+/// advanced to the end of the step; and whether it is cleared.
+#[inline]
+fn transmitter(slot: usize, ty: &GpuSynType, st: &mut CleftPart<'_>) -> (f32, bool) {
+    let t_mm;
+    let cleared;
+    if ty.cleft_pulse == 1 {
+        t_mm = if st.pulse_left[slot] > 0 {
+            st.pulse_quanta[slot] * ty.pulse_mm
+        } else {
+            0.0
+        };
+        if st.pulse_left[slot] > 0 {
+            st.pulse_left[slot] -= 1;
+        }
+        cleared = st.pulse_left[slot] == 0;
+        st.cleft_mm[slot] = if cleared { 0.0 } else { t_mm };
+    } else {
+        let t_now = st.cleft_mm[slot];
+        t_mm = t_now * ty.clear_half;
+        let t_next = t_now * ty.clear_full;
+        cleared = t_next < ty.clear_threshold_mm;
+        st.cleft_mm[slot] = if cleared { 0.0 } else { t_next };
+    }
+    (t_mm, cleared)
+}
 
 /// Advances the active synapses of one range (`part`: the postsynaptic neurons of the
 /// range, their incoming synapses and those synapses' slots) by one step of `t`, and sets
@@ -40,116 +73,134 @@ pub fn cleft(
     let dt = model.dt_ms as f32;
     let nr = model.receptors.len();
     let tables: &[PowTable] = &model.pow_tables;
-    for slot in 0..st.syn.len() {
-        let syn = st.syn[slot] as usize;
-        let ty = &model.syn_types[net.syn_type[syn] as usize].gpu;
-        let post = net.syn_post[syn] as usize - st.base;
-        let hs = (syn - st.syn_base) * handoff_stride;
-        let w = net.syn_weight[syn];
-        let first = ty.receptor_first as usize;
-        let nrec = ty.n_receptors as usize;
-        let base = slot * SLOT_STRIDE;
-        // Re-activation: take this synapse's share back out of the neuron pool (§5.4).
-        let prev = st.fresh[slot];
-        if prev != ACTIVE {
-            if prev != NO_HANDOFF {
-                let held = t - prev;
-                for j in 0..nrec {
-                    let rc = &model.gpu_receptors[first + j];
-                    if rc.kind != receptor::KINETIC {
-                        continue;
+    // Slots go in blocks: first the transmitter of every slot of the block and the
+    // exponents -(αT + β)·dt of its kinetic and GABA_B receptors (in slot and receptor
+    // order), then their exponentials in one loop that runs several lanes at a time
+    // ([`exp_sw_slice`], the bits of `exp_sw`), then each slot's receptors and sums in
+    // slot order, taking the exponentials in the same order. Only slot-local statements
+    // (the transmitter) move ahead of other slots', so every sum is formed as before.
+    let mut t_blk = [0f32; BLOCK];
+    let mut cleared_blk = [false; BLOCK];
+    let mut decay = [0f32; BLOCK * MR];
+    let n_slots = st.syn.len();
+    let mut b0 = 0;
+    while b0 < n_slots {
+        let b1 = (b0 + BLOCK).min(n_slots);
+        let mut m = 0;
+        for slot in b0..b1 {
+            let k = slot - b0;
+            let syn = st.syn[slot] as usize;
+            let ty = &model.syn_types[net.syn_type[syn] as usize].gpu;
+            let (t_mm, cleared) = transmitter(slot, ty, st);
+            t_blk[k] = t_mm;
+            cleared_blk[k] = cleared;
+            for j in 0..ty.n_receptors as usize {
+                let rc = &model.gpu_receptors[ty.receptor_first as usize + j];
+                if rc.kind == receptor::KINETIC || rc.kind == receptor::GABA_B {
+                    let a = rc.alpha * t_mm;
+                    let kk = a + rc.beta;
+                    decay[m] = -kk * dt;
+                    m += 1;
+                }
+            }
+        }
+        exp_sw_slice(&mut decay[..m]);
+        let mut m = 0;
+        for slot in b0..b1 {
+            let kb = slot - b0;
+            let syn = st.syn[slot] as usize;
+            let ty = &model.syn_types[net.syn_type[syn] as usize].gpu;
+            let post = net.syn_post[syn] as usize - st.base;
+            let hs = (syn - st.syn_base) * handoff_stride;
+            let w = net.syn_weight[syn];
+            let first = ty.receptor_first as usize;
+            let nrec = ty.n_receptors as usize;
+            let base = slot * SLOT_STRIDE;
+            // Re-activation: take this synapse's share back out of the neuron pool (§5.4).
+            let prev = st.fresh[slot];
+            if prev != ACTIVE {
+                if prev != NO_HANDOFF {
+                    let held = t - prev;
+                    for j in 0..nrec {
+                        let rc = &model.gpu_receptors[first + j];
+                        if rc.kind != receptor::KINETIC {
+                            continue;
+                        }
+                        let r_h = st.handoff_r[hs + j];
+                        let tab = &tables[rc.tab_beta as usize];
+                        // The pool holds r_h·e^{-β(t - t_h)} for this step; own r at the end of
+                        // the previous step is r_h·e^{-β(t - 1 - t_h)}.
+                        let pool = &mut st.g_pool_ns[post * nr + first + j];
+                        *pool = (*pool - rc.g_max_ns * w * r_h * pow_decay(tab, held)).max(0.0);
+                        st.r[base + 2 * j] = r_h * pow_decay(tab, held - 1);
                     }
-                    let r_h = st.handoff_r[hs + j];
-                    let tab = &tables[rc.tab_beta as usize];
-                    // The pool holds r_h·e^{-β(t - t_h)} for this step; own r at the end of
-                    // the previous step is r_h·e^{-β(t - 1 - t_h)}.
-                    let pool = &mut st.g_pool_ns[post * nr + first + j];
-                    *pool = (*pool - rc.g_max_ns * w * r_h * pow_decay(tab, held)).max(0.0);
-                    st.r[base + 2 * j] = r_h * pow_decay(tab, held - 1);
+                }
+                st.fresh[slot] = ACTIVE;
+            }
+            let (t_mm, cleared) = (t_blk[kb], cleared_blk[kb]);
+            // A synapse with exp receptors only has no cleft-dependent state: it leaves the
+            // pool in the step after its release (so its `released` count can be sampled).
+            let mut done = cleared || (ty.cleft_dependent == 0 && st.released[slot] == 0.0);
+            let mut g = [0f32; crate::netfile::validate::MAX_RECEPTORS];
+            for j in 0..nrec {
+                let rc = &model.gpu_receptors[first + j];
+                match rc.kind {
+                    receptor::KINETIC => {
+                        // r ← r_inf + (r - r_inf)·exp(-(αT + β)dt) (§5.1)
+                        let a = rc.alpha * t_mm;
+                        let k = a + rc.beta;
+                        let r_inf = a / k;
+                        let r = relax(r_inf, st.r[base + 2 * j], decay[m]);
+                        m += 1;
+                        st.r[base + 2 * j] = r;
+                        g[j] = rc.g_max_ns * w * r;
+                    }
+                    receptor::GABA_B => {
+                        // R: frozen-T form with K1, K2; G ← G_inf + (G - G_inf)e^{-K4 dt},
+                        // G_inf = K3·R/K4 with R from the start of the step (§5.2).
+                        let r_old = st.r[base + 2 * j];
+                        let a = rc.alpha * t_mm;
+                        let k = a + rc.beta;
+                        let r_inf = a / k;
+                        let r_new = relax(r_inf, r_old, decay[m]);
+                        m += 1;
+                        let g_inf = rc.k3 * r_old / rc.k4;
+                        let gp = relax(g_inf, st.r[base + 2 * j + 1], rc.decay_k4);
+                        st.r[base + 2 * j] = r_new;
+                        st.r[base + 2 * j + 1] = gp;
+                        let gn = pow_sw(gp, rc.n_hill);
+                        let frac = gn / (gn + rc.k_d);
+                        g[j] = rc.g_max_ns * w * frac;
+                        done = done && r_new < 1e-6 && frac < GABA_B_NEGLIGIBLE;
+                    }
+                    _ => {
+                        // Exponential conductance: each quantum adds g_max·w to the pool (§6.4a).
+                        st.g_pool_ns[post * nr + first + j] += rc.g_max_ns * w * st.released[slot];
+                    }
                 }
             }
-            st.fresh[slot] = ACTIVE;
-        }
-        // Transmitter seen by the receptors during this step (§5.1: mid-step for the
-        // exponential cleft; the pulse value for the DMS pulse).
-        let t_mm;
-        let cleared;
-        if ty.cleft_pulse == 1 {
-            t_mm = if st.pulse_left[slot] > 0 {
-                st.pulse_quanta[slot] * ty.pulse_mm
-            } else {
-                0.0
-            };
-            if st.pulse_left[slot] > 0 {
-                st.pulse_left[slot] -= 1;
+            if non_finite.is_none() && g.iter().any(|x| !x.is_finite()) {
+                *non_finite = Some((syn as u32, "receptor conductance g_ns", true));
             }
-            cleared = st.pulse_left[slot] == 0;
-            st.cleft_mm[slot] = if cleared { 0.0 } else { t_mm };
-        } else {
-            let t_now = st.cleft_mm[slot];
-            t_mm = t_now * ty.clear_half;
-            let t_next = t_now * ty.clear_full;
-            cleared = t_next < ty.clear_threshold_mm;
-            st.cleft_mm[slot] = if cleared { 0.0 } else { t_next };
-        }
-        // A synapse with exp receptors only has no cleft-dependent state: it leaves the
-        // pool in the step after its release (so its `released` count can be sampled).
-        let mut done = cleared || (ty.cleft_dependent == 0 && st.released[slot] == 0.0);
-        let mut g = [0f32; crate::netfile::validate::MAX_RECEPTORS];
-        for j in 0..nrec {
-            let rc = &model.gpu_receptors[first + j];
-            match rc.kind {
-                receptor::KINETIC => {
-                    // r ← r_inf + (r - r_inf)·exp(-(αT + β)dt) (§5.1)
-                    let a = rc.alpha * t_mm;
-                    let k = a + rc.beta;
-                    let r_inf = a / k;
-                    let r = relax(r_inf, st.r[base + 2 * j], exp_sw(-k * dt));
-                    st.r[base + 2 * j] = r;
-                    g[j] = rc.g_max_ns * w * r;
-                }
-                receptor::GABA_B => {
-                    // R: frozen-T form with K1, K2; G ← G_inf + (G - G_inf)e^{-K4 dt},
-                    // G_inf = K3·R/K4 with R from the start of the step (§5.2).
-                    let r_old = st.r[base + 2 * j];
-                    let a = rc.alpha * t_mm;
-                    let k = a + rc.beta;
-                    let r_inf = a / k;
-                    let r_new = relax(r_inf, r_old, exp_sw(-k * dt));
-                    let g_inf = rc.k3 * r_old / rc.k4;
-                    let gp = relax(g_inf, st.r[base + 2 * j + 1], rc.decay_k4);
-                    st.r[base + 2 * j] = r_new;
-                    st.r[base + 2 * j + 1] = gp;
-                    let gn = pow_sw(gp, rc.n_hill);
-                    let frac = gn / (gn + rc.k_d);
-                    g[j] = rc.g_max_ns * w * frac;
-                    done = done && r_new < 1e-6 && frac < GABA_B_NEGLIGIBLE;
-                }
-                _ => {
-                    // Exponential conductance: each quantum adds g_max·w to the pool (§6.4a).
-                    st.g_pool_ns[post * nr + first + j] += rc.g_max_ns * w * st.released[slot];
+            for j in 0..nrec {
+                let rc = &model.gpu_receptors[first + j];
+                let idx = post * nr + first + j;
+                match rc.kind {
+                    receptor::KINETIC if done => {
+                        // Hand-off: from now on dr/dt = -βr is linear and lives in the pool (§5.4).
+                        st.g_pool_ns[idx] += g[j];
+                        st.handoff_r[hs + j] = st.r[base + 2 * j];
+                    }
+                    receptor::KINETIC | receptor::GABA_B => st.g_active_ns[idx] += g[j],
+                    _ => {}
                 }
             }
-        }
-        if non_finite.is_none() && g.iter().any(|x| !x.is_finite()) {
-            *non_finite = Some((syn as u32, "receptor conductance g_ns", true));
-        }
-        for j in 0..nrec {
-            let rc = &model.gpu_receptors[first + j];
-            let idx = post * nr + first + j;
-            match rc.kind {
-                receptor::KINETIC if done => {
-                    // Hand-off: from now on dr/dt = -βr is linear and lives in the pool (§5.4).
-                    st.g_pool_ns[idx] += g[j];
-                    st.handoff_r[hs + j] = st.r[base + 2 * j];
-                }
-                receptor::KINETIC | receptor::GABA_B => st.g_active_ns[idx] += g[j],
-                _ => {}
+            if done {
+                st.handoff_step[syn - st.syn_base] =
+                    if handoff_stride > 0 { t } else { NO_HANDOFF };
             }
+            keep[slot] = !done;
         }
-        if done {
-            st.handoff_step[syn - st.syn_base] = if handoff_stride > 0 { t } else { NO_HANDOFF };
-        }
-        keep[slot] = !done;
+        b0 = b1;
     }
 }
