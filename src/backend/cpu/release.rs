@@ -278,18 +278,23 @@ pub fn activate(
             .filter(|&s| st.handoff_step[s as usize] != ACTIVE),
     );
     st.active.merge_new(scratch);
-    for &s in scratch.iter() {
-        // The slot remembers the hand-off step so `cleft` can take the state back (§5.4).
-        let slot = st.active.slot_of(s).expect("just merged");
-        st.active.fresh[slot] = st.handoff_step[s as usize];
-        st.handoff_step[s as usize] = ACTIVE;
-    }
+    // Releases and slots are both ascending: each slot is found after the previous one.
+    let mut lo = 0;
     for &(syn, q) in releases {
         let ty = &model.syn_types[net.syn_type[syn as usize] as usize].gpu;
-        let slot = st
-            .active
-            .slot_of(syn)
-            .expect("every released synapse was just made active");
+        let slot = lo + st.active.syn[lo..].partition_point(|&x| x < syn);
+        assert_eq!(
+            st.active.syn.get(slot),
+            Some(&syn),
+            "every released synapse was just made active"
+        );
+        lo = slot;
+        let s = syn as usize;
+        if st.handoff_step[s] != ACTIVE {
+            // The slot remembers the hand-off step so `cleft` can take the state back (§5.4).
+            st.active.fresh[slot] = st.handoff_step[s];
+            st.handoff_step[s] = ACTIVE;
+        }
         st.active.released[slot] += q;
         st.quanta_step += q as f64;
         // Multivesicular release adds concentration in the shared cleft (§5.3).
