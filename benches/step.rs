@@ -110,6 +110,7 @@ fn steps(c: &mut Criterion) {
             vec![],
             Some(1),
         ),
+        ("coba_kinetic 4k", "coba_kinetic.toml", vec![], None),
         ("cobahh 4k", "cobahh.toml", vec![], None),
         ("cells_fi 20k", "cells_fi.toml", vec![], None),
     ] {

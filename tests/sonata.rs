@@ -155,6 +155,8 @@ fn libsonata_reads_every_report() {
         "nmj_ach",
         "coba",
         "brette_coba",
+        "coba_kinetic",
+        "paired_pulse",
         "cobahh",
         "cells_fi",
     ] {
