@@ -160,7 +160,7 @@ pub enum Command {
     /// Run a network at every point of a parameter grid and every seed, in parallel, and
     /// write one result per point plus an index table.
     #[command(
-        after_help = "Writes DIR/<point>.h5 (with its report, nodes and edges files) per point and\nDIR/index.csv: point, seed, each swept value, steps, quanta released, and spikes and\nmean rate per population.\n\nExamples:\n  quantal sweep networks/single_synapse.toml --set-grid environment.ca_o_mm=0.5,1,2,4 --seeds 1..5 -o dr\n  quantal sweep networks/coba.toml --set-grid projections.ee.p=0.01,0.02 --duration-ms 500 -o coba_p"
+        after_help = "Writes DIR/<point>.h5 (with its report, nodes and edges files) per run and the index\ntable DIR/index.csv and DIR/index.h5: point, file, seed, each swept value, steps, quanta\nreleased; per population spikes, mean rate, CV of ISI and silent fraction; per projection\nevents, mean quanta and failure rate, and with record.releases the first spikes' mean\nquanta and the paired-pulse ratio. Draw a column with quantal plot DIR --what sweep.\n\nExamples:\n  quantal sweep networks/paired_pulse.toml --set-grid environment.ca_o_mm=0.5,1,2,4 --seeds 1..5 -o pp\n  quantal sweep networks/coba.toml --set-grid projections.ee.p=0.01,0.02 --duration-ms 500 -o coba_p"
     )]
     Sweep {
         /// Network file (TOML).
