@@ -37,6 +37,14 @@ impl BackendArg {
     }
 }
 
+/// `--threads N`: a whole number of at least 1.
+fn threads_arg(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{s}` is not a number of threads (1 or more)")),
+    }
+}
+
 /// Figures `quantal plot` draws.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlotArg {
@@ -76,7 +84,7 @@ pub enum Command {
         adapter: Option<String>,
         /// CPU threads (default: one per core; the results are the same bits for any
         /// number).
-        #[arg(long)]
+        #[arg(long, value_parser = threads_arg)]
         threads: Option<usize>,
         /// Seed (overrides simulation.seed).
         #[arg(long)]
@@ -121,7 +129,7 @@ pub enum Command {
         adapter: Option<String>,
         /// CPU threads (default: one per core; the results are the same bits for any
         /// number).
-        #[arg(long)]
+        #[arg(long, value_parser = threads_arg)]
         threads: Option<usize>,
         /// Override parameters as in `run`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -179,7 +187,7 @@ pub enum Command {
         #[arg(long = "duration-ms")]
         duration_ms: Option<f64>,
         /// CPU threads per run (default: the cores divided among the runs going at once).
-        #[arg(long)]
+        #[arg(long, value_parser = threads_arg)]
         threads: Option<usize>,
         /// Runs at a time (default: the cores available).
         #[arg(long)]

@@ -215,6 +215,10 @@ fn bad_file_missing_file_and_bad_overrides() {
         ]),
         &["unknown field `calcium`"],
     );
+    fails_well(
+        &quantal(&["run", "networks/single_synapse.toml", "--threads", "0"]),
+        &["is not a number of threads (1 or more)"],
+    );
     let o = quantal(&["run", "networks/single_synapse.toml", "--backend", "cuda"]);
     assert_ne!(o.status.code(), Some(0));
     assert!(
