@@ -454,10 +454,7 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
         gib(est.build_bytes),
         gib(est.peak_bytes)
     );
-    let gpu_bytes = net.n_neurons() as f64
-        * (network::BYTES_PER_NEURON
-            + network::BYTES_PER_NEURON_RECEPTOR * model.receptors.len() as u64) as f64
-        + quantal::backend::gpu_syn::device_bytes(&model, &net) as f64;
+    let gpu_bytes = quantal::backend::gpu::image_bytes(&model, &net);
     say!(
         "        gpu backend: about {} on the device (dense synapse image, --backend gpu)",
         gib(gpu_bytes)
@@ -1109,6 +1106,9 @@ fn info() -> Result<ExitCode> {
                     a.max_compute_invocations_per_workgroup,
                     a.float_atomics
                 );
+                if let Some(m) = a.memory_bytes {
+                    say!("    device-local memory {} (largest heap)", gib(m as f64));
+                }
             }
         }
         Err(e) => say!("GPU adapters: none ({e})"),

@@ -27,3 +27,49 @@ fn wgpu_finds_an_adapter() {
         assert!(a.max_compute_workgroups_per_dimension >= 65_535);
     }
 }
+
+/// A network whose device image exceeds the adapter's memory is refused before anything
+/// is allocated, with its size and the adapter's; Vulkan adapters report their memory.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn a_network_larger_than_the_device_memory_is_refused() {
+    use quantal::backend::gpu::{image_bytes, GpuBackend};
+    use std::sync::Arc;
+    let cpu = crate::common::backend_with(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba.toml"),
+        )
+        .unwrap(),
+        &[],
+    );
+    let (model, net) = (
+        Arc::new(cpu.model().clone()),
+        Arc::new(cpu.network().clone()),
+    );
+    let mut ctx = quantal::gpu::GpuContext::new(None).unwrap_or_else(|e| panic!("{e}"));
+    if ctx.info.backend == wgpu::Backend::Vulkan {
+        let m = ctx.memory_bytes.expect("Vulkan reports its heaps");
+        assert!(m >= 256 << 20, "{} reports {m} bytes", ctx.adapter_name());
+    }
+    let need = image_bytes(&model, &net);
+    assert!(need > 40e6, "coba's image: {need} bytes");
+    // The adapter as if it had a little less than the image needs.
+    ctx.memory_bytes = Some((need * 1.05) as u64);
+    let name = ctx.adapter_name();
+    let err = GpuBackend::new(ctx, model, net)
+        .err()
+        .expect("refused")
+        .to_string();
+    for part in [
+        "device image needs about",
+        "4000 neurons, 320961 synapses",
+        "of device memory of",
+        name.as_str(),
+        "--backend cpu",
+    ] {
+        assert!(err.contains(part), "`{part}` not in: {err}");
+    }
+}

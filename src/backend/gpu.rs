@@ -425,6 +425,25 @@ fn chunk_ranges(
     Ok(out)
 }
 
+/// `b` bytes as GiB, or MiB below one GiB.
+fn bytes_text(b: f64) -> String {
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", b / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    }
+}
+
+/// Device bytes of the image of `net`: the neuron buffers and the dense synapse image with
+/// its rings (`gpu_syn::device_bytes`); `quantal check` prints it.
+pub fn image_bytes(model: &Model, net: &Network) -> f64 {
+    net.n_neurons() as f64
+        * (crate::network::BYTES_PER_NEURON
+            + crate::network::BYTES_PER_NEURON_RECEPTOR * model.receptors.len() as u64)
+            as f64
+        + super::gpu_syn::device_bytes(model, net) as f64
+}
+
 impl GpuBackend {
     /// Uploads the initial state of `net` to the adapter of `ctx`.
     pub fn new(ctx: GpuContext, model: Arc<Model>, net: Arc<Network>) -> Result<Self, Error> {
@@ -480,6 +499,22 @@ impl GpuBackend {
         max_binding_bytes: u64,
         shape: RingShape,
     ) -> Result<Self, Error> {
+        // Refused before anything is allocated when the adapter says its memory is too
+        // small (90 % of its largest device-local heap: the driver and other programs
+        // hold the rest).
+        let need = image_bytes(&model, &net);
+        if let Some(mem) = ctx.memory_bytes {
+            if need > 0.9 * mem as f64 {
+                return Err(Error::Device(format!(
+                    "the network's device image needs about {} ({} neurons, {} synapses with their rings), more than 90 % of the {} of device memory of {}; run it with --backend cpu or make it smaller",
+                    bytes_text(need),
+                    net.n_neurons(),
+                    net.n_synapses(),
+                    bytes_text(mem as f64),
+                    ctx.adapter_name()
+                )));
+            }
+        }
         let st = State::new(&model, &net);
         let nn = net.n_neurons() as u64;
         let nr = model.receptors.len() as u64;

@@ -29,6 +29,8 @@ pub struct AdapterSummary {
     pub max_compute_invocations_per_workgroup: u32,
     /// Float atomics on storage buffers available (not used: summation is ordered, DESIGN.md).
     pub float_atomics: bool,
+    /// Largest device-local memory heap, bytes, where the backend says (Vulkan).
+    pub memory_bytes: Option<u64>,
 }
 
 /// The wgpu backends searched: `WGPU_BACKEND` when set, else Vulkan, Metal, DX12 and GL.
@@ -70,6 +72,7 @@ pub fn list_adapters() -> Result<Vec<AdapterSummary>, Error> {
                 driver: format!("{} {}", i.driver, i.driver_info).trim().to_string(),
                 max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
                 max_buffer_size: l.max_buffer_size,
+                memory_bytes: device_memory_bytes(&a),
                 max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
                 max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
                 max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
@@ -108,6 +111,39 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     /// The limits the device was opened with (the adapter's own).
     pub limits: wgpu::Limits,
+    /// Device-local memory of the adapter, bytes, where the backend says (Vulkan: its
+    /// largest device-local heap); a device image larger than this is refused before
+    /// anything is allocated.
+    pub memory_bytes: Option<u64>,
+}
+
+/// The largest device-local memory heap of `adapter`, bytes: read from Vulkan's memory
+/// properties through wgpu-hal (wgpu itself reports no memory size); None for other
+/// backends.
+pub fn device_memory_bytes(adapter: &wgpu::Adapter) -> Option<u64> {
+    #[cfg(not(any(target_os = "macos", target_os = "ios", target_arch = "wasm32")))]
+    {
+        // SAFETY: the hal adapter is only read (its physical device and instance), and
+        // vkGetPhysicalDeviceMemoryProperties has no preconditions beyond a valid
+        // physical device of that instance, which wgpu-hal holds for the adapter's life.
+        let hal = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() }?;
+        let props = unsafe {
+            hal.shared_instance()
+                .raw_instance()
+                .get_physical_device_memory_properties(hal.raw_physical_device())
+        };
+        let n = (props.memory_heap_count as usize).min(props.memory_heaps.len());
+        props.memory_heaps[..n]
+            .iter()
+            .filter(|h| h.flags.contains(ash::vk::MemoryHeapFlags::DEVICE_LOCAL))
+            .map(|h| h.size)
+            .max()
+    }
+    #[cfg(any(target_os = "macos", target_os = "ios", target_arch = "wasm32"))]
+    {
+        let _ = adapter;
+        None
+    }
 }
 
 impl GpuContext {
@@ -163,6 +199,7 @@ impl GpuContext {
         };
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let memory_bytes = device_memory_bytes(&adapter);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("quantal"),
             required_features: wgpu::Features::empty(),
@@ -175,6 +212,7 @@ impl GpuContext {
             queue,
             info,
             limits,
+            memory_bytes,
         })
     }
 
