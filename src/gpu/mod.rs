@@ -72,7 +72,7 @@ pub fn list_adapters() -> Result<Vec<AdapterSummary>, Error> {
                 driver: format!("{} {}", i.driver, i.driver_info).trim().to_string(),
                 max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
                 max_buffer_size: l.max_buffer_size,
-                memory_bytes: device_memory_bytes(&a),
+                memory_bytes: device_memory_bytes(a),
                 max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
                 max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
                 max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
