@@ -207,15 +207,7 @@ fn load(path: &std::path::Path, set: &[String]) -> Result<netfile::LoadedNetwork
 }
 
 fn gib(b: f64) -> String {
-    // An empty sum is -0.0: print it as 0.
-    let b = if b > 0.0 { b } else { 0.0 };
-    if b >= (1u64 << 30) as f64 {
-        format!("{:.2} GiB", b / (1u64 << 30) as f64)
-    } else if b >= (1u64 << 20) as f64 {
-        format!("{:.1} MiB", b / (1u64 << 20) as f64)
-    } else {
-        format!("{:.1} KiB", b / 1024.0)
-    }
+    network::bytes_text(b)
 }
 
 /// The options of `quantal run`.

@@ -425,15 +425,6 @@ fn chunk_ranges(
     Ok(out)
 }
 
-/// `b` bytes as GiB, or MiB below one GiB.
-fn bytes_text(b: f64) -> String {
-    if b >= (1u64 << 30) as f64 {
-        format!("{:.2} GiB", b / (1u64 << 30) as f64)
-    } else {
-        format!("{:.1} MiB", b / (1u64 << 20) as f64)
-    }
-}
-
 /// Device bytes of the image of `net`: the neuron buffers and the dense synapse image with
 /// its rings (`gpu_syn::device_bytes`); `quantal check` prints it.
 pub fn image_bytes(model: &Model, net: &Network) -> f64 {
@@ -507,10 +498,10 @@ impl GpuBackend {
             if need > 0.9 * mem as f64 {
                 return Err(Error::Device(format!(
                     "the network's device image needs about {} ({} neurons, {} synapses with their rings), more than 90 % of the {} of device memory of {}; run it with --backend cpu or make it smaller",
-                    bytes_text(need),
+                    crate::network::bytes_text(need),
                     net.n_neurons(),
                     net.n_synapses(),
-                    bytes_text(mem as f64),
+                    crate::network::bytes_text(mem as f64),
                     ctx.adapter_name()
                 )));
             }
@@ -701,12 +692,9 @@ impl GpuBackend {
             return Err(Error::Device(format!("binding the device image: {e}")));
         }
         if let Some(e) = pollster::block_on(oom.pop()) {
-            let bytes = crate::backend::gpu_syn::device_bytes(&model, &net) as f64
-                + nn as f64
-                    * (4.0 * (neuron_f32::COUNT + neuron_u32::COUNT) as f64 + 8.0 * nr as f64);
             return Err(Error::Device(format!(
-                "the network's device image, about {:.2} GiB ({} neurons, {} synapses with their rings), does not fit the memory of {}: {e}; run it with --backend cpu or make it smaller",
-                bytes / (1u64 << 30) as f64,
+                "the network's device image, about {} ({} neurons, {} synapses with their rings), does not fit the memory of {}: {e}; run it with --backend cpu or make it smaller",
+                crate::network::bytes_text(need),
                 net.n_neurons(),
                 net.n_synapses(),
                 ctx.adapter_name()

@@ -111,6 +111,19 @@ impl Network {
     }
 }
 
+/// A memory size for people: GiB, MiB or KiB with sensible digits (an empty sum's -0.0
+/// reads 0).
+pub fn bytes_text(b: f64) -> String {
+    let b = if b > 0.0 { b } else { 0.0 };
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", b / (1u64 << 30) as f64)
+    } else if b >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", b / 1024.0)
+    }
+}
+
 /// Size estimate of a network before it is built.
 #[derive(Debug, Clone)]
 pub struct Estimate {
