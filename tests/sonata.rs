@@ -56,6 +56,25 @@ fn make_venv() -> PathBuf {
     py
 }
 
+/// Runs example `net` on the CPU for `duration_ms` into `dir/<net>.h5` and returns that
+/// path (the test fails with quantal's message if the run does).
+fn run_example(dir: &Path, net: &str, duration_ms: &str) -> PathBuf {
+    let out = dir.join(format!("{net}.h5"));
+    let o = quantal(&[
+        "run",
+        &format!("networks/{net}.toml"),
+        "-q",
+        "--backend",
+        "cpu",
+        "--duration-ms",
+        duration_ms,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
 /// libsonata's SpikeReader reads every population's spikes of three example runs, with
 /// SONATA's sorting, and returns the node ids and times quantal wrote.
 #[test]
@@ -160,19 +179,7 @@ fn libsonata_reads_every_report() {
         "cobahh",
         "cells_fi",
     ] {
-        let out = dir.path().join(format!("{net}.h5"));
-        let o = quantal(&[
-            "run",
-            &format!("networks/{net}.toml"),
-            "-q",
-            "--backend",
-            "cpu",
-            "--duration-ms",
-            "20",
-            "-o",
-            out.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = run_example(dir.path(), net, "20");
         let f = hdf5::File::open(&out).unwrap();
         let Ok(rep) = f.group("report") else { continue };
         for group in rep.member_names().unwrap() {
@@ -548,19 +555,7 @@ fn bmtk_reads_spikes_and_reports() {
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
     for (net, duration) in [("single_synapse", "1100"), ("coba", "50")] {
-        let out = dir.path().join(format!("{net}.h5"));
-        let o = quantal(&[
-            "run",
-            &format!("networks/{net}.toml"),
-            "-q",
-            "--backend",
-            "cpu",
-            "--duration-ms",
-            duration,
-            "-o",
-            out.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = run_example(dir.path(), net, duration);
         let script = r#"
 import sys, glob, numpy, h5py
 from bmtk.utils.reports.spike_trains import SpikeTrains
