@@ -199,6 +199,130 @@ impl CpuBackend {
         (self.neuron_bounds.len() - 1, self.most_event_ranges)
     }
 
+    /// `release` over this step's events, cut between synapses into one range per
+    /// thread; the ranges' releases, per-event quanta, asynchronous fusions and evoked
+    /// counters are concatenated (added) in order.
+    fn release_ranges(&mut self) {
+        let model = Arc::clone(&self.model);
+        let net = Arc::clone(&self.net);
+        self.cut_events();
+        {
+            let ring_len = self.st.ring_async.len();
+            let t = self.st.step;
+            let mut parts: Vec<_> = self
+                .st
+                .terminals(&self.syn_bounds)
+                .into_iter()
+                .zip(self.event_cuts.windows(2))
+                .zip(self.released.iter_mut())
+                .collect();
+            let events = &self.events;
+            for_each(self.pool.as_ref(), &mut parts, |((tm, cut), out)| {
+                release::release(&model, &net, t, &events[cut[0]..cut[1]], tm, ring_len, out)
+            });
+        }
+        self.releases.clear();
+        self.event_quanta.clear();
+        for out in &self.released[..self.event_cuts.len() - 1] {
+            self.releases.extend_from_slice(&out.releases);
+            self.event_quanta.extend_from_slice(&out.per_event);
+            for &(row, syn, site) in &out.fusions {
+                self.st.ring_async[row as usize].push((syn, site));
+            }
+        }
+        // Evoked release per projection key, for the run summary: integer counts and
+        // quanta in 2^-16 units from every range (sums of integers, in any order).
+        let (np, nt) = (model.pops.len(), model.syn_types.len());
+        if self.evoked.len() != np * np * nt {
+            self.evoked = vec![[0; 3]; np * np * nt];
+        }
+        for out in &self.released[..self.event_cuts.len() - 1] {
+            for (c, r) in self.evoked.iter_mut().zip(&out.evoked) {
+                c[0] += r[0];
+                c[1] += r[1];
+                c[2] += r[2];
+            }
+        }
+    }
+
+    /// `cleft` over ranges of postsynaptic neurons with their incoming synapses' active
+    /// slots, one per thread; then the cleared slots leave the pool.
+    fn cleft_ranges(&mut self) {
+        let model = Arc::clone(&self.model);
+        let net = Arc::clone(&self.net);
+        let nr = model.receptors.len();
+        {
+            // Ranges of postsynaptic neurons, their first incoming synapses and the first
+            // active slot of those synapses (slots are ascending by synapse id).
+            let nb = &self.neuron_bounds;
+            self.cleft_syn.clear();
+            self.cleft_slots.clear();
+            for &b in nb {
+                let s0 = net.in_offsets[b];
+                self.cleft_syn.push(s0 as usize);
+                self.cleft_slots
+                    .push(self.st.active.syn.partition_point(|&s| s < s0));
+            }
+            let n_slots = self.st.active.len();
+            self.active_steps += n_slots as u64;
+            self.keep.clear();
+            self.keep.resize(n_slots, true);
+            if self.cleft_out.len() < nb.len() - 1 {
+                self.cleft_out.resize(nb.len() - 1, None);
+            }
+            let (t, hs) = (self.st.step, self.st.handoff_stride);
+            let parts = self
+                .st
+                .cleft_parts(nb, &self.cleft_syn, &self.cleft_slots, nr);
+            let mut keep = state_split(&mut self.keep, &self.cleft_slots);
+            let mut items: Vec<_> = parts
+                .into_iter()
+                .zip(keep.iter_mut())
+                .zip(self.cleft_out.iter_mut())
+                .collect();
+            for_each(self.pool.as_ref(), &mut items, |((part, keep), bad)| {
+                **bad = None;
+                cleft::cleft(&model, &net, t, hs, part, keep, bad)
+            });
+            for bad in &self.cleft_out[..nb.len() - 1] {
+                if self.st.non_finite.is_none() {
+                    self.st.non_finite = *bad;
+                }
+            }
+            if self.keep.iter().any(|k| !k) {
+                self.st.active.retain(&self.keep);
+            }
+        }
+    }
+
+    /// `integrate` over the neuron ranges, one per thread; the ranges' spikes are
+    /// concatenated in order and the first non-finite value is kept.
+    fn integrate_ranges(&mut self, params: &StepParams) {
+        let model = Arc::clone(&self.model);
+        let net = Arc::clone(&self.net);
+        let nr = model.receptors.len();
+        {
+            let mut parts: Vec<_> = self
+                .st
+                .neurons(&self.neuron_bounds, nr)
+                .into_iter()
+                .zip(self.fired.iter_mut())
+                .collect();
+            for_each(self.pool.as_ref(), &mut parts, |(c, out)| {
+                let mut p = *params;
+                p.neuron_base = c.base as u32;
+                integrate::integrate_all(&p, &model.gpu_pops, &model.gpu_receptors, &net, c, out)
+            });
+        }
+        self.st.spikes.clear();
+        for out in &self.fired {
+            self.st.spikes.extend_from_slice(&out.spikes);
+            if self.st.non_finite.is_none() {
+                self.st.non_finite = out.non_finite;
+            }
+        }
+    }
+
     /// Splits this step's events (sorted by synapse) into ranges for the threads, cut
     /// only between synapses: `event_cuts` into `events`, `syn_bounds` the synapse ids.
     fn cut_events(&mut self) {
@@ -327,44 +451,7 @@ impl Backend for CpuBackend {
         };
         deliver::deliver(&mut self.st, &mut self.events);
         lap(0);
-        self.cut_events();
-        {
-            let ring_len = self.st.ring_async.len();
-            let t = self.st.step;
-            let mut parts: Vec<_> = self
-                .st
-                .terminals(&self.syn_bounds)
-                .into_iter()
-                .zip(self.event_cuts.windows(2))
-                .zip(self.released.iter_mut())
-                .collect();
-            let events = &self.events;
-            for_each(self.pool.as_ref(), &mut parts, |((tm, cut), out)| {
-                release::release(&model, &net, t, &events[cut[0]..cut[1]], tm, ring_len, out)
-            });
-        }
-        self.releases.clear();
-        self.event_quanta.clear();
-        for out in &self.released[..self.event_cuts.len() - 1] {
-            self.releases.extend_from_slice(&out.releases);
-            self.event_quanta.extend_from_slice(&out.per_event);
-            for &(row, syn, site) in &out.fusions {
-                self.st.ring_async[row as usize].push((syn, site));
-            }
-        }
-        // Evoked release per projection key, for the run summary: integer counts and
-        // quanta in 2^-16 units from every range (sums of integers, in any order).
-        let (np, nt) = (model.pops.len(), model.syn_types.len());
-        if self.evoked.len() != np * np * nt {
-            self.evoked = vec![[0; 3]; np * np * nt];
-        }
-        for out in &self.released[..self.event_cuts.len() - 1] {
-            for (c, r) in self.evoked.iter_mut().zip(&out.evoked) {
-                c[0] += r[0];
-                c[1] += r[1];
-                c[2] += r[2];
-            }
-        }
+        self.release_ranges();
         if !self.release_watch.is_empty() {
             let t = self.st.step;
             for (&(syn, kind), &q) in self.events.iter().zip(&self.event_quanta) {
@@ -405,69 +492,9 @@ impl Backend for CpuBackend {
             });
         }
         release::release_direct(&model, &net, &self.direct, &mut self.st);
-        {
-            // Ranges of postsynaptic neurons, their first incoming synapses and the first
-            // active slot of those synapses (slots are ascending by synapse id).
-            let nb = &self.neuron_bounds;
-            self.cleft_syn.clear();
-            self.cleft_slots.clear();
-            for &b in nb {
-                let s0 = net.in_offsets[b];
-                self.cleft_syn.push(s0 as usize);
-                self.cleft_slots
-                    .push(self.st.active.syn.partition_point(|&s| s < s0));
-            }
-            let n_slots = self.st.active.len();
-            self.active_steps += n_slots as u64;
-            self.keep.clear();
-            self.keep.resize(n_slots, true);
-            if self.cleft_out.len() < nb.len() - 1 {
-                self.cleft_out.resize(nb.len() - 1, None);
-            }
-            let (t, hs) = (self.st.step, self.st.handoff_stride);
-            let parts = self
-                .st
-                .cleft_parts(nb, &self.cleft_syn, &self.cleft_slots, nr);
-            let mut keep = state_split(&mut self.keep, &self.cleft_slots);
-            let mut items: Vec<_> = parts
-                .into_iter()
-                .zip(keep.iter_mut())
-                .zip(self.cleft_out.iter_mut())
-                .collect();
-            for_each(self.pool.as_ref(), &mut items, |((part, keep), bad)| {
-                **bad = None;
-                cleft::cleft(&model, &net, t, hs, part, keep, bad)
-            });
-            for bad in &self.cleft_out[..nb.len() - 1] {
-                if self.st.non_finite.is_none() {
-                    self.st.non_finite = *bad;
-                }
-            }
-            if self.keep.iter().any(|k| !k) {
-                self.st.active.retain(&self.keep);
-            }
-        }
+        self.cleft_ranges();
         lap(2);
-        {
-            let mut parts: Vec<_> = self
-                .st
-                .neurons(&self.neuron_bounds, nr)
-                .into_iter()
-                .zip(self.fired.iter_mut())
-                .collect();
-            for_each(self.pool.as_ref(), &mut parts, |(c, out)| {
-                let mut p = params;
-                p.neuron_base = c.base as u32;
-                integrate::integrate_all(&p, &model.gpu_pops, &model.gpu_receptors, &net, c, out)
-            });
-        }
-        self.st.spikes.clear();
-        for out in &self.fired {
-            self.st.spikes.extend_from_slice(&out.spikes);
-            if self.st.non_finite.is_none() {
-                self.st.non_finite = out.non_finite;
-            }
-        }
+        self.integrate_ranges(&params);
         lap(3);
         propagate::propagate(&net, &mut self.st);
         lap(4);
