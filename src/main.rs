@@ -592,12 +592,12 @@ fn bench(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resident memory of this process now (Linux VmRSS), bytes.
-fn current_rss_bytes() -> Option<u64> {
+/// A memory field of this process's /proc/self/status (e.g. "VmRSS:"), bytes (Linux).
+fn status_bytes(field: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb: u64 = s
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -605,17 +605,14 @@ fn current_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Resident memory of this process now (Linux VmRSS), bytes.
+fn current_rss_bytes() -> Option<u64> {
+    status_bytes("VmRSS:")
+}
+
 /// Peak resident memory of this process (Linux VmHWM), bytes.
 fn peak_rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: u64 = s
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    status_bytes("VmHWM:")
 }
 
 /// Refuses an output that would destroy the input or an existing file (without

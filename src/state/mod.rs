@@ -135,7 +135,11 @@ impl ActivePool {
 /// Splits `v` at `bounds` (ascending element offsets from 0 to `v.len()`) times `stride`
 /// into `bounds.len() - 1` parts; an empty `v` (an array a model does not use) gives
 /// empty parts.
-fn split_parts<'a, T>(v: &'a mut [T], bounds: &[usize], stride: usize) -> Vec<&'a mut [T]> {
+pub(crate) fn split_parts<'a, T>(
+    v: &'a mut [T],
+    bounds: &[usize],
+    stride: usize,
+) -> Vec<&'a mut [T]> {
     let parts = bounds.len().saturating_sub(1);
     if v.is_empty() {
         return (0..parts).map(|_| <&mut [T]>::default()).collect();

@@ -141,7 +141,7 @@ pub fn cleft(
             // A synapse with exp receptors only has no cleft-dependent state: it leaves the
             // pool in the step after its release (so its `released` count can be sampled).
             let mut done = cleared || (ty.cleft_dependent == 0 && st.released[slot] == 0.0);
-            let mut g = [0f32; crate::netfile::validate::MAX_RECEPTORS];
+            let mut g = [0f32; MR];
             for j in 0..nrec {
                 let rc = &model.gpu_receptors[first + j];
                 match rc.kind {

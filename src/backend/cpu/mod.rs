@@ -85,18 +85,6 @@ fn for_each<T: Send>(pool: Option<&rayon::ThreadPool>, items: &mut [T], f: impl 
     }
 }
 
-/// `v` split at the offsets `bounds` (ascending, from 0 to `v.len()`).
-fn state_split<'a, T>(v: &'a mut [T], bounds: &[usize]) -> Vec<&'a mut [T]> {
-    let mut rest = v;
-    let mut out = Vec::with_capacity(bounds.len());
-    for w in bounds.windows(2) {
-        let (a, b) = std::mem::take(&mut rest).split_at_mut(w[1] - w[0]);
-        out.push(a);
-        rest = b;
-    }
-    out
-}
-
 /// `count` split into at most `parts` ranges of at least `min` (at least one range):
 /// the bounds, from 0 to `count`.
 fn even_bounds(count: usize, parts: usize, min: usize) -> Vec<usize> {
@@ -274,7 +262,7 @@ impl CpuBackend {
             let parts = self
                 .st
                 .cleft_parts(nb, &self.cleft_syn, &self.cleft_slots, nr);
-            let mut keep = state_split(&mut self.keep, &self.cleft_slots);
+            let mut keep = crate::state::split_parts(&mut self.keep, &self.cleft_slots, 1);
             let mut items: Vec<_> = parts
                 .into_iter()
                 .zip(keep.iter_mut())
