@@ -36,9 +36,8 @@ fn pow_decay(tab: u32, delta_steps: u32) -> f32 {
     var d = delta_steps;
     var b = 0u;
     while (d != 0u) {
-        if ((d & 1u) == 1u) {
-            out = out * pow_tables[tab].f[b];
-        }
+        // A select, not a branch, as the CPU twin (·1 is exact).
+        out = out * select(1.0f, pow_tables[tab].f[b], (d & 1u) == 1u);
         d = d >> 1u;
         b = b + 1u;
     }

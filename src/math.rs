@@ -58,6 +58,7 @@ pub fn exp_sw(x: f32) -> f32 {
 /// [`exp_sw`] of every element of `x`, in place, with the same bits: the same operations
 /// on the in-range arguments and selects instead of branches for the rest, so the
 /// compiler can run several lanes at a time (the CPU's blocks of `integrate`).
+#[inline(always)]
 pub fn exp_sw_slice(x: &mut [f32]) {
     for v in x.iter_mut() {
         let a = *v;
@@ -72,7 +73,9 @@ pub fn exp_sw_slice(x: &mut [f32]) {
             a
         };
         let kf = xc * std::f32::consts::LOG2_E + 0.5;
-        let k0 = (kf as i32) as f32;
+        // SAFETY: |kf| ≤ 128 (xc is clamped to [-87, 88] and never NaN), where the
+        // unchecked conversion truncates exactly like `as` (and vectorises).
+        let k0 = unsafe { kf.to_int_unchecked::<i32>() } as f32;
         let k = if k0 > kf { k0 - 1.0 } else { k0 };
         let r = (xc - k * LN2_HI) - k * LN2_LO;
         let p = 1.0
@@ -81,7 +84,8 @@ pub fn exp_sw_slice(x: &mut [f32]) {
                     + r * (0.166_666_67
                         + r * (0.041_666_668
                             + r * (0.008_333_334 + r * (0.001_388_888_9 + r * 0.000_198_412_7))))));
-        let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
+        // SAFETY: k is an integer in [-126, 127] here.
+        let scale = f32::from_bits(((unsafe { k.to_int_unchecked::<i32>() } + 127) as u32) << 23);
         let e = p * scale;
         *v = if a < -87.0 {
             0.0

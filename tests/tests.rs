@@ -1,6 +1,7 @@
 //! All integration tests in one binary (one link), one module per theme.
 
 mod analytic;
+mod blocks;
 mod cli;
 mod common;
 mod construction;

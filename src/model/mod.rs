@@ -112,9 +112,9 @@ pub fn pow_decay(t: &PowTable, delta_steps: u32) -> f32 {
     let mut d = delta_steps;
     let mut b = 0usize;
     while d != 0 {
-        if d & 1 == 1 {
-            out *= t.f[b];
-        }
+        // A select, not a branch: the bits of Δ are unpredictable, and ·1 is exact.
+        let f = if d & 1 == 1 { t.f[b & 31] } else { 1.0 };
+        out *= f;
         d >>= 1;
         b += 1;
     }

@@ -25,20 +25,40 @@ pub fn decay_pools(
 }
 
 /// The dispatcher: every entry of the neurons of `st`, the statements of [`decay_pools`]
-/// with the receptor of each entry known from the loop (no division).
+/// with the receptor of each entry known from its position (no division): the active
+/// sums cleared in one pass, the pools multiplied by a row of decay factors that repeats
+/// every receptor's factor for 16 neurons, so whole vectors go at a time.
 pub fn decay_pools_all(params: &StepParams, receptors: &[GpuReceptor], st: &mut Neurons<'_>) {
     let nr = params.n_receptors as usize;
     let count = st.v_mv.len() * nr;
     if nr == 0 {
         return;
     }
-    for (pool, active) in st.g_pool_ns[..count]
-        .chunks_exact_mut(nr)
-        .zip(st.g_active_ns[..count].chunks_exact_mut(nr))
-    {
-        for ((g, a), rc) in pool.iter_mut().zip(active.iter_mut()).zip(receptors) {
+    st.g_active_ns[..count].fill(0.0);
+    // The decay factors of LANES neurons side by side, so that the loop over a run of
+    // them multiplies whole vectors (the same products as one entry at a time).
+    const LANES: usize = 16;
+    let mut row = [0f32; 8 * LANES];
+    let width = nr * LANES;
+    if width <= row.len() {
+        for (k, d) in row[..width].iter_mut().enumerate() {
+            *d = receptors[k % nr].decay;
+        }
+    }
+    let (pool, rest) = if width <= row.len() {
+        let runs = count / width * width;
+        st.g_pool_ns[..count].split_at_mut(runs)
+    } else {
+        st.g_pool_ns[..count].split_at_mut(0)
+    };
+    for run in pool.chunks_exact_mut(width) {
+        for (g, d) in run.iter_mut().zip(&row[..width]) {
+            *g = flush_subnormal(*g * d);
+        }
+    }
+    for entry in rest.chunks_exact_mut(nr) {
+        for (g, rc) in entry.iter_mut().zip(receptors) {
             *g = flush_subnormal(*g * rc.decay);
-            *a = 0.0;
         }
     }
 }

@@ -18,7 +18,9 @@ pub fn deliver(st: &mut State, events: &mut Vec<(u32, u32)>) {
     let fusions = std::mem::take(&mut st.ring_async[slot]);
     events.extend(fusions);
     events.extend(spikes.iter().map(|&s| (s, SPIKE)));
-    events.sort_unstable();
+    // The stable sort finds the ascending runs (each spike's synapses, in `out_syn`
+    // order) and merges them; equal events are identical, so any sort gives these bits.
+    events.sort();
     // Give the buffers back to the ring to keep their capacity.
     let mut spikes = spikes;
     spikes.clear();

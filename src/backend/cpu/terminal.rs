@@ -22,10 +22,13 @@ pub fn advance_terminal(
     t: u32,
     st: &mut Terminals<'_>,
 ) {
+    // A static terminal has no state to advance (its one site is always docked).
+    if ty.release == release::STATIC {
+        return;
+    }
     let i = syn as usize - st.base;
     let delta = t - st.t_last[i];
-    // A static terminal has no state to advance (its one site is always docked).
-    if delta == 0 || ty.release == release::STATIC {
+    if delta == 0 {
         return;
     }
     let tracked = ty.reserve_size > 0;

@@ -1,0 +1,184 @@
+//! The CPU's block dispatchers against its per-invocation kernels (the GPU's twins): for
+//! every number of receptors and every receptor kind the LIF blocks of `integrate_all`
+//! (vectorised, with their AVX2 build where the CPU has it) leave the same bits as
+//! `integrate` called neuron by neuron, from random states with neurons refractory,
+//! spiking, adapting and carrying NaN.
+
+use crate::common::backend;
+use quantal::backend::cpu::integrate::{integrate, integrate_all, Fired};
+use quantal::backend::cpu::step_params;
+use quantal::philox::Stream;
+use quantal::state::State;
+
+/// Receptor tables to draw from, in order, every kind `integrate` sums (NMDA with its
+/// block): the first three bind glutamate, the others GABA.
+const RECEPTORS: [&str; 6] = [
+    "kind = \"exp\"\ng_max_ns = 1.0\ntau_ms = 5.0\ne_rev_mv = 0.0",
+    "kind = \"nmda\"\ng_max_ns = 1.0",
+    "kind = \"ampa\"\ng_max_ns = 1.0",
+    "kind = \"gaba_a\"\ng_max_ns = 1.0",
+    "kind = \"exp\"\ng_max_ns = 2.0\ntau_ms = 10.0\ne_rev_mv = -80.0",
+    "kind = \"gaba_b\"\ng_max_ns = 1.0",
+];
+
+/// Two LIF populations (one with relative refractoriness, adaptation and a moving
+/// threshold; sizes that leave partial blocks) and synapse types with `nr` receptors in
+/// all: a glutamate type with the first three, a GABA type with the rest.
+fn network(nr: usize) -> String {
+    let mut t = String::from(
+        r#"version = 1
+[simulation]
+dt_ms = 0.1
+duration_ms = 10.0
+seed = 3
+[[populations]]
+name = "a"
+size = 150
+model = "lif"
+[populations.lif]
+i_bias_pa = 120.0
+q_rr_ns = 3.0
+q_sfa_ns = 1.5
+delta_theta_mv = 2.0
+tau_theta_ms = 50.0
+[[populations]]
+name = "b"
+size = 71
+model = "lif"
+"#,
+    );
+    let types = [
+        ("glu", "glutamate", 0..nr.min(3)),
+        ("gab", "gaba", 3..nr.max(3)),
+    ];
+    for (name, tr, range) in types.iter().filter(|t| !t.2.is_empty()) {
+        t += &format!("[[synapse_types]]\nname = \"{name}\"\ntransmitter = \"{tr}\"\n");
+        t += "release = \"ca\"\n";
+        for r in &RECEPTORS[range.clone()] {
+            t += &format!("[[synapse_types.receptors]]\n{r}\n");
+        }
+    }
+    for (name, _, range) in types.iter().filter(|t| !t.2.is_empty()) {
+        t += &format!("[[projections]]\nname = \"p_{name}\"\nsource = \"a\"\ntarget = \"b\"\n");
+        t += &format!("synapse = \"{name}\"\nrule = \"fixed_probability\"\np = 0.1\n");
+        t += &format!("delay_ms = {}\n", 1.0 + range.start as f64);
+    }
+    t += "[[inputs]]\ntarget = \"b\"\namplitude_pa = 100.0\nstart_ms = 0.0\n";
+    t
+}
+
+/// Random conductances, potentials, refractory counts and adaptation; one NaN.
+fn scramble(st: &mut State, seed: u32) {
+    let mut s = Stream::new(7, 0, seed);
+    let mut u = || s.uniform();
+    for g in st.g_active_ns.iter_mut().chain(st.g_pool_ns.iter_mut()) {
+        *g = if u() < 0.3 { 0.0 } else { 40.0 * u() };
+    }
+    for v in st.v_mv.iter_mut() {
+        *v = -80.0 + 40.0 * u();
+    }
+    for r in st.refr.iter_mut() {
+        *r = if u() < 0.2 { (4.0 * u()) as u32 } else { 0 };
+    }
+    for x in st.g_rr_ns.iter_mut().chain(st.g_sfa_ns.iter_mut()) {
+        *x = if u() < 0.5 { 0.0 } else { 5.0 * u() };
+    }
+    for x in st.theta_mv.iter_mut() {
+        *x = 3.0 * u();
+    }
+    let k = (u() * st.v_mv.len() as f32) as usize;
+    let nr = st.g_pool_ns.len() / st.v_mv.len();
+    st.g_pool_ns[k * nr] = f32::NAN;
+    st.refr[k] = 0;
+}
+
+#[test]
+fn lif_blocks_leave_the_bits_of_integrate() {
+    for nr in 1..=RECEPTORS.len() {
+        let mut cpu = backend(&network(nr));
+        assert_eq!(cpu.model().receptors.len(), nr);
+        let model = cpu.model().clone();
+        let net = cpu.network().clone();
+        let nn = net.n_neurons() as usize;
+        for trial in 0..4u32 {
+            scramble(cpu.state_mut(), 100 * nr as u32 + trial);
+            let mut one = cpu.state_ref().clone();
+            let mut all = cpu.state_ref().clone();
+            let mut params = step_params(&model, &net, trial);
+            params.neuron_base = 0;
+            let mut want = Vec::new();
+            {
+                let mut view = one.neurons(&[0, nn], nr);
+                for n in 0..nn {
+                    let (pops, rcs) = (&model.gpu_pops, &model.gpu_receptors);
+                    if integrate(n, &params, pops, rcs, &net, &mut view[0]) {
+                        want.push(n as u32);
+                    }
+                }
+            }
+            let mut fired = Fired::default();
+            {
+                let mut view = all.neurons(&[0, nn], nr);
+                let (pops, rcs) = (&model.gpu_pops, &model.gpu_receptors);
+                integrate_all(&params, pops, rcs, &net, &mut view[0], &mut fired);
+            }
+            assert!(!want.is_empty(), "nr {nr}: some neurons spike");
+            assert_eq!(fired.spikes, want, "nr {nr} trial {trial}: spikes");
+            let bad = fired.non_finite.expect("the NaN pool is found");
+            assert!(!one.v_mv[bad.0 as usize].is_finite(), "nr {nr}: {bad:?}");
+            for (name, a, b) in [
+                ("v_mv", &one.v_mv, &all.v_mv),
+                ("g_rr_ns", &one.g_rr_ns, &all.g_rr_ns),
+                ("g_sfa_ns", &one.g_sfa_ns, &all.g_sfa_ns),
+                ("theta_mv", &one.theta_mv, &all.theta_mv),
+                ("i_ext_pa", &one.i_ext_pa, &all.i_ext_pa),
+            ] {
+                for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+                    assert_eq!(
+                        x.to_bits(),
+                        y.to_bits(),
+                        "nr {nr} trial {trial}: {name}[{i}] {x} vs {y}"
+                    );
+                }
+            }
+            assert_eq!(one.refr, all.refr, "nr {nr} trial {trial}: refr");
+        }
+    }
+}
+
+#[test]
+fn pool_decay_rows_leave_the_bits_of_decay_pools() {
+    use quantal::backend::cpu::decay_pools::{decay_pools, decay_pools_all};
+    for nr in 1..=RECEPTORS.len() {
+        let mut cpu = backend(&network(nr));
+        let model = cpu.model().clone();
+        let net = cpu.network().clone();
+        let nn = net.n_neurons() as usize;
+        scramble(cpu.state_mut(), nr as u32);
+        // Values that decay into subnormals, which both flush (receptor 0 decays by 0.98).
+        cpu.state_mut().g_pool_ns[nr] = 1.18e-38;
+        cpu.state_mut().g_pool_ns[nn * nr - 1] = -1.18e-38;
+        let mut one = cpu.state_ref().clone();
+        let mut all = cpu.state_ref().clone();
+        let params = step_params(&model, &net, 0);
+        {
+            let mut view = one.neurons(&[0, nn], nr);
+            for idx in 0..nn * nr {
+                decay_pools(idx, &params, &model.gpu_receptors, &mut view[0]);
+            }
+        }
+        {
+            let mut view = all.neurons(&[0, nn], nr);
+            decay_pools_all(&params, &model.gpu_receptors, &mut view[0]);
+        }
+        assert_eq!(one.g_pool_ns[nr], 0.0, "nr {nr}: flushed");
+        for (name, a, b) in [
+            ("g_pool_ns", &one.g_pool_ns, &all.g_pool_ns),
+            ("g_active_ns", &one.g_active_ns, &all.g_active_ns),
+        ] {
+            for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+                assert_eq!(x.to_bits(), y.to_bits(), "nr {nr}: {name}[{i}] {x} vs {y}");
+            }
+        }
+    }
+}
