@@ -121,6 +121,25 @@ pub fn pow_decay(t: &PowTable, delta_steps: u32) -> f32 {
     out
 }
 
+/// [`pow_decay`] of three tables for the same Δ in one loop (a terminal's recovery,
+/// basal refilling and facilitation decays): each product is formed in the same order
+/// as by [`pow_decay`], so the bits are the same, with one loop's branches instead of three.
+#[inline]
+pub fn pow_decay3(t: [&PowTable; 3], delta_steps: u32) -> [f32; 3] {
+    let mut out = [1.0f32; 3];
+    let mut d = delta_steps;
+    let mut b = 0usize;
+    while d != 0 {
+        let set = d & 1 == 1;
+        for (o, tab) in out.iter_mut().zip(t) {
+            *o *= if set { tab.f[b & 31] } else { 1.0 };
+        }
+        d >>= 1;
+        b += 1;
+    }
+    out
+}
+
 /// Resolved parameters of one receptor (f64) with its name.
 #[derive(Debug, Clone)]
 pub struct ReceptorModel {
@@ -524,6 +543,25 @@ mod tests {
                 (got - exact).abs() <= 32.0 * f32::EPSILON as f64 * exact.max(1e-30) + 1e-38,
                 "d={d}: {got} vs {exact}"
             );
+        }
+    }
+
+    #[test]
+    fn pow_decay3_has_the_bits_of_pow_decay() {
+        let t = [
+            pow_table(0.1, 7.0),
+            pow_table(0.1, 100.0),
+            pow_table(0.1, 1e4),
+        ];
+        for d in (0u32..5000).chain([65_535, 1 << 20, u32::MAX]) {
+            let three = pow_decay3([&t[0], &t[1], &t[2]], d);
+            for (k, x) in three.iter().enumerate() {
+                assert_eq!(
+                    x.to_bits(),
+                    pow_decay(&t[k], d).to_bits(),
+                    "table {k}, Δ {d}"
+                );
+            }
         }
     }
 

@@ -95,36 +95,47 @@ fn schedule_async(
     }
 }
 
-/// Loads the terminal state of every event of the step once, in a loop whose loads are
-/// independent, so the CPU has many cache misses in flight at a time; the main loop then
-/// finds the lines in cache instead of waiting for each synapse's arrays one after the
-/// other (measured: the waits were about 80 % of `advance_terminal`). No value changes.
-/// A network whose synapse types are all static has no terminal state to load.
-fn touch_terminals(model: &Model, net: &Network, events: &[(u32, u32)], st: &Terminals<'_>) {
-    let mut acc = 0u32;
-    if model.syn_types.iter().all(|t| t.gpu.release == rel::STATIC) {
-        for &(syn, _) in events {
-            let i = syn as usize;
-            acc ^= net.syn_type[i] as u32
-                ^ net.syn_pre[i]
-                ^ net.syn_post[i]
-                ^ net.syn_weight[i].to_bits();
+/// How many events ahead [`release`] asks for the state of the next events (measured on
+/// coba.toml: 3 to 8 are best, 24 is slower).
+const PREFETCH_EVENTS: usize = 8;
+
+/// Asks the CPU to bring the cache lines of synapse `syn`'s network arrays, and of its
+/// terminal when `terminal`, into the cache, so that an event's nine or so separate
+/// lines arrive together, while earlier events are processed, instead of one after the
+/// other (measured on coba.toml: release 20 % faster than loading every event's lines
+/// in a loop before the events). No value is read or changed.
+#[inline(always)]
+fn prefetch_event(net: &Network, syn: u32, st: &Terminals<'_>, terminal: bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let i = syn as usize;
+        let l = i - st.base;
+        let mut lines: [*const i8; 8] = [
+            net.syn_type[i..].as_ptr().cast(),
+            net.syn_pre[i..].as_ptr().cast(),
+            net.syn_post[i..].as_ptr().cast(),
+            net.syn_weight[i..].as_ptr().cast(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null(),
+        ];
+        let mut count = 4;
+        if terminal {
+            lines[4] = st.t_last[l..].as_ptr().cast();
+            lines[5] = st.sites[l..].as_ptr().cast();
+            lines[6] = st.x_f[l..].as_ptr().cast();
+            lines[7] = st.x_d[l..].as_ptr().cast();
+            count = 8;
         }
-    } else {
-        for &(syn, _) in events {
-            let i = syn as usize;
-            let l = i - st.base;
-            acc ^= st.t_last[l]
-                ^ st.sites[l]
-                ^ st.x_f[l].to_bits()
-                ^ st.x_d[l].to_bits()
-                ^ net.syn_type[i] as u32
-                ^ net.syn_pre[i]
-                ^ net.syn_post[i]
-                ^ net.syn_weight[i].to_bits();
+        for &p in &lines[..count] {
+            // SAFETY: a prefetch is only a hint, and the address is that of a live element.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
         }
     }
-    std::hint::black_box(acc);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (net, syn, st, terminal);
 }
 
 /// What [`release`] produced for a range of events.
@@ -169,8 +180,12 @@ pub fn release(
     evoked.resize(np * np * nt, [0; 3]);
     let seed = model.seed;
     let tables: &[PowTable] = &model.pow_tables;
-    touch_terminals(model, net, events, st);
-    for &(syn, kind) in events {
+    // A network whose synapse types are all static has no terminal state to load.
+    let terminals = model.syn_types.iter().any(|t| t.gpu.release != rel::STATIC);
+    for (e, &(syn, kind)) in events.iter().enumerate() {
+        if let Some(&(ahead, _)) = events.get(e + PREFETCH_EVENTS) {
+            prefetch_event(net, ahead, st, terminals);
+        }
         let tm = &model.syn_types[net.syn_type[syn as usize] as usize];
         let i = syn as usize - st.base;
         let ty = &tm.gpu;

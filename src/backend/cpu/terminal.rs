@@ -9,7 +9,7 @@
 
 use crate::layout::{release, GpuSynType, PowTable};
 use crate::math::{pow_sw, relax};
-use crate::model::{flush_subnormal, pow_decay};
+use crate::model::{flush_subnormal, pow_decay, pow_decay3};
 use crate::philox::{Domain, Lanes, Purpose};
 use crate::state::Terminals;
 
@@ -50,8 +50,16 @@ pub fn advance_terminal(
     } else {
         st.committed[i]
     };
+    // The decays over Δ: recovery site, basal refilling, facilitation site.
+    let [decay_d, decay_k0, decay_f] = pow_decay3(
+        [
+            &tables[ty.tab_rec as usize],
+            &tables[ty.tab_k0 as usize],
+            &tables[ty.tab_fac as usize],
+        ],
+        delta,
+    );
     // (1) refilling of empty sites since the last event.
-    let decay_d = pow_decay(&tables[ty.tab_rec as usize], delta);
     let p_fill = if ty.release == release::CA {
         // η = ((K_D + X_D⁺)/(K_D + X_D⁺·e^{-Δ/τ_D}))^{-(kmax-k0)τ_D} (DKR 2000), the form
         // of ((K_D/X + 1)/(K_D/X + e^{-Δ/τ_D}))^{-a} multiplied through by X: it has no
@@ -59,7 +67,7 @@ pub fn advance_terminal(
         // during a long silence. η = 1 at X_D⁺ = 0 follows without a branch.
         let x_d = st.x_d[i];
         let eta = pow_sw((ty.k_d + x_d) / (ty.k_d + x_d * decay_d), -ty.eta_exponent);
-        1.0 - pow_decay(&tables[ty.tab_k0 as usize], delta) * eta
+        1.0 - decay_k0 * eta
     } else {
         // TM: Ca-independent recovery, P_fill = 1 - e^{-Δ/τ_rec} (§3.3).
         1.0 - decay_d
@@ -81,7 +89,7 @@ pub fn advance_terminal(
     }
     // (2) decay of the residual-Ca sites (CA) or of the TM variables.
     // Subnormals are flushed to zero (DESIGN.md: they slow the CPU and a GPU may flush them).
-    st.x_f[i] = flush_subnormal(st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], delta));
+    st.x_f[i] = flush_subnormal(st.x_f[i] * decay_f);
     if ty.release == release::TM_MEAN {
         // x ← 1 + (x - 1)·e^{-Δ/τ_rec} (Maass & Markram 2002 recursion, §2.2).
         st.x_d[i] = relax(1.0, st.x_d[i], decay_d);
