@@ -88,7 +88,8 @@ struct SynChunk {
     image: SynImage,
     /// Bind group of each batch row, per kernel of [`SYN_KERNELS`].
     groups: Vec<Vec<wgpu::BindGroup>>,
-    header_staging: wgpu::Buffer,
+    /// Two staging buffers for the headers, one per batch in flight.
+    header_staging: [wgpu::Buffer; 2],
     /// Σ N over the chunk's asynchronous synapses (rows shorter than this can overflow).
     async_sites: u64,
     /// Synapse probes of this chunk (code, local synapse, column, 1) and bind groups.
@@ -109,11 +110,11 @@ struct SynShared {
     n_keys: usize,
     evoked: Vec<[f64; 3]>,
     evoked_buf: wgpu::Buffer,
-    evoked_staging: wgpu::Buffer,
+    evoked_staging: [wgpu::Buffer; 2],
     /// The release log (shared by the chunks), its staging buffer while synapses are
     /// watched, and the entries read.
     log_buf: wgpu::Buffer,
-    log_staging: Option<wgpu::Buffer>,
+    log_staging: Option<[wgpu::Buffer; 2]>,
     log_cap: u32,
     log: Vec<ReleaseEvent>,
 }
@@ -273,7 +274,13 @@ pub struct GpuBackend {
     /// `spike_words` words (a bit per neuron of the network).
     spike_words: u32,
     spike_buf: wgpu::Buffer,
-    spike_staging: wgpu::Buffer,
+    /// Staging buffers come in pairs: while one batch's results are read, the next batch,
+    /// already submitted, copies its own into the other.
+    spike_staging: [wgpu::Buffer; 2],
+    /// The staging set of the next batch (0 or 1).
+    parity: usize,
+    /// Batches submitted while the previous one was still being read back.
+    overlapped: u64,
     probes: Vec<[u32; 2]>,
     sampling: Option<Sampling>,
     last_spikes: Vec<u32>,
@@ -294,7 +301,19 @@ struct Overflow(Vec<usize>);
 struct Sampling {
     rows_cap: u32,
     samples_buf: wgpu::Buffer,
-    staging: wgpu::Buffer,
+    staging: [wgpu::Buffer; 2],
+}
+
+/// A submitted batch whose results have not been read: what [`GpuBackend::finish_batch`]
+/// needs to decode them.
+struct InFlight {
+    pending: crate::gpu::PendingReads,
+    first: u32,
+    n: u32,
+    /// Positions of the copies: samples (if any), the chunks' headers, the counters.
+    at_samples: Option<usize>,
+    at_headers: usize,
+    at_counters: usize,
 }
 
 fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
@@ -581,7 +600,7 @@ impl GpuBackend {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let spike_staging = ctx.staging("spike_bits staging", spike_bytes);
+        let spike_staging = [0, 1].map(|_| ctx.staging("spike_bits staging", spike_bytes));
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let syn = if net.n_synapses() > 0 {
             Some(Self::syn_shared(&ctx, &model, &net)?)
@@ -665,8 +684,9 @@ impl GpuBackend {
                         async_sites: async_sites(&model, &net, image.syns.clone()),
                         image,
                         groups,
-                        header_staging: ctx
-                            .staging("queue header staging", queue::ROW_COUNTS as u64 * 4),
+                        header_staging: [0, 1].map(|_| {
+                            ctx.staging("queue header staging", queue::ROW_COUNTS as u64 * 4)
+                        }),
                         probes: Vec::new(),
                         sample_groups: Vec::new(),
                     })
@@ -718,6 +738,8 @@ impl GpuBackend {
             spike_words,
             spike_buf,
             spike_staging,
+            parity: 0,
+            overlapped: 0,
             probes: Vec::new(),
             sampling: None,
             last_spikes: Vec::new(),
@@ -844,7 +866,7 @@ impl GpuBackend {
             n_keys,
             evoked: vec![[0.0; 3]; n_keys],
             evoked_buf: ctx.storage("evoked", &vec![0u32; 4 * n_keys]),
-            evoked_staging: ctx.staging("evoked staging", n_keys as u64 * 16),
+            evoked_staging: [0, 1].map(|_| ctx.staging("evoked staging", n_keys as u64 * 16)),
             log_buf: ctx.storage("release_log", &[0u32; 8]),
             log_staging: None,
             log_cap: 0,
@@ -871,8 +893,8 @@ impl GpuBackend {
 
     /// Adds the batch's evoked-release counters to the run's and takes the release log
     /// (entries sorted as the CPU logs them: by step, events before minis, synapse,
-    /// asynchronous sites before the spike; a synapse's minis of one step merged); zeroes
-    /// both for the next batch.
+    /// asynchronous sites before the spike; a synapse's minis of one step merged). The
+    /// batch's own commands zeroed both for the next batch.
     fn read_release_counters(&mut self, ev: &[u32], log: Option<&[u32]>) -> Result<(), Error> {
         let sh = self.syn.as_mut().expect("synapse kernels");
         for (k, c) in sh.evoked.iter_mut().enumerate() {
@@ -881,12 +903,6 @@ impl GpuBackend {
             c[1] += ((w[3] as u64) << 32 | w[2] as u64) as f64 / 65536.0;
             c[2] += w[1] as f64;
         }
-        let q = &self.ctx.queue;
-        q.write_buffer(
-            &sh.evoked_buf,
-            0,
-            bytemuck::cast_slice(&vec![0u32; 4 * sh.n_keys]),
-        );
         if let Some(l) = log {
             let (n, lost) = (l[0] as usize, l[1]);
             if lost > 0 {
@@ -928,13 +944,12 @@ impl GpuBackend {
                     }),
                 }
             }
-            q.write_buffer(&sh.log_buf, 0, bytemuck::cast_slice(&[0u32; 2]));
         }
         Ok(())
     }
 
     /// Reads the queue headers of the chunks after a batch (events, quanta, overflow,
-    /// non-finite conductance) and zeroes their counters for the next.
+    /// non-finite conductance); the batch's own commands zeroed the counters for the next.
     fn check_synapse_headers(
         &mut self,
         headers: &[&[u32]],
@@ -958,7 +973,6 @@ impl GpuBackend {
         if !full.is_empty() && !self.shadows.is_empty() {
             return Ok(Some(Overflow(full)));
         }
-        let zeros = [0u32; queue::ROW_COUNTS as usize];
         let mut overflow: Option<(u32, u32, u32)> = None;
         let mut bad: Option<(u32, u32)> = None;
         let mut hs = headers.iter();
@@ -968,15 +982,6 @@ impl GpuBackend {
             out.events += h[queue::EVENTS as usize] as u64;
             let q = (h[queue::QUANTA as usize + 1] as u64) << 32 | h[queue::QUANTA as usize] as u64;
             out.quanta += q as f64 / 65536.0;
-            let queue_buf = &sc.image.queues_buf;
-            self.ctx
-                .queue
-                .write_buffer(queue_buf, 0, bytemuck::cast_slice(&zeros[..2]));
-            self.ctx.queue.write_buffer(
-                queue_buf,
-                queue::NON_FINITE as u64 * 4,
-                bytemuck::cast_slice(&zeros[queue::NON_FINITE as usize..]),
-            );
             if h[queue::ASYNC_OVERFLOW as usize] > 0 && overflow.is_none() {
                 overflow = Some((
                     h[queue::ASYNC_OVERFLOW as usize],
@@ -1011,6 +1016,20 @@ impl GpuBackend {
             ));
         }
         Ok(None)
+    }
+
+    /// Steps of the next batch when `left` remain.
+    fn batch_len(&self, left: u32) -> u32 {
+        let mut n = left.min(self.batch_cap);
+        if let Some(s) = &self.sampling {
+            n = n.min(s.rows_cap);
+        }
+        n
+    }
+
+    /// Batches submitted while the previous one was still being read back.
+    pub fn overlapped_batches(&self) -> u64 {
+        self.overlapped
     }
 
     /// Steps per submission.
@@ -1170,7 +1189,7 @@ impl GpuBackend {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let staging = self.ctx.staging("samples staging", bytes);
+        let staging = [0, 1].map(|_| self.ctx.staging("samples staging", bytes));
         for c in self.chunks.iter_mut() {
             c.probes = codes
                 .iter()
@@ -1234,28 +1253,29 @@ impl GpuBackend {
         Ok(())
     }
 
-    /// One submission of `n ≤ batch_cap` steps; appends to `out`, or returns the
-    /// chunks whose asynchronous rows overflowed (nothing appended; the caller restores).
-    fn run_batch(
+    /// Submits one batch of `n ≤ batch_cap` steps from step `first` (all its kernels, the
+    /// copies of its results to this batch's staging set, and the zeroing of its
+    /// counters for the next batch) without waiting for it.
+    fn submit_batch(
         &mut self,
+        first: u32,
         n: u32,
         sample_every: u32,
         sampled: bool,
-        out: &mut Batch,
-    ) -> Result<Option<Overflow>, Error> {
+    ) -> Result<InFlight, Error> {
         let max_dim = self.ctx.limits.max_compute_workgroups_per_dimension;
         let nn = self.net.n_neurons();
         let mut rows = 0u32;
         let mut sample_at = Vec::with_capacity(n as usize);
         for k in 0..n {
-            let due = sampled && (self.step + k).is_multiple_of(sample_every);
+            let due = sampled && (first + k).is_multiple_of(sample_every);
             sample_at.push(due.then_some(rows));
             rows += due as u32;
         }
         for c in &self.chunks {
             let mut params = vec![0u8; (n as u64 * STEP_PARAMS_STRIDE) as usize];
             for (k, row) in sample_at.iter().enumerate() {
-                let mut p = step_params(&self.model, &self.net, self.step + k as u32);
+                let mut p = step_params(&self.model, &self.net, first + k as u32);
                 p.n_neurons = c.size;
                 p.neuron_base = c.first;
                 // The chunk's synapses (local ids; SynOffsets::syn_base is the first's id).
@@ -1355,9 +1375,11 @@ impl GpuBackend {
                 }
             }
         }
+        let set = self.parity;
+        self.parity ^= 1;
         let mut copies: Vec<(&wgpu::Buffer, &wgpu::Buffer, u64)> = vec![(
             &self.spike_buf,
-            &self.spike_staging,
+            &self.spike_staging[set],
             (3 + n as u64 * self.spike_words as u64) * 4,
         )];
         let mut at_samples = None;
@@ -1365,30 +1387,63 @@ impl GpuBackend {
             at_samples = Some(copies.len());
             copies.push((
                 &s.samples_buf,
-                &s.staging,
+                &s.staging[set],
                 rows as u64 * self.probes.len() as u64 * 4,
             ));
         }
+        // Counters the next batch starts from zero: the overflow words and the
+        // non-finite record, events and quanta of each chunk's queue header, the evoked
+        // counters and the release log's count and loss words.
+        let mut clears: Vec<(&wgpu::Buffer, u64, u64)> = Vec::new();
         let at_headers = copies.len();
         for c in &self.chunks {
             if let Some(sc) = &c.syn {
                 copies.push((
                     &sc.image.queues_buf,
-                    &sc.header_staging,
+                    &sc.header_staging[set],
                     queue::ROW_COUNTS as u64 * 4,
+                ));
+                clears.push((&sc.image.queues_buf, 0, queue::TODO_COUNT as u64 * 4));
+                clears.push((
+                    &sc.image.queues_buf,
+                    queue::NON_FINITE as u64 * 4,
+                    (queue::ROW_COUNTS - queue::NON_FINITE) as u64 * 4,
                 ));
             }
         }
         let at_counters = copies.len();
         if let Some(sh) = &self.syn {
-            copies.push((&sh.evoked_buf, &sh.evoked_staging, sh.n_keys as u64 * 16));
+            copies.push((
+                &sh.evoked_buf,
+                &sh.evoked_staging[set],
+                sh.n_keys as u64 * 16,
+            ));
+            clears.push((&sh.evoked_buf, 0, sh.n_keys as u64 * 16));
             if let Some(ls) = &sh.log_staging {
-                copies.push((&sh.log_buf, ls, ls.size()));
+                copies.push((&sh.log_buf, &ls[set], ls[set].size()));
+                clears.push((&sh.log_buf, 0, 8));
             }
         }
-        let data = self.ctx.submit_and_read(enc, &copies)?;
+        let pending = self.ctx.submit_reads(enc, &copies, &clears)?;
         self.submissions += 1;
         self.readbacks += 1;
+        Ok(InFlight {
+            pending,
+            first,
+            n,
+            at_samples,
+            at_headers,
+            at_counters,
+        })
+    }
+
+    /// Waits for batch `f` and decodes its results into `out`, or returns the chunks
+    /// whose asynchronous rows overflowed (nothing appended; the caller restores).
+    fn finish_batch(&mut self, f: InFlight, out: &mut Batch) -> Result<Option<Overflow>, Error> {
+        debug_assert_eq!(f.first, self.step, "batches are read in order");
+        let (n, at_samples, at_headers, at_counters) =
+            (f.n, f.at_samples, f.at_headers, f.at_counters);
+        let data = self.ctx.finish_reads(f.pending)?;
         // The non-finite record of the neurons (smallest step, then neuron).
         let w: &[u32] = bytemuck::cast_slice(&data[0]);
         if w[0] != 0 {
@@ -1538,8 +1593,8 @@ impl Backend for GpuBackend {
         let words = 4 + 4 * cap as usize;
         sh.log_cap = cap;
         sh.log_buf = self.ctx.storage("release_log", &vec![0u32; words]);
-        sh.log_staging =
-            (per_step > 0).then(|| self.ctx.staging("release log staging", words as u64 * 4));
+        sh.log_staging = (per_step > 0)
+            .then(|| [0, 1].map(|_| self.ctx.staging("release log staging", words as u64 * 4)));
         let q = &self.ctx.queue;
         for c in self.chunks.iter_mut() {
             let Some(sc) = c.syn.as_mut() else { continue };
@@ -1576,23 +1631,58 @@ impl Backend for GpuBackend {
             spike_offsets: vec![0],
             ..Batch::default()
         };
+        // Batches overlap: the next one is submitted before the previous one's results
+        // are read, so the GPU computes while the host waits for, copies and decodes a
+        // readback. Not while an asynchronous ring row can overflow: a rerun restores
+        // the state of its batch's start, which the next batch would already have
+        // replaced (keeping two copies of every buffer would double the memory).
+        let overlap = !self.can_overflow();
+        let every = sample_every.max(1);
         let mut left = n_steps;
-        while left > 0 {
-            let mut n = left.min(self.batch_cap);
-            if let Some(s) = &self.sampling {
-                n = n.min(s.rows_cap);
-            }
-            if let Some(Overflow(chunks)) =
-                self.run_batch(n, sample_every.max(1), sampled, &mut out)?
-            {
-                // Run the batch again from its start with the overflowing rows doubled.
-                self.grow_and_restore(&chunks)?;
-                if sampled {
-                    self.prepare_sampling(probes)?;
+        let mut next_first = self.step;
+        let mut inflight: Option<InFlight> = None;
+        loop {
+            if inflight.is_none() {
+                if left == 0 {
+                    break;
                 }
-                continue;
+                let n = self.batch_len(left);
+                inflight = Some(self.submit_batch(next_first, n, every, sampled)?);
+                next_first += n;
+                left -= n;
             }
-            left -= n;
+            let mut next = None;
+            if overlap && left > 0 {
+                let n = self.batch_len(left);
+                next = Some(self.submit_batch(next_first, n, every, sampled)?);
+                self.overlapped += 1;
+                next_first += n;
+                left -= n;
+            }
+            let f = inflight.take().expect("a batch in flight");
+            let (first, n) = (f.first, f.n);
+            match self.finish_batch(f, &mut out) {
+                Ok(None) => {}
+                Ok(Some(Overflow(chunks))) => {
+                    // Run the batch again from its start with the overflowing rows
+                    // doubled (nothing was submitted after it: no overlap here).
+                    debug_assert!(next.is_none());
+                    left += n;
+                    next_first = first;
+                    self.grow_and_restore(&chunks)?;
+                    if sampled {
+                        self.prepare_sampling(probes)?;
+                    }
+                }
+                Err(e) => {
+                    // The run stops; the batch after it is finished and dropped.
+                    if let Some(f) = next {
+                        let _ = self.ctx.finish_reads(f.pending);
+                    }
+                    return Err(e);
+                }
+            }
+            inflight = next;
         }
         Ok(out)
     }

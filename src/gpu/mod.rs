@@ -283,9 +283,24 @@ impl GpuContext {
     /// returns the bytes read from each staging buffer.
     pub fn submit_and_read(
         &self,
-        mut encoder: wgpu::CommandEncoder,
+        encoder: wgpu::CommandEncoder,
         copies: &[(&wgpu::Buffer, &wgpu::Buffer, u64)],
     ) -> Result<Vec<Vec<u8>>, Error> {
+        let pending = self.submit_reads(encoder, copies, &[])?;
+        self.finish_reads(pending)
+    }
+
+    /// Submits `encoder` after copying each (source, staging, bytes) pair and then
+    /// zeroing each (buffer, offset, bytes) range (counters the next submission starts
+    /// from), and returns without waiting: the GPU works on while the caller prepares
+    /// and submits the next batch. [`GpuContext::finish_reads`] waits for this
+    /// submission only and reads the staging buffers.
+    pub fn submit_reads(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        copies: &[(&wgpu::Buffer, &wgpu::Buffer, u64)],
+        clears: &[(&wgpu::Buffer, u64, u64)],
+    ) -> Result<PendingReads, Error> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let (tx, rx) = std::sync::mpsc::channel();
         for (k, (src, dst, bytes)) in copies.iter().enumerate() {
@@ -299,26 +314,63 @@ impl GpuContext {
             });
         }
         drop(tx);
-        self.queue.submit([encoder.finish()]);
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(format!("waiting for the GPU: {e}")))?;
+        for &(buf, offset, bytes) in clears {
+            encoder.clear_buffer(buf, offset, Some(bytes));
+        }
+        let index = self.queue.submit([encoder.finish()]);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Device(e.to_string()));
         }
-        let mut out = vec![Vec::new(); copies.len()];
-        for (k, r) in rx.iter() {
-            r.map_err(|e| Error::Device(format!("reading back: {e}")))?;
-            let (_, dst, bytes) = copies[k];
-            {
-                let view = dst
-                    .slice(..bytes)
-                    .get_mapped_range()
-                    .map_err(|e| Error::Device(format!("reading back: {e}")))?;
-                out[k] = view.to_vec();
-            }
-            dst.unmap();
-        }
-        Ok(out)
+        Ok(PendingReads {
+            index,
+            rx,
+            copies: copies
+                .iter()
+                .map(|(_, dst, bytes)| ((*dst).clone(), *bytes))
+                .collect(),
+        })
     }
+
+    /// Waits for the submission of `pending` (not for later ones) and returns the bytes
+    /// of each of its staging buffers, which are unmapped for reuse.
+    pub fn finish_reads(&self, pending: PendingReads) -> Result<Vec<Vec<u8>>, Error> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(pending.index),
+                timeout: None,
+            })
+            .map_err(|e| Error::Device(format!("waiting for the GPU: {e}")))?;
+        let mut out = vec![Vec::new(); pending.copies.len()];
+        let mut first_error = None;
+        for (k, r) in pending.rx.iter() {
+            let (dst, bytes) = &pending.copies[k];
+            match r {
+                Ok(()) => {
+                    {
+                        let view = dst
+                            .slice(..*bytes)
+                            .get_mapped_range()
+                            .map_err(|e| Error::Device(format!("reading back: {e}")))?;
+                        out[k] = view.to_vec();
+                    }
+                    dst.unmap();
+                }
+                Err(e) => {
+                    first_error.get_or_insert(Error::Device(format!("reading back: {e}")));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
+
+/// A submission whose read-back copies have not been read yet ([`GpuContext::submit_reads`]).
+#[derive(Debug)]
+pub struct PendingReads {
+    index: wgpu::SubmissionIndex,
+    rx: std::sync::mpsc::Receiver<(usize, Result<(), wgpu::BufferAsyncError>)>,
+    copies: Vec<(wgpu::Buffer, u64)>,
 }

@@ -683,10 +683,14 @@ pub fn non_finite_error(
             "n" => st.hh_n[element as usize],
             _ => st.v_mv[element as usize],
         };
+        // The GPU reads the state back after the batch that found the value (or the one
+        // after it, which overlapped), when a refractory reset may have replaced it.
         if x.is_nan() {
             "NaN"
-        } else {
+        } else if x.is_infinite() {
             "infinite"
+        } else {
+            "NaN or infinite"
         }
     };
     let step = st.step.saturating_sub(1);
