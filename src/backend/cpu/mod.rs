@@ -64,6 +64,9 @@ pub struct CpuBackend {
     min_slots: usize,
     /// One range of all neurons.
     whole: Vec<usize>,
+    /// The neuron ranges of `cleft` while many synapses are active (its work is per
+    /// active synapse, so the ranges need not be as long as `integrate`'s).
+    cleft_bounds: Vec<usize>,
     /// `cleft`'s ranges: first synapse and first active slot of each neuron range, and
     /// each range's first non-finite conductance.
     cleft_syn: Vec<usize>,
@@ -79,11 +82,16 @@ pub struct CpuBackend {
 /// a range must outlast the wake-up of a pool thread (measured on the 2-vCPU development
 /// machine: 4000 LIF neurons take 20 µs on one thread and 40 µs split in two).
 const MIN_NEURONS_PER_RANGE: usize = 16384;
-/// Events per thread below which `release` is not split further (measured: 500 static
+/// Events per thread below which `release` is not split further: 256 quantal events (about
+/// 250 ns each on coba), or 1024 when every synapse type is static (measured: 500 static
 /// events take 24 µs on one thread and 67 µs split in two).
-const MIN_EVENTS_PER_RANGE: usize = 1024;
+const MIN_EVENTS_PER_RANGE: usize = 256;
+/// [`MIN_EVENTS_PER_RANGE`] when every synapse type is static.
+const MIN_STATIC_EVENTS_PER_RANGE: usize = 1024;
 /// Active synapse slots per thread below which `cleft` is not split.
 const MIN_SLOTS_PER_RANGE: usize = 2048;
+/// Neurons per range of a split `cleft`.
+const MIN_CLEFT_NEURONS_PER_RANGE: usize = 256;
 
 /// Runs `f` on every item: on the pool's threads when there are several, else in order.
 /// Each item owns disjoint state, so the results do not depend on the schedule.
@@ -140,6 +148,10 @@ impl CpuBackend {
         let threads = if pool.is_some() { threads } else { 1 };
         let neuron_bounds = even_bounds(net.n_neurons() as usize, threads, MIN_NEURONS_PER_RANGE);
         let net_neurons = net.n_neurons() as usize;
+        let all_static = model
+            .syn_types
+            .iter()
+            .all(|t| t.gpu.release == crate::layout::release::STATIC);
         let st = State::new(&model, &net);
         let spont = SpontParams::new(&model);
         Self {
@@ -167,9 +179,14 @@ impl CpuBackend {
             released: Vec::new(),
             event_cuts: Vec::new(),
             syn_bounds: Vec::new(),
-            min_events: MIN_EVENTS_PER_RANGE,
+            min_events: if all_static {
+                MIN_STATIC_EVENTS_PER_RANGE
+            } else {
+                MIN_EVENTS_PER_RANGE
+            },
             min_slots: MIN_SLOTS_PER_RANGE,
             whole: vec![0, net_neurons],
+            cleft_bounds: even_bounds(net_neurons, threads, MIN_CLEFT_NEURONS_PER_RANGE),
             most_event_ranges: 0,
             active_steps: 0,
             cleft_syn: Vec::new(),
@@ -179,7 +196,7 @@ impl CpuBackend {
     }
 
     /// The same backend with ranges of at least `min_neurons` neurons and `min_events`
-    /// events (and active slots) per thread (defaults 16384, 1024 and 2048, below which a
+    /// events (and active slots) per thread (defaults 16384, 256 (1024 for static release) and 2048, below which a
     /// split costs more than it saves): lets tests split small networks. Results do not
     /// depend on it.
     pub fn with_ranges(mut self, min_neurons: usize, min_events: usize) -> Self {
@@ -187,6 +204,7 @@ impl CpuBackend {
         self.fired = vec![Fired::default(); self.neuron_bounds.len() - 1];
         self.min_events = min_events.max(1);
         self.min_slots = min_events.max(1);
+        self.cleft_bounds = even_bounds(self.net.n_neurons() as usize, self.threads, min_neurons);
         self
     }
 
@@ -258,7 +276,7 @@ impl CpuBackend {
             // active slot of those synapses (slots are ascending by synapse id); one range
             // while there are too few active synapses to share.
             let nb = if self.st.active.len() >= 2 * self.min_slots {
-                &self.neuron_bounds
+                &self.cleft_bounds
             } else {
                 &self.whole
             };
