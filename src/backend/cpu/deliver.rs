@@ -14,15 +14,20 @@ pub const SPIKE: u32 = u32::MAX;
 pub fn deliver(st: &mut State, events: &mut Vec<(u32, u32)>) {
     events.clear();
     let slot = st.step as usize % st.ring.len();
-    let spikes = std::mem::take(&mut st.ring[slot]);
+    let mut spikes = std::mem::take(&mut st.ring[slot]);
     let fusions = std::mem::take(&mut st.ring_async[slot]);
-    events.extend(fusions);
-    events.extend(spikes.iter().map(|&s| (s, SPIKE)));
     // The stable sort finds the ascending runs (each spike's synapses, in `out_syn`
     // order) and merges them; equal events are identical, so any sort gives these bits.
-    events.sort();
+    if fusions.is_empty() {
+        // Spike arrivals only (the usual step): sort the synapse ids themselves.
+        spikes.sort();
+        events.extend(spikes.iter().map(|&s| (s, SPIKE)));
+    } else {
+        events.extend(fusions);
+        events.extend(spikes.iter().map(|&s| (s, SPIKE)));
+        events.sort();
+    }
     // Give the buffers back to the ring to keep their capacity.
-    let mut spikes = spikes;
     spikes.clear();
     st.ring[slot] = spikes;
 }
