@@ -187,11 +187,8 @@ fn memory_estimate_matches_allocation() {
     let ns = n.n_synapses() as usize;
     let bytes = 4 * (n.syn_post.len() + n.syn_pre.len() + n.syn_weight.len() + n.out_syn.len())
         + 2 * (n.syn_type.len() + n.syn_delay.len())
-        + 4 * (st.t_last.len()
-            + st.x_f.len()
-            + st.x_d.len()
-            + st.sites.len()
-            + st.handoff_step.len())
+        + std::mem::size_of_val(st.term.as_slice())
+        + 4 * st.handoff_step.len()
         + 4 * (st.handoff_r.len() + st.committed.len() + st.reserve.len() + st.endo.len())
         + 4 * n
             .projections

@@ -383,19 +383,19 @@ fn vesicle_conservation() {
     for _ in 0..8000 {
         b.step().unwrap();
         let st = b.state_ref();
-        for i in 0..st.sites.len() {
-            let total = st.sites[i].count_ones() + st.reserve[i] + st.endo[i];
+        for i in 0..st.term.len() {
+            let total = st.term[i].sites.count_ones() + st.reserve[i] + st.endo[i];
             assert_eq!(
                 total,
                 8 + 12,
                 "synapse {i} at step {}: sites {:b} reserve {} endo {}",
                 st.step,
-                st.sites[i],
+                st.term[i].sites,
                 st.reserve[i],
                 st.endo[i]
             );
             assert_eq!(
-                st.committed[i] & !st.sites[i],
+                st.committed[i] & !st.term[i].sites,
                 0,
                 "committed sites must be occupied"
             );
@@ -424,12 +424,12 @@ fn refilling_survives_ten_seconds_of_silence() {
     let ty = model.syn_types[0].gpu;
     for x_d in [1e-40f32, 3e-39, 1e-45, 0.0] {
         let st = b.state_mut();
-        for i in 0..st.sites.len() {
-            st.sites[i] = 0;
-            st.x_d[i] = x_d;
-            st.t_last[i] = 0;
+        for i in 0..st.term.len() {
+            st.term[i].sites = 0;
+            st.term[i].x_d = x_d;
+            st.term[i].t_last = 0;
         }
-        let ns = b.state_ref().t_last.len();
+        let ns = b.state_ref().term.len();
         let mut all = b.state_mut().terminals(&[0, ns]);
         for syn in 0..100u32 {
             advance_terminal(
@@ -444,11 +444,11 @@ fn refilling_survives_ten_seconds_of_silence() {
         let st = b.state_ref();
         for i in 0..100 {
             assert_eq!(
-                st.sites[i], 0xFF,
+                st.term[i].sites, 0xFF,
                 "X_D⁺ = {x_d:e}: synapse {i} sites {:b}",
-                st.sites[i]
+                st.term[i].sites
             );
-            assert_eq!(st.x_d[i], 0.0, "X_D after 10 s");
+            assert_eq!(st.term[i].x_d, 0.0, "X_D after 10 s");
         }
     }
 }

@@ -54,10 +54,7 @@ pub fn first_difference(a: &State, b: &State) -> Option<String> {
     cmp!(hh_n);
     cmp!(g_active_ns);
     cmp!(g_pool_ns);
-    cmp!(t_last);
-    cmp!(x_f);
-    cmp!(x_d);
-    cmp!(sites);
+    cmp!(term);
     cmp!(committed);
     cmp!(reserve);
     cmp!(endo);

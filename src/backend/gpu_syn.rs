@@ -266,8 +266,10 @@ impl SynHost {
         let local = |s: u32| (s as usize).checked_sub(s0).filter(|&i| i < ns);
         let mut u = vec![0u32; syn_u32::COUNT as usize * ns];
         let sec = |s: u32| s as usize * ns..(s as usize + 1) * ns;
-        u[sec(syn_u32::T_LAST)].copy_from_slice(&st.t_last[syns.clone()]);
-        u[sec(syn_u32::SITES)].copy_from_slice(&st.sites[syns.clone()]);
+        for (i, t) in st.term[syns.clone()].iter().enumerate() {
+            u[syn_u32::T_LAST as usize * ns + i] = t.t_last;
+            u[syn_u32::SITES as usize * ns + i] = t.sites;
+        }
         if !st.committed.is_empty() {
             u[sec(syn_u32::COMMITTED)].copy_from_slice(&st.committed[syns.clone()]);
         }
@@ -279,8 +281,10 @@ impl SynHost {
         u[sec(syn_u32::FRESH)].fill(ACTIVE);
         let mut f = vec![0f32; off.contrib as usize + 2 * MAX_R * ns];
         f[sec(syn_f32::WEIGHT)].copy_from_slice(&net.syn_weight[syns.clone()]);
-        f[sec(syn_f32::X_F)].copy_from_slice(&st.x_f[syns.clone()]);
-        f[sec(syn_f32::X_D)].copy_from_slice(&st.x_d[syns.clone()]);
+        for (i, t) in st.term[syns.clone()].iter().enumerate() {
+            f[syn_f32::X_F as usize * ns + i] = t.x_f;
+            f[syn_f32::X_D as usize * ns + i] = t.x_d;
+        }
         let a = &st.active;
         let mut active = Vec::new();
         for (k, &s) in a.syn.iter().enumerate() {
@@ -367,8 +371,12 @@ impl SynHost {
         let u = &self.u;
         let f = &self.f;
         let sec = |s: u32| s as usize * ns..(s as usize + 1) * ns;
-        st.t_last[syns.clone()].copy_from_slice(&u[sec(syn_u32::T_LAST)]);
-        st.sites[syns.clone()].copy_from_slice(&u[sec(syn_u32::SITES)]);
+        for (i, t) in st.term[syns.clone()].iter_mut().enumerate() {
+            t.t_last = u[syn_u32::T_LAST as usize * ns + i];
+            t.sites = u[syn_u32::SITES as usize * ns + i];
+            t.x_f = f[syn_f32::X_F as usize * ns + i];
+            t.x_d = f[syn_f32::X_D as usize * ns + i];
+        }
         if !st.committed.is_empty() {
             st.committed[syns.clone()].copy_from_slice(&u[sec(syn_u32::COMMITTED)]);
         }
@@ -377,8 +385,6 @@ impl SynHost {
             st.endo[syns.clone()].copy_from_slice(&u[sec(syn_u32::ENDO)]);
         }
         st.handoff_step[syns.clone()].copy_from_slice(&u[sec(syn_u32::HANDOFF_STEP)]);
-        st.x_f[syns.clone()].copy_from_slice(&f[sec(syn_f32::X_F)]);
-        st.x_d[syns.clone()].copy_from_slice(&f[sec(syn_f32::X_D)]);
         let (h0, hs) = (off.handoff_r as usize, st.handoff_stride);
         st.handoff_r[s0 * hs..(s0 + ns) * hs].copy_from_slice(&f[h0..h0 + hs * ns]);
         let a = &mut st.active;

@@ -118,7 +118,7 @@ pub fn sample_synapse(
 ) -> f32 {
     let code = probe_k[0];
     let i = probe_k[1] as usize;
-    let since = params.step - st.t_last[i];
+    let since = params.step - st.term[i].t_last;
     let slot = if st.handoff_step[i] == ACTIVE {
         st.active.slot_of(probe_k[1])
     } else {
@@ -127,15 +127,15 @@ pub fn sample_synapse(
     let mut x = 0.0f32;
     if code == probe::CA_RES {
         x = ty.ca_rest_um
-            + ty.delta_ca_um * st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], since);
+            + ty.delta_ca_um * st.term[i].x_f * pow_decay(&tables[ty.tab_fac as usize], since);
     } else if code == probe::X_F {
-        x = st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], since);
+        x = st.term[i].x_f * pow_decay(&tables[ty.tab_fac as usize], since);
     } else if code == probe::X_D {
         if ty.release == rel::CA {
-            x = st.x_d[i] * pow_decay(&tables[ty.tab_rec as usize], since);
+            x = st.term[i].x_d * pow_decay(&tables[ty.tab_rec as usize], since);
         }
     } else if code == probe::DOCKED {
-        x = st.sites[i].count_ones() as f32;
+        x = st.term[i].sites.count_ones() as f32;
     } else if code == probe::RESERVE {
         x = st.reserve.get(i).copied().unwrap_or(0) as f32;
     } else if code == probe::ENDOSOME {
@@ -150,13 +150,13 @@ pub fn sample_synapse(
         }
     } else if code == probe::TM_U {
         if ty.release != rel::CA {
-            x = ty.tm_u + st.x_f[i] * pow_decay(&tables[ty.tab_fac as usize], since);
+            x = ty.tm_u + st.term[i].x_f * pow_decay(&tables[ty.tab_fac as usize], since);
         }
     } else if code == probe::TM_X {
         if ty.release == rel::TM_MEAN {
             x = relax(
                 1.0,
-                st.x_d[i],
+                st.term[i].x_d,
                 pow_decay(&tables[ty.tab_rec as usize], since),
             );
         }

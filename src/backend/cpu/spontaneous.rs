@@ -109,8 +109,8 @@ pub fn spontaneous(
             } else {
                 st.committed[i]
             };
-            if st.sites[i] & !committed & bit != 0 {
-                st.sites[i] &= !bit;
+            if st.term[i].sites & !committed & bit != 0 {
+                st.term[i].sites &= !bit;
                 if ty.reserve_size > 0 {
                     st.endo[i] += 1;
                 }

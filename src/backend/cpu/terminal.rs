@@ -27,7 +27,7 @@ pub fn advance_terminal(
         return;
     }
     let i = syn as usize - st.base;
-    let delta = t - st.t_last[i];
+    let delta = t - st.term[i].t_last;
     if delta == 0 {
         return;
     }
@@ -65,7 +65,7 @@ pub fn advance_terminal(
         // of ((K_D/X + 1)/(K_D/X + e^{-Δ/τ_D}))^{-a} multiplied through by X: it has no
         // K_D/X, which overflows to inf (and η to NaN) once X_D has decayed to a subnormal
         // during a long silence. η = 1 at X_D⁺ = 0 follows without a branch.
-        let x_d = st.x_d[i];
+        let x_d = st.term[i].x_d;
         let eta = pow_sw((ty.k_d + x_d) / (ty.k_d + x_d * decay_d), -ty.eta_exponent);
         1.0 - decay_k0 * eta
     } else {
@@ -76,11 +76,11 @@ pub fn advance_terminal(
         let mut u = Lanes::new(seed, Domain::Synapse, syn, t, Purpose::Refill);
         for j in 0..ty.n_sites {
             let bit = 1u32 << j;
-            if (st.sites[i] | committed) & bit == 0
+            if (st.term[i].sites | committed) & bit == 0
                 && u.at(j) < p_fill
                 && (!tracked || st.reserve[i] > 0)
             {
-                st.sites[i] |= bit;
+                st.term[i].sites |= bit;
                 if tracked {
                     st.reserve[i] -= 1;
                 }
@@ -89,12 +89,12 @@ pub fn advance_terminal(
     }
     // (2) decay of the residual-Ca sites (CA) or of the TM variables.
     // Subnormals are flushed to zero (DESIGN.md: they slow the CPU and a GPU may flush them).
-    st.x_f[i] = flush_subnormal(st.x_f[i] * decay_f);
+    st.term[i].x_f = flush_subnormal(st.term[i].x_f * decay_f);
     if ty.release == release::TM_MEAN {
         // x ← 1 + (x - 1)·e^{-Δ/τ_rec} (Maass & Markram 2002 recursion, §2.2).
-        st.x_d[i] = relax(1.0, st.x_d[i], decay_d);
+        st.term[i].x_d = relax(1.0, st.term[i].x_d, decay_d);
     } else {
-        st.x_d[i] = flush_subnormal(st.x_d[i] * decay_d);
+        st.term[i].x_d = flush_subnormal(st.term[i].x_d * decay_d);
     }
-    st.t_last[i] = t;
+    st.term[i].t_last = t;
 }
