@@ -52,43 +52,21 @@ fn transmitter(slot: usize, ty: &GpuSynType, st: &mut CleftPart<'_>) -> (f32, bo
     (t_mm, cleared)
 }
 
-/// Advances the active synapses of one range (`part`: the postsynaptic neurons of the
-/// range, their incoming synapses and those synapses' slots) by one step of `t`, and sets
-/// `keep` (one per slot of the range) false for the cleared ones. The first non-finite
-/// conductance goes to `non_finite`. Ranges own disjoint state, so they run on different
-/// threads; within a range, slots are visited in ascending synapse id as before.
-pub fn cleft(
-    model: &Model,
-    net: &Network,
-    t: u32,
-    handoff_stride: usize,
-    st: &mut CleftPart<'_>,
-    keep: &mut [bool],
-    non_finite: &mut Option<(u32, &'static str, bool)>,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, tested just above.
-        unsafe { cleft_avx2(model, net, t, handoff_stride, st, keep, non_finite) };
-        return;
-    }
-    cleft_body(model, net, t, handoff_stride, st, keep, non_finite);
-}
-
-/// [`cleft`] compiled for AVX2 (the blocks' exponentials eight lanes at a time); the
-/// same IEEE operations, so the same bits, as the baseline build.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn cleft_avx2(
-    model: &Model,
-    net: &Network,
-    t: u32,
-    handoff_stride: usize,
-    st: &mut CleftPart<'_>,
-    keep: &mut [bool],
-    non_finite: &mut Option<(u32, &'static str, bool)>,
-) {
-    cleft_body(model, net, t, handoff_stride, st, keep, non_finite);
+avx2_or_baseline! {
+    /// Advances the active synapses of one range (`part`: the postsynaptic neurons of the
+    /// range, their incoming synapses and those synapses' slots) by one step of `t`, and sets
+    /// `keep` (one per slot of the range) false for the cleared ones. The first non-finite
+    /// conductance goes to `non_finite`. Ranges own disjoint state, so they run on different
+    /// threads; within a range, slots are visited in ascending synapse id as before.
+    pub fn cleft(
+        model: &Model,
+        net: &Network,
+        t: u32,
+        handoff_stride: usize,
+        st: &mut CleftPart<'_>,
+        keep: &mut [bool],
+        non_finite: &mut Option<(u32, &'static str, bool)>,
+    ) => cleft_body
 }
 
 /// The body of [`cleft`], inlined into each build of it.

@@ -239,47 +239,25 @@ pub struct Fired {
     pub non_finite: Option<(u32, &'static str, bool)>,
 }
 
-/// The dispatcher for the neurons of `st`: every neuron in ascending order; the spiking
-/// ones go to `out.spikes` (ascending, as the GPU's spike bit rows decode).
-/// `params.neuron_base` is `st.base`.
-///
-/// LIF neurons go in blocks of up to [`BLOCK`] of one population, with the statements of
-/// [`integrate`] split into three loops: the drive of every neuron, the exponentials of
-/// the block (one loop the compiler runs several lanes at a time, [`exp_sw_slice`]), then
-/// the updates. Each neuron sees the same operations on the same values as in
-/// [`integrate`] and the WGSL twin, so the bits are the same; only independent neurons'
-/// statements are interleaved, which lets the CPU overlap their exponentials' latency.
-pub fn integrate_all(
-    params: &StepParams,
-    pops: &[GpuPopulation],
-    receptors: &[GpuReceptor],
-    net: &Network,
-    st: &mut Neurons<'_>,
-    out: &mut Fired,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, tested just above.
-        unsafe { integrate_all_avx2(params, pops, receptors, net, st, out) };
-        return;
-    }
-    integrate_all_body(params, pops, receptors, net, st, out);
-}
-
-/// [`integrate_all`] compiled for AVX2: the blocks' loops run eight lanes at a time
-/// instead of four. The same IEEE operations (no fused multiply-add: Rust never
-/// contracts), so the same bits as the baseline build.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn integrate_all_avx2(
-    params: &StepParams,
-    pops: &[GpuPopulation],
-    receptors: &[GpuReceptor],
-    net: &Network,
-    st: &mut Neurons<'_>,
-    out: &mut Fired,
-) {
-    integrate_all_body(params, pops, receptors, net, st, out);
+avx2_or_baseline! {
+    /// The dispatcher for the neurons of `st`: every neuron in ascending order; the spiking
+    /// ones go to `out.spikes` (ascending, as the GPU's spike bit rows decode).
+    /// `params.neuron_base` is `st.base`.
+    ///
+    /// LIF neurons go in blocks of up to [`BLOCK`] of one population, with the statements of
+    /// [`integrate`] split into three loops: the drive of every neuron, the exponentials of
+    /// the block (one loop the compiler runs several lanes at a time, [`exp_sw_slice`]), then
+    /// the updates. Each neuron sees the same operations on the same values as in
+    /// [`integrate`] and the WGSL twin, so the bits are the same; only independent neurons'
+    /// statements are interleaved, which lets the CPU overlap their exponentials' latency.
+    pub fn integrate_all(
+        params: &StepParams,
+        pops: &[GpuPopulation],
+        receptors: &[GpuReceptor],
+        net: &Network,
+        st: &mut Neurons<'_>,
+        out: &mut Fired,
+    ) => integrate_all_body
 }
 
 /// The body of [`integrate_all`], inlined into each build of it.
@@ -417,7 +395,7 @@ fn lif_block_drive(
 
 /// The receptor terms of [`synaptic_drive`] for a block of neurons (`v`, `g_tot`, `num`
 /// per neuron; `active`, `pool` per (neuron, receptor) entry), any number of receptors:
-/// [`receptor_conductance`] with its tests on the receptor taken out of the loop.
+/// the statements of [`receptor_conductance`], receptor by receptor.
 #[inline(always)]
 fn receptor_sums_any(
     receptors: &[GpuReceptor],
@@ -435,24 +413,19 @@ fn receptor_sums_any(
             .step_by(nr)
             .zip(pool[ri..].iter().step_by(nr))
             .zip(g_tot.iter_mut().zip(num.iter_mut()));
-        if rc.mg_block == 1 {
-            for (k, ((a, gp), (gt, x))) in lanes.enumerate() {
-                let g = receptor_conductance(rc, *a, *gp, v[k], mg_o_mm);
-                *gt += g;
-                *x += g * rc.e_rev_mv;
-            }
-        } else if rc.kind == receptor::EXP {
-            for ((a, gp), (gt, x)) in lanes {
-                let g = a + gp * rc.half_decay;
-                *gt += g;
-                *x += g * rc.e_rev_mv;
-            }
+        // The pool times e^{-dt/(2τ)} for exp receptors, times 1 (exact) for the others.
+        let half = if rc.kind == receptor::EXP {
+            rc.half_decay
         } else {
-            for ((a, gp), (gt, x)) in lanes {
-                let g = a + gp;
-                *gt += g;
-                *x += g * rc.e_rev_mv;
+            1.0
+        };
+        for (k, ((a, gp), (gt, x))) in lanes.enumerate() {
+            let mut g = a + gp * half;
+            if rc.mg_block == 1 {
+                g *= nmda_block(v[k], mg_o_mm);
             }
+            *gt += g;
+            *x += g * rc.e_rev_mv;
         }
     }
 }

@@ -1,6 +1,31 @@
 //! The CPU reference backend: one file per kernel, each the twin of a WGSL shader of
 //! the same name (DESIGN.md pipeline), run in the pipeline order on f32 state.
 
+/// Defines `$vis fn $name(args)`, which runs `$body(args)` compiled for AVX2 when the CPU
+/// has it (detected at run time: the blocks' loops then go eight lanes at a time instead
+/// of four), else the baseline build. `$body` is `#[inline(always)]`, so each build has
+/// its own copy. Both are the same IEEE operations (Rust never fuses a multiply-add), so
+/// the same bits.
+macro_rules! avx2_or_baseline {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2, tested just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 pub mod cleft;
 pub mod decay_pools;
 pub mod deliver;
