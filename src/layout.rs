@@ -64,7 +64,7 @@ pub struct GpuSynType {
     pub law: u32,
     /// Reserve pool size at rest; 0 = untracked (infinite).
     pub reserve_size: u32,
-    /// Relative Ca drive per AP, c = W([Ca]o,[Mg]o) / W(2,1) (§1.1).
+    /// Relative Ca drive per AP, c = W(\[Ca\]o,\[Mg\]o) / W(2,1) (§1.1).
     pub c_drive: f32,
     /// p_max (§2.1).
     pub p_max: f32,
@@ -242,7 +242,7 @@ pub struct StepParams {
     pub n_receptors: u32,
     /// Step in ms.
     pub dt_ms: f32,
-    /// [Mg]o in mM (NMDA block).
+    /// \[Mg\]o in mM (NMDA block).
     pub mg_o_mm: f32,
     /// Low 32 bits of the seed.
     pub seed_lo: u32,

@@ -2,7 +2,7 @@
 //!
 //! Spiking neural networks whose chemical synapses are modelled step by step as
 //! neuroscience describes them: action potential arrival after an axonal conduction
-//! delay, voltage-gated Ca2+ influx scaled by [Ca]o and [Mg]o, Ca2+-triggered binomial
+//! delay, voltage-gated Ca2+ influx scaled by \[Ca\]o and \[Mg\]o, Ca2+-triggered binomial
 //! fusion of docked vesicles with facilitation, refilling, recycling, asynchronous and
 //! spontaneous release, transmitter in the cleft cleared by diffusion, uptake and
 //! enzymes, ionotropic and metabotropic receptors, and conductance-based neurons with

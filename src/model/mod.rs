@@ -12,11 +12,11 @@ use crate::netfile::{
     CleftModel, FacilitationLaw, NetworkFile, NeuronModel, ReceptorKind, ReleaseModel, Transmitter,
 };
 
-/// Reference saline of §1.1: [Ca]o = 2 mM, [Mg]o = 1 mM.
+/// Reference saline of §1.1: \[Ca\]o = 2 mM, \[Mg\]o = 1 mM.
 pub const CA_REF_MM: f64 = 2.0;
-/// Reference [Mg]o, mM.
+/// Reference \[Mg\]o, mM.
 pub const MG_REF_MM: f64 = 1.0;
-/// Unmyelinated conduction constant k in v = k·√d, m/s per √µm (§7, 1-2 [verify]).
+/// Unmyelinated conduction constant k in v = k·√d, m/s per √µm (§7, 1-2 \[verify\]).
 pub const UNMYELINATED_K: f64 = 1.5;
 /// Myelinated conduction: v = 6 m/s per µm of diameter (§7; Hursh 1939).
 pub const MYELINATED_M_PER_S_PER_UM: f64 = 6.0;
@@ -25,12 +25,12 @@ pub const ASYNC_TRUNCATION_TAUS: f64 = 20.0;
 
 pub use crate::netfile::cleft_defaults;
 
-/// W([Ca]o, [Mg]o) of Dodge & Rahamimoff (1967), §1.1.
+/// W(\[Ca\]o, \[Mg\]o) of Dodge & Rahamimoff (1967), §1.1.
 pub fn dr_w(ca_mm: f64, mg_mm: f64, k_ca_mm: f64, k_mg_mm: f64) -> f64 {
     ca_mm / (1.0 + ca_mm / k_ca_mm + mg_mm / k_mg_mm)
 }
 
-/// Relative Ca drive c = W([Ca]o,[Mg]o)/W(2,1) (§1.1).
+/// Relative Ca drive c = W(\[Ca\]o,\[Mg\]o)/W(2,1) (§1.1).
 pub fn ca_drive(ca_mm: f64, mg_mm: f64, k_ca_mm: f64, k_mg_mm: f64) -> f64 {
     dr_w(ca_mm, mg_mm, k_ca_mm, k_mg_mm) / dr_w(CA_REF_MM, MG_REF_MM, k_ca_mm, k_mg_mm)
 }
@@ -39,7 +39,7 @@ pub fn ca_drive(ca_mm: f64, mg_mm: f64, k_ca_mm: f64, k_mg_mm: f64) -> f64 {
 /// projection's synapse list: 4 B each; type, delay: 2 B each).
 pub const STATIC_BYTES_PER_SYNAPSE: u64 = 24;
 
-/// NMDA Mg2+ block B(V) = 1/(1 + exp(-0.062 V)·[Mg]o/3.57) (Jahr & Stevens 1990; §5.1), f32
+/// NMDA Mg2+ block B(V) = 1/(1 + exp(-0.062 V)·\[Mg\]o/3.57) (Jahr & Stevens 1990; §5.1), f32
 /// as in the kernels. Never inlined: the compiler would otherwise hoist this pure function
 /// out of the receptor loop of `integrate` and compute its exponential and divisions for
 /// every neuron, NMDA receptor or not (measured: a third of `integrate` on COBA).
@@ -202,9 +202,9 @@ pub struct Model {
     pub n_steps: u32,
     /// Seed.
     pub seed: u64,
-    /// [Ca]o, mM.
+    /// \[Ca\]o, mM.
     pub ca_o_mm: f64,
-    /// [Mg]o, mM.
+    /// \[Mg\]o, mM.
     pub mg_o_mm: f64,
     /// Populations in file order.
     pub pops: Vec<PopModel>,
@@ -484,7 +484,7 @@ impl Model {
     }
 }
 
-/// Which optional per-synapse arrays a model needs; shared by [`State::new`] and the
+/// Which optional per-synapse arrays a model needs; shared by [`State::new`](crate::state::State::new) and the
 /// memory estimate of `network::estimate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SynapseArrays {
@@ -571,7 +571,7 @@ mod tests {
         assert!(ca_drive(1.0, 1.0, 2.0, 3.0) < 1.0);
     }
 
-    /// §8i: NMDA block values of §5.1 (exact formula), [Mg]o = 0, 1, 2 mM.
+    /// §8i: NMDA block values of §5.1 (exact formula), \[Mg\]o = 0, 1, 2 mM.
     #[test]
     fn nmda_block_table() {
         let cases = [

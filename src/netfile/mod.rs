@@ -4,7 +4,7 @@
 //! user leaves out take the defaults of `model-spec.md` (resolved in `crate::model`).
 //! Loading has two stages, both reporting `file:line:column`, the field, the value and
 //! the accepted range: serde (unknown keys, wrong types, unknown variants) and
-//! [`validate`] (ranges and cross references). The format is documented field by field
+//! [`validate`](mod@validate) (ranges and cross references). The format is documented field by field
 //! in `networks/README.md`.
 
 mod dist;
@@ -34,7 +34,7 @@ pub struct NetworkFile {
     pub description: Option<String>,
     /// Time step, duration, seed.
     pub simulation: SimulationSpec,
-    /// Bath ([Ca]o, [Mg]o) shared by all synapses.
+    /// Bath (\[Ca\]o, \[Mg\]o) shared by all synapses.
     #[serde(default)]
     pub environment: EnvironmentSpec,
     /// Neuron populations and spike sources.
@@ -869,8 +869,8 @@ fn field_from_message(text: &str, span: Option<std::ops::Range<usize>>) -> Strin
 ///
 /// Glutamate: ΔT 1.1 mM, τ_clear 1.2 ms (Clements et al. 1992), split into diffusion
 /// 0.5/ms and EAAT uptake 1/3 per ms [design split]. GABA: 1.5 mM, τ 0.3 ms
-/// (Barberis et al. 2011 range 0.1-0.5 ms) [verify]. Glycine: 2.5 mM, τ 0.75 ms
-/// (Beato 2008) [verify]. ACh: 1 mM [design], AChE 7/ms (τ ≈ 0.14 ms, "destroyed in
+/// (Barberis et al. 2011 range 0.1-0.5 ms) \[verify\]. Glycine: 2.5 mM, τ 0.75 ms
+/// (Beato 2008) \[verify\]. ACh: 1 mM \[design\], AChE 7/ms (τ ≈ 0.14 ms, "destroyed in
 /// < 1 ms") plus diffusion 1/ms, so that blocking the enzyme leaves a diffusion-limited
 /// τ of 1 ms (§4.2).
 pub fn cleft_defaults(t: Transmitter) -> (f64, f64, f64, f64) {

@@ -244,7 +244,7 @@ avx2_or_baseline! {
     /// ones go to `out.spikes` (ascending, as the GPU's spike bit rows decode).
     /// `params.neuron_base` is `st.base`.
     ///
-    /// LIF neurons go in blocks of up to [`BLOCK`] of one population, with the statements of
+    /// LIF neurons go in blocks of up to `BLOCK` (64) of one population, with the statements of
     /// [`integrate`] split into three loops: the drive of every neuron, the exponentials of
     /// the block (one loop the compiler runs several lanes at a time, [`exp_sw_slice`]), then
     /// the updates. Each neuron sees the same operations on the same values as in
