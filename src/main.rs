@@ -864,13 +864,7 @@ fn sweep(
             out_dir.display()
         );
     }
-    let jobs = jobs
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
-        .max(1);
+    let jobs = jobs.unwrap_or_else(quantal::backend::cpu::cores).max(1);
     note!(
         "sweep: {} points x {} seeds = {} runs, {jobs} at a time, into {}",
         points.len(),
@@ -879,9 +873,7 @@ fn sweep(
         out_dir.display()
     );
     // Threads per run: the cores left to each of the runs going at once.
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cores = quantal::backend::cpu::cores();
     let per_run = threads.unwrap_or_else(|| (cores / jobs.min(runs.len()).max(1)).max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: std::sync::Mutex<Vec<Option<Result<quantal::record::Summary, String>>>> =

@@ -478,6 +478,13 @@ impl Model {
         }
     }
 
+    /// True when every synapse type has `static` release (no terminal state to advance).
+    pub fn all_static_release(&self) -> bool {
+        self.syn_types
+            .iter()
+            .all(|t| t.gpu.release == layout::release::STATIC)
+    }
+
     /// Total number of neurons (sources included).
     pub fn n_neurons(&self) -> u32 {
         self.pops.iter().map(|p| p.size).sum()

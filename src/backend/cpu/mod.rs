@@ -118,6 +118,14 @@ const MIN_SLOTS_PER_RANGE: usize = 2048;
 /// Neurons per range of a split `cleft`.
 const MIN_CLEFT_NEURONS_PER_RANGE: usize = 256;
 
+/// The cores this process may use (1 when the system does not say): the default number
+/// of threads of a run and of concurrent runs of a sweep.
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 /// Runs `f` on every item: on the pool's threads when there are several, else in order.
 /// Each item owns disjoint state, so the results do not depend on the schedule.
 fn for_each<T: Send>(pool: Option<&rayon::ThreadPool>, items: &mut [T], f: impl Fn(&mut T) + Sync) {
@@ -154,13 +162,7 @@ impl CpuBackend {
     /// per core). Results are bit-identical for any number of threads: neurons are split
     /// into ranges, events at synapse boundaries, and each range owns its state.
     pub fn with_threads(model: Arc<Model>, net: Arc<Network>, threads: Option<usize>) -> Self {
-        let threads = threads
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            })
-            .max(1);
+        let threads = threads.unwrap_or_else(cores).max(1);
         let pool = (threads > 1)
             .then(|| {
                 rayon::ThreadPoolBuilder::new()
@@ -173,10 +175,7 @@ impl CpuBackend {
         let threads = if pool.is_some() { threads } else { 1 };
         let neuron_bounds = even_bounds(net.n_neurons() as usize, threads, MIN_NEURONS_PER_RANGE);
         let net_neurons = net.n_neurons() as usize;
-        let all_static = model
-            .syn_types
-            .iter()
-            .all(|t| t.gpu.release == crate::layout::release::STATIC);
+        let all_static = model.all_static_release();
         let st = State::new(&model, &net);
         let spont = SpontParams::new(&model);
         Self {

@@ -175,7 +175,7 @@ pub fn release(
     let seed = model.seed;
     let tables: &[PowTable] = &model.pow_tables;
     // A network whose synapse types are all static has no terminal state to load.
-    let terminals = model.syn_types.iter().any(|t| t.gpu.release != rel::STATIC);
+    let terminals = !model.all_static_release();
     for (e, &(syn, kind)) in events.iter().enumerate() {
         if let Some(&(ahead, _)) = events.get(e + PREFETCH_EVENTS) {
             prefetch_event(net, ahead, st, terminals);
