@@ -615,6 +615,49 @@ fn pooled_handoff_is_exact() {
     }
 }
 
+/// §5.4 with the default clear threshold, derived from each receptor's binding rate
+/// (`model::HANDOFF_MISSED_OPEN_FRACTION`): a synapse hands off once its transmitter can
+/// bind at most 5·10⁻⁴ more open fraction, so the pooled conductance stays within
+/// 5·10⁻⁴·ḡ of a synapse that never hands off, for slow-binding NMDA (which now hands off
+/// at 5.8·10⁻³ mM) as for fast-binding GABA_A (3.3·10⁻⁴ mM with GABA's 0.3 ms clearance).
+#[test]
+fn derived_clear_threshold_bounds_the_missed_binding() {
+    // Default exponential clefts (§4.2): ΔT per quantum (mM) and τ_clear (ms).
+    for (kind, transmitter, alpha, delta_t_mm, tau_clear_ms) in [
+        ("ampa", "glutamate", 1.1, 1.1, 1.2),
+        ("nmda", "glutamate", 0.072, 1.1, 1.2),
+        ("gaba_a", "gaba", 5.0, 1.5, 0.3),
+    ] {
+        let receptor = format!("kind = \"{kind}\"\ng_max_ns = 1.0");
+        let text = |cleft: &str| one_quantum(0.1, transmitter, cleft, &receptor, "", "[0.0]");
+        let b = backend(&text(""));
+        let want: f64 = quantal::model::HANDOFF_MISSED_OPEN_FRACTION / (alpha * tau_clear_ms);
+        let got = b.model().syn_types[0].gpu.clear_threshold_mm as f64;
+        Tolerance::rel(1e-6).check(&format!("{kind}: clear threshold (mM)"), got, want);
+        // The hand-off comes when ΔT·e^{-t/τ} falls below the threshold, a few steps after.
+        let steps = (delta_t_mm / want).ln() * tau_clear_ms / 0.1;
+        let mut b = backend(&text(""));
+        crate::common::run(&mut b, steps.ceil() as u32 + 3);
+        assert!(
+            b.state_ref().active.is_empty() && b.state_ref().g_pool_ns[1] > 0.0,
+            "{kind}: no hand-off within {steps:.0} steps of the release"
+        );
+        let pooled = trace(&text(""), G0, 2000);
+        let own = trace(&text("clear_threshold_mm = 1e-30"), G0, 2000);
+        let worst = pooled
+            .iter()
+            .zip(&own)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst <= quantal::model::HANDOFF_MISSED_OPEN_FRACTION * 1.0,
+            "{kind}: pooled and own conductance differ by {worst} nS"
+        );
+        // The bound is not loose by orders of magnitude: the missed binding is visible.
+        assert!(worst > 1e-3 * quantal::model::HANDOFF_MISSED_OPEN_FRACTION, "{kind}: {worst}");
+    }
+}
+
 /// §8c TM closed form PPR(Δ) = (1 + (1-U)e^{-Δ/τ_fac})(1 - U e^{-Δ/τ_rec}) for the seven
 /// parameter sets of the table, through the mean TM synapse.
 #[test]

@@ -9,7 +9,8 @@
 use crate::layout::{self, GpuPopulation, GpuReceptor, GpuSynType, PowTable, POW_BITS};
 use crate::math::exp_sw;
 use crate::netfile::{
-    CleftModel, FacilitationLaw, NetworkFile, NeuronModel, ReceptorKind, ReleaseModel, Transmitter,
+    CleftModel, FacilitationLaw, NetworkFile, NeuronModel, ReceptorKind, ReceptorSpec, ReleaseModel,
+    SynapseTypeSpec, Transmitter,
 };
 
 /// Reference saline of §1.1: \[Ca\]o = 2 mM, \[Mg\]o = 1 mM.
@@ -22,6 +23,18 @@ pub const UNMYELINATED_K: f64 = 1.5;
 pub const MYELINATED_M_PER_S_PER_UM: f64 = 6.0;
 /// Asynchronous release latencies are truncated at this many τ_a (probability e^-20).
 pub const ASYNC_TRUNCATION_TAUS: f64 = 20.0;
+/// Default bound on the open fraction a synapse's receptors miss by handing off (§5.4):
+/// the transmitter left in an exponential cleft at hand-off, T_c, can still bind at most
+/// α·T_c·τ_clear of open fraction (α·(1 - r)·∫T dt with ∫T dt = T_c·τ_clear), so a
+/// synapse type hands off once α·T·τ_clear < 5·10⁻⁴ for every one of its kinetic and
+/// GABA_B receptors: the clear threshold ε_T = 5·10⁻⁴/(α_max·τ_clear) comes from the
+/// receptors' binding rate instead of one fixed 10⁻⁴ mM, under which the bound ranged from
+/// 8.6·10⁻⁶ (NMDA, α = 0.072) to 1.5·10⁻⁴ (GABA_A, α = 5, τ_clear = 0.3 ms). 5·10⁻⁴ is
+/// 0.09 % of one quantum's AMPA peak (0.567, §5.3). Defaults: AMPA 3.8·10⁻⁴ mM and NMDA
+/// 5.8·10⁻³ mM (τ_clear = 1.2 ms), GABA_A 3.3·10⁻⁴ mM (0.3 ms): an AMPA synapse stays
+/// active 9.6 instead of 11.2 ms, an NMDA one 6.1 instead of 11.2 ms.
+/// `clear_threshold_mm` in the network file overrides it.
+pub const HANDOFF_MISSED_OPEN_FRACTION: f64 = 5e-4;
 
 pub use crate::netfile::cleft_defaults;
 
@@ -386,7 +399,10 @@ impl Model {
                 + cl.k_enzyme_per_ms.unwrap_or(ke);
             g.clear_half = (-dt * k_clear / 2.0).exp() as f32;
             g.clear_full = (-dt * k_clear).exp() as f32;
-            g.clear_threshold_mm = cl.clear_threshold_mm.unwrap_or(1e-4) as f32;
+            g.clear_threshold_mm = cl
+                .clear_threshold_mm
+                .unwrap_or_else(|| clear_threshold_mm(s, k_clear))
+                as f32;
             g.cleft_pulse = (cl.model == Some(CleftModel::Pulse)) as u32;
             g.pulse_mm = cl.pulse_mm.unwrap_or(1.0) as f32;
             g.pulse_steps = (cl.pulse_ms.unwrap_or(1.0) / dt).round().max(1.0) as u32;
@@ -394,16 +410,8 @@ impl Model {
             g.cleft_dependent = s.receptors.iter().any(|r| r.kind != ReceptorKind::Exp) as u32;
             g.n_receptors = s.receptors.len() as u32;
             for r in &s.receptors {
-                let (a, b, gm, e) = match r.kind {
-                    ReceptorKind::Ampa => (1.1, 0.19, 0.5, 0.0),
-                    ReceptorKind::Nmda => (0.072, 0.0066, 2.0, 0.0),
-                    ReceptorKind::GabaA => (5.0, 0.18, 0.5, -80.0),
-                    ReceptorKind::Glycine => (5.0, 0.15, 0.5, -75.0),
-                    ReceptorKind::Nach => (3.0, 0.7, 0.5, 0.0),
-                    ReceptorKind::GabaB => (0.52, 0.0013, 1.0, -95.0),
-                    ReceptorKind::Exp => (0.0, 1.0 / 5.0, 1.0, 0.0),
-                };
-                let alpha = r.alpha_per_mm_ms.or(r.k1_per_mm_ms).unwrap_or(a);
+                let (_, b, gm, e) = receptor_defaults(r.kind);
+                let alpha = binding_rate(r);
                 let beta = match r.kind {
                     ReceptorKind::Exp => 1.0 / r.tau_ms.unwrap_or(5.0),
                     ReceptorKind::GabaB => r.k2_per_ms.unwrap_or(b),
@@ -489,6 +497,46 @@ impl Model {
     pub fn n_neurons(&self) -> u32 {
         self.pops.iter().map(|p| p.size).sum()
     }
+}
+
+/// The transmitter below which a synapse of type `s` hands off (§5.4), for a cleft
+/// cleared at `k_clear_per_ms`: [`HANDOFF_MISSED_OPEN_FRACTION`]`·k_clear/α_max`, α_max the
+/// largest binding rate (mM⁻¹ms⁻¹) of the type's kinetic and GABA_B receptors; 10⁻⁴ mM for
+/// a type with exponential receptors only (it leaves the active pool after one step
+/// whatever its transmitter).
+pub fn clear_threshold_mm(s: &SynapseTypeSpec, k_clear_per_ms: f64) -> f64 {
+    let alpha_max = s
+        .receptors
+        .iter()
+        .filter(|r| r.kind != ReceptorKind::Exp)
+        .map(binding_rate)
+        .fold(0.0, f64::max);
+    if alpha_max > 0.0 {
+        HANDOFF_MISSED_OPEN_FRACTION * k_clear_per_ms / alpha_max
+    } else {
+        1e-4
+    }
+}
+
+/// Default (α or K1 in mM⁻¹ms⁻¹, β or K2 in ms⁻¹, ḡ in nS, E_rev in mV) of a receptor
+/// kind (§5.1-§5.3; exp: τ = 5 ms).
+fn receptor_defaults(kind: ReceptorKind) -> (f64, f64, f64, f64) {
+    match kind {
+        ReceptorKind::Ampa => (1.1, 0.19, 0.5, 0.0),
+        ReceptorKind::Nmda => (0.072, 0.0066, 2.0, 0.0),
+        ReceptorKind::GabaA => (5.0, 0.18, 0.5, -80.0),
+        ReceptorKind::Glycine => (5.0, 0.15, 0.5, -75.0),
+        ReceptorKind::Nach => (3.0, 0.7, 0.5, 0.0),
+        ReceptorKind::GabaB => (0.52, 0.0013, 1.0, -95.0),
+        ReceptorKind::Exp => (0.0, 1.0 / 5.0, 1.0, 0.0),
+    }
+}
+
+/// A receptor's binding rate α (K1 for GABA_B), mM⁻¹ms⁻¹: the file's value or the default.
+fn binding_rate(r: &ReceptorSpec) -> f64 {
+    r.alpha_per_mm_ms
+        .or(r.k1_per_mm_ms)
+        .unwrap_or(receptor_defaults(r.kind).0)
 }
 
 /// Which optional per-synapse arrays a model needs; shared by [`State::new`](crate::state::State::new) and the
