@@ -654,7 +654,10 @@ fn derived_clear_threshold_bounds_the_missed_binding() {
             "{kind}: pooled and own conductance differ by {worst} nS"
         );
         // The bound is not loose by orders of magnitude: the missed binding is visible.
-        assert!(worst > 1e-3 * quantal::model::HANDOFF_MISSED_OPEN_FRACTION, "{kind}: {worst}");
+        assert!(
+            worst > 1e-3 * quantal::model::HANDOFF_MISSED_OPEN_FRACTION,
+            "{kind}: {worst}"
+        );
     }
 }
 

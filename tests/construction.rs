@@ -175,32 +175,44 @@ fn poisson_source_rate_and_window() {
     assert!((m - want).abs() < 4.0 * se, "rate {m} ± {se} vs {want}");
 }
 
-/// The memory estimate per synapse equals what the CPU state and network allocate.
+/// The memory estimate per synapse equals what the CPU state and network allocate: for a
+/// network with kinetic receptors, async release and reserve pools, and for coba.toml,
+/// whose exp receptors never make a synapse active (no hand-off step is kept).
 #[test]
 fn memory_estimate_matches_allocation() {
-    let b = crate::common::backend(crate::release::RICH);
-    let loaded =
-        quantal::netfile::load_str(crate::release::RICH, std::path::Path::new("rich.toml"), &[])
-            .unwrap();
-    let est = quantal::network::estimate(&loaded.file);
-    let (n, st) = (b.network(), b.state_ref());
-    let ns = n.n_synapses() as usize;
-    let bytes = 4 * (n.syn_post.len() + n.syn_pre.len() + n.syn_weight.len() + n.out_syn.len())
-        + 2 * (n.syn_type.len() + n.syn_delay.len())
-        + std::mem::size_of_val(st.term.as_slice())
-        + 4 * st.handoff_step.len()
-        + 4 * (st.handoff_r.len() + st.committed.len() + st.reserve.len() + st.endo.len())
-        + 4 * n
-            .projections
-            .iter()
-            .map(|p| p.synapse_ids.len())
-            .sum::<usize>();
-    assert_eq!(bytes, ns * est.bytes_per_synapse as usize);
-    assert_eq!(
-        est.bytes_per_synapse,
-        44 + 4 * 2 + 4 + 8,
-        "two receptors per type, async and reserve on"
-    );
+    let coba = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba.toml"),
+    )
+    .unwrap()
+    .replace("size = 3200", "size = 320")
+    .replace("size = 800", "size = 80");
+    for (text, want, what) in [
+        (
+            crate::release::RICH,
+            44 + 4 * 2 + 4 + 8,
+            "two receptors per type, async and reserve on",
+        ),
+        (coba.as_str(), 40, "Ca-law release onto exp receptors"),
+    ] {
+        let b = crate::common::backend(text);
+        let loaded =
+            quantal::netfile::load_str(text, std::path::Path::new("net.toml"), &[]).unwrap();
+        let est = quantal::network::estimate(&loaded.file);
+        let (n, st) = (b.network(), b.state_ref());
+        let ns = n.n_synapses() as usize;
+        let bytes = 4 * (n.syn_post.len() + n.syn_pre.len() + n.syn_weight.len() + n.out_syn.len())
+            + 2 * (n.syn_type.len() + n.syn_delay.len())
+            + std::mem::size_of_val(st.term.as_slice())
+            + 4 * st.handoff_step.len()
+            + 4 * (st.handoff_r.len() + st.committed.len() + st.reserve.len() + st.endo.len())
+            + 4 * n
+                .projections
+                .iter()
+                .map(|p| p.synapse_ids.len())
+                .sum::<usize>();
+        assert_eq!(bytes, ns * est.bytes_per_synapse as usize, "{what}");
+        assert_eq!(est.bytes_per_synapse, want, "{what}");
+    }
 }
 
 /// Regression (correctness issue, item 1): pairs whose probability is astronomically small

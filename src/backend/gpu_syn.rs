@@ -20,7 +20,7 @@ use crate::gpu::GpuContext;
 use crate::layout::{queue, syn_f32, syn_u32, SynOffsets};
 use crate::model::Model;
 use crate::network::Network;
-use crate::state::{State, ACTIVE, SLOT_STRIDE};
+use crate::state::{State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
 use std::ops::Range;
 
 /// Receptors per synapse type (`MAX_RECEPTORS` in common.wgsl).
@@ -277,7 +277,12 @@ impl SynHost {
             u[sec(syn_u32::RESERVE)].copy_from_slice(&st.reserve[syns.clone()]);
             u[sec(syn_u32::ENDO)].copy_from_slice(&st.endo[syns.clone()]);
         }
-        u[sec(syn_u32::HANDOFF_STEP)].copy_from_slice(&st.handoff_step[syns.clone()]);
+        if st.handoff_step.is_empty() {
+            // No synapse can be active: every one is NO_HANDOFF (State::handoff_of).
+            u[sec(syn_u32::HANDOFF_STEP)].fill(NO_HANDOFF);
+        } else {
+            u[sec(syn_u32::HANDOFF_STEP)].copy_from_slice(&st.handoff_step[syns.clone()]);
+        }
         u[sec(syn_u32::FRESH)].fill(ACTIVE);
         let mut f = vec![0f32; off.contrib as usize + 2 * MAX_R * ns];
         f[sec(syn_f32::WEIGHT)].copy_from_slice(&net.syn_weight[syns.clone()]);
@@ -384,7 +389,9 @@ impl SynHost {
             st.reserve[syns.clone()].copy_from_slice(&u[sec(syn_u32::RESERVE)]);
             st.endo[syns.clone()].copy_from_slice(&u[sec(syn_u32::ENDO)]);
         }
-        st.handoff_step[syns.clone()].copy_from_slice(&u[sec(syn_u32::HANDOFF_STEP)]);
+        if !st.handoff_step.is_empty() {
+            st.handoff_step[syns.clone()].copy_from_slice(&u[sec(syn_u32::HANDOFF_STEP)]);
+        }
         let (h0, hs) = (off.handoff_r as usize, st.handoff_stride);
         st.handoff_r[s0 * hs..(s0 + ns) * hs].copy_from_slice(&f[h0..h0 + hs * ns]);
         let a = &mut st.active;

@@ -9,8 +9,8 @@
 use crate::layout::{self, GpuPopulation, GpuReceptor, GpuSynType, PowTable, POW_BITS};
 use crate::math::exp_sw;
 use crate::netfile::{
-    CleftModel, FacilitationLaw, NetworkFile, NeuronModel, ReceptorKind, ReceptorSpec, ReleaseModel,
-    SynapseTypeSpec, Transmitter,
+    CleftModel, FacilitationLaw, NetworkFile, NeuronModel, ReceptorKind, ReceptorSpec,
+    ReleaseModel, SynapseTypeSpec, Transmitter,
 };
 
 /// Reference saline of §1.1: \[Ca\]o = 2 mM, \[Mg\]o = 1 mM.
@@ -399,10 +399,9 @@ impl Model {
                 + cl.k_enzyme_per_ms.unwrap_or(ke);
             g.clear_half = (-dt * k_clear / 2.0).exp() as f32;
             g.clear_full = (-dt * k_clear).exp() as f32;
-            g.clear_threshold_mm = cl
-                .clear_threshold_mm
-                .unwrap_or_else(|| clear_threshold_mm(s, k_clear))
-                as f32;
+            g.clear_threshold_mm =
+                cl.clear_threshold_mm
+                    .unwrap_or_else(|| clear_threshold_mm(s, k_clear)) as f32;
             g.cleft_pulse = (cl.model == Some(CleftModel::Pulse)) as u32;
             g.pulse_mm = cl.pulse_mm.unwrap_or(1.0) as f32;
             g.pulse_steps = (cl.pulse_ms.unwrap_or(1.0) / dt).round().max(1.0) as u32;
@@ -549,6 +548,10 @@ pub struct SynapseArrays {
     pub any_reserve: bool,
     /// Hand-off open fractions per synapse (most receptors of a type; 0 without kinetic receptors).
     pub handoff_stride: usize,
+    /// Some type has receptors that need the cleft (kinetic, GABA_B), so synapses enter
+    /// the active pool (`handoff_step` per synapse). Without one, every release goes
+    /// straight to the neuron pool and no synapse is ever active.
+    pub any_cleft: bool,
 }
 
 impl SynapseArrays {
@@ -568,15 +571,18 @@ impl SynapseArrays {
             any_async: model.syn_types.iter().any(|t| t.gpu.async_rho > 0.0),
             any_reserve: model.syn_types.iter().any(|t| t.gpu.reserve_size > 0),
             handoff_stride: if any_kinetic { most } else { 0 },
+            any_cleft: model.syn_types.iter().any(|t| t.gpu.cleft_dependent != 0),
         }
     }
 
     /// CPU bytes per synapse: static post, pre, weight, outgoing CSR entry and the
     /// projection's synapse list (4 B each), type and delay (2 B each); dynamic t_last,
-    /// X_F, X_D, sites, hand-off step (4 B each); plus the optional arrays.
+    /// X_F, X_D, sites (4 B each); plus the optional arrays (the hand-off step only when
+    /// synapses can be active).
     pub fn bytes_per_synapse(&self) -> u64 {
         STATIC_BYTES_PER_SYNAPSE
-            + 20
+            + 16
+            + if self.any_cleft { 4 } else { 0 }
             + 4 * self.handoff_stride as u64
             + if self.any_async { 4 } else { 0 }
             + if self.any_reserve { 8 } else { 0 }

@@ -293,6 +293,8 @@ pub struct State {
     /// Vesicles in endocytosis, on their way back to the reserve (same).
     pub endo: Vec<u32>,
     /// Step of the last hand-off of receptor state to the neuron pool, or ACTIVE / NO_HANDOFF.
+    /// Empty when no synapse type needs the cleft (every synapse is NO_HANDOFF forever:
+    /// [`State::handoff_of`]).
     pub handoff_step: Vec<u32>,
     /// Receptor open fraction at hand-off, `handoff_stride` per synapse.
     pub handoff_r: Vec<f32>,
@@ -478,6 +480,13 @@ impl State {
         s
     }
 
+    /// Hand-off step of synapse `i` (ACTIVE, NO_HANDOFF or the step); NO_HANDOFF when
+    /// the model keeps no hand-off steps because no synapse can be active.
+    #[inline]
+    pub fn handoff_of(&self, i: usize) -> u32 {
+        self.handoff_step.get(i).copied().unwrap_or(NO_HANDOFF)
+    }
+
     /// Initial state: neurons at their initial potential, all release sites occupied,
     /// reserve pools full, nothing in flight (§3.1).
     pub fn new(model: &Model, net: &Network) -> State {
@@ -488,6 +497,7 @@ impl State {
             any_async,
             any_reserve,
             handoff_stride,
+            any_cleft,
         } = SynapseArrays::of(model);
         let mut s = State {
             step: 0,
@@ -507,7 +517,11 @@ impl State {
             committed: if any_async { vec![0; ns] } else { Vec::new() },
             reserve: if any_reserve { vec![0; ns] } else { Vec::new() },
             endo: if any_reserve { vec![0; ns] } else { Vec::new() },
-            handoff_step: vec![NO_HANDOFF; ns],
+            handoff_step: if any_cleft {
+                vec![NO_HANDOFF; ns]
+            } else {
+                Vec::new()
+            },
             handoff_r: vec![0.0; ns * handoff_stride],
             handoff_stride,
             active: ActivePool::default(),

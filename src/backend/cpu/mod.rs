@@ -583,7 +583,7 @@ impl Backend for CpuBackend {
             }
         }
         for (syn, acc) in self.released_since.iter_mut() {
-            if self.st.handoff_step[*syn as usize] == ACTIVE {
+            if self.st.handoff_of(*syn as usize) == ACTIVE {
                 if let Some(k) = self.st.active.slot_of(*syn) {
                     *acc += self.st.active.released[k];
                 }

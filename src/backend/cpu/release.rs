@@ -347,7 +347,7 @@ pub fn split_direct(
     direct.clear();
     for &(syn, q) in releases {
         let ty = &model.syn_types[net.syn_type[syn as usize] as usize].gpu;
-        if ty.cleft_dependent == 0 && st.handoff_step[syn as usize] != ACTIVE {
+        if ty.cleft_dependent == 0 && st.handoff_of(syn as usize) != ACTIVE {
             direct.push((syn, q));
         } else {
             slow.push((syn, q));

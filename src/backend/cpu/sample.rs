@@ -119,7 +119,7 @@ pub fn sample_synapse(
     let code = probe_k[0];
     let i = probe_k[1] as usize;
     let since = params.step - st.term[i].t_last;
-    let slot = if st.handoff_step[i] == ACTIVE {
+    let slot = if st.handoff_of(i) == ACTIVE {
         st.active.slot_of(probe_k[1])
     } else {
         None
@@ -169,7 +169,7 @@ pub fn sample_synapse(
         } as usize;
         if let Some(k) = slot {
             x = st.active.r[k * SLOT_STRIDE + 2 * j + g_prot as usize];
-        } else if !g_prot && st.handoff_step[i] != NO_HANDOFF && st.handoff_stride > 0 {
+        } else if !g_prot && st.handoff_of(i) != NO_HANDOFF && st.handoff_stride > 0 {
             let rc = &receptors[ty.receptor_first as usize + j];
             if rc.kind == receptor::KINETIC {
                 let held = params.step - 1 - st.handoff_step[i];
