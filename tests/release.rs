@@ -62,8 +62,8 @@ fn released_now(b: &CpuBackend) -> Vec<f64> {
 /// Quanta released per synapse in the last step of state `st` (either backend's).
 pub fn released_in(st: &quantal::state::State, n_synapses: u32) -> Vec<f64> {
     let mut k = vec![0.0; n_synapses as usize];
-    for (slot, &s) in st.active.syn.iter().enumerate() {
-        k[s as usize] = st.active.released[slot] as f64;
+    for slot in &st.active.slots {
+        k[slot.syn as usize] = slot.released as f64;
     }
     k
 }

@@ -60,13 +60,7 @@ pub fn first_difference(a: &State, b: &State) -> Option<String> {
     cmp!(endo);
     cmp!(handoff_step);
     cmp!(handoff_r);
-    cmp!(active.syn);
-    cmp!(active.cleft_mm);
-    cmp!(active.released);
-    cmp!(active.pulse_left);
-    cmp!(active.pulse_quanta);
-    cmp!(active.fresh);
-    cmp!(active.r);
+    cmp!(active.slots);
     cmp!(ring);
     cmp!(ring_async);
     cmp!(pending_minis);

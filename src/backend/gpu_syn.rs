@@ -20,7 +20,7 @@ use crate::gpu::GpuContext;
 use crate::layout::{queue, syn_f32, syn_u32, SynOffsets};
 use crate::model::Model;
 use crate::network::Network;
-use crate::state::{State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
+use crate::state::{Slot, State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
 use std::ops::Range;
 
 /// Receptors per synapse type (`MAX_RECEPTORS` in common.wgsl).
@@ -290,18 +290,17 @@ impl SynHost {
             f[syn_f32::X_F as usize * ns + i] = t.x_f;
             f[syn_f32::X_D as usize * ns + i] = t.x_d;
         }
-        let a = &st.active;
         let mut active = Vec::new();
-        for (k, &s) in a.syn.iter().enumerate() {
-            let Some(i) = local(s) else { continue };
+        for a in &st.active.slots {
+            let Some(i) = local(a.syn) else { continue };
             active.push(i as u32);
-            u[syn_u32::PULSE_LEFT as usize * ns + i] = a.pulse_left[k];
-            u[syn_u32::FRESH as usize * ns + i] = a.fresh[k];
-            f[syn_f32::CLEFT_MM as usize * ns + i] = a.cleft_mm[k];
-            f[syn_f32::RELEASED as usize * ns + i] = a.released[k];
-            f[syn_f32::PULSE_QUANTA as usize * ns + i] = a.pulse_quanta[k];
+            u[syn_u32::PULSE_LEFT as usize * ns + i] = a.pulse_left;
+            u[syn_u32::FRESH as usize * ns + i] = a.fresh;
+            f[syn_f32::CLEFT_MM as usize * ns + i] = a.cleft_mm;
+            f[syn_f32::RELEASED as usize * ns + i] = a.released;
+            f[syn_f32::PULSE_QUANTA as usize * ns + i] = a.pulse_quanta;
             let r0 = off.r as usize + i * SLOT_STRIDE;
-            f[r0..r0 + SLOT_STRIDE].copy_from_slice(&a.r[k * SLOT_STRIDE..(k + 1) * SLOT_STRIDE]);
+            f[r0..r0 + SLOT_STRIDE].copy_from_slice(&a.r);
         }
         let (h0, hs) = (off.handoff_r as usize, st.handoff_stride);
         f[h0..h0 + hs * ns].copy_from_slice(&st.handoff_r[s0 * hs..(s0 + ns) * hs]);
@@ -394,20 +393,22 @@ impl SynHost {
         }
         let (h0, hs) = (off.handoff_r as usize, st.handoff_stride);
         st.handoff_r[s0 * hs..(s0 + ns) * hs].copy_from_slice(&f[h0..h0 + hs * ns]);
-        let a = &mut st.active;
         for i in 0..ns {
             if u[syn_u32::HANDOFF_STEP as usize * ns + i] != ACTIVE {
                 continue;
             }
-            a.syn.push((s0 + i) as u32);
-            a.cleft_mm.push(f[syn_f32::CLEFT_MM as usize * ns + i]);
-            a.released.push(f[syn_f32::RELEASED as usize * ns + i]);
-            a.pulse_left.push(u[syn_u32::PULSE_LEFT as usize * ns + i]);
-            a.pulse_quanta
-                .push(f[syn_f32::PULSE_QUANTA as usize * ns + i]);
-            a.fresh.push(u[syn_u32::FRESH as usize * ns + i]);
             let r0 = off.r as usize + i * SLOT_STRIDE;
-            a.r.extend_from_slice(&f[r0..r0 + SLOT_STRIDE]);
+            let mut r = [0f32; SLOT_STRIDE];
+            r.copy_from_slice(&f[r0..r0 + SLOT_STRIDE]);
+            st.active.slots.push(Slot {
+                syn: (s0 + i) as u32,
+                fresh: u[syn_u32::FRESH as usize * ns + i],
+                cleft_mm: f[syn_f32::CLEFT_MM as usize * ns + i],
+                released: f[syn_f32::RELEASED as usize * ns + i],
+                pulse_left: u[syn_u32::PULSE_LEFT as usize * ns + i],
+                pulse_quanta: f[syn_f32::PULSE_QUANTA as usize * ns + i],
+                r,
+            });
         }
         let l = off.ring_len as usize;
         let la = off.async_len as usize;

@@ -17,118 +17,91 @@ pub const NO_HANDOFF: u32 = u32::MAX - 1;
 /// Receptor state slots per active synapse: two per receptor (r, or R and G for GABA_B).
 pub const SLOT_STRIDE: usize = 2 * crate::netfile::validate::MAX_RECEPTORS;
 
+/// Cleft and receptor state of one active synapse: one record, so that `cleft` reads
+/// and writes a synapse's state as one piece (48 bytes) and moving a slot is one copy.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Slot {
+    /// Synapse id.
+    pub syn: u32,
+    /// For a synapse activated in this step: its previous hand-off step (or NO_HANDOFF), so
+    /// the cleft kernel takes its receptor state back from the neuron pool (§5.4); ACTIVE after.
+    pub fresh: u32,
+    /// Cleft transmitter, mM (exponential cleft), after this step's release.
+    pub cleft_mm: f32,
+    /// Quanta released into this cleft in the current step.
+    pub released: f32,
+    /// Pulse cleft: steps of pulse left.
+    pub pulse_left: u32,
+    /// Pulse cleft: quanta of the current pulse.
+    pub pulse_quanta: f32,
+    /// Receptor state: r of receptor j at `2j` (R and G at `2j`, `2j + 1` for GABA_B).
+    pub r: [f32; SLOT_STRIDE],
+}
+
+impl Slot {
+    /// A newly activated synapse `syn` whose previous hand-off step is `handoff`
+    /// (NO_HANDOFF if none), with an empty cleft and closed receptors.
+    pub fn new(syn: u32, handoff: u32) -> Slot {
+        Slot {
+            syn,
+            fresh: handoff,
+            ..Slot::default()
+        }
+    }
+}
+
 /// Cleft and receptor state of the active synapses, sorted by synapse id.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ActivePool {
-    /// Synapse id of each slot (ascending).
-    pub syn: Vec<u32>,
-    /// Cleft transmitter, mM (exponential cleft), after this step's release.
-    pub cleft_mm: Vec<f32>,
-    /// Quanta released into this cleft in the current step.
-    pub released: Vec<f32>,
-    /// Pulse cleft: steps of pulse left.
-    pub pulse_left: Vec<u32>,
-    /// Pulse cleft: quanta of the current pulse.
-    pub pulse_quanta: Vec<f32>,
-    /// For a synapse activated in this step: its previous hand-off step (or NO_HANDOFF), so
-    /// the cleft kernel takes its receptor state back from the neuron pool (§5.4); ACTIVE after.
-    pub fresh: Vec<u32>,
-    /// Receptor state, `SLOT_STRIDE` per slot.
-    pub r: Vec<f32>,
+    /// One record per active synapse, ascending by synapse id.
+    pub slots: Vec<Slot>,
 }
 
 impl ActivePool {
     /// Number of active synapses.
     pub fn len(&self) -> usize {
-        self.syn.len()
+        self.slots.len()
     }
     /// True when no synapse is active.
     pub fn is_empty(&self) -> bool {
-        self.syn.is_empty()
+        self.slots.is_empty()
     }
     /// Slot of a synapse, if active.
     pub fn slot_of(&self, syn: u32) -> Option<usize> {
-        self.syn.binary_search(&syn).ok()
+        self.slots.binary_search_by_key(&syn, |s| s.syn).ok()
     }
-    /// Resets slot `to` to a newly activated synapse.
-    fn set_new(&mut self, to: usize, syn: u32) {
-        self.syn[to] = syn;
-        self.cleft_mm[to] = 0.0;
-        self.released[to] = 0.0;
-        self.pulse_left[to] = 0;
-        self.pulse_quanta[to] = 0.0;
-        self.fresh[to] = NO_HANDOFF;
-        self.r[to * SLOT_STRIDE..(to + 1) * SLOT_STRIDE].fill(0.0);
+    /// The first slot whose synapse id is at least `syn`.
+    pub fn first_at_or_after(&self, syn: u32) -> usize {
+        self.slots.partition_point(|s| s.syn < syn)
     }
-
-    fn resize(&mut self, n: usize) {
-        self.syn.resize(n, 0);
-        self.cleft_mm.resize(n, 0.0);
-        self.released.resize(n, 0.0);
-        self.pulse_left.resize(n, 0);
-        self.pulse_quanta.resize(n, 0.0);
-        self.fresh.resize(n, NO_HANDOFF);
-        self.r.resize(n * SLOT_STRIDE, 0.0);
+    /// Synapse id of every slot.
+    pub fn syn(&self) -> Vec<u32> {
+        self.slots.iter().map(|s| s.syn).collect()
     }
-
-    /// Copies slots `from` to start at slot `to` (ranges may overlap), every array at
-    /// once: a run of slots moves with one `copy_within` per array.
-    fn move_run(&mut self, from: std::ops::Range<usize>, to: usize) {
-        if from.is_empty() || from.start == to {
-            return;
-        }
-        self.syn.copy_within(from.clone(), to);
-        self.cleft_mm.copy_within(from.clone(), to);
-        self.released.copy_within(from.clone(), to);
-        self.pulse_left.copy_within(from.clone(), to);
-        self.pulse_quanta.copy_within(from.clone(), to);
-        self.fresh.copy_within(from.clone(), to);
-        self.r.copy_within(
-            from.start * SLOT_STRIDE..from.end * SLOT_STRIDE,
-            to * SLOT_STRIDE,
-        );
+    /// `fresh` of every slot.
+    pub fn fresh(&self) -> Vec<u32> {
+        self.slots.iter().map(|s| s.fresh).collect()
     }
-
-    /// Merges `new_syn` (ascending, none active yet) into the pool, keeping it sorted
-    /// (in place, from the back: O(len + new), the old slots moving in runs between
-    /// insertion points).
-    pub fn merge_new(&mut self, new_syn: &[u32]) {
-        if new_syn.is_empty() {
-            return;
-        }
-        let old = self.len();
-        self.resize(old + new_syn.len());
-        // Old slots [0, i) are still unplaced; j new synapses are left, so every old slot
-        // at or after an insertion point moves up by the number of new ones after it.
-        let mut i = old;
-        for j in (1..=new_syn.len()).rev() {
-            let s = new_syn[j - 1];
-            let p = self.syn[..i].partition_point(|&x| x < s);
-            self.move_run(p..i, p + j);
-            self.set_new(p + j - 1, s);
-            i = p;
-        }
+    /// Cleft transmitter of every slot, mM.
+    pub fn cleft_mm(&self) -> Vec<f32> {
+        self.slots.iter().map(|s| s.cleft_mm).collect()
     }
-
-    /// Keeps the slots where `keep` is true, in order (in place, runs of kept slots
-    /// moving together).
-    pub fn retain(&mut self, keep: &[bool]) {
-        let mut w = 0;
-        let mut i = 0;
-        let n = keep.len();
-        while i < n {
-            if !keep[i] {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            while i < n && keep[i] {
-                i += 1;
-            }
-            self.move_run(start..i, w);
-            w += i - start;
-        }
-        self.resize(w);
+    /// Quanta released in this step, every slot.
+    pub fn released(&self) -> Vec<f32> {
+        self.slots.iter().map(|s| s.released).collect()
+    }
+    /// Pulse steps left, every slot.
+    pub fn pulse_left(&self) -> Vec<u32> {
+        self.slots.iter().map(|s| s.pulse_left).collect()
+    }
+    /// Pulse quanta, every slot.
+    pub fn pulse_quanta(&self) -> Vec<f32> {
+        self.slots.iter().map(|s| s.pulse_quanta).collect()
+    }
+    /// Receptor state of every slot, `SLOT_STRIDE` per slot.
+    pub fn r(&self) -> Vec<f32> {
+        self.slots.iter().flat_map(|s| s.r).collect()
     }
 }
 
@@ -220,31 +193,23 @@ pub struct Terminals<'a> {
     pub endo: &'a mut [u32],
 }
 
-/// What `cleft` writes for the postsynaptic neurons `base..` of one range: the active
-/// slots of their incoming synapses (`slot_base..`), the synapses' hand-off state
-/// (`syn_base..`) and the neurons' conductances; ranges run on different threads.
+/// What `cleft` reads and writes for the postsynaptic neurons `base..` of one range:
+/// the slots of their incoming synapses that were active (`old`) and that this step
+/// activated (`new`), which it merges in ascending synapse id into `out` (room for both),
+/// keeping those that stay active; the synapses' hand-off state (`syn_base..`) and the
+/// neurons' conductances. Ranges run on different threads.
 #[derive(Debug)]
 pub struct CleftPart<'a> {
     /// Global id of the range's first neuron.
     pub base: usize,
     /// Global id of the range's first incoming synapse.
     pub syn_base: usize,
-    /// Index of the range's first active slot.
-    pub slot_base: usize,
-    /// Synapse id of each slot (ascending).
-    pub syn: &'a mut [u32],
-    /// Cleft transmitter, mM.
-    pub cleft_mm: &'a mut [f32],
-    /// Quanta released into the cleft in this step.
-    pub released: &'a mut [f32],
-    /// Pulse cleft: steps of pulse left.
-    pub pulse_left: &'a mut [u32],
-    /// Pulse cleft: quanta of the current pulse.
-    pub pulse_quanta: &'a mut [f32],
-    /// Previous hand-off step of a newly activated synapse, or ACTIVE.
-    pub fresh: &'a mut [u32],
-    /// Receptor state, `SLOT_STRIDE` per slot.
-    pub r: &'a mut [f32],
+    /// Slots active before this step.
+    pub old: &'a [Slot],
+    /// Slots of the synapses this step activated.
+    pub new: &'a [Slot],
+    /// The next step's slots: `old.len() + new.len()` of room.
+    pub out: &'a mut [Slot],
     /// Hand-off step per synapse.
     pub handoff_step: &'a mut [u32],
     /// Receptor open fraction at hand-off, `handoff_stride` per synapse.
@@ -314,8 +279,11 @@ pub struct State {
     /// Quanta released in the last computed step, summed over synapses.
     pub quanta_step: f64,
     /// The first non-finite value a kernel produced: (element, variable, is a synapse).
-    pub non_finite: Option<(u32, &'static str, bool)>,
+    pub non_finite: NonFinite,
 }
+
+/// A non-finite value a kernel produced, if any: (element, variable, is a synapse).
+pub type NonFinite = Option<(u32, &'static str, bool)>;
 
 impl State {
     /// The neuron arrays split at the neuron ids `bounds` (ascending, from 0 to
@@ -393,45 +361,42 @@ impl State {
             .collect()
     }
 
-    /// The state `cleft` writes, split at the neuron ids `neurons` (ascending, from 0 to
-    /// n_neurons), at the matching synapse ids `synapses` (the neurons' first incoming
-    /// synapses) and active slots `slots`.
-    pub fn cleft_parts(
-        &mut self,
+    /// What `cleft` reads and writes, split at the neuron ids `neurons` (ascending, from 0
+    /// to n_neurons), at the matching synapse ids `synapses` (the neurons' first incoming
+    /// synapses), at the slots `slots` of the active pool and `new_slots` of `new` (this
+    /// step's activations), and at `out_slots` of `out` (each range's room: its old and
+    /// new slots).
+    #[expect(clippy::too_many_arguments, reason = "one split per array family")]
+    pub fn cleft_parts<'a>(
+        &'a mut self,
         neurons: &[usize],
         synapses: &[usize],
         slots: &[usize],
+        new: &'a [Slot],
+        new_slots: &[usize],
+        out: &'a mut [Slot],
+        out_slots: &[usize],
         n_receptors: usize,
-    ) -> Vec<CleftPart<'_>> {
+    ) -> Vec<CleftPart<'a>> {
         let hs = self.handoff_stride;
-        let a = &mut self.active;
-        let mut syn = split_parts(&mut a.syn, slots, 1).into_iter();
-        let mut cleft = split_parts(&mut a.cleft_mm, slots, 1).into_iter();
-        let mut released = split_parts(&mut a.released, slots, 1).into_iter();
-        let mut left = split_parts(&mut a.pulse_left, slots, 1).into_iter();
-        let mut quanta = split_parts(&mut a.pulse_quanta, slots, 1).into_iter();
-        let mut fresh = split_parts(&mut a.fresh, slots, 1).into_iter();
-        let mut r = split_parts(&mut a.r, slots, SLOT_STRIDE).into_iter();
+        let old = &self.active.slots;
+        let mut outs = split_parts(out, out_slots, 1).into_iter();
         let mut step = split_parts(&mut self.handoff_step, synapses, 1).into_iter();
         let mut hr = split_parts(&mut self.handoff_r, synapses, hs).into_iter();
         let mut active = split_parts(&mut self.g_active_ns, neurons, n_receptors).into_iter();
         let mut pool = split_parts(&mut self.g_pool_ns, neurons, n_receptors).into_iter();
+        let one = "one part per range";
         (0..neurons.len().saturating_sub(1))
             .map(|k| CleftPart {
                 base: neurons[k],
                 syn_base: synapses[k],
-                slot_base: slots[k],
-                syn: syn.next().expect("one part per range"),
-                cleft_mm: cleft.next().expect("one part per range"),
-                released: released.next().expect("one part per range"),
-                pulse_left: left.next().expect("one part per range"),
-                pulse_quanta: quanta.next().expect("one part per range"),
-                fresh: fresh.next().expect("one part per range"),
-                r: r.next().expect("one part per range"),
-                handoff_step: step.next().expect("one part per range"),
-                handoff_r: hr.next().expect("one part per range"),
-                g_active_ns: active.next().expect("one part per range"),
-                g_pool_ns: pool.next().expect("one part per range"),
+                old: &old[slots[k]..slots[k + 1]],
+                new: &new[new_slots[k]..new_slots[k + 1]],
+                out: outs.next().expect(one),
+                handoff_step: step.next().expect(one),
+                handoff_r: hr.next().expect(one),
+                g_active_ns: active.next().expect(one),
+                g_pool_ns: pool.next().expect(one),
             })
             .collect()
     }
@@ -568,81 +533,5 @@ impl State {
         s.ring = vec![Vec::new(); ring_len];
         s.ring_async = vec![Vec::new(); ring_len];
         s
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A pool slot: synapse, cleft, released, pulse left, pulse quanta, fresh, r.
-    type Slot = (u32, f32, f32, u32, f32, u32, Vec<f32>);
-
-    /// The slots of a pool, for comparing with a plain sorted list.
-    fn slots(p: &ActivePool) -> Vec<Slot> {
-        (0..p.len())
-            .map(|k| {
-                (
-                    p.syn[k],
-                    p.cleft_mm[k],
-                    p.released[k],
-                    p.pulse_left[k],
-                    p.pulse_quanta[k],
-                    p.fresh[k],
-                    p.r[k * SLOT_STRIDE..(k + 1) * SLOT_STRIDE].to_vec(),
-                )
-            })
-            .collect()
-    }
-
-    /// Merging and compacting in runs keeps every slot's state with its synapse, in
-    /// ascending order, as slot-by-slot insertion and removal would.
-    #[test]
-    fn merge_and_retain_move_whole_slots() {
-        let mut rng = crate::philox::Stream::new(7, 0, 0);
-        let mut pool = ActivePool::default();
-        let mut next = 0u32;
-        for round in 0..200 {
-            // New synapses: ids not yet in the pool, ascending.
-            let mut new: Vec<u32> = (0..(rng.uniform_f64() * 20.0) as u32)
-                .map(|_| (rng.uniform_f64() * 3000.0) as u32)
-                .filter(|s| pool.slot_of(*s).is_none())
-                .collect();
-            new.sort_unstable();
-            new.dedup();
-            let mut want = slots(&pool);
-            for &s in &new {
-                want.push((s, 0.0, 0.0, 0, 0.0, NO_HANDOFF, vec![0.0; SLOT_STRIDE]));
-            }
-            want.sort_by_key(|x| x.0);
-            pool.merge_new(&new);
-            // Give every slot distinct state, then drop a random subset.
-            for k in 0..pool.len() {
-                next += 1;
-                pool.cleft_mm[k] = next as f32;
-                pool.released[k] = (next * 3) as f32;
-                pool.pulse_left[k] = next;
-                pool.pulse_quanta[k] = (next * 5) as f32;
-                pool.fresh[k] = next * 7;
-                pool.r[k * SLOT_STRIDE] = (next * 11) as f32;
-                pool.r[(k + 1) * SLOT_STRIDE - 1] = (next * 13) as f32;
-            }
-            assert_eq!(
-                slots(&pool).iter().map(|x| x.0).collect::<Vec<_>>(),
-                want.iter().map(|x| x.0).collect::<Vec<_>>(),
-                "round {round}: merged order"
-            );
-            let before = slots(&pool);
-            let keep: Vec<bool> = (0..pool.len()).map(|_| rng.uniform_f64() < 0.8).collect();
-            pool.retain(&keep);
-            let kept: Vec<_> = before
-                .into_iter()
-                .zip(&keep)
-                .filter(|(_, &k)| k)
-                .map(|(x, _)| x)
-                .collect();
-            assert_eq!(slots(&pool), kept, "round {round}: retained slots");
-        }
-        assert!(next > 1000);
     }
 }

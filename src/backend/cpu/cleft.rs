@@ -8,12 +8,17 @@
 //! (§5.4, exact). Slots are visited in ascending synapse id, which is post-major order,
 //! so every neuron's sum is gathered in a fixed order. Ranges of postsynaptic neurons,
 //! with their incoming synapses' slots, run on different threads ([`CleftPart`]).
+//!
+//! The pool is not copied apart from this pass: the kernel merges the slots that were
+//! active with those this step activated (both ascending) as it visits them, and writes
+//! each one that stays active, as one record, to the next step's pool, so bringing new
+//! synapses in and dropping cleared ones costs no pass of its own.
 
 use crate::layout::{receptor, GpuSynType, PowTable};
 use crate::math::{exp_sw_slice, pow_sw, relax};
 use crate::model::{pow_decay, Model};
 use crate::network::Network;
-use crate::state::{CleftPart, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
+use crate::state::{CleftPart, Slot, ACTIVE, NO_HANDOFF};
 
 /// GABA_B contributions below this fraction of g_max are dropped when the synapse
 /// deactivates (G⁴/(G⁴+K_D) < 1e-9, i.e. G < 0.018 with K_D = 100).
@@ -28,45 +33,45 @@ const MR: usize = crate::netfile::validate::MAX_RECEPTORS;
 /// the exponential cleft; the pulse value for the DMS pulse), after which the cleft is
 /// advanced to the end of the step; and whether it is cleared.
 #[inline]
-fn transmitter(slot: usize, ty: &GpuSynType, st: &mut CleftPart<'_>) -> (f32, bool) {
+fn transmitter(ty: &GpuSynType, slot: &mut Slot) -> (f32, bool) {
     let t_mm;
     let cleared;
     if ty.cleft_pulse == 1 {
-        t_mm = if st.pulse_left[slot] > 0 {
-            st.pulse_quanta[slot] * ty.pulse_mm
+        t_mm = if slot.pulse_left > 0 {
+            slot.pulse_quanta * ty.pulse_mm
         } else {
             0.0
         };
-        if st.pulse_left[slot] > 0 {
-            st.pulse_left[slot] -= 1;
+        if slot.pulse_left > 0 {
+            slot.pulse_left -= 1;
         }
-        cleared = st.pulse_left[slot] == 0;
-        st.cleft_mm[slot] = if cleared { 0.0 } else { t_mm };
+        cleared = slot.pulse_left == 0;
+        slot.cleft_mm = if cleared { 0.0 } else { t_mm };
     } else {
-        let t_now = st.cleft_mm[slot];
+        let t_now = slot.cleft_mm;
         t_mm = t_now * ty.clear_half;
         let t_next = t_now * ty.clear_full;
         cleared = t_next < ty.clear_threshold_mm;
-        st.cleft_mm[slot] = if cleared { 0.0 } else { t_next };
+        slot.cleft_mm = if cleared { 0.0 } else { t_next };
     }
     (t_mm, cleared)
 }
 
 avx2_or_baseline! {
     /// Advances the active synapses of one range (`part`: the postsynaptic neurons of the
-    /// range, their incoming synapses and those synapses' slots) by one step of `t`, and sets
-    /// `keep` (one per slot of the range) false for the cleared ones. The first non-finite
-    /// conductance goes to `non_finite`. Ranges own disjoint state, so they run on different
-    /// threads; within a range, slots are visited in ascending synapse id as before.
+    /// range, their incoming synapses and those synapses' slots, old and new) by one step of
+    /// `t`, writes those that stay active to `part.out` in ascending synapse id and returns
+    /// their number. The first non-finite conductance goes to `non_finite`. Ranges own
+    /// disjoint state, so they run on different threads; within a range, slots are visited
+    /// in ascending synapse id as before.
     pub fn cleft(
         model: &Model,
         net: &Network,
         t: u32,
         handoff_stride: usize,
         st: &mut CleftPart<'_>,
-        keep: &mut [bool],
-        non_finite: &mut Option<(u32, &'static str, bool)>,
-    ) => cleft_body
+        non_finite: &mut crate::state::NonFinite,
+    ) -> usize => cleft_body
 }
 
 /// The body of [`cleft`], inlined into each build of it.
@@ -81,9 +86,8 @@ fn cleft_body(
     t: u32,
     handoff_stride: usize,
     st: &mut CleftPart<'_>,
-    keep: &mut [bool],
-    non_finite: &mut Option<(u32, &'static str, bool)>,
-) {
+    non_finite: &mut crate::state::NonFinite,
+) -> usize {
     let dt = model.dt_ms as f32;
     let nr = model.receptors.len();
     let tables: &[PowTable] = &model.pow_tables;
@@ -96,16 +100,29 @@ fn cleft_body(
     let mut t_blk = [0f32; BLOCK];
     let mut cleared_blk = [false; BLOCK];
     let mut decay = [0f32; BLOCK * MR];
-    let n_slots = st.syn.len();
-    let mut b0 = 0;
-    while b0 < n_slots {
-        let b1 = (b0 + BLOCK).min(n_slots);
+    let mut done_blk = [false; BLOCK];
+    let (old, new) = (st.old, st.new);
+    let (mut i, mut i_new) = (0, 0);
+    // Slots out[..kept] stay active.
+    let mut kept = 0;
+    while i < old.len() || i_new < new.len() {
+        // The next BLOCK synapses in ascending id, from the old slots and the new ones,
+        // go to the next step's pool after those kept so far, and are advanced there.
+        let mut nb = 0;
+        while nb < BLOCK && (i < old.len() || i_new < new.len()) {
+            if i_new == new.len() || (i < old.len() && old[i].syn < new[i_new].syn) {
+                st.out[kept + nb] = old[i];
+                i += 1;
+            } else {
+                st.out[kept + nb] = new[i_new];
+                i_new += 1;
+            }
+            nb += 1;
+        }
         let mut m = 0;
-        for slot in b0..b1 {
-            let k = slot - b0;
-            let syn = st.syn[slot] as usize;
-            let ty = &model.syn_types[net.syn_type[syn] as usize].gpu;
-            let (t_mm, cleared) = transmitter(slot, ty, st);
+        for (k, slot) in st.out[kept..kept + nb].iter_mut().enumerate() {
+            let ty = &model.syn_types[net.syn_type[slot.syn as usize] as usize].gpu;
+            let (t_mm, cleared) = transmitter(ty, slot);
             t_blk[k] = t_mm;
             cleared_blk[k] = cleared;
             for j in 0..ty.n_receptors as usize {
@@ -120,18 +137,17 @@ fn cleft_body(
         }
         exp_sw_slice(&mut decay[..m]);
         let mut m = 0;
-        for slot in b0..b1 {
-            let kb = slot - b0;
-            let syn = st.syn[slot] as usize;
+        for kb in 0..nb {
+            let slot = &mut st.out[kept + kb];
+            let syn = slot.syn as usize;
             let ty = &model.syn_types[net.syn_type[syn] as usize].gpu;
             let post = net.syn_post[syn] as usize - st.base;
             let hs = (syn - st.syn_base) * handoff_stride;
             let w = net.syn_weight[syn];
             let first = ty.receptor_first as usize;
             let nrec = ty.n_receptors as usize;
-            let base = slot * SLOT_STRIDE;
             // Re-activation: take this synapse's share back out of the neuron pool (§5.4).
-            let prev = st.fresh[slot];
+            let prev = slot.fresh;
             if prev != ACTIVE {
                 if prev != NO_HANDOFF {
                     let held = t - prev;
@@ -146,15 +162,15 @@ fn cleft_body(
                         // the previous step is r_h·e^{-β(t - 1 - t_h)}.
                         let pool = &mut st.g_pool_ns[post * nr + first + j];
                         *pool = (*pool - rc.g_max_ns * w * r_h * pow_decay(tab, held)).max(0.0);
-                        st.r[base + 2 * j] = r_h * pow_decay(tab, held - 1);
+                        slot.r[2 * j] = r_h * pow_decay(tab, held - 1);
                     }
                 }
-                st.fresh[slot] = ACTIVE;
+                slot.fresh = ACTIVE;
             }
             let (t_mm, cleared) = (t_blk[kb], cleared_blk[kb]);
             // A synapse with exp receptors only has no cleft-dependent state: it leaves the
             // pool in the step after its release (so its `released` count can be sampled).
-            let mut done = cleared || (ty.cleft_dependent == 0 && st.released[slot] == 0.0);
+            let mut done = cleared || (ty.cleft_dependent == 0 && slot.released == 0.0);
             let mut g = [0f32; MR];
             for j in 0..nrec {
                 let rc = &model.gpu_receptors[first + j];
@@ -164,24 +180,24 @@ fn cleft_body(
                         let a = rc.alpha * t_mm;
                         let k = a + rc.beta;
                         let r_inf = a / k;
-                        let r = relax(r_inf, st.r[base + 2 * j], decay[m]);
+                        let r = relax(r_inf, slot.r[2 * j], decay[m]);
                         m += 1;
-                        st.r[base + 2 * j] = r;
+                        slot.r[2 * j] = r;
                         g[j] = rc.g_max_ns * w * r;
                     }
                     receptor::GABA_B => {
                         // R: frozen-T form with K1, K2; G ← G_inf + (G - G_inf)e^{-K4 dt},
                         // G_inf = K3·R/K4 with R from the start of the step (§5.2).
-                        let r_old = st.r[base + 2 * j];
+                        let r_old = slot.r[2 * j];
                         let a = rc.alpha * t_mm;
                         let k = a + rc.beta;
                         let r_inf = a / k;
                         let r_new = relax(r_inf, r_old, decay[m]);
                         m += 1;
                         let g_inf = rc.k3 * r_old / rc.k4;
-                        let gp = relax(g_inf, st.r[base + 2 * j + 1], rc.decay_k4);
-                        st.r[base + 2 * j] = r_new;
-                        st.r[base + 2 * j + 1] = gp;
+                        let gp = relax(g_inf, slot.r[2 * j + 1], rc.decay_k4);
+                        slot.r[2 * j] = r_new;
+                        slot.r[2 * j + 1] = gp;
                         let gn = pow_sw(gp, rc.n_hill);
                         let frac = gn / (gn + rc.k_d);
                         g[j] = rc.g_max_ns * w * frac;
@@ -189,7 +205,7 @@ fn cleft_body(
                     }
                     _ => {
                         // Exponential conductance: each quantum adds g_max·w to the pool (§6.4a).
-                        st.g_pool_ns[post * nr + first + j] += rc.g_max_ns * w * st.released[slot];
+                        st.g_pool_ns[post * nr + first + j] += rc.g_max_ns * w * slot.released;
                     }
                 }
             }
@@ -203,7 +219,7 @@ fn cleft_body(
                     receptor::KINETIC if done => {
                         // Hand-off: from now on dr/dt = -βr is linear and lives in the pool (§5.4).
                         st.g_pool_ns[idx] += g[j];
-                        st.handoff_r[hs + j] = st.r[base + 2 * j];
+                        st.handoff_r[hs + j] = slot.r[2 * j];
                     }
                     receptor::KINETIC | receptor::GABA_B => st.g_active_ns[idx] += g[j],
                     _ => {}
@@ -213,8 +229,20 @@ fn cleft_body(
                 st.handoff_step[syn - st.syn_base] =
                     if handoff_stride > 0 { t } else { NO_HANDOFF };
             }
-            keep[slot] = !done;
+            done_blk[kb] = done;
         }
-        b0 = b1;
+        // The block's cleared slots leave: those after them move down (most blocks have
+        // none, and then nothing moves).
+        let mut w = kept;
+        for (kb, &done) in done_blk[..nb].iter().enumerate() {
+            if !done {
+                if w != kept + kb {
+                    st.out[w] = st.out[kept + kb];
+                }
+                w += 1;
+            }
+        }
+        kept = w;
     }
+    kept
 }

@@ -236,7 +236,7 @@ pub struct Fired {
     /// Neurons that spiked.
     pub spikes: Vec<u32>,
     /// The first NaN or infinite value: (neuron, variable, false).
-    pub non_finite: Option<(u32, &'static str, bool)>,
+    pub non_finite: crate::state::NonFinite,
 }
 
 avx2_or_baseline! {

@@ -8,12 +8,15 @@
 /// the same bits.
 macro_rules! avx2_or_baseline {
     ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
+        avx2_or_baseline! { $(#[$attr])* $vis fn $name($($arg: $ty),*) -> () => $body }
+    };
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty => $body:ident) => {
         $(#[$attr])*
-        $vis fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) {
+                fn avx2($($arg: $ty),*) -> $ret {
                     $body($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx2") {
@@ -41,7 +44,7 @@ use crate::error::Error;
 use crate::layout::StepParams;
 use crate::model::Model;
 use crate::network::Network;
-use crate::state::{State, ACTIVE};
+use crate::state::{Slot, State, ACTIVE};
 use integrate::Fired;
 use rayon::prelude::*;
 use release::Released;
@@ -60,8 +63,10 @@ pub struct CpuBackend {
     /// This step's releases split: into the cleft (`slow`) and straight into the pool.
     slow: Vec<(u32, f32)>,
     direct: Vec<(u32, f32)>,
-    scratch: Vec<u32>,
-    keep: Vec<bool>,
+    /// This step's newly activated synapses' slots (ascending), built by `activate`.
+    new_slots: Vec<Slot>,
+    /// The spare pool `cleft` writes the next step's slots into.
+    next_slots: Vec<Slot>,
     profile: Option<[f64; KERNELS.len()]>,
     /// Synapses whose `released` is reported, with the quanta released since the last
     /// sample (the report is a sum over the sampling interval).
@@ -96,7 +101,12 @@ pub struct CpuBackend {
     /// each range's first non-finite conductance.
     cleft_syn: Vec<usize>,
     cleft_slots: Vec<usize>,
-    cleft_out: Vec<Option<(u32, &'static str, bool)>>,
+    /// Per cleft range: the first slot of `new_slots`.
+    cleft_new: Vec<usize>,
+    /// Per cleft range: the first slot of its room in `next_slots`.
+    cleft_room: Vec<usize>,
+    /// Per cleft range: its first non-finite value and how many slots stay active.
+    cleft_out: Vec<(crate::state::NonFinite, usize)>,
     /// The most ranges `release` was split into in one step.
     most_event_ranges: usize,
     /// Active synapse-steps since the start.
@@ -188,8 +198,8 @@ impl CpuBackend {
             merged: Vec::new(),
             slow: Vec::new(),
             direct: Vec::new(),
-            scratch: Vec::new(),
-            keep: Vec::new(),
+            new_slots: Vec::new(),
+            next_slots: Vec::new(),
             profile: None,
             released_since: Vec::new(),
             event_quanta: Vec::new(),
@@ -215,6 +225,8 @@ impl CpuBackend {
             active_steps: 0,
             cleft_syn: Vec::new(),
             cleft_slots: Vec::new(),
+            cleft_new: Vec::new(),
+            cleft_room: Vec::new(),
             cleft_out: Vec::new(),
         }
     }
@@ -290,58 +302,71 @@ impl CpuBackend {
     }
 
     /// `cleft` over ranges of postsynaptic neurons with their incoming synapses' active
-    /// slots, one per thread; then the cleared slots leave the pool.
+    /// and newly activated slots, one per thread, each writing its range's next slots
+    /// into the spare pool, which then becomes the active pool.
     fn cleft_ranges(&mut self) {
         let model = Arc::clone(&self.model);
         let net = Arc::clone(&self.net);
         let nr = model.receptors.len();
-        {
-            // Ranges of postsynaptic neurons, their first incoming synapses and the first
-            // active slot of those synapses (slots are ascending by synapse id); one range
-            // while there are too few active synapses to share.
-            let nb = if self.st.active.len() >= 2 * self.min_slots {
-                &self.cleft_bounds
-            } else {
-                &self.whole
-            };
-            self.cleft_syn.clear();
-            self.cleft_slots.clear();
-            for &b in nb {
-                let s0 = net.in_offsets[b];
-                self.cleft_syn.push(s0 as usize);
-                self.cleft_slots
-                    .push(self.st.active.syn.partition_point(|&s| s < s0));
-            }
-            let n_slots = self.st.active.len();
-            self.active_steps += n_slots as u64;
-            self.keep.clear();
-            self.keep.resize(n_slots, true);
-            if self.cleft_out.len() < nb.len() - 1 {
-                self.cleft_out.resize(nb.len() - 1, None);
-            }
-            let (t, hs) = (self.st.step, self.st.handoff_stride);
-            let parts = self
-                .st
-                .cleft_parts(nb, &self.cleft_syn, &self.cleft_slots, nr);
-            let mut keep = crate::state::split_parts(&mut self.keep, &self.cleft_slots, 1);
-            let mut items: Vec<_> = parts
-                .into_iter()
-                .zip(keep.iter_mut())
-                .zip(self.cleft_out.iter_mut())
-                .collect();
-            for_each(self.pool.as_ref(), &mut items, |((part, keep), bad)| {
-                **bad = None;
-                cleft::cleft(&model, &net, t, hs, part, keep, bad)
-            });
-            for bad in &self.cleft_out[..nb.len() - 1] {
-                if self.st.non_finite.is_none() {
-                    self.st.non_finite = *bad;
-                }
-            }
-            if self.keep.iter().any(|k| !k) {
-                self.st.active.retain(&self.keep);
-            }
+        // Ranges of postsynaptic neurons, their first incoming synapses and the first
+        // active and new slots of those synapses (slots are ascending by synapse id); one
+        // range while there are too few active synapses to share.
+        let n_slots = self.st.active.len() + self.new_slots.len();
+        let nb = if n_slots >= 2 * self.min_slots {
+            &self.cleft_bounds
+        } else {
+            &self.whole
+        };
+        self.cleft_syn.clear();
+        self.cleft_slots.clear();
+        self.cleft_new.clear();
+        self.cleft_room.clear();
+        for &b in nb {
+            let s0 = net.in_offsets[b];
+            self.cleft_syn.push(s0 as usize);
+            let old = self.st.active.first_at_or_after(s0);
+            let new = self.new_slots.partition_point(|s| s.syn < s0);
+            self.cleft_slots.push(old);
+            self.cleft_new.push(new);
+            self.cleft_room.push(old + new);
         }
+        self.active_steps += n_slots as u64;
+        let ranges = nb.len() - 1;
+        if self.cleft_out.len() < ranges {
+            self.cleft_out.resize(ranges, (None, 0));
+        }
+        self.next_slots.resize(n_slots, Slot::default());
+        let (t, hs) = (self.st.step, self.st.handoff_stride);
+        let parts = self.st.cleft_parts(
+            nb,
+            &self.cleft_syn,
+            &self.cleft_slots,
+            &self.new_slots,
+            &self.cleft_new,
+            &mut self.next_slots,
+            &self.cleft_room,
+            nr,
+        );
+        let mut items: Vec<_> = parts.into_iter().zip(self.cleft_out.iter_mut()).collect();
+        for_each(self.pool.as_ref(), &mut items, |(part, (bad, kept))| {
+            *bad = None;
+            *kept = cleft::cleft(&model, &net, t, hs, part, bad);
+        });
+        // Each range's survivors start at its room; the gaps between ranges close (the
+        // only copy, and only with more than one range).
+        let mut n = 0;
+        for (k, &(bad, kept)) in self.cleft_out[..ranges].iter().enumerate() {
+            if self.st.non_finite.is_none() {
+                self.st.non_finite = bad;
+            }
+            let from = self.cleft_room[k];
+            if from != n {
+                self.next_slots.copy_within(from..from + kept, n);
+            }
+            n += kept;
+        }
+        self.next_slots.truncate(n);
+        std::mem::swap(&mut self.st.active.slots, &mut self.next_slots);
     }
 
     /// `integrate` over the neuron ranges, one per thread; the ranges' spikes are
@@ -531,7 +556,7 @@ impl Backend for CpuBackend {
             &mut self.slow,
             &mut self.direct,
         );
-        release::activate(&model, &net, &self.slow, &mut self.st, &mut self.scratch);
+        release::activate(&model, &net, &self.slow, &mut self.st, &mut self.new_slots);
         lap(1);
         let nr = model.receptors.len();
         {
@@ -585,7 +610,7 @@ impl Backend for CpuBackend {
         for (syn, acc) in self.released_since.iter_mut() {
             if self.st.handoff_of(*syn as usize) == ACTIVE {
                 if let Some(k) = self.st.active.slot_of(*syn) {
-                    *acc += self.st.active.released[k];
+                    *acc += self.st.active.slots[k].released;
                 }
             }
         }

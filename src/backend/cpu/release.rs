@@ -15,7 +15,7 @@ use crate::math::{exp_sw, ln_sw, pow_sw};
 use crate::model::Model;
 use crate::network::Network;
 use crate::philox::{Domain, Lanes, Purpose};
-use crate::state::{State, Terminals, ACTIVE};
+use crate::state::{Slot, State, Terminals, ACTIVE};
 
 /// Release probability per docked vesicle of a CA synapse with facilitation site `x_f`
 /// just before this AP (§2.1). f32, the same operations as the shader.
@@ -281,52 +281,54 @@ pub fn release(
 
 /// Adds released transmitter to the clefts (§4.1) and activates synapses. `releases` is
 /// ascending by synapse and holds all of this step's releases (events and last step's
-/// minis), so the per-step `released` counters restart from 0 first.
+/// minis), so the per-step `released` counters restart from 0 first. A synapse that was
+/// not active gets a slot in `new` (ascending, cleared first), which `cleft` merges into
+/// the pool as it advances it.
 pub fn activate(
     model: &Model,
     net: &Network,
     releases: &[(u32, f32)],
     st: &mut State,
-    scratch: &mut Vec<u32>,
+    new: &mut Vec<Slot>,
 ) {
-    st.active.released.iter_mut().for_each(|x| *x = 0.0);
-    scratch.clear();
-    scratch.extend(
-        releases
-            .iter()
-            .map(|r| r.0)
-            .filter(|&s| st.handoff_step[s as usize] != ACTIVE),
-    );
-    st.active.merge_new(scratch);
+    for s in st.active.slots.iter_mut() {
+        s.released = 0.0;
+    }
+    new.clear();
     // Releases and slots are both ascending: each slot is found after the previous one.
     let mut lo = 0;
     for &(syn, q) in releases {
         let ty = &model.syn_types[net.syn_type[syn as usize] as usize].gpu;
-        let slot = lo + st.active.syn[lo..].partition_point(|&x| x < syn);
-        assert_eq!(
-            st.active.syn.get(slot),
-            Some(&syn),
-            "every released synapse was just made active"
-        );
-        lo = slot;
         let s = syn as usize;
-        if st.handoff_step[s] != ACTIVE {
+        let slot = if st.handoff_step[s] != ACTIVE {
             // The slot remembers the hand-off step so `cleft` can take the state back (§5.4).
-            st.active.fresh[slot] = st.handoff_step[s];
+            new.push(Slot::new(syn, st.handoff_step[s]));
             st.handoff_step[s] = ACTIVE;
-        }
-        st.active.released[slot] += q;
+            new.last_mut().expect("just pushed")
+        } else if new.last().is_some_and(|n| n.syn == syn) {
+            new.last_mut().expect("not empty")
+        } else {
+            let k = lo + st.active.slots[lo..].partition_point(|x| x.syn < syn);
+            assert_eq!(
+                st.active.slots.get(k).map(|x| x.syn),
+                Some(syn),
+                "every active synapse has a slot"
+            );
+            lo = k;
+            &mut st.active.slots[k]
+        };
+        slot.released += q;
         st.quanta_step += q as f64;
         // Multivesicular release adds concentration in the shared cleft (§5.3).
-        st.active.cleft_mm[slot] += q * ty.delta_t_mm;
+        slot.cleft_mm += q * ty.delta_t_mm;
         if ty.cleft_pulse == 1 {
-            let still = if st.active.pulse_left[slot] > 0 {
-                st.active.pulse_quanta[slot]
+            let still = if slot.pulse_left > 0 {
+                slot.pulse_quanta
             } else {
                 0.0
             };
-            st.active.pulse_quanta[slot] = still + q;
-            st.active.pulse_left[slot] = ty.pulse_steps;
+            slot.pulse_quanta = still + q;
+            slot.pulse_left = ty.pulse_steps;
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::layout::{
 };
 use crate::math::relax;
 use crate::model::pow_decay;
-use crate::state::{State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
+use crate::state::{State, ACTIVE, NO_HANDOFF};
 
 /// The kernel's probe code of a neuron variable (`layout::probe`).
 pub fn probe_code(var: NeuronVar) -> u32 {
@@ -142,11 +142,11 @@ pub fn sample_synapse(
         x = st.endo.get(i).copied().unwrap_or(0) as f32;
     } else if code == probe::RELEASED {
         if let Some(k) = slot {
-            x = st.active.released[k];
+            x = st.active.slots[k].released;
         }
     } else if code == probe::CLEFT {
         if let Some(k) = slot {
-            x = st.active.cleft_mm[k];
+            x = st.active.slots[k].cleft_mm;
         }
     } else if code == probe::TM_U {
         if ty.release != rel::CA {
@@ -168,7 +168,7 @@ pub fn sample_synapse(
             code - probe::SYN_R
         } as usize;
         if let Some(k) = slot {
-            x = st.active.r[k * SLOT_STRIDE + 2 * j + g_prot as usize];
+            x = st.active.slots[k].r[2 * j + g_prot as usize];
         } else if !g_prot && st.handoff_of(i) != NO_HANDOFF && st.handoff_stride > 0 {
             let rc = &receptors[ty.receptor_first as usize + j];
             if rc.kind == receptor::KINETIC {
