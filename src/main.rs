@@ -446,6 +446,12 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
         gib(est.build_bytes),
         gib(est.peak_bytes)
     );
+    if quantal::model::SynapseArrays::of(&model).any_cleft {
+        say!(
+            "        plus {} B per synapse active at once (its cleft and receptor record in the active pool and in the pool cleft writes the next step to), which depends on the activity: e.g. 6.5 MiB for coba_kinetic's 71 000 at 30 Hz",
+            2 * std::mem::size_of::<quantal::state::Slot>()
+        );
+    }
     let gpu_bytes = quantal::backend::gpu::image_bytes(&model, &net);
     say!(
         "        gpu backend: about {} on the device (dense synapse image, --backend gpu)",
