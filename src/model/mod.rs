@@ -492,6 +492,21 @@ impl Model {
             .all(|t| t.gpu.release == layout::release::STATIC)
     }
 
+    /// True when every synapse type has static release onto exp receptors only, without
+    /// asynchronous or spontaneous release: each spike arrival is one quantum that goes
+    /// straight to the target's pooled conductance (the Brette 2007 kind of network).
+    pub fn static_exp_only(&self) -> bool {
+        self.all_static_release()
+            && self
+                .gpu_receptors
+                .iter()
+                .all(|r| r.kind == layout::receptor::EXP)
+            && self
+                .syn_types
+                .iter()
+                .all(|t| t.gpu.async_rho == 0.0 && t.spont_rate_per_s == 0.0)
+    }
+
     /// Total number of neurons (sources included).
     pub fn n_neurons(&self) -> u32 {
         self.pops.iter().map(|p| p.size).sum()

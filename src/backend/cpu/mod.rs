@@ -90,6 +90,11 @@ pub struct CpuBackend {
     syn_bounds: Vec<usize>,
     /// Events per range below which `release` is not split further.
     min_events: usize,
+    /// Static release onto exp receptors only ([`Model::static_exp_only`]): arrivals go
+    /// straight into the pools in one pass when the events fit one range.
+    static_exp: bool,
+    /// Steps that took that path.
+    static_steps: u64,
     /// Active slots per thread below which `cleft` runs as one range.
     min_slots: usize,
     /// One range of all neurons.
@@ -186,6 +191,7 @@ impl CpuBackend {
         let neuron_bounds = even_bounds(net.n_neurons() as usize, threads, MIN_NEURONS_PER_RANGE);
         let net_neurons = net.n_neurons() as usize;
         let all_static = model.all_static_release();
+        let static_exp = model.static_exp_only();
         let st = State::new(&model, &net);
         let spont = SpontParams::new(&model);
         Self {
@@ -213,6 +219,8 @@ impl CpuBackend {
             released: Vec::new(),
             event_cuts: Vec::new(),
             syn_bounds: Vec::new(),
+            static_exp,
+            static_steps: 0,
             min_events: if all_static {
                 MIN_STATIC_EVENTS_PER_RANGE
             } else {
@@ -242,6 +250,12 @@ impl CpuBackend {
         self.min_slots = min_events.max(1);
         self.cleft_bounds = even_bounds(self.net.n_neurons() as usize, self.threads, min_neurons);
         self
+    }
+
+    /// Steps whose static-exp arrivals went straight into the pools in one pass
+    /// ([`release::release_static_exp`]).
+    pub fn static_steps(&self) -> u64 {
+        self.static_steps
     }
 
     /// Threads this backend runs on.
@@ -299,6 +313,59 @@ impl CpuBackend {
                 c[2] += r[2];
             }
         }
+    }
+
+    /// `release` over this step's events and last step's minis, the direct split,
+    /// `activate`, the pools' decay and the direct releases into them (the general path;
+    /// `lap(1)` after `activate`).
+    fn release_and_pools(
+        &mut self,
+        model: &Model,
+        net: &Network,
+        params: &StepParams,
+        lap: &mut impl FnMut(usize),
+    ) {
+        self.release_ranges();
+        if !self.release_watch.is_empty() {
+            let t = self.st.step;
+            for (&(syn, kind), &q) in self.events.iter().zip(&self.event_quanta) {
+                if self.release_watch.binary_search(&syn).is_ok() {
+                    let kind = if kind == deliver::SPIKE {
+                        ReleaseKind::Evoked
+                    } else {
+                        ReleaseKind::Asynchronous
+                    };
+                    self.release_log.push(ReleaseEvent {
+                        step: t,
+                        synapse: syn,
+                        kind,
+                        quanta: q,
+                    });
+                }
+            }
+        }
+        let minis = std::mem::take(&mut self.st.pending_minis);
+        merge_releases(&self.releases, &minis, &mut self.merged);
+        // Synapses whose receptors are all exp need no cleft or receptor state: their
+        // quanta go straight to the neuron pool (§6.4a), after the pools decay.
+        release::split_direct(
+            model,
+            net,
+            &self.merged,
+            &self.st,
+            &mut self.slow,
+            &mut self.direct,
+        );
+        release::activate(model, net, &self.slow, &mut self.st, &mut self.new_slots);
+        lap(1);
+        let nr = model.receptors.len();
+        {
+            let mut parts = self.st.neurons(&self.neuron_bounds, nr);
+            for_each(self.pool.as_ref(), &mut parts, |c| {
+                decay_pools::decay_pools_all(params, &model.gpu_receptors, c)
+            });
+        }
+        release::release_direct(model, net, &self.direct, &mut self.st);
     }
 
     /// `cleft` over ranges of postsynaptic neurons with their incoming synapses' active
@@ -525,47 +592,33 @@ impl Backend for CpuBackend {
         };
         deliver::deliver(&mut self.st, &mut self.events);
         lap(0);
-        self.release_ranges();
-        if !self.release_watch.is_empty() {
-            let t = self.st.step;
-            for (&(syn, kind), &q) in self.events.iter().zip(&self.event_quanta) {
-                if self.release_watch.binary_search(&syn).is_ok() {
-                    let kind = if kind == deliver::SPIKE {
-                        ReleaseKind::Evoked
-                    } else {
-                        ReleaseKind::Asynchronous
-                    };
-                    self.release_log.push(ReleaseEvent {
-                        step: t,
-                        synapse: syn,
-                        kind,
-                        quanta: q,
-                    });
-                }
-            }
-        }
-        let minis = std::mem::take(&mut self.st.pending_minis);
-        merge_releases(&self.releases, &minis, &mut self.merged);
-        // Synapses whose receptors are all exp need no cleft or receptor state: their
-        // quanta go straight to the neuron pool (§6.4a), after the pools decay.
-        release::split_direct(
-            &model,
-            &net,
-            &self.merged,
-            &self.st,
-            &mut self.slow,
-            &mut self.direct,
-        );
-        release::activate(&model, &net, &self.slow, &mut self.st, &mut self.new_slots);
-        lap(1);
         let nr = model.receptors.len();
+        if self.static_exp
+            && self.release_watch.is_empty()
+            && self.released_since.is_empty()
+            && self.st.pending_minis.is_empty()
+            && self.events.len() < 2 * self.min_events
         {
-            let mut parts = self.st.neurons(&self.neuron_bounds, nr);
-            for_each(self.pool.as_ref(), &mut parts, |c| {
-                decay_pools::decay_pools_all(&params, &model.gpu_receptors, c)
-            });
+            // Static release onto exp receptors, as one range would run it: the pools
+            // decay (nothing else reads or writes them before), then each arrival adds
+            // its quantum straight into its target's pool, in one pass over the events.
+            {
+                let mut parts = self.st.neurons(&self.neuron_bounds, nr);
+                for_each(self.pool.as_ref(), &mut parts, |c| {
+                    decay_pools::decay_pools_all(&params, &model.gpu_receptors, c)
+                });
+            }
+            let (np, nt) = (model.pops.len(), model.syn_types.len());
+            if self.evoked.len() != np * np * nt {
+                self.evoked = vec![[0; 3]; np * np * nt];
+            }
+            self.most_event_ranges = self.most_event_ranges.max(1);
+            self.static_steps += 1;
+            release::release_static_exp(&model, &net, &self.events, &mut self.st, &mut self.evoked);
+            lap(1);
+        } else {
+            self.release_and_pools(&model, &net, &params, &mut lap);
         }
-        release::release_direct(&model, &net, &self.direct, &mut self.st);
         self.cleft_ranges();
         lap(2);
         self.integrate_ranges(&params);

@@ -333,6 +333,53 @@ pub fn activate(
     }
 }
 
+/// A step's spike arrivals in a network of static release onto exp receptors only
+/// ([`Model::static_exp_only`]): each is exactly one quantum, which adds ḡ·w to the target's
+/// pooled conductance (§6.4a). The statements of [`release`] for a static type, of the
+/// direct split and of [`release_direct`], fused into one pass over the events (ascending
+/// synapse id, the order of `release_direct`, one event per synapse), after the pools
+/// decayed: the same sums in the same order, the same evoked counts and quanta.
+pub fn release_static_exp(
+    model: &Model,
+    net: &Network,
+    events: &[(u32, u32)],
+    st: &mut State,
+    evoked: &mut [[u64; 3]],
+) {
+    let (np, nt) = (model.pops.len(), model.syn_types.len());
+    let nr = model.receptors.len();
+    let none = Terminals {
+        base: 0,
+        term: &mut [],
+        committed: &mut [],
+        reserve: &mut [],
+        endo: &mut [],
+    };
+    for (e, &(syn, kind)) in events.iter().enumerate() {
+        debug_assert_eq!(kind, SPIKE, "static release has no asynchronous fusions");
+        if let Some(&(ahead, _)) = events.get(e + PREFETCH_EVENTS) {
+            prefetch_event(net, ahead, &none, false);
+        }
+        let g = syn as usize;
+        let ty = &model.syn_types[net.syn_type[g] as usize].gpu;
+        let post = net.syn_post[g] as usize;
+        let w = net.syn_weight[g];
+        let quanta = 1.0f32;
+        let key = (net.neuron_pop[net.syn_pre[g] as usize] as usize * np
+            + net.neuron_pop[post] as usize)
+            * nt
+            + net.syn_type[g] as usize;
+        let c = &mut evoked[key];
+        c[0] += 1;
+        c[2] += (quanta * 65536.0).round() as u64;
+        st.quanta_step += quanta as f64;
+        for j in 0..ty.n_receptors as usize {
+            let rc = &model.gpu_receptors[ty.receptor_first as usize + j];
+            st.g_pool_ns[post * nr + ty.receptor_first as usize + j] += rc.g_max_ns * w * quanta;
+        }
+    }
+}
+
 /// Splits this step's releases (ascending synapse) into those that go through the cleft
 /// and those of synapses whose receptors are all exp and that are not active: the
 /// latter need no cleft or receptor state and go straight to the neuron pool
