@@ -525,6 +525,21 @@ fn lif_block_update(
         *refr = if in_ref { r.wrapping_sub(1) } else { r_next };
         *s = spike as u32;
     }
+    // Without relative refractoriness, adaptation and threshold elevation (every q is 0)
+    // and with all three at +0 (their initial value), the decays below leave them at +0:
+    // then the pass is skipped (a read-only test instead of a read-modify-write).
+    if p.q_rr_ns == 0.0 && p.q_sfa_ns == 0.0 && p.delta_theta_mv == 0.0 {
+        let bits = st.g_rr_ns[n..end]
+            .iter()
+            .zip(&st.g_sfa_ns[n..end])
+            .zip(&st.theta_mv[n..end])
+            .fold(0u32, |acc, ((a, b), c)| {
+                acc | a.to_bits() | b.to_bits() | c.to_bits()
+            });
+        if bits == 0 {
+            return;
+        }
+    }
     let decays = st.g_rr_ns[n..end]
         .iter_mut()
         .zip(&mut st.g_sfa_ns[n..end])
