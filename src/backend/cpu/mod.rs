@@ -93,6 +93,8 @@ pub struct CpuBackend {
     /// Static release onto exp receptors only ([`Model::static_exp_only`]): arrivals go
     /// straight into the pools in one pass when the events fit one range.
     static_exp: bool,
+    /// Scratch buffer of `deliver`'s sort.
+    sort_scratch: Vec<u32>,
     /// Steps that took that path.
     static_steps: u64,
     /// Active slots per thread below which `cleft` runs as one range.
@@ -220,6 +222,7 @@ impl CpuBackend {
             event_cuts: Vec::new(),
             syn_bounds: Vec::new(),
             static_exp,
+            sort_scratch: Vec::new(),
             static_steps: 0,
             min_events: if all_static {
                 MIN_STATIC_EVENTS_PER_RANGE
@@ -590,7 +593,7 @@ impl Backend for CpuBackend {
                 *t = now;
             }
         };
-        deliver::deliver(&mut self.st, &mut self.events);
+        deliver::deliver(&mut self.st, &mut self.events, &mut self.sort_scratch);
         lap(0);
         let nr = model.receptors.len();
         if self.static_exp
