@@ -499,7 +499,7 @@ pub mod syn_u32 {
     pub const HANDOFF_STEP: u32 = 5;
     /// Pulse cleft: steps left.
     pub const PULSE_LEFT: u32 = 6;
-    /// Hand-off step at activation (`ActivePool::fresh`).
+    /// Hand-off step at activation (`Slot::fresh`).
     pub const FRESH: u32 = 7;
     /// Miniature fusions drawn in the last step, released in this one.
     pub const MINIS: u32 = 8;
