@@ -75,29 +75,9 @@ impl ActivePool {
     pub fn first_at_or_after(&self, syn: u32) -> usize {
         self.slots.partition_point(|s| s.syn < syn)
     }
-    /// Synapse id of every slot.
-    pub fn syn(&self) -> Vec<u32> {
-        self.slots.iter().map(|s| s.syn).collect()
-    }
-    /// `fresh` of every slot.
-    pub fn fresh(&self) -> Vec<u32> {
-        self.slots.iter().map(|s| s.fresh).collect()
-    }
-    /// Cleft transmitter of every slot, mM.
-    pub fn cleft_mm(&self) -> Vec<f32> {
-        self.slots.iter().map(|s| s.cleft_mm).collect()
-    }
-    /// Quanta released in this step, every slot.
-    pub fn released(&self) -> Vec<f32> {
-        self.slots.iter().map(|s| s.released).collect()
-    }
-    /// Pulse steps left, every slot.
-    pub fn pulse_left(&self) -> Vec<u32> {
-        self.slots.iter().map(|s| s.pulse_left).collect()
-    }
-    /// Pulse quanta, every slot.
-    pub fn pulse_quanta(&self) -> Vec<f32> {
-        self.slots.iter().map(|s| s.pulse_quanta).collect()
+    /// One field of every slot, in slot order (e.g. `column(|s| s.syn)`).
+    pub fn column<T>(&self, field: impl Fn(&Slot) -> T) -> Vec<T> {
+        self.slots.iter().map(field).collect()
     }
     /// Receptor state of every slot, `SLOT_STRIDE` per slot.
     pub fn r(&self) -> Vec<f32> {
