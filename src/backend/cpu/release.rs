@@ -308,7 +308,16 @@ pub fn activate(
         } else if new.last().is_some_and(|n| n.syn == syn) {
             new.last_mut().expect("not empty")
         } else {
-            let k = lo + st.active.slots[lo..].partition_point(|x| x.syn < syn);
+            // Galloping from the previous slot: the next release is usually near it, so
+            // the search touches a few nearby records instead of halving the whole rest.
+            let rest = &st.active.slots[lo..];
+            let mut hi = 1;
+            while hi < rest.len() && rest[hi - 1].syn < syn {
+                hi *= 2;
+            }
+            let from = hi / 2;
+            let to = hi.min(rest.len());
+            let k = lo + from + rest[from..to].partition_point(|x| x.syn < syn);
             assert_eq!(
                 st.active.slots.get(k).map(|x| x.syn),
                 Some(syn),
