@@ -10,11 +10,31 @@ pub fn propagate(net: &Network, st: &mut State) {
     let len = st.ring.len() as u64;
     for k in 0..st.spikes.len() {
         let n = st.spikes[k] as usize;
-        for o in net.out_offsets[n]..net.out_offsets[n + 1] {
-            let syn = net.out_syn[o as usize];
+        let (o0, o1) = (net.out_offsets[n] as usize, net.out_offsets[n + 1] as usize);
+        for o in o0..o1 {
+            // A neuron's outgoing synapses lie anywhere in the delay array (synapse ids are
+            // post-major): ask for the delay of the synapse 16 entries ahead, so the misses
+            // overlap instead of following one another.
+            if let Some(&ahead) = net.out_syn.get(o + 16) {
+                prefetch(&net.syn_delay[ahead as usize]);
+            }
+            let syn = net.out_syn[o];
             // delay_steps ≥ 1 (§7), so nothing lands in the slot being processed.
             let slot = ((st.step as u64 + net.syn_delay[syn as usize] as u64) % len) as usize;
             st.ring[slot].push(syn);
         }
     }
+}
+
+/// Asks the CPU to bring the cache line of `x` into the cache (a hint; nothing is read).
+#[inline(always)]
+fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is only a hint, and the address is that of a live element.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((x as *const T).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
 }
