@@ -29,6 +29,20 @@ macro_rules! avx2_or_baseline {
     };
 }
 
+/// Asks the CPU to bring the cache line of `x` into the cache, so that a later load of it
+/// does not wait (`release`, `propagate`). A hint: nothing is read or changed.
+#[inline(always)]
+pub(crate) fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is only a hint, and the address is that of a live element.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((x as *const T).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
 pub mod cleft;
 pub mod decay_pools;
 pub mod deliver;

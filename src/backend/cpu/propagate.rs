@@ -2,6 +2,7 @@
 //! `step + delay_steps` (§7, DESIGN.md kernel 5). One invocation per spike × outgoing
 //! synapse on the GPU. CPU twin of the future `shaders/propagate.wgsl`.
 
+use super::prefetch;
 use crate::network::Network;
 use crate::state::State;
 
@@ -24,17 +25,4 @@ pub fn propagate(net: &Network, st: &mut State) {
             st.ring[slot].push(syn);
         }
     }
-}
-
-/// Asks the CPU to bring the cache line of `x` into the cache (a hint; nothing is read).
-#[inline(always)]
-fn prefetch<T>(x: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: a prefetch is only a hint, and the address is that of a live element.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>((x as *const T).cast()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
 }

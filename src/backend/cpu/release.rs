@@ -9,6 +9,7 @@
 //! go to [`activate`], which adds transmitter to the cleft and marks the synapse active.
 
 use super::deliver::SPIKE;
+use super::prefetch;
 use super::terminal::advance_terminal;
 use crate::layout::{release as rel, GpuSynType, PowTable};
 use crate::math::{exp_sw, ln_sw, pow_sw};
@@ -106,30 +107,20 @@ const PREFETCH_EVENTS: usize = 8;
 /// in a loop before the events). No value is read or changed.
 #[inline(always)]
 fn prefetch_event(net: &Network, syn: u32, st: &Terminals<'_>, terminal: bool) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let i = syn as usize;
-        let l = i - st.base;
-        let mut lines: [*const i8; 5] = [
-            net.syn_type[i..].as_ptr().cast(),
-            net.syn_pre[i..].as_ptr().cast(),
-            net.syn_post[i..].as_ptr().cast(),
-            net.syn_weight[i..].as_ptr().cast(),
-            std::ptr::null(),
-        ];
-        let mut count = 4;
-        if terminal {
-            lines[4] = st.term[l..].as_ptr().cast();
-            count = 5;
-        }
-        for &p in &lines[..count] {
-            // SAFETY: a prefetch is only a hint, and the address is that of a live element.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
-        }
+    prefetch_synapse(net, syn);
+    if terminal {
+        prefetch(&st.term[syn as usize - st.base]);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (net, syn, st, terminal);
+}
+
+/// The network half of [`prefetch_event`]: synapse `syn`'s type, source, target and weight.
+#[inline(always)]
+fn prefetch_synapse(net: &Network, syn: u32) {
+    let i = syn as usize;
+    prefetch(&net.syn_type[i]);
+    prefetch(&net.syn_pre[i]);
+    prefetch(&net.syn_post[i]);
+    prefetch(&net.syn_weight[i]);
 }
 
 /// What [`release`] produced for a range of events.
@@ -357,17 +348,10 @@ pub fn release_static_exp(
 ) {
     let (np, nt) = (model.pops.len(), model.syn_types.len());
     let nr = model.receptors.len();
-    let none = Terminals {
-        base: 0,
-        term: &mut [],
-        committed: &mut [],
-        reserve: &mut [],
-        endo: &mut [],
-    };
     for (e, &(syn, kind)) in events.iter().enumerate() {
         debug_assert_eq!(kind, SPIKE, "static release has no asynchronous fusions");
         if let Some(&(ahead, _)) = events.get(e + PREFETCH_EVENTS) {
-            prefetch_event(net, ahead, &none, false);
+            prefetch_synapse(net, ahead);
         }
         let g = syn as usize;
         let ty = &model.syn_types[net.syn_type[g] as usize].gpu;
