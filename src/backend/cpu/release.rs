@@ -252,15 +252,7 @@ pub fn release(
         };
         per_event.push(quanta);
         if kind == SPIKE {
-            let g = syn as usize;
-            let key = (net.neuron_pop[net.syn_pre[g] as usize] as usize * np
-                + net.neuron_pop[net.syn_post[g] as usize] as usize)
-                * nt
-                + net.syn_type[g] as usize;
-            let c = &mut evoked[key];
-            c[0] += 1;
-            c[1] += (quanta == 0.0) as u64;
-            c[2] += (quanta * 65536.0).round() as u64;
+            count_evoked(net, np, nt, syn, quanta, evoked);
         }
         match releases.last_mut() {
             Some((s, q)) if *s == syn => *q += quanta,
@@ -347,29 +339,53 @@ pub fn release_static_exp(
     evoked: &mut [[u64; 3]],
 ) {
     let (np, nt) = (model.pops.len(), model.syn_types.len());
-    let nr = model.receptors.len();
     for (e, &(syn, kind)) in events.iter().enumerate() {
         debug_assert_eq!(kind, SPIKE, "static release has no asynchronous fusions");
         if let Some(&(ahead, _)) = events.get(e + PREFETCH_EVENTS) {
             prefetch_synapse(net, ahead);
         }
-        let g = syn as usize;
-        let ty = &model.syn_types[net.syn_type[g] as usize].gpu;
-        let post = net.syn_post[g] as usize;
-        let w = net.syn_weight[g];
-        let quanta = 1.0f32;
-        let key = (net.neuron_pop[net.syn_pre[g] as usize] as usize * np
-            + net.neuron_pop[post] as usize)
-            * nt
-            + net.syn_type[g] as usize;
-        let c = &mut evoked[key];
-        c[0] += 1;
-        c[2] += (quanta * 65536.0).round() as u64;
-        st.quanta_step += quanta as f64;
-        for j in 0..ty.n_receptors as usize {
-            let rc = &model.gpu_receptors[ty.receptor_first as usize + j];
-            st.g_pool_ns[post * nr + ty.receptor_first as usize + j] += rc.g_max_ns * w * quanta;
-        }
+        count_evoked(net, np, nt, syn, 1.0, evoked);
+        add_direct(model, net, syn, 1.0, st);
+    }
+}
+
+/// Counts an evoked release of `quanta` at synapse `syn` under its projection key (source
+/// population, target population, synapse type; `np` populations, `nt` types): the
+/// event, a failure if no quantum, and the quanta in 2^-16 units (rounded half away from
+/// zero, as the GPU's `add_quanta`).
+#[inline(always)]
+fn count_evoked(
+    net: &Network,
+    np: usize,
+    nt: usize,
+    syn: u32,
+    quanta: f32,
+    evoked: &mut [[u64; 3]],
+) {
+    let g = syn as usize;
+    let key = (net.neuron_pop[net.syn_pre[g] as usize] as usize * np
+        + net.neuron_pop[net.syn_post[g] as usize] as usize)
+        * nt
+        + net.syn_type[g] as usize;
+    let c = &mut evoked[key];
+    c[0] += 1;
+    c[1] += (quanta == 0.0) as u64;
+    c[2] += (quanta * 65536.0).round() as u64;
+}
+
+/// Adds `q` quanta of exp-receptor synapse `syn` straight into its target's pool: g_max·w
+/// per quantum and receptor (§6.4a), and counts them.
+#[inline(always)]
+fn add_direct(model: &Model, net: &Network, syn: u32, q: f32, st: &mut State) {
+    let nr = model.receptors.len();
+    let i = syn as usize;
+    let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
+    let post = net.syn_post[i] as usize;
+    let w = net.syn_weight[i];
+    st.quanta_step += q as f64;
+    for j in 0..ty.n_receptors as usize {
+        let rc = &model.gpu_receptors[ty.receptor_first as usize + j];
+        st.g_pool_ns[post * nr + ty.receptor_first as usize + j] += rc.g_max_ns * w * q;
     }
 }
 
@@ -403,16 +419,7 @@ pub fn split_direct(
 /// synapses of one type add into one (neuron, receptor) entry). Twin of the direct
 /// branch of shaders/release.wgsl, whose contributions `gather` adds.
 pub fn release_direct(model: &Model, net: &Network, direct: &[(u32, f32)], st: &mut State) {
-    let nr = model.receptors.len();
     for &(syn, q) in direct {
-        let i = syn as usize;
-        let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
-        let post = net.syn_post[i] as usize;
-        let w = net.syn_weight[i];
-        st.quanta_step += q as f64;
-        for j in 0..ty.n_receptors as usize {
-            let rc = &model.gpu_receptors[ty.receptor_first as usize + j];
-            st.g_pool_ns[post * nr + ty.receptor_first as usize + j] += rc.g_max_ns * w * q;
-        }
+        add_direct(model, net, syn, q, st);
     }
 }
