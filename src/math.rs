@@ -126,6 +126,39 @@ pub fn ln_sw(x: f32) -> f32 {
     e * LN2_HI + ((f - s * (f - t)) + e * LN2_LO)
 }
 
+/// [`ln_sw`] of every element of `x`, in place, with the same bits: the same operations
+/// on every lane and selects instead of the branches, so the compiler can run several
+/// lanes at a time (the CPU's batched `release`).
+#[inline(always)]
+pub fn ln_sw_slice(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        let a = *v;
+        let bits = a.to_bits();
+        let e0 = ((bits >> 23) as i32 - 127) as f32;
+        let m0 = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+        let big = m0 > std::f32::consts::SQRT_2;
+        let m = if big { m0 * 0.5 } else { m0 };
+        let e = if big { e0 + 1.0 } else { e0 };
+        let f = m - 1.0;
+        let s = f / (2.0 + f);
+        let z = s * s;
+        let t = z
+            * (0.666_666_7 + z * (0.4 + z * (0.285_714_3 + z * (0.222_222_22 + z * 0.181_818_18))));
+        let l = e * LN2_HI + ((f - s * (f - t)) + e * LN2_LO);
+        *v = if a < f32::MIN_POSITIVE {
+            if a < 0.0 {
+                f32::NAN
+            } else {
+                f32::NEG_INFINITY
+            }
+        } else if a > f32::MAX {
+            a
+        } else {
+            l
+        };
+    }
+}
+
 /// x^y for x > 0 (and 0^y = 0 for y > 0): small non-negative integer powers by
 /// multiplication in a fixed order (Hill coefficients: c⁴ = (c·c)·(c·c)), otherwise
 /// e^{y·ln x}.
@@ -147,7 +180,16 @@ pub fn pow_sw(x: f32, y: f32) -> f32 {
     if x == 0.0 {
         return if y > 0.0 { 0.0 } else { f32::INFINITY };
     }
+    debug_assert!(pow_sw_by_exp(x, y));
     exp_sw(y * ln_sw(x))
+}
+
+/// Whether [`pow_sw`] computes x^y as `exp_sw(y * ln_sw(x))` (y is not 1, 2, 3 or 4 and x
+/// is not 0): lanes that compute that expression themselves (the CPU's batched `release`)
+/// ask this and call [`pow_sw`] for the other cases.
+#[inline]
+pub fn pow_sw_by_exp(x: f32, y: f32) -> bool {
+    !(y == 1.0 || y == 2.0 || y == 3.0 || y == 4.0 || x == 0.0)
 }
 
 #[cfg(test)]
@@ -199,6 +241,39 @@ mod tests {
         exp_sw_slice(&mut ys);
         for (x, y) in xs.iter().zip(&ys) {
             assert_eq!(y.to_bits(), exp_sw(*x).to_bits(), "x = {x}");
+        }
+    }
+
+    #[test]
+    fn ln_sw_slice_has_the_bits_of_ln_sw() {
+        let mut xs: Vec<f32> = (0..400_000)
+            .map(|i| f32::from_bits(0x0000_1000u32.wrapping_add(i * 10_700)))
+            .collect();
+        xs.extend([
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            -1.0,
+            1.0,
+            std::f32::consts::SQRT_2,
+            f32::MIN_POSITIVE,
+            f32::MIN_POSITIVE * 0.5,
+            f32::MAX,
+            f32::MIN,
+            1.000_000_1,
+            0.999_999_94,
+        ]);
+        let mut ys = xs.clone();
+        ln_sw_slice(&mut ys);
+        for (x, y) in xs.iter().zip(&ys) {
+            let want = ln_sw(*x);
+            assert!(
+                y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()),
+                "x = {x:e}: {y} against {want}"
+            );
         }
     }
 

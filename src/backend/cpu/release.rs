@@ -11,12 +11,12 @@
 use super::deliver::SPIKE;
 use super::prefetch;
 use super::terminal::advance_terminal;
-use crate::layout::{release as rel, GpuSynType, PowTable};
-use crate::math::{exp_sw, ln_sw, pow_sw};
-use crate::model::Model;
+use crate::layout::{release as rel, GpuSynType};
+use crate::math::{exp_sw, exp_sw_slice, ln_sw, ln_sw_slice, pow_sw, pow_sw_by_exp};
+use crate::model::{flush_subnormal, Model};
 use crate::network::Network;
-use crate::philox::{Domain, Lanes, Purpose};
-use crate::state::{Slot, State, Terminals, ACTIVE};
+use crate::philox::{uniform4_lanes, Domain, Lanes, Purpose, LANES};
+use crate::state::{Slot, State, Terminal, Terminals, ACTIVE};
 
 /// Release probability per docked vesicle of a CA synapse with facilitation site `x_f`
 /// just before this AP (§2.1). f32, the same operations as the shader.
@@ -138,11 +138,27 @@ pub struct Released {
     pub evoked: Vec<[u64; 3]>,
 }
 
-/// Processes events of step `t` (sorted, from `deliver`; every event's synapse is in the
-/// range of `st`) into `out`. `ring_len` is the number of asynchronous ring rows. Events
-/// of different synapses are independent, so ranges of the events run on different
-/// threads and their outputs, concatenated in order, are those of one pass.
-pub fn release(
+avx2_or_baseline! {
+    /// Processes events of step `t` (sorted, from `deliver`; every event's synapse is in
+    /// the range of `st`) into `out`. `ring_len` is the number of asynchronous ring rows.
+    /// Events of different synapses are independent, so ranges of the events run on
+    /// different threads and their outputs, concatenated in order, are those of one pass.
+    pub fn release(
+        model: &Model,
+        net: &Network,
+        t: u32,
+        events: &[(u32, u32)],
+        st: &mut Terminals<'_>,
+        ring_len: usize,
+        out: &mut Released,
+    ) => release_body
+}
+
+/// The body of [`release`], inlined into each build of it. Runs of [`LANES`] spike
+/// arrivals at synapses of [`lane_type`]s go through [`release_ca_lanes`] (the same bits,
+/// several events at a time); every other event, one at a time, through [`release_one`].
+#[inline(always)]
+fn release_body(
     model: &Model,
     net: &Network,
     t: u32,
@@ -151,115 +167,281 @@ pub fn release(
     ring_len: usize,
     out: &mut Released,
 ) {
-    let Released {
-        releases,
-        per_event,
-        fusions,
-        evoked,
-    } = out;
-    releases.clear();
-    per_event.clear();
-    fusions.clear();
+    out.releases.clear();
+    out.per_event.clear();
+    out.fusions.clear();
     let (np, nt) = (model.pops.len(), model.syn_types.len());
-    evoked.clear();
-    evoked.resize(np * np * nt, [0; 3]);
-    let seed = model.seed;
-    let tables: &[PowTable] = &model.pow_tables;
+    out.evoked.clear();
+    out.evoked.resize(np * np * nt, [0; 3]);
     // A network whose synapse types are all static has no terminal state to load.
     let terminals = !model.all_static_release();
-    for (e, &(syn, kind)) in events.iter().enumerate() {
+    let lanes = model.syn_types.iter().any(|s| lane_type(&s.gpu));
+    let mut e = 0;
+    while e < events.len() {
+        if lanes && e + LANES <= events.len() {
+            let run = &events[e..e + LANES];
+            let fits = run.iter().all(|&(syn, kind)| {
+                kind == SPIKE
+                    && lane_type(&model.syn_types[net.syn_type[syn as usize] as usize].gpu)
+            });
+            if fits {
+                for &(ahead, _) in events.iter().skip(e + LANES).take(LANES) {
+                    prefetch_event(net, ahead, st, terminals);
+                }
+                let syns: [u32; LANES] = std::array::from_fn(|l| run[l].0);
+                let quanta = release_ca_lanes(model, net, t, &syns, st);
+                for (&syn, q) in syns.iter().zip(quanta) {
+                    record_event(net, np, nt, syn, SPIKE, q, out);
+                }
+                e += LANES;
+                continue;
+            }
+        }
         if let Some(&(ahead, _)) = events.get(e + PREFETCH_EVENTS) {
             prefetch_event(net, ahead, st, terminals);
         }
-        let tm = &model.syn_types[net.syn_type[syn as usize] as usize];
-        let i = syn as usize - st.base;
-        let ty = &tm.gpu;
-        advance_terminal(seed, ty, tables, syn, t, st);
-        let quanta: f32 = if kind != SPIKE {
-            // Asynchronous fusion of a committed site (§3.4).
-            let bit = 1u32 << kind;
-            if st.committed[i] & bit != 0 {
-                st.committed[i] &= !bit;
-                st.term[i].sites &= !bit;
-                if ty.reserve_size > 0 {
-                    st.endo[i] += 1;
-                }
-                1.0
-            } else {
-                0.0
+        let (syn, kind) = events[e];
+        let q = release_one(model, net, t, syn, kind, st, ring_len, &mut out.fusions);
+        record_event(net, np, nt, syn, kind, q, out);
+        e += 1;
+    }
+    out.releases.retain(|&(_, q)| q > 0.0);
+}
+
+/// Adds one processed event to `out`: its quanta, its evoked count (spike arrivals) and
+/// its synapse's release (summed with an earlier event of the same synapse).
+#[inline(always)]
+fn record_event(
+    net: &Network,
+    np: usize,
+    nt: usize,
+    syn: u32,
+    kind: u32,
+    quanta: f32,
+    out: &mut Released,
+) {
+    out.per_event.push(quanta);
+    if kind == SPIKE {
+        count_evoked(net, np, nt, syn, quanta, &mut out.evoked);
+    }
+    match out.releases.last_mut() {
+        Some((s, q)) if *s == syn => *q += quanta,
+        _ => out.releases.push((syn, quanta)),
+    }
+}
+
+/// One event (a spike arrival, or the asynchronous fusion of site `kind`) at synapse
+/// `syn`: advances its terminal and returns the quanta released.
+#[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "the scalars of one event")]
+fn release_one(
+    model: &Model,
+    net: &Network,
+    t: u32,
+    syn: u32,
+    kind: u32,
+    st: &mut Terminals<'_>,
+    ring_len: usize,
+    fusions: &mut Vec<(u32, u32, u32)>,
+) -> f32 {
+    let seed = model.seed;
+    let tm = &model.syn_types[net.syn_type[syn as usize] as usize];
+    let i = syn as usize - st.base;
+    let ty = &tm.gpu;
+    advance_terminal(seed, ty, &model.pow_tables, syn, t, st);
+    if kind != SPIKE {
+        // Asynchronous fusion of a committed site (§3.4).
+        let bit = 1u32 << kind;
+        return if st.committed[i] & bit != 0 {
+            st.committed[i] &= !bit;
+            st.term[i].sites &= !bit;
+            if ty.reserve_size > 0 {
+                st.endo[i] += 1;
             }
+            1.0
         } else {
-            match ty.release {
-                rel::CA => {
-                    // (3) p from X_F just before this AP; (4) binomial release; (5) async;
-                    // (6) Ca increments after p (§3.2).
-                    let p = ca_release_probability(ty, st.term[i].x_f);
-                    let k = release_sites(seed, ty, syn, t, p, st);
-                    if ty.async_rho > 0.0 {
-                        schedule_async(
-                            seed,
-                            ty,
-                            tm.max_async_steps,
-                            syn,
-                            t,
-                            p,
-                            st,
-                            ring_len,
-                            fusions,
-                        );
-                    }
-                    st.term[i].x_f += ty.c_drive;
-                    st.term[i].x_d += ty.c_drive;
-                    if ty.reserve_size > 0 {
-                        st.endo[i] += k;
-                    }
-                    k as f32
-                }
-                rel::TM_STOCHASTIC => {
-                    // u_n = U + u_{n-1}(1-U)e^{-Δ/τ_fac}: x_f holds u_{n-1}(1-U), decayed (§2.2).
-                    let u = ty.tm_u + st.term[i].x_f;
-                    let k = release_sites(seed, ty, syn, t, u, st);
-                    if ty.async_rho > 0.0 {
-                        schedule_async(
-                            seed,
-                            ty,
-                            tm.max_async_steps,
-                            syn,
-                            t,
-                            u,
-                            st,
-                            ring_len,
-                            fusions,
-                        );
-                    }
-                    st.term[i].x_f = u * (1.0 - ty.tm_u);
-                    if ty.reserve_size > 0 {
-                        st.endo[i] += k;
-                    }
-                    k as f32
-                }
-                rel::STATIC => 1.0,
-                _ => {
-                    // Mean TM: amplitude N·u_n·x_n, then x ← x - u·x (§2.2).
-                    let u = ty.tm_u + st.term[i].x_f;
-                    let x = st.term[i].x_d;
-                    let q = ty.n_sites as f32 * u * x;
-                    st.term[i].x_d = x - u * x;
-                    st.term[i].x_f = u * (1.0 - ty.tm_u);
-                    q
-                }
-            }
+            0.0
         };
-        per_event.push(quanta);
-        if kind == SPIKE {
-            count_evoked(net, np, nt, syn, quanta, evoked);
+    }
+    match ty.release {
+        rel::CA => {
+            // (3) p from X_F just before this AP; (4) binomial release; (5) async;
+            // (6) Ca increments after p (§3.2).
+            let p = ca_release_probability(ty, st.term[i].x_f);
+            let k = release_sites(seed, ty, syn, t, p, st);
+            if ty.async_rho > 0.0 {
+                schedule_async(
+                    seed,
+                    ty,
+                    tm.max_async_steps,
+                    syn,
+                    t,
+                    p,
+                    st,
+                    ring_len,
+                    fusions,
+                );
+            }
+            st.term[i].x_f += ty.c_drive;
+            st.term[i].x_d += ty.c_drive;
+            if ty.reserve_size > 0 {
+                st.endo[i] += k;
+            }
+            k as f32
         }
-        match releases.last_mut() {
-            Some((s, q)) if *s == syn => *q += quanta,
-            _ => releases.push((syn, quanta)),
+        rel::TM_STOCHASTIC => {
+            // u_n = U + u_{n-1}(1-U)e^{-Δ/τ_fac}: x_f holds u_{n-1}(1-U), decayed (§2.2).
+            let u = ty.tm_u + st.term[i].x_f;
+            let k = release_sites(seed, ty, syn, t, u, st);
+            if ty.async_rho > 0.0 {
+                schedule_async(
+                    seed,
+                    ty,
+                    tm.max_async_steps,
+                    syn,
+                    t,
+                    u,
+                    st,
+                    ring_len,
+                    fusions,
+                );
+            }
+            st.term[i].x_f = u * (1.0 - ty.tm_u);
+            if ty.reserve_size > 0 {
+                st.endo[i] += k;
+            }
+            k as f32
+        }
+        rel::STATIC => 1.0,
+        _ => {
+            // Mean TM: amplitude N·u_n·x_n, then x ← x - u·x (§2.2).
+            let u = ty.tm_u + st.term[i].x_f;
+            let x = st.term[i].x_d;
+            let q = ty.n_sites as f32 * u * x;
+            st.term[i].x_d = x - u * x;
+            st.term[i].x_f = u * (1.0 - ty.tm_u);
+            q
         }
     }
-    releases.retain(|&(_, q)| q > 0.0);
+}
+
+/// Whether spike arrivals at a synapse of type `ty` can go through [`release_ca_lanes`]:
+/// Ca-law release (§2.1) with at most eight sites, no reserve pool and no asynchronous
+/// release, whose terminal step is refilling, decay and binomial release only.
+#[inline(always)]
+fn lane_type(ty: &GpuSynType) -> bool {
+    ty.release == rel::CA && ty.reserve_size == 0 && ty.async_rho == 0.0 && ty.n_sites <= 8
+}
+
+/// The spike arrivals at [`LANES`] different synapses `syns` of [`lane_type`]s: for each,
+/// the statements of [`advance_terminal`] and of the CA branch of [`release_one`], with the
+/// same operations in the same order, so the same bits (tested against one at a time).
+/// The lanes' decays, their η = e^{-a·ln r} of refilling and their Philox blocks are
+/// computed side by side, in vector registers, instead of one event after the other,
+/// and the lanes' loads overlap; returns the quanta of each.
+#[inline(always)]
+fn release_ca_lanes(
+    model: &Model,
+    net: &Network,
+    t: u32,
+    syns: &[u32; LANES],
+    st: &mut Terminals<'_>,
+) -> [f32; LANES] {
+    let seed = model.seed;
+    let tables = &model.pow_tables;
+    let ty: [&GpuSynType; LANES] =
+        std::array::from_fn(|l| &model.syn_types[net.syn_type[syns[l] as usize] as usize].gpu);
+    let idx: [usize; LANES] = std::array::from_fn(|l| syns[l] as usize - st.base);
+    let mut term: [Terminal; LANES] = std::array::from_fn(|l| st.term[idx[l]]);
+    let committed: [u32; LANES] = std::array::from_fn(|l| {
+        if st.committed.is_empty() {
+            0
+        } else {
+            st.committed[idx[l]]
+        }
+    });
+    let delta: [u32; LANES] = std::array::from_fn(|l| t - term[l].t_last);
+    // `pow_decay3` per lane: the same products in the same order (·1 for a clear bit, also
+    // past a lane's highest bit, is exact).
+    let (mut dec_d, mut dec_k0, mut dec_f) = ([1.0f32; LANES], [1.0f32; LANES], [1.0f32; LANES]);
+    let bits = 32 - delta.iter().fold(0, |a, &d| a | d).leading_zeros() as usize;
+    for b in 0..bits {
+        for l in 0..LANES {
+            let set = (delta[l] >> b) & 1 == 1;
+            let tab = |k: u32| if set { tables[k as usize].f[b] } else { 1.0 };
+            dec_d[l] *= tab(ty[l].tab_rec);
+            dec_k0[l] *= tab(ty[l].tab_k0);
+            dec_f[l] *= tab(ty[l].tab_fac);
+        }
+    }
+    // η = r^{-a}, r = (K_D + X_D⁺)/(K_D + X_D⁺·e^{-Δ/τ_D}), as `pow_sw` computes it.
+    let ratio: [f32; LANES] = std::array::from_fn(|l| {
+        let x_d = term[l].x_d;
+        (ty[l].k_d + x_d) / (ty[l].k_d + x_d * dec_d[l])
+    });
+    let mut eta = ratio;
+    ln_sw_slice(&mut eta);
+    for l in 0..LANES {
+        eta[l] *= -ty[l].eta_exponent;
+    }
+    exp_sw_slice(&mut eta);
+    for l in 0..LANES {
+        if !pow_sw_by_exp(ratio[l], -ty[l].eta_exponent) {
+            eta[l] = pow_sw(ratio[l], -ty[l].eta_exponent);
+        }
+    }
+    // The refill and release draws of sites 0-3 (and 4-7 when a lane has more sites).
+    let more = ty.iter().any(|y| y.n_sites > 4);
+    let draws = |purpose, block| uniform4_lanes(seed, Domain::Synapse, syns, t, purpose, block);
+    let fill = [
+        draws(Purpose::Refill, 0),
+        if more {
+            draws(Purpose::Refill, 1)
+        } else {
+            [[1.0; LANES]; 4]
+        },
+    ];
+    let fuse = [
+        draws(Purpose::Release, 0),
+        if more {
+            draws(Purpose::Release, 1)
+        } else {
+            [[1.0; LANES]; 4]
+        },
+    ];
+    let mut quanta = [0.0f32; LANES];
+    for l in 0..LANES {
+        let (y, c) = (ty[l], committed[l]);
+        let s = &mut term[l];
+        if delta[l] != 0 {
+            // (1) refilling of empty sites; (2) decay of the residual-Ca sites.
+            let p_fill = 1.0 - dec_k0[l] * eta[l];
+            for j in 0..y.n_sites as usize {
+                let bit = 1u32 << j;
+                if (s.sites | c) & bit == 0 && fill[j / 4][j % 4][l] < p_fill {
+                    s.sites |= bit;
+                }
+            }
+            s.x_f = flush_subnormal(s.x_f * dec_f[l]);
+            s.x_d = flush_subnormal(s.x_d * dec_d[l]);
+            s.t_last = t;
+        }
+        // (3) p; (4) binomial release; (6) Ca increments after p.
+        let p = ca_release_probability(y, s.x_f);
+        let mut k = 0u32;
+        for j in 0..y.n_sites as usize {
+            let bit = 1u32 << j;
+            if s.sites & !c & bit != 0 && fuse[j / 4][j % 4][l] < p {
+                s.sites &= !bit;
+                k += 1;
+            }
+        }
+        s.x_f += y.c_drive;
+        s.x_d += y.c_drive;
+        st.term[idx[l]] = *s;
+        quanta[l] = k as f32;
+    }
+    quanta
 }
 
 /// Adds released transmitter to the clefts (§4.1) and activates synapses. `releases` is
@@ -421,5 +603,109 @@ pub fn split_direct(
 pub fn release_direct(model: &Model, net: &Network, direct: &[(u32, f32)], st: &mut State) {
     for &(syn, q) in direct {
         add_direct(model, net, syn, q, st);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::philox::Stream;
+    use std::path::Path;
+
+    /// The lanes of [`release_ca_lanes`] give the bits of one event at a time
+    /// ([`release_one`]): quanta, evoked counts and every terminal, from random terminal
+    /// states (Δ of 0, 1 and up to 2^20 steps, X_D of 0 and tiny, any docked sites), with
+    /// 3, 5 and 8 sites, and next to a type that cannot go in lanes (asynchronous release).
+    #[test]
+    fn lanes_have_the_bits_of_one_event_at_a_time() {
+        let file = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/networks/coba.toml"));
+        let small = [
+            "populations.exc.size=160",
+            "populations.inh.size=40",
+            "projections.ee.p=0.1",
+            "projections.ei.p=0.1",
+            "projections.ie.p=0.1",
+            "projections.ii.p=0.1",
+        ];
+        for extra in [
+            vec![],
+            vec![
+                "synapse_types.ampa_q.ca.n_sites=8",
+                "synapse_types.gaba_q.ca.n_sites=3",
+            ],
+            vec!["synapse_types.gaba_q.vesicles.async_rho=2.0"],
+        ] {
+            let sets: Vec<String> = small.iter().chain(&extra).map(|s| s.to_string()).collect();
+            let loaded = crate::netfile::load(file, &sets).expect("coba.toml loads");
+            let model = Model::from_spec(&loaded.file);
+            let net = crate::network::build(&loaded, &model).expect("builds");
+            let ns = net.n_synapses() as usize;
+            let t = 1_500_000u32;
+            let mut rng = Stream::new(11, 3, extra.len() as u32);
+            let mut st = State::new(&model, &net);
+            for (i, term) in st.term.iter_mut().enumerate() {
+                let back = match i % 5 {
+                    0 => 0,
+                    1 => 1,
+                    _ => rng.below(1 << 20),
+                };
+                term.t_last = t - back;
+                term.sites = rng.below(256);
+                term.x_f = if i % 7 == 0 { 0.0 } else { 2.0 * rng.uniform() };
+                term.x_d = match i % 11 {
+                    0 => 0.0,
+                    1 => 1e-30,
+                    _ => 2.0 * rng.uniform(),
+                };
+            }
+            let mut events: Vec<(u32, u32)> = (0..ns as u32)
+                .filter(|_| rng.uniform() < 0.6)
+                .map(|s| (s, SPIKE))
+                .collect();
+            // A tail of single events too.
+            events.truncate(events.len() / LANES * LANES + 3);
+            let mut one = State::new(&model, &net);
+            one.term.clone_from(&st.term);
+
+            let mut lanes = Released::default();
+            let mut tm = st.terminals(&[0, ns]);
+            release(&model, &net, t, &events, &mut tm[0], 64, &mut lanes);
+
+            let mut single = Released::default();
+            let (np, nt) = (model.pops.len(), model.syn_types.len());
+            single.evoked.resize(np * np * nt, [0; 3]);
+            let mut tm1 = one.terminals(&[0, ns]);
+            for &(syn, kind) in &events {
+                let q = release_one(
+                    &model,
+                    &net,
+                    t,
+                    syn,
+                    kind,
+                    &mut tm1[0],
+                    64,
+                    &mut single.fusions,
+                );
+                record_event(&net, np, nt, syn, kind, q, &mut single);
+            }
+            single.releases.retain(|&(_, q)| q > 0.0);
+            drop((tm, tm1));
+
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&lanes.per_event), bits(&single.per_event), "{extra:?}");
+            assert_eq!(lanes.releases, single.releases, "{extra:?}");
+            assert_eq!(lanes.evoked, single.evoked, "{extra:?}");
+            assert_eq!(lanes.fusions, single.fusions, "{extra:?}");
+            for (i, (a, b)) in st.term.iter().zip(&one.term).enumerate() {
+                assert_eq!(
+                    (a.t_last, a.sites, a.x_f.to_bits(), a.x_d.to_bits()),
+                    (b.t_last, b.sites, b.x_f.to_bits(), b.x_d.to_bits()),
+                    "synapse {i}, {extra:?}"
+                );
+            }
+            assert_eq!(st.committed, one.committed);
+            let released: f32 = lanes.per_event.iter().sum();
+            assert!(released > 100.0, "the events release: {released}");
+        }
     }
 }
