@@ -409,37 +409,39 @@ fn release_ca_lanes(
             [[1.0; LANES]; 4]
         },
     ];
-    let mut quanta = [0.0f32; LANES];
+    // The sites each lane's draws would fill and release: bit j when the draw of site j is
+    // below the probability (the loops' `u < p`, as bit masks without branches).
+    let adv: [bool; LANES] = std::array::from_fn(|l| delta[l] != 0);
+    let p_fill: [f32; LANES] = std::array::from_fn(|l| 1.0 - dec_k0[l] * eta[l]);
+    let sites_of: [u32; LANES] = std::array::from_fn(|l| (1u32 << ty[l].n_sites) - 1);
+    let below = |u: &[[[f32; LANES]; 4]; 2], p: &[f32; LANES]| -> [u32; LANES] {
+        std::array::from_fn(|l| {
+            (0..8).fold(0u32, |m, j| m | (((u[j / 4][j % 4][l] < p[l]) as u32) << j)) & sites_of[l]
+        })
+    };
+    let fills = below(&fill, &p_fill);
+    // (1) refilling of the empty sites; (2) decay of the residual-Ca sites (not at Δ = 0).
     for l in 0..LANES {
-        let (y, c) = (ty[l], committed[l]);
         let s = &mut term[l];
-        if delta[l] != 0 {
-            // (1) refilling of empty sites; (2) decay of the residual-Ca sites.
-            let p_fill = 1.0 - dec_k0[l] * eta[l];
-            for j in 0..y.n_sites as usize {
-                let bit = 1u32 << j;
-                if (s.sites | c) & bit == 0 && fill[j / 4][j % 4][l] < p_fill {
-                    s.sites |= bit;
-                }
-            }
+        if adv[l] {
+            s.sites |= !(s.sites | committed[l]) & fills[l];
             s.x_f = flush_subnormal(s.x_f * dec_f[l]);
             s.x_d = flush_subnormal(s.x_d * dec_d[l]);
             s.t_last = t;
         }
-        // (3) p; (4) binomial release; (6) Ca increments after p.
-        let p = ca_release_probability(y, s.x_f);
-        let mut k = 0u32;
-        for j in 0..y.n_sites as usize {
-            let bit = 1u32 << j;
-            if s.sites & !c & bit != 0 && fuse[j / 4][j % 4][l] < p {
-                s.sites &= !bit;
-                k += 1;
-            }
-        }
-        s.x_f += y.c_drive;
-        s.x_d += y.c_drive;
+    }
+    // (3) p; (4) binomial release; (6) Ca increments after p.
+    let p: [f32; LANES] = std::array::from_fn(|l| ca_release_probability(ty[l], term[l].x_f));
+    let fused = below(&fuse, &p);
+    let mut quanta = [0.0f32; LANES];
+    for l in 0..LANES {
+        let s = &mut term[l];
+        let gone = s.sites & !committed[l] & fused[l];
+        s.sites &= !gone;
+        s.x_f += ty[l].c_drive;
+        s.x_d += ty[l].c_drive;
         st.term[idx[l]] = *s;
-        quanta[l] = k as f32;
+        quanta[l] = gone.count_ones() as f32;
     }
     quanta
 }
