@@ -365,13 +365,16 @@ fn release_ca_lanes(
     // past a lane's highest bit, is exact).
     let (mut dec_d, mut dec_k0, mut dec_f) = ([1.0f32; LANES], [1.0f32; LANES], [1.0f32; LANES]);
     let bits = 32 - delta.iter().fold(0, |a, &d| a | d).leading_zeros() as usize;
+    let tab = |k: u32| &tables[k as usize].f;
+    let tabs: [[&[f32; 32]; 3]; LANES] =
+        std::array::from_fn(|l| [tab(ty[l].tab_rec), tab(ty[l].tab_k0), tab(ty[l].tab_fac)]);
     for b in 0..bits {
         for l in 0..LANES {
             let set = (delta[l] >> b) & 1 == 1;
-            let tab = |k: u32| if set { tables[k as usize].f[b] } else { 1.0 };
-            dec_d[l] *= tab(ty[l].tab_rec);
-            dec_k0[l] *= tab(ty[l].tab_k0);
-            dec_f[l] *= tab(ty[l].tab_fac);
+            let [rec, k0, fac] = tabs[l];
+            dec_d[l] *= if set { rec[b & 31] } else { 1.0 };
+            dec_k0[l] *= if set { k0[b & 31] } else { 1.0 };
+            dec_f[l] *= if set { fac[b & 31] } else { 1.0 };
         }
     }
     // η = r^{-a}, r = (K_D + X_D⁺)/(K_D + X_D⁺·e^{-Δ/τ_D}), as `pow_sw` computes it.
