@@ -496,11 +496,16 @@ impl Model {
     /// asynchronous or spontaneous release: each spike arrival is one quantum that goes
     /// straight to the target's pooled conductance (the Brette 2007 kind of network).
     pub fn static_exp_only(&self) -> bool {
-        self.all_static_release()
-            && self
-                .gpu_receptors
-                .iter()
-                .all(|r| r.kind == layout::receptor::EXP)
+        self.all_static_release() && self.exp_only()
+    }
+
+    /// True when every receptor is exp and no synapse type releases asynchronously or
+    /// spontaneously: every release goes straight into its target's pool (§6.4a), one
+    /// event per synapse and step.
+    pub fn exp_only(&self) -> bool {
+        self.gpu_receptors
+            .iter()
+            .all(|r| r.kind == layout::receptor::EXP)
             && self
                 .syn_types
                 .iter()

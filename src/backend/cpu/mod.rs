@@ -107,10 +107,14 @@ pub struct CpuBackend {
     /// Static release onto exp receptors only ([`Model::static_exp_only`]): arrivals go
     /// straight into the pools in one pass when the events fit one range.
     static_exp: bool,
+    /// Any release onto exp receptors only ([`Model::exp_only`]), not all static: the
+    /// releases go straight into the pools in one pass over the events
+    /// ([`release::release_exp_direct`]) when they fit one range.
+    exp_direct: bool,
     /// Scratch buffer of `deliver`'s sort.
     sort_scratch: Vec<u32>,
-    /// Steps that took that path.
-    static_steps: u64,
+    /// Steps that took one of those paths.
+    fused_steps: u64,
     /// Active slots per thread below which `cleft` runs as one range.
     min_slots: usize,
     /// One range of all neurons.
@@ -212,6 +216,7 @@ impl CpuBackend {
         let net_neurons = net.n_neurons() as usize;
         let all_static = model.all_static_release();
         let static_exp = model.static_exp_only();
+        let exp_direct = model.exp_only() && !static_exp;
         let st = State::new(&model, &net);
         let spont = SpontParams::new(&model);
         Self {
@@ -240,8 +245,9 @@ impl CpuBackend {
             event_cuts: Vec::new(),
             syn_bounds: Vec::new(),
             static_exp,
+            exp_direct,
             sort_scratch: Vec::new(),
-            static_steps: 0,
+            fused_steps: 0,
             min_events: if all_static {
                 MIN_STATIC_EVENTS_PER_RANGE
             } else {
@@ -273,10 +279,10 @@ impl CpuBackend {
         self
     }
 
-    /// Steps whose static-exp arrivals went straight into the pools in one pass
-    /// ([`release::release_static_exp`]).
-    pub fn static_steps(&self) -> u64 {
-        self.static_steps
+    /// Steps whose arrivals went straight into the pools in one pass over the events
+    /// ([`release::release_static_exp`], [`release::release_exp_direct`]).
+    pub fn fused_steps(&self) -> u64 {
+        self.fused_steps
     }
 
     /// Threads this backend runs on.
@@ -614,15 +620,15 @@ impl Backend for CpuBackend {
         deliver::deliver(&mut self.st, &mut self.events, &mut self.sort_scratch);
         lap(0);
         let nr = model.receptors.len();
-        if self.static_exp
+        if (self.static_exp || self.exp_direct)
             && self.release_watch.is_empty()
             && self.released_since.is_empty()
             && self.st.pending_minis.is_empty()
             && self.events.len() < 2 * self.min_events
         {
-            // Static release onto exp receptors, as one range would run it: the pools
-            // decay (nothing else reads or writes them before), then each arrival adds
-            // its quantum straight into its target's pool, in one pass over the events.
+            // Release onto exp receptors only, as one range would run it: the pools decay
+            // (nothing else reads or writes them before), then each release adds its
+            // quanta straight into its target's pool, in one pass over the events.
             {
                 let mut parts = self.st.neurons(&self.neuron_bounds, nr);
                 for_each(self.pool.as_ref(), &mut parts, |c| {
@@ -634,8 +640,26 @@ impl Backend for CpuBackend {
                 self.evoked = vec![[0; 3]; np * np * nt];
             }
             self.most_event_ranges = self.most_event_ranges.max(1);
-            self.static_steps += 1;
-            release::release_static_exp(&model, &net, &self.events, &mut self.st, &mut self.evoked);
+            self.fused_steps += 1;
+            if self.static_exp {
+                release::release_static_exp(
+                    &model,
+                    &net,
+                    &self.events,
+                    &mut self.st,
+                    &mut self.evoked,
+                );
+            } else {
+                let t = self.st.step;
+                release::release_exp_direct(
+                    &model,
+                    &net,
+                    t,
+                    &self.events,
+                    &mut self.st,
+                    &mut self.evoked,
+                );
+            }
             lap(1);
         } else {
             self.release_and_pools(&model, &net, &params, &mut lap);

@@ -11,7 +11,7 @@
 use super::deliver::SPIKE;
 use super::prefetch;
 use super::terminal::advance_terminal;
-use crate::layout::{release as rel, GpuSynType};
+use crate::layout::{release as rel, GpuSynType, PowTable};
 use crate::math::{exp_sw, exp_sw_slice, ln_sw, ln_sw_slice, pow_sw, pow_sw_by_exp};
 use crate::model::{flush_subnormal, Model};
 use crate::network::Network;
@@ -154,9 +154,7 @@ avx2_or_baseline! {
     ) => release_body
 }
 
-/// The body of [`release`], inlined into each build of it. Runs of [`LANES`] spike
-/// arrivals at synapses of [`lane_type`]s go through [`release_ca_lanes`] (the same bits,
-/// several events at a time); every other event, one at a time, through [`release_one`].
+/// The body of [`release`], inlined into each build of it.
 #[inline(always)]
 fn release_body(
     model: &Model,
@@ -167,12 +165,56 @@ fn release_body(
     ring_len: usize,
     out: &mut Released,
 ) {
-    out.releases.clear();
-    out.per_event.clear();
-    out.fusions.clear();
+    let Released {
+        releases,
+        per_event,
+        fusions,
+        evoked,
+    } = out;
+    releases.clear();
+    per_event.clear();
+    fusions.clear();
     let (np, nt) = (model.pops.len(), model.syn_types.len());
-    out.evoked.clear();
-    out.evoked.resize(np * np * nt, [0; 3]);
+    evoked.clear();
+    evoked.resize(np * np * nt, [0; 3]);
+    release_events(
+        model,
+        net,
+        t,
+        events,
+        st,
+        ring_len,
+        fusions,
+        |syn, kind, q| {
+            per_event.push(q);
+            if kind == SPIKE {
+                count_evoked(net, np, nt, syn, q, evoked);
+            }
+            match releases.last_mut() {
+                Some((s, sq)) if *s == syn => *sq += q,
+                _ => releases.push((syn, q)),
+            }
+        },
+    );
+    releases.retain(|&(_, q)| q > 0.0);
+}
+
+/// The events of [`release`], in order: runs of [`LANES`] spike arrivals at synapses of
+/// [`lane_type`]s through [`release_ca_lanes`] (the same bits, several events at a time),
+/// every other event, one at a time, through [`release_one`]; each event's synapse, kind
+/// and quanta go to `sink`, in event order.
+#[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "the arrays of one dispatch")]
+fn release_events(
+    model: &Model,
+    net: &Network,
+    t: u32,
+    events: &[(u32, u32)],
+    st: &mut Terminals<'_>,
+    ring_len: usize,
+    fusions: &mut Vec<(u32, u32, u32)>,
+    mut sink: impl FnMut(u32, u32, f32),
+) {
     // A network whose synapse types are all static has no terminal state to load.
     let terminals = !model.all_static_release();
     let lanes = model.syn_types.iter().any(|s| lane_type(&s.gpu));
@@ -191,7 +233,7 @@ fn release_body(
                 let syns: [u32; LANES] = std::array::from_fn(|l| run[l].0);
                 let quanta = release_ca_lanes(model, net, t, &syns, st);
                 for (&syn, q) in syns.iter().zip(quanta) {
-                    record_event(net, np, nt, syn, SPIKE, q, out);
+                    sink(syn, SPIKE, q);
                 }
                 e += LANES;
                 continue;
@@ -201,32 +243,9 @@ fn release_body(
             prefetch_event(net, ahead, st, terminals);
         }
         let (syn, kind) = events[e];
-        let q = release_one(model, net, t, syn, kind, st, ring_len, &mut out.fusions);
-        record_event(net, np, nt, syn, kind, q, out);
+        let q = release_one(model, net, t, syn, kind, st, ring_len, fusions);
+        sink(syn, kind, q);
         e += 1;
-    }
-    out.releases.retain(|&(_, q)| q > 0.0);
-}
-
-/// Adds one processed event to `out`: its quanta, its evoked count (spike arrivals) and
-/// its synapse's release (summed with an earlier event of the same synapse).
-#[inline(always)]
-fn record_event(
-    net: &Network,
-    np: usize,
-    nt: usize,
-    syn: u32,
-    kind: u32,
-    quanta: f32,
-    out: &mut Released,
-) {
-    out.per_event.push(quanta);
-    if kind == SPIKE {
-        count_evoked(net, np, nt, syn, quanta, &mut out.evoked);
-    }
-    match out.releases.last_mut() {
-        Some((s, q)) if *s == syn => *q += quanta,
-        _ => out.releases.push((syn, quanta)),
     }
 }
 
@@ -333,6 +352,34 @@ fn lane_type(ty: &GpuSynType) -> bool {
     ty.release == rel::CA && ty.reserve_size == 0 && ty.async_rho == 0.0 && ty.n_sites <= 8
 }
 
+/// [`crate::model::pow_decay`] for each lane's Δ of the tables `ids[l]` (three indices into
+/// `tables` per lane): `out[k][l]`, the product of table `ids[l][k]`'s entries of Δ's set
+/// bits in ascending order, times 1 for the clear bits (exact, also past a lane's highest
+/// bit), so the bits of `pow_decay`. (Measured on coba.toml: broadcasting each bit's
+/// entries of the run's one or two types into AVX2 registers, AVX2 gathers, and a table
+/// of the products of Δ's low bits were all 10-15 % slower in `release` than this loop.)
+#[inline(always)]
+fn pow_decay_lanes(
+    tables: &[PowTable],
+    ids: &[[u32; 3]; LANES],
+    delta: &[u32; LANES],
+) -> [[f32; LANES]; 3] {
+    let bits = 32 - delta.iter().fold(0, |a, &d| a | d).leading_zeros() as usize;
+    let tabs: [[&[f32; 32]; 3]; LANES] =
+        std::array::from_fn(|l| ids[l].map(|k| &tables[k as usize].f));
+    let mut out = [[1.0f32; LANES]; 3];
+    for b in 0..bits {
+        for l in 0..LANES {
+            let set = (delta[l] >> b) & 1 == 1;
+            let [rec, k0, fac] = tabs[l];
+            out[0][l] *= if set { rec[b & 31] } else { 1.0 };
+            out[1][l] *= if set { k0[b & 31] } else { 1.0 };
+            out[2][l] *= if set { fac[b & 31] } else { 1.0 };
+        }
+    }
+    out
+}
+
 /// The spike arrivals at [`LANES`] different synapses `syns` of [`lane_type`]s: for each,
 /// the statements of [`advance_terminal`] and of the CA branch of [`release_one`], with the
 /// same operations in the same order, so the same bits (tested against one at a time).
@@ -361,22 +408,10 @@ fn release_ca_lanes(
         }
     });
     let delta: [u32; LANES] = std::array::from_fn(|l| t - term[l].t_last);
-    // `pow_decay3` per lane: the same products in the same order (·1 for a clear bit, also
-    // past a lane's highest bit, is exact).
-    let (mut dec_d, mut dec_k0, mut dec_f) = ([1.0f32; LANES], [1.0f32; LANES], [1.0f32; LANES]);
-    let bits = 32 - delta.iter().fold(0, |a, &d| a | d).leading_zeros() as usize;
-    let tab = |k: u32| &tables[k as usize].f;
-    let tabs: [[&[f32; 32]; 3]; LANES] =
-        std::array::from_fn(|l| [tab(ty[l].tab_rec), tab(ty[l].tab_k0), tab(ty[l].tab_fac)]);
-    for b in 0..bits {
-        for l in 0..LANES {
-            let set = (delta[l] >> b) & 1 == 1;
-            let [rec, k0, fac] = tabs[l];
-            dec_d[l] *= if set { rec[b & 31] } else { 1.0 };
-            dec_k0[l] *= if set { k0[b & 31] } else { 1.0 };
-            dec_f[l] *= if set { fac[b & 31] } else { 1.0 };
-        }
-    }
+    // `pow_decay3` per lane.
+    let ids: [[u32; 3]; LANES] =
+        std::array::from_fn(|l| [ty[l].tab_rec, ty[l].tab_k0, ty[l].tab_fac]);
+    let [dec_d, dec_k0, dec_f] = pow_decay_lanes(tables, &ids, &delta);
     // η = r^{-a}, r = (K_D + X_D⁺)/(K_D + X_D⁺·e^{-Δ/τ_D}), as `pow_sw` computes it.
     let ratio: [f32; LANES] = std::array::from_fn(|l| {
         let x_d = term[l].x_d;
@@ -526,14 +561,92 @@ pub fn release_static_exp(
     evoked: &mut [[u64; 3]],
 ) {
     let (np, nt) = (model.pops.len(), model.syn_types.len());
+    let nr = model.receptors.len();
     for (e, &(syn, kind)) in events.iter().enumerate() {
         debug_assert_eq!(kind, SPIKE, "static release has no asynchronous fusions");
         if let Some(&(ahead, _)) = events.get(e + PREFETCH_EVENTS) {
             prefetch_synapse(net, ahead);
         }
         count_evoked(net, np, nt, syn, 1.0, evoked);
-        add_direct(model, net, syn, 1.0, st);
+        add_direct(
+            model,
+            net,
+            nr,
+            syn,
+            1.0,
+            &mut st.g_pool_ns,
+            &mut st.quanta_step,
+        );
     }
+}
+
+avx2_or_baseline! {
+    /// A step's spike arrivals (one range, after the pools decayed) in a network whose
+    /// receptors are all exp, with no asynchronous or miniature release
+    /// ([`Model::exp_only`]): the statements of [`release`], of the direct split and of
+    /// [`release_direct`] fused into one pass over the events. Every release goes
+    /// straight to its target's pool, in ascending synapse id (one event per synapse) as
+    /// `release_direct` adds them: the same sums in the same order, the same evoked
+    /// counts and quanta.
+    pub fn release_exp_direct(
+        model: &Model,
+        net: &Network,
+        t: u32,
+        events: &[(u32, u32)],
+        st: &mut State,
+        evoked: &mut [[u64; 3]],
+    ) => release_exp_direct_body
+}
+
+/// The body of [`release_exp_direct`], inlined into each build of it.
+#[inline(always)]
+fn release_exp_direct_body(
+    model: &Model,
+    net: &Network,
+    t: u32,
+    events: &[(u32, u32)],
+    st: &mut State,
+    evoked: &mut [[u64; 3]],
+) {
+    let (np, nt) = (model.pops.len(), model.syn_types.len());
+    let nr = model.receptors.len();
+    let State {
+        term,
+        committed,
+        reserve,
+        endo,
+        g_pool_ns,
+        quanta_step,
+        ring_async,
+        ..
+    } = st;
+    let mut tm = Terminals {
+        base: 0,
+        term,
+        committed,
+        reserve,
+        endo,
+    };
+    // Stays empty: no type releases asynchronously.
+    let mut fusions = Vec::new();
+    release_events(
+        model,
+        net,
+        t,
+        events,
+        &mut tm,
+        ring_async.len(),
+        &mut fusions,
+        |syn, kind, q| {
+            if kind == SPIKE {
+                count_evoked(net, np, nt, syn, q, evoked);
+            }
+            if q > 0.0 {
+                add_direct(model, net, nr, syn, q, g_pool_ns, quanta_step);
+            }
+        },
+    );
+    debug_assert!(fusions.is_empty(), "no asynchronous release");
 }
 
 /// Counts an evoked release of `quanta` at synapse `syn` under its projection key (source
@@ -560,19 +673,27 @@ fn count_evoked(
     c[2] += (quanta * 65536.0).round() as u64;
 }
 
-/// Adds `q` quanta of exp-receptor synapse `syn` straight into its target's pool: g_max·w
-/// per quantum and receptor (§6.4a), and counts them.
+/// Adds `q` quanta of exp-receptor synapse `syn` straight into its target's pool
+/// (`g_pool_ns`, `nr` receptors per neuron): g_max·w per quantum and receptor (§6.4a),
+/// and counts them in `quanta_step`.
 #[inline(always)]
-fn add_direct(model: &Model, net: &Network, syn: u32, q: f32, st: &mut State) {
-    let nr = model.receptors.len();
+fn add_direct(
+    model: &Model,
+    net: &Network,
+    nr: usize,
+    syn: u32,
+    q: f32,
+    g_pool_ns: &mut [f32],
+    quanta_step: &mut f64,
+) {
     let i = syn as usize;
     let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
     let post = net.syn_post[i] as usize;
     let w = net.syn_weight[i];
-    st.quanta_step += q as f64;
+    *quanta_step += q as f64;
     for j in 0..ty.n_receptors as usize {
         let rc = &model.gpu_receptors[ty.receptor_first as usize + j];
-        st.g_pool_ns[post * nr + ty.receptor_first as usize + j] += rc.g_max_ns * w * q;
+        g_pool_ns[post * nr + ty.receptor_first as usize + j] += rc.g_max_ns * w * q;
     }
 }
 
@@ -606,8 +727,17 @@ pub fn split_direct(
 /// synapses of one type add into one (neuron, receptor) entry). Twin of the direct
 /// branch of shaders/release.wgsl, whose contributions `gather` adds.
 pub fn release_direct(model: &Model, net: &Network, direct: &[(u32, f32)], st: &mut State) {
+    let nr = model.receptors.len();
     for &(syn, q) in direct {
-        add_direct(model, net, syn, q, st);
+        add_direct(
+            model,
+            net,
+            nr,
+            syn,
+            q,
+            &mut st.g_pool_ns,
+            &mut st.quanta_step,
+        );
     }
 }
 
@@ -616,6 +746,46 @@ mod tests {
     use super::*;
     use crate::philox::Stream;
     use std::path::Path;
+
+    /// [`pow_decay_lanes`] has the bits of `pow_decay` for lanes with one, two and several
+    /// sets of tables, for Δ from 0 to 2^32 - 1.
+    #[test]
+    fn pow_decay_lanes_has_the_bits_of_pow_decay() {
+        let tables: Vec<PowTable> = [0.5, 3.0, 17.0, 250.0, 1000.0, 1e5]
+            .iter()
+            .map(|&tau| crate::model::pow_table(0.1, tau))
+            .collect();
+        let mut rng = Stream::new(5, 1, 1);
+        for sets in [1u32, 2, 3, 6] {
+            for _ in 0..200 {
+                let ids: [[u32; 3]; LANES] = std::array::from_fn(|_| {
+                    let s = rng.below(sets);
+                    [s, (s + 1) % 6, (s + 2) % 6]
+                });
+                let delta: [u32; LANES] = std::array::from_fn(|l| match l {
+                    0 => 0,
+                    1 => u32::MAX,
+                    _ => {
+                        let top = 1 + rng.below(31);
+                        rng.below(1 << top)
+                    }
+                });
+                let got = pow_decay_lanes(&tables, &ids, &delta);
+                for l in 0..LANES {
+                    for k in 0..3 {
+                        let want = crate::model::pow_decay(&tables[ids[l][k] as usize], delta[l]);
+                        assert_eq!(
+                            got[k][l].to_bits(),
+                            want.to_bits(),
+                            "Δ {} table {}",
+                            delta[l],
+                            ids[l][k]
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     /// The lanes of [`release_ca_lanes`] give the bits of one event at a time
     /// ([`release_one`]): quanta, evoked counts and every terminal, from random terminal
@@ -691,7 +861,9 @@ mod tests {
                     64,
                     &mut single.fusions,
                 );
-                record_event(&net, np, nt, syn, kind, q, &mut single);
+                single.per_event.push(q);
+                count_evoked(&net, np, nt, syn, q, &mut single.evoked);
+                single.releases.push((syn, q));
             }
             single.releases.retain(|&(_, q)| q > 0.0);
             drop((tm, tm1));
