@@ -670,7 +670,15 @@ fn count_evoked(
     let c = &mut evoked[key];
     c[0] += 1;
     c[1] += (quanta == 0.0) as u64;
-    c[2] += (quanta * 65536.0).round() as u64;
+    c[2] += quanta_units(quanta);
+}
+
+/// Quanta `q` ≥ 0 in 2^-16 units, rounded half away from zero (the GPU's `add_quanta`):
+/// floor(q·2^16 + 1/2) in f64, where both steps are exact for q < 2^36, is the integer
+/// `(q * 65536.0).round()` gives, without `f32::round`'s library call.
+#[inline(always)]
+fn quanta_units(q: f32) -> u64 {
+    (q as f64 * 65536.0 + 0.5) as u64
 }
 
 /// Adds `q` quanta of exp-receptor synapse `syn` straight into its target's pool
@@ -784,6 +792,28 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The evoked quanta in 2^-16 units are `f32::round` of q·2^16 (half away from zero, as
+    /// the GPU's `add_quanta`) for any quanta a release gives: whole, fractional (mean
+    /// TM), exactly half a unit, and the largest f32 below a half.
+    #[test]
+    fn quanta_units_round_half_away_from_zero() {
+        let mut qs: Vec<f32> = (0..200_000).map(|i| i as f32 / 131_072.0).collect();
+        qs.extend((0..100_000).map(|i| f32::from_bits(0x3000_0000 + i * 2_749)));
+        let half = 0.5f32 / 65536.0;
+        qs.extend([
+            0.0,
+            -0.0,
+            1.0,
+            5.0,
+            64.0,
+            half,
+            f32::from_bits(half.to_bits() - 1),
+        ]);
+        for q in qs {
+            assert_eq!(quanta_units(q), (q * 65536.0).round() as u64, "q = {q:e}");
         }
     }
 
