@@ -680,9 +680,9 @@ fn any_number_of_threads_gives_the_same_bits() {
         read("networks/coba.toml"),
         read("networks/brette_coba.toml"),
     );
-    // Brette's one thread takes the fused static path (release_static_exp) in most steps,
-    // coba's the fused quantal one (release_exp_direct); their split runs take the general
-    // one: the same bits.
+    // Brette's one thread takes the fused static path (release_static_exp), coba's the
+    // fused quantal one (release_exp_direct); their split runs take the general one in
+    // most steps: the same bits.
     for (name, text, steps) in [
         ("zoo", crate::synparity::ZOO, 3000),
         ("coba", coba.as_str(), 1500),
@@ -706,14 +706,18 @@ fn any_number_of_threads_gives_the_same_bits() {
                 spikes.push(b.spikes().to_vec());
                 events += b.events_last_step();
             }
-            if name != "zoo" && threads == 1 {
-                // Most steps take the fused path; the steps with too many arrivals for one
-                // range (the first bursts) take the general one.
+            if name != "zoo" {
+                // One thread takes the fused path in every step; the split runs (ranges of
+                // at least 3 events) take the general one in every step with 6 arrivals or more.
                 let fused = b.fused_steps();
-                assert!(
-                    fused > steps as u64 / 2 && fused < steps as u64,
-                    "{name}: {fused} of {steps} steps fused"
-                );
+                if threads == 1 {
+                    assert_eq!(fused, steps as u64, "{name}: every step fused");
+                } else {
+                    assert!(
+                        fused < steps as u64 / 2,
+                        "{name}: {fused} of {steps} steps fused"
+                    );
+                }
             }
             let (neuron_ranges, event_ranges) = b.ranges();
             if threads > 1 {

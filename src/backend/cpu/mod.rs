@@ -624,7 +624,7 @@ impl Backend for CpuBackend {
             && self.release_watch.is_empty()
             && self.released_since.is_empty()
             && self.st.pending_minis.is_empty()
-            && self.events.len() < 2 * self.min_events
+            && (self.threads == 1 || self.events.len() < 2 * self.min_events)
         {
             // Release onto exp receptors only, as one range would run it: the pools decay
             // (nothing else reads or writes them before), then each release adds its
