@@ -126,10 +126,10 @@ pub fn uniform4(
 pub const LANES: usize = 8;
 
 /// [`uniform4`] for [`LANES`] entities at once (the same seed, domain, step, purpose and
-/// block): `out[w][l]` is word `w` of entity `entity[l]`, with the bits of
-/// [`uniform4`]. The rounds of [`philox4x32_10`], written over arrays of lanes so that the
-/// compiler runs the lanes side by side in vector registers (the CPU's batched
-/// `release`); the GPU draws each entity's block in its own invocation.
+/// block): `out[w][l]` is word `w` of entity `entity[l]`, with the bits of [`uniform4`]
+/// (the CPU's batched `release`; the GPU draws each entity's block in its own
+/// invocation). With AVX2 the eight lanes' rounds run in vector registers
+/// ([`philox_lanes_avx2`]), otherwise over arrays ([`philox_lanes`]).
 #[inline(always)]
 pub fn uniform4_lanes(
     seed: u64,
@@ -139,14 +139,27 @@ pub fn uniform4_lanes(
     purpose: Purpose,
     block: u32,
 ) -> [[f32; LANES]; 4] {
-    let mut c = [
+    let c = [
         [step; LANES],
         [purpose as u32 | (block << 8); LANES],
         [(seed >> 32) as u32; LANES],
         [domain as u32; LANES],
     ];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, tested just above.
+        let w = unsafe { philox_lanes_avx2(c, entity, seed as u32) };
+        return w.map(|w| w.map(u01));
+    }
+    philox_lanes(c, entity, seed as u32).map(|w| w.map(u01))
+}
+
+/// [`philox4x32_10`] of counters `c[.][l]` and keys (`entity[l]`, `k1`) for each lane: one
+/// `round` per lane and round, over arrays.
+#[inline(always)]
+fn philox_lanes(mut c: [[u32; LANES]; 4], entity: &[u32; LANES], k1: u32) -> [[u32; LANES]; 4] {
     let mut k0 = *entity;
-    let mut k1 = seed as u32;
+    let mut k1 = k1;
     for i in 0..10 {
         if i > 0 {
             for k in k0.iter_mut() {
@@ -154,7 +167,6 @@ pub fn uniform4_lanes(
             }
             k1 = k1.wrapping_add(W1);
         }
-        // One `round` per lane.
         let mut n = [[0u32; LANES]; 4];
         for l in 0..LANES {
             let p0 = (M0 as u64) * (c[0][l] as u64);
@@ -166,7 +178,58 @@ pub fn uniform4_lanes(
         }
         c = n;
     }
-    c.map(|w| w.map(u01))
+    c
+}
+
+/// [`philox_lanes`] in AVX2 registers, a word of the eight lanes per register: the 32×32→64
+/// products of the even and the odd lanes (`vpmuludq` multiplies the low halves of 64-bit
+/// elements), and their high and low halves put back in lane order by blends.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn philox_lanes_avx2(
+    c: [[u32; LANES]; 4],
+    entity: &[u32; LANES],
+    k1: u32,
+) -> [[u32; LANES]; 4] {
+    use std::arch::x86_64::*;
+    const _: () = assert!(LANES == 8);
+    // SAFETY (loads and stores): each array is eight 4-byte lanes, one 32-byte register.
+    let load = |a: &[u32; LANES]| unsafe { _mm256_loadu_si256(a.as_ptr().cast()) };
+    let [mut c0, mut c1, mut c2, mut c3] = [load(&c[0]), load(&c[1]), load(&c[2]), load(&c[3])];
+    let mut k0 = load(entity);
+    let mut k1 = _mm256_set1_epi32(k1 as i32);
+    let (m0, m1) = (_mm256_set1_epi64x(M0 as i64), _mm256_set1_epi64x(M1 as i64));
+    let (w0, w1) = (_mm256_set1_epi32(W0 as i32), _mm256_set1_epi32(W1 as i32));
+    // (high, low) halves of x·m for the eight lanes of x.
+    let mul = |x: __m256i, m: __m256i| {
+        let even = _mm256_mul_epu32(x, m);
+        let odd = _mm256_mul_epu32(_mm256_srli_epi64::<32>(x), m);
+        (
+            _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(even), odd),
+            _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd)),
+        )
+    };
+    for i in 0..10 {
+        if i > 0 {
+            k0 = _mm256_add_epi32(k0, w0);
+            k1 = _mm256_add_epi32(k1, w1);
+        }
+        let (hi0, lo0) = mul(c0, m0);
+        let (hi1, lo1) = mul(c2, m1);
+        c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), k0);
+        c1 = lo1;
+        c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), k1);
+        c3 = lo0;
+    }
+    [c0, c1, c2, c3].map(|v| {
+        let mut a = [0u32; LANES];
+        unsafe { _mm256_storeu_si256(a.as_mut_ptr().cast(), v) };
+        a
+    })
 }
 
 /// The `i`-th uniform of (seed, domain, entity, step, purpose): lane `i % 4` of block `i / 4`.
@@ -402,6 +465,21 @@ mod tests {
                 for w in 0..4 {
                     assert_eq!(got[w][l].to_bits(), want[w].to_bits(), "lane {l} word {w}");
                 }
+            }
+        }
+    }
+
+    /// The array version of the lanes (the path without AVX2) has the bits of `uniform4`
+    /// too.
+    #[test]
+    fn philox_lanes_equal_philox4x32_10() {
+        let entity = [0, 1, 7, 4095, 65_536, 1 << 31, u32::MAX, 12_345];
+        let c = [[5; LANES], [2 | (1 << 8); LANES], [9; LANES], [0; LANES]];
+        let got = philox_lanes(c, &entity, 0xdead_beef);
+        for (l, &e) in entity.iter().enumerate() {
+            let want = philox4x32_10([5, 2 | (1 << 8), 9, 0], [e, 0xdead_beef]);
+            for w in 0..4 {
+                assert_eq!(got[w][l], want[w], "lane {l} word {w}");
             }
         }
     }
