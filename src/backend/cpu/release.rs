@@ -355,9 +355,9 @@ fn lane_type(ty: &GpuSynType) -> bool {
 /// [`crate::model::pow_decay`] for each lane's Δ of the tables `ids[l]` (three indices into
 /// `tables` per lane): `out[k][l]`, the product of table `ids[l][k]`'s entries of Δ's set
 /// bits in ascending order, times 1 for the clear bits (exact, also past a lane's highest
-/// bit), so the bits of `pow_decay`. (Measured on coba.toml: broadcasting each bit's
-/// entries of the run's one or two types into AVX2 registers, AVX2 gathers, and a table
-/// of the products of Δ's low bits were all 10-15 % slower in `release` than this loop.)
+/// bit), so the bits of `pow_decay`. When the lanes have at most two sets of tables (a
+/// run of eight events has one or two synapse types) and the CPU has AVX2, the eight
+/// lanes multiply in one register per table ([`pow_decay_two_avx2`]).
 #[inline(always)]
 fn pow_decay_lanes(
     tables: &[PowTable],
@@ -365,8 +365,19 @@ fn pow_decay_lanes(
     delta: &[u32; LANES],
 ) -> [[f32; LANES]; 3] {
     let bits = 32 - delta.iter().fold(0, |a, &d| a | d).leading_zeros() as usize;
-    let tabs: [[&[f32; 32]; 3]; LANES] =
-        std::array::from_fn(|l| ids[l].map(|k| &tables[k as usize].f));
+    let tab = |i: &[u32; 3]| i.map(|k| &tables[k as usize].f);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let ia = ids[0];
+        let ib = *ids.iter().find(|i| **i != ia).unwrap_or(&ia);
+        if ids.iter().all(|i| *i == ia || *i == ib) && std::arch::is_x86_feature_detected!("avx2") {
+            let of_b: [u32; LANES] =
+                std::array::from_fn(|l| if ids[l] == ib { u32::MAX } else { 0 });
+            // SAFETY: the CPU has AVX2, tested just above.
+            return unsafe { pow_decay_two_avx2(tab(&ia), tab(&ib), &of_b, delta, bits) };
+        }
+    }
+    let tabs: [[&[f32; 32]; 3]; LANES] = std::array::from_fn(|l| tab(&ids[l]));
     let mut out = [[1.0f32; LANES]; 3];
     for b in 0..bits {
         for l in 0..LANES {
@@ -378,6 +389,46 @@ fn pow_decay_lanes(
         }
     }
     out
+}
+
+/// [`pow_decay_lanes`] for lanes with tables `ta`, or `tb` where `of_b` is all ones, over
+/// bits `0..bits` of the Δs: per bit, each table's two entries are broadcast, each lane
+/// takes its own (1 where its bit is clear), and the eight products advance in one
+/// multiplication.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn pow_decay_two_avx2(
+    ta: [&[f32; 32]; 3],
+    tb: [&[f32; 32]; 3],
+    of_b: &[u32; LANES],
+    delta: &[u32; LANES],
+    bits: usize,
+) -> [[f32; LANES]; 3] {
+    use std::arch::x86_64::*;
+    const _: () = assert!(LANES == 8);
+    // SAFETY (loads and stores): each array is eight 4-byte lanes, one 32-byte register.
+    let d = unsafe { _mm256_loadu_si256(delta.as_ptr().cast()) };
+    let kind_b = _mm256_castsi256_ps(unsafe { _mm256_loadu_si256(of_b.as_ptr().cast()) });
+    let one = _mm256_set1_ps(1.0);
+    let lsb = _mm256_set1_epi32(1);
+    let mut out = [one; 3];
+    for b in 0..bits.min(32) {
+        let bit = _mm256_and_si256(_mm256_srl_epi32(d, _mm_cvtsi32_si128(b as i32)), lsb);
+        let set = _mm256_castsi256_ps(_mm256_cmpeq_epi32(bit, lsb));
+        for k in 0..3 {
+            let f = _mm256_blendv_ps(_mm256_set1_ps(ta[k][b]), _mm256_set1_ps(tb[k][b]), kind_b);
+            out[k] = _mm256_mul_ps(out[k], _mm256_blendv_ps(one, f, set));
+        }
+    }
+    out.map(|o| {
+        let mut a = [0f32; LANES];
+        unsafe { _mm256_storeu_ps(a.as_mut_ptr(), o) };
+        a
+    })
 }
 
 /// The spike arrivals at [`LANES`] different synapses `syns` of [`lane_type`]s: for each,
@@ -755,8 +806,8 @@ mod tests {
     use crate::philox::Stream;
     use std::path::Path;
 
-    /// [`pow_decay_lanes`] has the bits of `pow_decay` for lanes with one, two and several
-    /// sets of tables, for Δ from 0 to 2^32 - 1.
+    /// [`pow_decay_lanes`] has the bits of `pow_decay` for lanes with one, two (the AVX2
+    /// path) and several sets of tables, for Δ from 0 to 2^32 - 1.
     #[test]
     fn pow_decay_lanes_has_the_bits_of_pow_decay() {
         let tables: Vec<PowTable> = [0.5, 3.0, 17.0, 250.0, 1000.0, 1e5]
