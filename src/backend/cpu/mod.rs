@@ -142,14 +142,15 @@ pub struct CpuBackend {
 /// a range must outlast the wake-up of a pool thread (measured on the 2-vCPU development
 /// machine: 4000 LIF neurons take 20 µs on one thread and 40 µs split in two).
 const MIN_NEURONS_PER_RANGE: usize = 16384;
-/// Events per thread below which `release` is not split further: 1024 quantal events
-/// (about 125 ns each on coba since `release` runs them in lanes), or 1024 when every
+/// Events per thread below which `release` is not split further: 2048 quantal events
+/// (about 100 ns each on coba since `release` runs them in lanes), or 1024 when every
 /// synapse type is static (measured: 500 static events take 24 µs on one thread and 67 µs
 /// split in two). Measured on the 2-vCPU development machine, coba.toml on two threads:
-/// 1.53 s with ranges of at least 256 events, 1.47 s with 512, 1.24 s with 1024 (one
-/// thread: 1.21 s); large.toml, whose steps have thousands of events, still gains from
-/// the split (0.37 s on one thread, 0.35 s on two).
-const MIN_EVENTS_PER_RANGE: usize = 1024;
+/// 1.53 s with ranges of at least 256 events, 1.47 s with 512, 1.24 s with 1024 (before
+/// the lanes' AVX2 decays and draws); then 0.97-0.99 s with 1024, 0.93-0.95 s with 2048,
+/// 0.95 s with 4096 (one thread: 0.94-0.96 s). large.toml (about 7900 events per step)
+/// still gains from the split at 2048 and no longer at 4096.
+const MIN_EVENTS_PER_RANGE: usize = 2048;
 /// [`MIN_EVENTS_PER_RANGE`] when every synapse type is static.
 const MIN_STATIC_EVENTS_PER_RANGE: usize = 1024;
 /// Active synapse slots per thread below which `cleft` is not split.
