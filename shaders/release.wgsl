@@ -113,6 +113,20 @@ fn schedule_async(ty: SynType, syn: u32, t: u32, p: f32) {
     su_set(S_COMMITTED, syn, committed);
 }
 
+// Release with probability p of a spike arrival (CA or stochastic TM): the binomial
+// release of the docked sites, the asynchronous commitments, and the released vesicles
+// into endocytosis when the reserve pool is tracked; returns the quanta released.
+fn release_vesicles(ty: SynType, syn: u32, t: u32, p: f32) -> u32 {
+    let n = release_sites(ty, syn, t, p);
+    if (ty.async_rho > 0.0f) {
+        schedule_async(ty, syn, t, p);
+    }
+    if (ty.reserve_size > 0u) {
+        su_set(S_ENDO, syn, su(S_ENDO, syn) + n);
+    }
+    return n;
+}
+
 @compute @workgroup_size(64)
 fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     opaque_zero = params.zero;
@@ -157,27 +171,15 @@ fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             // (3) p from X_F just before this AP; (4) binomial release; (5) async;
             // (6) Ca increments after p (§3.2).
             let p = ca_release_probability(ty, sf(SF_X_F, syn));
-            let n = release_sites(ty, syn, t, p);
-            if (ty.async_rho > 0.0f) {
-                schedule_async(ty, syn, t, p);
-            }
+            let n = release_vesicles(ty, syn, t, p);
             sf_set(SF_X_F, syn, sf(SF_X_F, syn) + ty.c_drive);
             sf_set(SF_X_D, syn, sf(SF_X_D, syn) + ty.c_drive);
-            if (ty.reserve_size > 0u) {
-                su_set(S_ENDO, syn, su(S_ENDO, syn) + n);
-            }
             q = f32(n);
         } else if (ty.release == RELEASE_TM_STOCHASTIC) {
             // u_n = U + u_{n-1}(1-U)e^{-Δ/τ_fac} (§2.2).
             let u = ty.tm_u + sf(SF_X_F, syn);
-            let n = release_sites(ty, syn, t, u);
-            if (ty.async_rho > 0.0f) {
-                schedule_async(ty, syn, t, u);
-            }
+            let n = release_vesicles(ty, syn, t, u);
             sf_set(SF_X_F, syn, u * (1.0f - ty.tm_u));
-            if (ty.reserve_size > 0u) {
-                su_set(S_ENDO, syn, su(S_ENDO, syn) + n);
-            }
             q = f32(n);
         } else if (ty.release == RELEASE_STATIC) {
             q = 1.0f;

@@ -13,7 +13,7 @@ use super::prefetch;
 use super::terminal::advance_terminal;
 use crate::layout::{release as rel, GpuSynType, PowTable};
 use crate::math::{exp_sw, exp_sw_slice, ln_sw, ln_sw_slice, pow_sw, pow_sw_by_exp};
-use crate::model::{flush_subnormal, Model};
+use crate::model::{flush_subnormal, Model, SynTypeModel};
 use crate::network::Network;
 use crate::philox::{uniform4_lanes, Domain, Lanes, Purpose, LANES};
 use crate::state::{Slot, State, Terminal, Terminals, ACTIVE};
@@ -94,6 +94,34 @@ fn schedule_async(
             fusions.push((slot, syn, j));
         }
     }
+}
+
+/// Release with probability `p` of a spike arrival at synapse `syn` (CA or stochastic TM):
+/// the binomial release of the docked sites, the asynchronous commitments (§3.4), and the
+/// released vesicles into endocytosis when the reserve pool is tracked; returns the
+/// quanta released. Twin of `release_vesicles` in shaders/release.wgsl.
+#[inline]
+#[expect(clippy::too_many_arguments, reason = "the scalars of one event")]
+fn release_vesicles(
+    seed: u64,
+    tm: &SynTypeModel,
+    syn: u32,
+    t: u32,
+    p: f32,
+    st: &mut Terminals<'_>,
+    ring_len: usize,
+    fusions: &mut Vec<(u32, u32, u32)>,
+) -> u32 {
+    let ty = &tm.gpu;
+    let k = release_sites(seed, ty, syn, t, p, st);
+    if ty.async_rho > 0.0 {
+        let max = tm.max_async_steps;
+        schedule_async(seed, ty, max, syn, t, p, st, ring_len, fusions);
+    }
+    if ty.reserve_size > 0 {
+        st.endo[syn as usize - st.base] += k;
+    }
+    k
 }
 
 /// How many events ahead [`release`] asks for the state of the next events (measured on
@@ -287,48 +315,16 @@ fn release_one(
             // (3) p from X_F just before this AP; (4) binomial release; (5) async;
             // (6) Ca increments after p (§3.2).
             let p = ca_release_probability(ty, st.term[i].x_f);
-            let k = release_sites(seed, ty, syn, t, p, st);
-            if ty.async_rho > 0.0 {
-                schedule_async(
-                    seed,
-                    ty,
-                    tm.max_async_steps,
-                    syn,
-                    t,
-                    p,
-                    st,
-                    ring_len,
-                    fusions,
-                );
-            }
+            let k = release_vesicles(seed, tm, syn, t, p, st, ring_len, fusions);
             st.term[i].x_f += ty.c_drive;
             st.term[i].x_d += ty.c_drive;
-            if ty.reserve_size > 0 {
-                st.endo[i] += k;
-            }
             k as f32
         }
         rel::TM_STOCHASTIC => {
             // u_n = U + u_{n-1}(1-U)e^{-Δ/τ_fac}: x_f holds u_{n-1}(1-U), decayed (§2.2).
             let u = ty.tm_u + st.term[i].x_f;
-            let k = release_sites(seed, ty, syn, t, u, st);
-            if ty.async_rho > 0.0 {
-                schedule_async(
-                    seed,
-                    ty,
-                    tm.max_async_steps,
-                    syn,
-                    t,
-                    u,
-                    st,
-                    ring_len,
-                    fusions,
-                );
-            }
+            let k = release_vesicles(seed, tm, syn, t, u, st, ring_len, fusions);
             st.term[i].x_f = u * (1.0 - ty.tm_u);
-            if ty.reserve_size > 0 {
-                st.endo[i] += k;
-            }
             k as f32
         }
         rel::STATIC => 1.0,
