@@ -129,7 +129,7 @@ pub const LANES: usize = 8;
 /// block): `out[w][l]` is word `w` of entity `entity[l]`, with the bits of [`uniform4`]
 /// (the CPU's batched `release`; the GPU draws each entity's block in its own
 /// invocation). With AVX2 the eight lanes' rounds run in vector registers
-/// ([`philox_lanes_avx2`]), otherwise over arrays ([`philox_lanes`]).
+/// (`philox_lanes_avx2`), otherwise over arrays (`philox_lanes`).
 #[inline(always)]
 pub fn uniform4_lanes(
     seed: u64,
