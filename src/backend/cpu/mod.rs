@@ -107,10 +107,10 @@ pub struct CpuBackend {
     /// Static release onto exp receptors only ([`Model::static_exp_only`]): arrivals go
     /// straight into the pools in one pass when the events fit one range.
     static_exp: bool,
-    /// Any release onto exp receptors only ([`Model::exp_only`]), not all static: the
-    /// releases go straight into the pools in one pass over the events
+    /// Release onto exp receptors only ([`Model::exp_only`]; `static_exp` is its static
+    /// case): the releases go straight into the pools in one pass over the events
     /// ([`release::release_exp_direct`]) when they fit one range.
-    exp_direct: bool,
+    exp_only: bool,
     /// Scratch buffer of `deliver`'s sort.
     sort_scratch: Vec<u32>,
     /// Steps that took one of those paths.
@@ -217,7 +217,7 @@ impl CpuBackend {
         let net_neurons = net.n_neurons() as usize;
         let all_static = model.all_static_release();
         let static_exp = model.static_exp_only();
-        let exp_direct = model.exp_only() && !static_exp;
+        let exp_only = model.exp_only();
         let st = State::new(&model, &net);
         let spont = SpontParams::new(&model);
         Self {
@@ -246,7 +246,7 @@ impl CpuBackend {
             event_cuts: Vec::new(),
             syn_bounds: Vec::new(),
             static_exp,
-            exp_direct,
+            exp_only,
             sort_scratch: Vec::new(),
             fused_steps: 0,
             min_events: if all_static {
@@ -621,7 +621,7 @@ impl Backend for CpuBackend {
         deliver::deliver(&mut self.st, &mut self.events, &mut self.sort_scratch);
         lap(0);
         let nr = model.receptors.len();
-        if (self.static_exp || self.exp_direct)
+        if self.exp_only
             && self.release_watch.is_empty()
             && self.released_since.is_empty()
             && self.st.pending_minis.is_empty()

@@ -13,7 +13,7 @@ use super::prefetch;
 use super::terminal::advance_terminal;
 use crate::layout::{release as rel, GpuSynType, PowTable};
 use crate::math::{exp_sw, exp_sw_slice, ln_sw, ln_sw_slice, pow_sw, pow_sw_by_exp};
-use crate::model::{flush_subnormal, Model, SynTypeModel};
+use crate::model::{flush_subnormal, pow_decay3, Model, SynTypeModel};
 use crate::network::Network;
 use crate::philox::{uniform4_lanes, Domain, Lanes, Purpose, LANES};
 use crate::state::{Slot, State, Terminal, Terminals, ACTIVE};
@@ -360,29 +360,23 @@ fn pow_decay_lanes(
     ids: &[[u32; 3]; LANES],
     delta: &[u32; LANES],
 ) -> [[f32; LANES]; 3] {
-    let bits = 32 - delta.iter().fold(0, |a, &d| a | d).leading_zeros() as usize;
-    let tab = |i: &[u32; 3]| i.map(|k| &tables[k as usize].f);
     #[cfg(target_arch = "x86_64")]
     {
+        let tab = |i: &[u32; 3]| i.map(|k| &tables[k as usize].f);
         let ia = ids[0];
         let ib = *ids.iter().find(|i| **i != ia).unwrap_or(&ia);
         if ids.iter().all(|i| *i == ia || *i == ib) && std::arch::is_x86_feature_detected!("avx2") {
+            let bits = 32 - delta.iter().fold(0, |a, &d| a | d).leading_zeros() as usize;
             let of_b: [u32; LANES] =
                 std::array::from_fn(|l| if ids[l] == ib { u32::MAX } else { 0 });
             // SAFETY: the CPU has AVX2, tested just above.
             return unsafe { pow_decay_two_avx2(tab(&ia), tab(&ib), &of_b, delta, bits) };
         }
     }
-    let tabs: [[&[f32; 32]; 3]; LANES] = std::array::from_fn(|l| tab(&ids[l]));
     let mut out = [[1.0f32; LANES]; 3];
-    for b in 0..bits {
-        for l in 0..LANES {
-            let set = (delta[l] >> b) & 1 == 1;
-            let [rec, k0, fac] = tabs[l];
-            out[0][l] *= if set { rec[b & 31] } else { 1.0 };
-            out[1][l] *= if set { k0[b & 31] } else { 1.0 };
-            out[2][l] *= if set { fac[b & 31] } else { 1.0 };
-        }
+    for l in 0..LANES {
+        let [d, k0, f] = pow_decay3(ids[l].map(|k| &tables[k as usize]), delta[l]);
+        [out[0][l], out[1][l], out[2][l]] = [d, k0, f];
     }
     out
 }
