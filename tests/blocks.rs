@@ -182,3 +182,53 @@ fn pool_decay_rows_leave_the_bits_of_decay_pools() {
         }
     }
 }
+
+/// `cleft` in its straight-line form for exponential clefts and kinetic receptors
+/// (`cleft_kinetic`, one receptor per type and any number) leaves the bits of its general
+/// form: coba_kinetic over 60 ms, then with an NMDA receptor beside each AMPA
+/// one, every step's spikes and the whole state compared after synapses have handed
+/// their receptors to the pools and taken them back.
+#[test]
+fn kinetic_cleft_leaves_the_bits_of_cleft() {
+    use quantal::backend::Backend;
+    use quantal::state::{ACTIVE, NO_HANDOFF};
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba_kinetic.toml"),
+    )
+    .unwrap();
+    let two = text.replace(
+        "kind = \"ampa\"\ng_max_ns = 2.3",
+        "kind = \"ampa\"\ng_max_ns = 2.3\n[[synapse_types.receptors]]\nkind = \"nmda\"\ng_max_ns = 0.5",
+    );
+    assert_ne!(two, text, "the AMPA receptor is where the test expects it");
+    for (name, text) in [("one receptor", &text), ("two receptors", &two)] {
+        let mut fast = crate::common::backend_with(text, &[]);
+        let mut general = crate::common::backend_with(text, &[]).with_general_cleft();
+        assert!(fast.model().kinetic_only(), "{name}: takes the kinetic form");
+        let (mut spikes, mut most_active) = (0, 0);
+        for step in 0..600 {
+            fast.step().unwrap();
+            general.step().unwrap();
+            assert_eq!(fast.spikes(), general.spikes(), "{name}: spikes of step {step}");
+            spikes += fast.spikes().len();
+            most_active = most_active.max(fast.state_ref().active.len());
+            if step % 100 == 99 {
+                assert!(
+                    fast.state_ref().canonical() == general.state_ref().canonical(),
+                    "{name}: state after step {step}: {:?}",
+                    crate::synparity::first_difference(fast.state_ref(), general.state_ref())
+                );
+            }
+        }
+        let st = fast.state_ref();
+        let handed = st
+            .handoff_step
+            .iter()
+            .filter(|&&h| h != ACTIVE && h != NO_HANDOFF)
+            .count();
+        assert!(
+            spikes > 3000 && most_active > 30_000 && handed > 50_000,
+            "{name}: {spikes} spikes, at most {most_active} active, {handed} handed off"
+        );
+    }
+}

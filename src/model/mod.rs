@@ -512,6 +512,21 @@ impl Model {
                 .all(|t| t.gpu.async_rho == 0.0 && t.spont_rate_per_s == 0.0)
     }
 
+    /// True when every synapse type has an exponential cleft (not the DMS pulse) and only
+    /// kinetic receptors (§5.1), at least one: `cleft` then advances its slots with
+    /// straight-line statements over lanes of receptors (the coba_kinetic kind of network).
+    pub fn kinetic_only(&self) -> bool {
+        self.syn_types.iter().all(|t| {
+            let g = &t.gpu;
+            g.cleft_pulse == 0
+                && g.n_receptors >= 1
+                && self.gpu_receptors
+                    [g.receptor_first as usize..(g.receptor_first + g.n_receptors) as usize]
+                    .iter()
+                    .all(|r| r.kind == layout::receptor::KINETIC)
+        })
+    }
+
     /// Total number of neurons (sources included).
     pub fn n_neurons(&self) -> u32 {
         self.pops.iter().map(|p| p.size).sum()

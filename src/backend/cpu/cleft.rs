@@ -254,3 +254,245 @@ fn cleft_body(
     }
     kept
 }
+
+avx2_or_baseline! {
+    /// [`cleft`] for a network whose synapse types all have an exponential cleft and only
+    /// kinetic receptors ([`Model::kinetic_only`]): the same statements on the same values
+    /// with the same sums in the same order, so the same bits, but without the branches
+    /// on the cleft and receptor kinds, and with each receptor's relaxation and ḡ·w·r in
+    /// lanes over the block (the compiler runs them several at a time).
+    pub fn cleft_kinetic(
+        model: &Model,
+        net: &Network,
+        t: u32,
+        handoff_stride: usize,
+        st: &mut CleftPart<'_>,
+        non_finite: &mut crate::state::NonFinite,
+    ) -> usize => cleft_kinetic_any
+}
+
+/// [`cleft_kinetic_body`] for one receptor per synapse type (a constant, so each lane is a
+/// slot and the receptor loops go) or any number.
+#[inline(always)]
+fn cleft_kinetic_any(
+    model: &Model,
+    net: &Network,
+    t: u32,
+    handoff_stride: usize,
+    st: &mut CleftPart<'_>,
+    non_finite: &mut crate::state::NonFinite,
+) -> usize {
+    if model.syn_types.iter().all(|s| s.gpu.n_receptors == 1) {
+        cleft_kinetic_body::<true>(model, net, t, handoff_stride, st, non_finite)
+    } else {
+        cleft_kinetic_body::<false>(model, net, t, handoff_stride, st, non_finite)
+    }
+}
+
+/// What [`cleft_kinetic`] reads of a synapse type.
+#[derive(Clone, Copy)]
+struct KineticType {
+    clear_half: f32,
+    clear_full: f32,
+    clear_threshold_mm: f32,
+    receptor_first: usize,
+    n_receptors: usize,
+}
+
+/// The body of [`cleft_kinetic`], inlined into each build of it; `ONE`: every type has
+/// one receptor.
+#[inline(always)]
+fn cleft_kinetic_body<const ONE: bool>(
+    model: &Model,
+    net: &Network,
+    t: u32,
+    handoff_stride: usize,
+    st: &mut CleftPart<'_>,
+    non_finite: &mut crate::state::NonFinite,
+) -> usize {
+    debug_assert!(model.kinetic_only());
+    let dt = model.dt_ms as f32;
+    let nr = model.receptors.len();
+    let tables: &[PowTable] = &model.pow_tables;
+    let recs = &model.gpu_receptors;
+    let types: Vec<KineticType> = model
+        .syn_types
+        .iter()
+        .map(|s| KineticType {
+            clear_half: s.gpu.clear_half,
+            clear_full: s.gpu.clear_full,
+            clear_threshold_mm: s.gpu.clear_threshold_mm,
+            receptor_first: s.gpu.receptor_first as usize,
+            n_receptors: if ONE { 1 } else { s.gpu.n_receptors as usize },
+        })
+        .collect();
+    // Per slot of the block: cleared, its first (neuron, receptor) entry and its first
+    // lane. Per lane (a receptor of a slot, in slot and receptor order): αT, then r_inf;
+    // β, then the decay; r, before and after; ḡ·w, then g.
+    let mut cleared_blk = [false; BLOCK];
+    let mut entry_blk = [0usize; BLOCK];
+    let mut lane0 = [0usize; BLOCK + 1];
+    let mut a_lane = [0f32; BLOCK * MR];
+    let mut beta_lane = [0f32; BLOCK * MR];
+    let mut r_lane = [0f32; BLOCK * MR];
+    let mut gw_lane = [0f32; BLOCK * MR];
+    // The active conductance being summed (slots of one neuron and receptor come one
+    // after the other): its entry and value, stored when the entry changes. The same
+    // additions in the same order as adding into the array each time.
+    let (mut acc_entry, mut acc) = (usize::MAX, 0f32);
+    let (old, new) = (st.old, st.new);
+    let (mut i, mut i_new) = (0, 0);
+    let mut kept = 0;
+    while i < old.len() || i_new < new.len() {
+        // The next BLOCK synapses in ascending id: a new slot, or the old ones below the
+        // next new one, copied as one run.
+        let mut nb = 0;
+        while nb < BLOCK && (i < old.len() || i_new < new.len()) {
+            if i_new < new.len() && (i == old.len() || new[i_new].syn < old[i].syn) {
+                st.out[kept + nb] = new[i_new];
+                i_new += 1;
+                nb += 1;
+            } else {
+                let room = (BLOCK - nb).min(old.len() - i);
+                let run = match new.get(i_new) {
+                    Some(next) if old[i + room - 1].syn > next.syn => old[i..i + room]
+                        .iter()
+                        .take_while(|o| o.syn < next.syn)
+                        .count(),
+                    _ => room,
+                };
+                st.out[kept + nb..kept + nb + run].copy_from_slice(&old[i..i + run]);
+                i += run;
+                nb += run;
+            }
+        }
+        // The slot-local statements: the cleft ([`transmitter`], exponential branch), a
+        // re-activated synapse's own r taken back from its hand-off value (§5.4; the
+        // pool's part follows in slot order below), and each receptor's lane.
+        let mut m = 0;
+        for (k, slot) in st.out[kept..kept + nb].iter_mut().enumerate() {
+            lane0[k] = m;
+            let syn = slot.syn as usize;
+            let ty = &types[net.syn_type[syn] as usize];
+            let t_now = slot.cleft_mm;
+            let t_mm = t_now * ty.clear_half;
+            let t_next = t_now * ty.clear_full;
+            let cleared = t_next < ty.clear_threshold_mm;
+            slot.cleft_mm = if cleared { 0.0 } else { t_next };
+            cleared_blk[k] = cleared;
+            entry_blk[k] = (net.syn_post[syn] as usize - st.base) * nr + ty.receptor_first;
+            let w = net.syn_weight[syn];
+            let prev = slot.fresh;
+            let taken_back = prev != ACTIVE && prev != NO_HANDOFF;
+            let hs = (syn - st.syn_base) * handoff_stride;
+            for (j, rc) in recs[ty.receptor_first..ty.receptor_first + ty.n_receptors]
+                .iter()
+                .enumerate()
+            {
+                if taken_back {
+                    let tab = &tables[rc.tab_beta as usize];
+                    slot.r[2 * j] = st.handoff_r[hs + j] * pow_decay(tab, t - prev - 1);
+                }
+                a_lane[m] = rc.alpha * t_mm;
+                beta_lane[m] = rc.beta;
+                r_lane[m] = slot.r[2 * j];
+                gw_lane[m] = rc.g_max_ns * w;
+                m += 1;
+            }
+        }
+        lane0[nb] = m;
+        if ONE {
+            debug_assert_eq!(m, nb);
+        }
+        // Over all lanes: k = αT + β, r_inf = αT/k, e^{-k·dt}, then
+        // r ← r_inf + (r - r_inf)·e^{-k·dt} (§5.1) and g = ḡ·w·r.
+        for (a, beta) in a_lane[..m].iter_mut().zip(&mut beta_lane[..m]) {
+            let kk = *a + *beta;
+            *beta = -kk * dt;
+            *a /= kk;
+        }
+        exp_sw_slice(&mut beta_lane[..m]);
+        let mut bad = false;
+        for (((r, gw), r_inf), d) in r_lane[..m]
+            .iter_mut()
+            .zip(&mut gw_lane[..m])
+            .zip(&a_lane[..m])
+            .zip(&beta_lane[..m])
+        {
+            *r = relax(*r_inf, *r, *d);
+            *gw *= *r;
+            bad |= !gw.is_finite();
+        }
+        // Each slot's sums, in slot order: the take-back from the pool, then the active
+        // conductance or the hand-off; then the slot stays or leaves.
+        for kb in 0..nb {
+            let slot = &mut st.out[kept + kb];
+            let syn = slot.syn as usize;
+            let entry = entry_blk[kb];
+            let hs = (syn - st.syn_base) * handoff_stride;
+            let lanes = if ONE {
+                kb..kb + 1
+            } else {
+                lane0[kb]..lane0[kb + 1]
+            };
+            let prev = slot.fresh;
+            if prev != ACTIVE {
+                if prev != NO_HANDOFF {
+                    let first = types[net.syn_type[syn] as usize].receptor_first;
+                    let w = net.syn_weight[syn];
+                    let held = t - prev;
+                    for j in 0..lanes.len() {
+                        let rc = &recs[first + j];
+                        let r_h = st.handoff_r[hs + j];
+                        let tab = &tables[rc.tab_beta as usize];
+                        let pool = &mut st.g_pool_ns[entry + j];
+                        *pool = (*pool - rc.g_max_ns * w * r_h * pow_decay(tab, held)).max(0.0);
+                    }
+                }
+                slot.fresh = ACTIVE;
+            }
+            let g = &gw_lane[lanes.clone()];
+            if bad && non_finite.is_none() && g.iter().any(|x| !x.is_finite()) {
+                *non_finite = Some((syn as u32, "receptor conductance g_ns", true));
+            }
+            let done = cleared_blk[kb];
+            for (j, (&gj, &r)) in g.iter().zip(&r_lane[lanes]).enumerate() {
+                slot.r[2 * j] = r;
+                if done {
+                    // Hand-off: from now on dr/dt = -βr is linear and lives in the pool (§5.4).
+                    st.g_pool_ns[entry + j] += gj;
+                    st.handoff_r[hs + j] = r;
+                } else {
+                    if entry + j != acc_entry {
+                        if acc_entry != usize::MAX {
+                            st.g_active_ns[acc_entry] = acc;
+                        }
+                        acc_entry = entry + j;
+                        acc = st.g_active_ns[acc_entry];
+                    }
+                    acc += gj;
+                }
+            }
+            if done {
+                st.handoff_step[syn - st.syn_base] =
+                    if handoff_stride > 0 { t } else { NO_HANDOFF };
+            }
+        }
+        // The block's cleared slots leave: those after them move down (most blocks have
+        // none, and then nothing moves).
+        let mut wr = kept;
+        for (kb, &done) in cleared_blk[..nb].iter().enumerate() {
+            if !done {
+                if wr != kept + kb {
+                    st.out[wr] = st.out[kept + kb];
+                }
+                wr += 1;
+            }
+        }
+        kept = wr;
+    }
+    if acc_entry != usize::MAX {
+        st.g_active_ns[acc_entry] = acc;
+    }
+    kept
+}

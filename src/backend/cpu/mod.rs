@@ -111,6 +111,9 @@ pub struct CpuBackend {
     /// case): the releases go straight into the pools in one pass over the events
     /// ([`release::release_exp_direct`]) when they fit one range.
     exp_only: bool,
+    /// Exponential clefts and kinetic receptors only ([`Model::kinetic_only`]): `cleft`
+    /// takes its straight-line form ([`cleft::cleft_kinetic`]).
+    kinetic_only: bool,
     /// Scratch buffer of `deliver`'s sort.
     sort_scratch: Vec<u32>,
     /// Steps that took one of those paths.
@@ -217,6 +220,7 @@ impl CpuBackend {
         let net_neurons = net.n_neurons() as usize;
         let all_static = model.all_static_release();
         let static_exp = model.static_exp_only();
+        let kinetic_only = model.kinetic_only();
         let exp_only = model.exp_only();
         let st = State::new(&model, &net);
         let spont = SpontParams::new(&model);
@@ -247,6 +251,7 @@ impl CpuBackend {
             syn_bounds: Vec::new(),
             static_exp,
             exp_only,
+            kinetic_only,
             sort_scratch: Vec::new(),
             fused_steps: 0,
             min_events: if all_static {
@@ -277,6 +282,14 @@ impl CpuBackend {
         self.min_events = min_events.max(1);
         self.min_slots = min_events.max(1);
         self.cleft_bounds = even_bounds(self.net.n_neurons() as usize, self.threads, min_neurons);
+        self
+    }
+
+    /// The same backend with `cleft` in its general form for every network, which a
+    /// kinetic-only network otherwise runs in its straight-line form: lets tests compare
+    /// the two. Results do not depend on it.
+    pub fn with_general_cleft(mut self) -> Self {
+        self.kinetic_only = false;
         self
     }
 
@@ -432,6 +445,7 @@ impl CpuBackend {
         }
         self.next_slots.resize(n_slots, Slot::default());
         let (t, hs) = (self.st.step, self.st.handoff_stride);
+        let kinetic = self.kinetic_only;
         let parts = self.st.cleft_parts(
             nb,
             &self.cleft_syn,
@@ -445,7 +459,11 @@ impl CpuBackend {
         let mut items: Vec<_> = parts.into_iter().zip(self.cleft_out.iter_mut()).collect();
         for_each(self.pool.as_ref(), &mut items, |(part, (bad, kept))| {
             *bad = None;
-            *kept = cleft::cleft(&model, &net, t, hs, part, bad);
+            *kept = if kinetic {
+                cleft::cleft_kinetic(&model, &net, t, hs, part, bad)
+            } else {
+                cleft::cleft(&model, &net, t, hs, part, bad)
+            };
         });
         // Each range's survivors start at its room; the gaps between ranges close (the
         // only copy, and only with more than one range).
