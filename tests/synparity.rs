@@ -226,6 +226,9 @@ fn examples_are_bit_identical() {
     same_run("cobahh", &[], 2000, 256, 1000);
     // The benchmark's static release onto exp receptors, 200 ms.
     same_run("brette_coba", &[], 2000, 256, 1000);
+    same_run("paired_pulse", &[], 2000, 256, 0);
+    // Kinetic receptors on the cleft (the CPU's straight-line cleft_kinetic), 30 ms.
+    same_run("coba_kinetic", &[], 300, 100, 1000);
 }
 
 /// The COBA network (4000 cells, 320 961 synapses) over 1 s of self-sustained activity:
