@@ -204,12 +204,19 @@ fn kinetic_cleft_leaves_the_bits_of_cleft() {
     for (name, text) in [("one receptor", &text), ("two receptors", &two)] {
         let mut fast = crate::common::backend_with(text, &[]);
         let mut general = crate::common::backend_with(text, &[]).with_general_cleft();
-        assert!(fast.model().kinetic_only(), "{name}: takes the kinetic form");
+        assert!(
+            fast.model().kinetic_only(),
+            "{name}: takes the kinetic form"
+        );
         let (mut spikes, mut most_active) = (0, 0);
         for step in 0..600 {
             fast.step().unwrap();
             general.step().unwrap();
-            assert_eq!(fast.spikes(), general.spikes(), "{name}: spikes of step {step}");
+            assert_eq!(
+                fast.spikes(),
+                general.spikes(),
+                "{name}: spikes of step {step}"
+            );
             spikes += fast.spikes().len();
             most_active = most_active.max(fast.state_ref().active.len());
             if step % 100 == 99 {

@@ -188,6 +188,9 @@ pub struct CleftPart<'a> {
     pub old: &'a [Slot],
     /// Slots of the synapses this step activated.
     pub new: &'a [Slot],
+    /// This step's releases at synapses of `old` (ascending by synapse), when `activate`
+    /// left them to `cleft`'s pass over the slots (`cleft_kinetic`); else empty.
+    pub hits: &'a [(u32, f32)],
     /// The next step's slots: `old.len() + new.len()` of room.
     pub out: &'a mut [Slot],
     /// Hand-off step per synapse.
@@ -372,6 +375,7 @@ impl State {
                 syn_base: synapses[k],
                 old: &old[slots[k]..slots[k + 1]],
                 new: &new[new_slots[k]..new_slots[k + 1]],
+                hits: &[],
                 out: outs.next().expect(one),
                 handoff_step: step.next().expect(one),
                 handoff_r: hr.next().expect(one),

@@ -88,6 +88,10 @@ fn cleft_body(
     st: &mut CleftPart<'_>,
     non_finite: &mut crate::state::NonFinite,
 ) -> usize {
+    debug_assert!(
+        st.hits.is_empty(),
+        "activate leaves no release to this form"
+    );
     let dt = model.dt_ms as f32;
     let nr = model.receptors.len();
     let tables: &[PowTable] = &model.pow_tables;
@@ -295,6 +299,7 @@ struct KineticType {
     clear_half: f32,
     clear_full: f32,
     clear_threshold_mm: f32,
+    delta_t_mm: f32,
     receptor_first: usize,
     n_receptors: usize,
 }
@@ -322,6 +327,7 @@ fn cleft_kinetic_body<const ONE: bool>(
             clear_half: s.gpu.clear_half,
             clear_full: s.gpu.clear_full,
             clear_threshold_mm: s.gpu.clear_threshold_mm,
+            delta_t_mm: s.gpu.delta_t_mm,
             receptor_first: s.gpu.receptor_first as usize,
             n_receptors: if ONE { 1 } else { s.gpu.n_receptors as usize },
         })
@@ -340,8 +346,8 @@ fn cleft_kinetic_body<const ONE: bool>(
     // after the other): its entry and value, stored when the entry changes. The same
     // additions in the same order as adding into the array each time.
     let (mut acc_entry, mut acc) = (usize::MAX, 0f32);
-    let (old, new) = (st.old, st.new);
-    let (mut i, mut i_new) = (0, 0);
+    let (old, new, hits) = (st.old, st.new, st.hits);
+    let (mut i, mut i_new, mut h) = (0, 0, 0);
     let mut kept = 0;
     while i < old.len() || i_new < new.len() {
         // The next BLOCK synapses in ascending id: a new slot, or the old ones below the
@@ -366,14 +372,26 @@ fn cleft_kinetic_body<const ONE: bool>(
                 nb += run;
             }
         }
-        // The slot-local statements: the cleft ([`transmitter`], exponential branch), a
-        // re-activated synapse's own r taken back from its hand-off value (§5.4; the
-        // pool's part follows in slot order below), and each receptor's lane.
+        // The slot-local statements: an old slot's releases of this step (the part of
+        // [`activate`](super::release::activate) it left here: the count restarts from
+        // 0, then each release adds its quanta and its transmitter, §4.1), the cleft
+        // ([`transmitter`], exponential branch), a re-activated synapse's own r taken
+        // back from its hand-off value (§5.4; the pool's part follows in slot order
+        // below), and each receptor's lane.
         let mut m = 0;
         for (k, slot) in st.out[kept..kept + nb].iter_mut().enumerate() {
             lane0[k] = m;
             let syn = slot.syn as usize;
             let ty = &types[net.syn_type[syn] as usize];
+            if slot.fresh == ACTIVE {
+                slot.released = 0.0;
+                while h < hits.len() && hits[h].0 == slot.syn {
+                    let q = hits[h].1;
+                    slot.released += q;
+                    slot.cleft_mm += q * ty.delta_t_mm;
+                    h += 1;
+                }
+            }
             let t_now = slot.cleft_mm;
             let t_mm = t_now * ty.clear_half;
             let t_next = t_now * ty.clear_full;
@@ -494,5 +512,10 @@ fn cleft_kinetic_body<const ONE: bool>(
     if acc_entry != usize::MAX {
         st.g_active_ns[acc_entry] = acc;
     }
+    assert_eq!(
+        h,
+        hits.len(),
+        "every release at an active synapse has its slot"
+    );
     kept
 }

@@ -79,6 +79,8 @@ pub struct CpuBackend {
     direct: Vec<(u32, f32)>,
     /// This step's newly activated synapses' slots (ascending), built by `activate`.
     new_slots: Vec<Slot>,
+    /// Releases at active synapses, left by `activate` to `cleft_kinetic`.
+    hits: Vec<(u32, f32)>,
     /// The spare pool `cleft` writes the next step's slots into.
     next_slots: Vec<Slot>,
     profile: Option<[f64; KERNELS.len()]>,
@@ -235,6 +237,7 @@ impl CpuBackend {
             slow: Vec::new(),
             direct: Vec::new(),
             new_slots: Vec::new(),
+            hits: Vec::new(),
             next_slots: Vec::new(),
             profile: None,
             released_since: Vec::new(),
@@ -397,7 +400,15 @@ impl CpuBackend {
             &mut self.slow,
             &mut self.direct,
         );
-        release::activate(model, net, &self.slow, &mut self.st, &mut self.new_slots);
+        let hits = self.kinetic_only.then_some(&mut self.hits);
+        release::activate(
+            model,
+            net,
+            &self.slow,
+            &mut self.st,
+            &mut self.new_slots,
+            hits,
+        );
         lap(1);
         let nr = model.receptors.len();
         {
@@ -456,6 +467,15 @@ impl CpuBackend {
             &self.cleft_room,
             nr,
         );
+        let mut parts = parts;
+        if kinetic {
+            for (k, part) in parts.iter_mut().enumerate() {
+                let range = self.cleft_syn[k] as u32..self.cleft_syn[k + 1] as u32;
+                let a = self.hits.partition_point(|h| h.0 < range.start);
+                let b = self.hits.partition_point(|h| h.0 < range.end);
+                part.hits = &self.hits[a..b];
+            }
+        }
         let mut items: Vec<_> = parts.into_iter().zip(self.cleft_out.iter_mut()).collect();
         for_each(self.pool.as_ref(), &mut items, |(part, (bad, kept))| {
             *bad = None;

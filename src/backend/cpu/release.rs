@@ -530,15 +530,26 @@ fn release_ca_lanes(
 /// minis), so the per-step `released` counters restart from 0 first. A synapse that was
 /// not active gets a slot in `new` (ascending, cleared first), which `cleft` merges into
 /// the pool as it advances it.
+///
+/// With `hits` (for [`cleft_kinetic`](super::cleft::cleft_kinetic), which visits every
+/// slot anyway), the releases at synapses that are active are left to it: they go to
+/// `hits` (ascending, cleared first), and `cleft_kinetic` restarts each old slot's count
+/// and adds them, with the same operations in the same order.
 pub fn activate(
     model: &Model,
     net: &Network,
     releases: &[(u32, f32)],
     st: &mut State,
     new: &mut Vec<Slot>,
+    mut hits: Option<&mut Vec<(u32, f32)>>,
 ) {
-    for s in st.active.slots.iter_mut() {
-        s.released = 0.0;
+    match hits.as_deref_mut() {
+        Some(h) => h.clear(),
+        None => {
+            for s in st.active.slots.iter_mut() {
+                s.released = 0.0;
+            }
+        }
     }
     new.clear();
     // Releases and slots are both ascending: each slot is found after the previous one.
@@ -553,6 +564,10 @@ pub fn activate(
             new.last_mut().expect("just pushed")
         } else if new.last().is_some_and(|n| n.syn == syn) {
             new.last_mut().expect("not empty")
+        } else if let Some(h) = hits.as_deref_mut() {
+            st.quanta_step += q as f64;
+            h.push((syn, q));
+            continue;
         } else {
             // Galloping from the previous slot: the next release is usually near it, so
             // the search touches a few nearby records instead of halving the whole rest.
