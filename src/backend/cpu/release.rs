@@ -618,22 +618,35 @@ pub fn release_static_exp(
 ) {
     let (np, nt) = (model.pops.len(), model.syn_types.len());
     let nr = model.receptors.len();
+    // Every arrival is one evoked quantum, never a failure: count the arrivals per
+    // projection key here and add the integers once (the same counts and units as
+    // [`count_evoked`]); the quanta of the step, whole numbers in an f64, likewise.
+    let mut arrivals = vec![0u64; evoked.len()];
+    let q = 1.0;
     for (e, &(syn, kind)) in events.iter().enumerate() {
         debug_assert_eq!(kind, SPIKE, "static release has no asynchronous fusions");
         if let Some(&(ahead, _)) = events.get(e + PREFETCH_EVENTS) {
             prefetch_synapse(net, ahead);
         }
-        count_evoked(net, np, nt, syn, 1.0, evoked);
-        add_direct(
-            model,
-            net,
-            nr,
-            syn,
-            1.0,
-            &mut st.g_pool_ns,
-            &mut st.quanta_step,
-        );
+        // The statements of add_direct (without its count of quanta).
+        let i = syn as usize;
+        let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
+        let post = net.syn_post[i] as usize;
+        arrivals[(net.neuron_pop[net.syn_pre[i] as usize] as usize * np
+            + net.neuron_pop[post] as usize)
+            * nt
+            + net.syn_type[i] as usize] += 1;
+        let w = net.syn_weight[i];
+        for j in 0..ty.n_receptors as usize {
+            let rc = &model.gpu_receptors[ty.receptor_first as usize + j];
+            st.g_pool_ns[post * nr + ty.receptor_first as usize + j] += rc.g_max_ns * w * q;
+        }
     }
+    for (c, &n) in evoked.iter_mut().zip(&arrivals) {
+        c[0] += n;
+        c[2] += n * quanta_units(q);
+    }
+    st.quanta_step += events.len() as f64;
 }
 
 avx2_or_baseline! {
