@@ -116,6 +116,8 @@ pub struct CpuBackend {
     /// Exponential clefts and kinetic receptors only ([`Model::kinetic_only`]): `cleft`
     /// takes its straight-line form ([`cleft::cleft_kinetic`]).
     kinetic_only: bool,
+    /// The delay of every synapse, when all have the same.
+    uniform_delay: Option<u16>,
     /// Scratch buffer of `deliver`'s sort.
     sort_scratch: Vec<u32>,
     /// Steps that took one of those paths.
@@ -223,6 +225,10 @@ impl CpuBackend {
         let all_static = model.all_static_release();
         let static_exp = model.static_exp_only();
         let kinetic_only = model.kinetic_only();
+        let uniform_delay = match net.syn_delay.first() {
+            Some(&d) if net.syn_delay.iter().all(|&x| x == d) => Some(d),
+            _ => None,
+        };
         let exp_only = model.exp_only();
         let st = State::new(&model, &net);
         let spont = SpontParams::new(&model);
@@ -255,6 +261,7 @@ impl CpuBackend {
             static_exp,
             exp_only,
             kinetic_only,
+            uniform_delay,
             sort_scratch: Vec::new(),
             fused_steps: 0,
             min_events: if all_static {
@@ -707,7 +714,7 @@ impl Backend for CpuBackend {
         lap(2);
         self.integrate_ranges(&params);
         lap(3);
-        propagate::propagate(&net, &mut self.st);
+        propagate::propagate(&net, &mut self.st, self.uniform_delay);
         lap(4);
         {
             let ns = net.n_synapses() as usize;

@@ -7,8 +7,20 @@ use crate::network::Network;
 use crate::state::State;
 
 /// Pushes the arrivals of this step's spikes (`st.spikes`, ascending) into the ring.
-pub fn propagate(net: &Network, st: &mut State) {
+/// `uniform_delay`: the delay of every synapse, when they all have the same (then the
+/// spikes' outgoing synapses all go to one row, read from the outgoing lists alone).
+pub fn propagate(net: &Network, st: &mut State, uniform_delay: Option<u16>) {
     let len = st.ring.len() as u64;
+    if let Some(d) = uniform_delay {
+        let slot = ((st.step as u64 + d as u64) % len) as usize;
+        let row = &mut st.ring[slot];
+        for &n in &st.spikes {
+            let n = n as usize;
+            let (o0, o1) = (net.out_offsets[n] as usize, net.out_offsets[n + 1] as usize);
+            row.extend_from_slice(&net.out_syn[o0..o1]);
+        }
+        return;
+    }
     for k in 0..st.spikes.len() {
         let n = st.spikes[k] as usize;
         let (o0, o1) = (net.out_offsets[n] as usize, net.out_offsets[n + 1] as usize);
