@@ -616,6 +616,31 @@ fn validate_command_passes_on_lavapipe() {
     assert!(out.contains("PASS"), "{out}");
 }
 
+/// The large example network (100 000 neurons, 10 million synapses, a device image of
+/// about 1.8 GB) validates on lavapipe over 10 steps: every buffer identical after one
+/// step and at the end, and the same spikes (about 40 Hz from the start: thousands).
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn large_network_validates_on_lavapipe() {
+    let o = crate::common::quantal(&["validate", "networks/large.toml", "--duration-ms", "1"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("whole run: identical spike trains over 10 steps"),
+        "{out}"
+    );
+    assert_eq!(out.matches(" identical\n").count(), 62, "{out}");
+    assert!(out.contains("PASS"), "{out}");
+}
+
 /// The GPU stops on a non-finite state like the CPU: same population, element,
 /// variable and step.
 #[test]
