@@ -526,10 +526,14 @@ fn bench(
         _ => None,
     };
     let est = network::estimate(&sim.loaded.file);
-    let (static_b, dynamic_b) = (
-        quantal::model::STATIC_BYTES_PER_SYNAPSE,
-        est.bytes_per_synapse - quantal::model::STATIC_BYTES_PER_SYNAPSE,
-    );
+    // The static-release record is network data (static), not state.
+    let static_b = quantal::model::STATIC_BYTES_PER_SYNAPSE
+        + if quantal::model::SynapseArrays::of(&sim.model).static_record {
+            8
+        } else {
+            0
+        };
+    let dynamic_b = est.bytes_per_synapse - static_b;
     say!(
         "  {} ns per event, {:.1} ns per neuron-step{}; {} B per synapse ({static_b} static, {dynamic_b} dynamic)",
         if events > 0 {

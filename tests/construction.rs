@@ -176,12 +176,19 @@ fn poisson_source_rate_and_window() {
 }
 
 /// The memory estimate per synapse equals what the CPU state and network allocate: for a
-/// network with kinetic receptors, async release and reserve pools, and for coba.toml,
-/// whose exp receptors never make a synapse active (no hand-off step is kept).
+/// network with kinetic receptors, async release and reserve pools, for coba.toml, whose
+/// exp receptors never make a synapse active (no hand-off step is kept), and for
+/// brette_coba.toml, whose static release keeps one 8-byte record per synapse.
 #[test]
 fn memory_estimate_matches_allocation() {
     let coba = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba.toml"),
+    )
+    .unwrap()
+    .replace("size = 3200", "size = 320")
+    .replace("size = 800", "size = 80");
+    let brette = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/brette_coba.toml"),
     )
     .unwrap()
     .replace("size = 3200", "size = 320")
@@ -193,6 +200,11 @@ fn memory_estimate_matches_allocation() {
             "two receptors per type, async and reserve on",
         ),
         (coba.as_str(), 40, "Ca-law release onto exp receptors"),
+        (
+            brette.as_str(),
+            48,
+            "static release onto exp receptors, with its 8-byte records",
+        ),
     ] {
         let b = crate::common::backend(text);
         let loaded =
@@ -209,7 +221,8 @@ fn memory_estimate_matches_allocation() {
                 .projections
                 .iter()
                 .map(|p| p.synapse_ids.len())
-                .sum::<usize>();
+                .sum::<usize>()
+            + b.static_record_bytes();
         assert_eq!(bytes, ns * est.bytes_per_synapse as usize, "{what}");
         assert_eq!(est.bytes_per_synapse, want, "{what}");
     }

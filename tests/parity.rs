@@ -706,7 +706,8 @@ fn any_number_of_threads_gives_the_same_bits() {
         read("networks/brette_coba.toml"),
         read("networks/coba_kinetic.toml"),
     );
-    // Brette's one thread takes the fused static path (release_static_exp), coba's the
+    // Brette's one thread takes the fused static path (release_static_exp, through its
+    // 8-byte records), coba's the
     // fused quantal one (release_exp_direct); their split runs take the general one in
     // most steps: the same bits.
     for (name, text, steps) in [
@@ -738,6 +739,11 @@ fn any_number_of_threads_gives_the_same_bits() {
                 // One thread takes the fused path in every step; the split runs (ranges of
                 // at least 3 events) take the general one in every step with 6 arrivals or more.
                 let fused = b.fused_steps();
+                assert_eq!(
+                    b.static_record_bytes() > 0,
+                    name == "brette",
+                    "{name}: the static records are kept for brette only"
+                );
                 if threads == 1 {
                     assert_eq!(fused, steps as u64, "{name}: every step fused");
                 } else {

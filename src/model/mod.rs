@@ -527,6 +527,18 @@ impl Model {
         })
     }
 
+    /// When the CPU keeps one 8-byte record per synapse for static release onto exp
+    /// receptors (`release::StaticSynapse`): every synapse type static onto one exp
+    /// receptor ([`Model::static_exp_only`]), and each target's pool entry with the
+    /// projection key fits 32 bits. Returns the key's bits.
+    pub fn static_record_key_bits(&self) -> Option<u32> {
+        let (np, nt, nr) = (self.pops.len(), self.syn_types.len(), self.receptors.len());
+        let key_bits = (np * np * nt).next_power_of_two().trailing_zeros();
+        let fits = ((self.n_neurons() as u64 * nr as u64) << key_bits) <= u32::MAX as u64;
+        (self.static_exp_only() && fits && self.syn_types.iter().all(|t| t.gpu.n_receptors == 1))
+            .then_some(key_bits)
+    }
+
     /// Total number of neurons (sources included).
     pub fn n_neurons(&self) -> u32 {
         self.pops.iter().map(|p| p.size).sum()
@@ -577,6 +589,9 @@ fn binding_rate(r: &ReceptorSpec) -> f64 {
 /// memory estimate of `network::estimate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SynapseArrays {
+    /// The CPU's 8-byte record per synapse of static release onto exp receptors
+    /// ([`Model::static_record_key_bits`]).
+    pub static_record: bool,
     /// Some type has asynchronous release (`committed` bitmask per synapse).
     pub any_async: bool,
     /// Some type tracks its reserve pool (`reserve` and `endo` per synapse).
@@ -603,6 +618,7 @@ impl SynapseArrays {
             .max()
             .unwrap_or(0);
         SynapseArrays {
+            static_record: model.static_record_key_bits().is_some(),
             any_async: model.syn_types.iter().any(|t| t.gpu.async_rho > 0.0),
             any_reserve: model.syn_types.iter().any(|t| t.gpu.reserve_size > 0),
             handoff_stride: if any_kinetic { most } else { 0 },
@@ -613,10 +629,11 @@ impl SynapseArrays {
     /// CPU bytes per synapse: static post, pre, weight, outgoing CSR entry and the
     /// projection's synapse list (4 B each), type and delay (2 B each); dynamic t_last,
     /// X_F, X_D, sites (4 B each); plus the optional arrays (the hand-off step only when
-    /// synapses can be active).
+    /// synapses can be active, the static-release record only in networks of that kind).
     pub fn bytes_per_synapse(&self) -> u64 {
         STATIC_BYTES_PER_SYNAPSE
             + 16
+            + if self.static_record { 8 } else { 0 }
             + if self.any_cleft { 4 } else { 0 }
             + 4 * self.handoff_stride as u64
             + if self.any_async { 4 } else { 0 }

@@ -447,6 +447,7 @@ impl State {
             any_reserve,
             handoff_stride,
             any_cleft,
+            static_record: _,
         } = SynapseArrays::of(model);
         let mut s = State {
             step: 0,

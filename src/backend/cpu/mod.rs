@@ -116,6 +116,11 @@ pub struct CpuBackend {
     /// Exponential clefts and kinetic receptors only ([`Model::kinetic_only`]): `cleft`
     /// takes its straight-line form ([`cleft::cleft_kinetic`]).
     kinetic_only: bool,
+    /// One record per synapse for `release_static_exp` ([`release::StaticSynapse::of`];
+    /// empty when the network is not of that kind).
+    static_records: Vec<release::StaticSynapse>,
+    /// Bits of the projection key in each of `static_records`.
+    static_key_bits: u32,
     /// The delay of every synapse, when all have the same.
     uniform_delay: Option<u16>,
     /// Scratch buffer of `deliver`'s sort.
@@ -225,6 +230,7 @@ impl CpuBackend {
         let all_static = model.all_static_release();
         let static_exp = model.static_exp_only();
         let kinetic_only = model.kinetic_only();
+        let (static_records, static_key_bits) = release::StaticSynapse::of(&model, &net);
         let uniform_delay = match net.syn_delay.first() {
             Some(&d) if net.syn_delay.iter().all(|&x| x == d) => Some(d),
             _ => None,
@@ -261,6 +267,8 @@ impl CpuBackend {
             static_exp,
             exp_only,
             kinetic_only,
+            static_records,
+            static_key_bits,
             uniform_delay,
             sort_scratch: Vec::new(),
             fused_steps: 0,
@@ -301,6 +309,12 @@ impl CpuBackend {
     pub fn with_general_cleft(mut self) -> Self {
         self.kinetic_only = false;
         self
+    }
+
+    /// Bytes of the per-synapse records of static release onto exp receptors (0 when the
+    /// network is not of that kind).
+    pub fn static_record_bytes(&self) -> usize {
+        std::mem::size_of_val(self.static_records.as_slice())
     }
 
     /// Steps whose arrivals went straight into the pools in one pass over the events
@@ -691,6 +705,8 @@ impl Backend for CpuBackend {
                 release::release_static_exp(
                     &model,
                     &net,
+                    &self.static_records,
+                    self.static_key_bits,
                     &self.events,
                     &mut self.st,
                     &mut self.evoked,

@@ -603,15 +603,66 @@ pub fn activate(
     }
 }
 
+/// What [`release_static_exp`] reads of one synapse of a network of static release onto
+/// one exp receptor per type, in one 8-byte record (one cache line per arrival instead
+/// of the four of type, source, target and weight).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct StaticSynapse {
+    /// The target's entry in the per-(neuron, receptor) pools, shifted left by the bits
+    /// of the keys, and the projection key (source population, target population,
+    /// synapse type) of the evoked counts in those bits.
+    pub entry_key: u32,
+    /// ḡ·w, nS: what one quantum adds (§6.4a), the product add_direct forms.
+    pub g_ns: f32,
+}
+
+impl StaticSynapse {
+    /// The records of every synapse and the bits of the key, when the network is of that
+    /// kind ([`Model::static_record_key_bits`]); else none.
+    pub fn of(model: &Model, net: &Network) -> (Vec<StaticSynapse>, u32) {
+        let Some(key_bits) = model.static_record_key_bits() else {
+            return (Vec::new(), 0);
+        };
+        let (np, nt, nr) = (
+            model.pops.len(),
+            model.syn_types.len(),
+            model.receptors.len(),
+        );
+        let records = (0..net.n_synapses() as usize)
+            .map(|i| {
+                let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
+                let rc = &model.gpu_receptors[ty.receptor_first as usize];
+                let post = net.syn_post[i] as usize;
+                let entry = post * nr + ty.receptor_first as usize;
+                let key = (net.neuron_pop[net.syn_pre[i] as usize] as usize * np
+                    + net.neuron_pop[post] as usize)
+                    * nt
+                    + net.syn_type[i] as usize;
+                StaticSynapse {
+                    entry_key: ((entry << key_bits) | key) as u32,
+                    g_ns: rc.g_max_ns * net.syn_weight[i],
+                }
+            })
+            .collect();
+        (records, key_bits)
+    }
+}
+
 /// A step's spike arrivals in a network of static release onto exp receptors only
 /// ([`Model::static_exp_only`]): each is exactly one quantum, which adds ḡ·w to the target's
 /// pooled conductance (§6.4a). The statements of [`release`] for a static type, of the
 /// direct split and of [`release_direct`], fused into one pass over the events (ascending
 /// synapse id, the order of `release_direct`, one event per synapse), after the pools
 /// decayed: the same sums in the same order, the same evoked counts and quanta.
+///
+/// With `records` (one per synapse, and `key_bits`, from [`StaticSynapse::of`]), each
+/// arrival reads its synapse's one record instead of four arrays.
 pub fn release_static_exp(
     model: &Model,
     net: &Network,
+    records: &[StaticSynapse],
+    key_bits: u32,
     events: &[(u32, u32)],
     st: &mut State,
     evoked: &mut [[u64; 3]],
@@ -623,23 +674,35 @@ pub fn release_static_exp(
     // [`count_evoked`]); the quanta of the step, whole numbers in an f64, likewise.
     let mut arrivals = vec![0u64; evoked.len()];
     let q = 1.0;
-    for (e, &(syn, kind)) in events.iter().enumerate() {
-        debug_assert_eq!(kind, SPIKE, "static release has no asynchronous fusions");
-        if let Some(&(ahead, _)) = events.get(e + PREFETCH_EVENTS) {
-            prefetch_synapse(net, ahead);
+    if !records.is_empty() {
+        for (e, &(syn, kind)) in events.iter().enumerate() {
+            debug_assert_eq!(kind, SPIKE, "static release has no asynchronous fusions");
+            if let Some(&(ahead, _)) = events.get(e + PREFETCH_EVENTS) {
+                prefetch(&records[ahead as usize]);
+            }
+            let r = &records[syn as usize];
+            arrivals[(r.entry_key & ((1 << key_bits) - 1)) as usize] += 1;
+            st.g_pool_ns[(r.entry_key >> key_bits) as usize] += r.g_ns * q;
         }
-        // The statements of add_direct (without its count of quanta).
-        let i = syn as usize;
-        let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
-        let post = net.syn_post[i] as usize;
-        arrivals[(net.neuron_pop[net.syn_pre[i] as usize] as usize * np
-            + net.neuron_pop[post] as usize)
-            * nt
-            + net.syn_type[i] as usize] += 1;
-        let w = net.syn_weight[i];
-        for j in 0..ty.n_receptors as usize {
-            let rc = &model.gpu_receptors[ty.receptor_first as usize + j];
-            st.g_pool_ns[post * nr + ty.receptor_first as usize + j] += rc.g_max_ns * w * q;
+    } else {
+        for (e, &(syn, kind)) in events.iter().enumerate() {
+            debug_assert_eq!(kind, SPIKE, "static release has no asynchronous fusions");
+            if let Some(&(ahead, _)) = events.get(e + PREFETCH_EVENTS) {
+                prefetch_synapse(net, ahead);
+            }
+            // The statements of add_direct (without its count of quanta).
+            let i = syn as usize;
+            let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
+            let post = net.syn_post[i] as usize;
+            arrivals[(net.neuron_pop[net.syn_pre[i] as usize] as usize * np
+                + net.neuron_pop[post] as usize)
+                * nt
+                + net.syn_type[i] as usize] += 1;
+            let w = net.syn_weight[i];
+            for j in 0..ty.n_receptors as usize {
+                let rc = &model.gpu_receptors[ty.receptor_first as usize + j];
+                st.g_pool_ns[post * nr + ty.receptor_first as usize + j] += rc.g_max_ns * w * q;
+            }
         }
     }
     for (c, &n) in evoked.iter_mut().zip(&arrivals) {
