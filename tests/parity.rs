@@ -707,9 +707,8 @@ fn any_number_of_threads_gives_the_same_bits() {
         read("networks/coba_kinetic.toml"),
     );
     // Brette's one thread takes the fused static path (release_static_exp, through its
-    // 8-byte records), coba's the
-    // fused quantal one (release_exp_direct); their split runs take the general one in
-    // most steps: the same bits.
+    // 8-byte records), coba's the fused quantal one (release_exp_direct); their split
+    // runs take the general one in most steps: the same bits.
     for (name, text, steps) in [
         ("zoo", crate::synparity::ZOO, 3000),
         ("coba", coba.as_str(), 1500),
