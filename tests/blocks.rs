@@ -239,3 +239,42 @@ fn kinetic_cleft_leaves_the_bits_of_cleft() {
         );
     }
 }
+
+/// The fused release paths take a step's arrivals unsorted only where their spike order
+/// is each target's synapse order: in brette_coba and coba (one delay; at each target the
+/// sources of a type ascend), not when a projection from later sources of the same type
+/// is listed first, nor with mixed delays, where the arrivals are sorted (and the bits are
+/// those of the GPU and of the split runs, tested in parity and synparity).
+#[test]
+fn arrivals_go_unsorted_only_in_spike_order() {
+    let read = |f: &str| {
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).unwrap()
+    };
+    let (brette, coba) = (
+        read("networks/brette_coba.toml"),
+        read("networks/coba.toml"),
+    );
+    // ie (from inh, the later ids) onto the exc targets with ee's type, listed before ee.
+    let ee = "[[projections]]\nname = \"ee\"";
+    let ie_start = brette.find("[[projections]]\nname = \"ie\"").unwrap();
+    let ie_end = brette[ie_start..]
+        .find("[[projections]]\nname = \"ii\"")
+        .unwrap()
+        + ie_start;
+    let ie = brette[ie_start..ie_end].replace("synapse = \"gaba\"", "synapse = \"ampa\"");
+    let swapped =
+        brette
+            .replace(&brette[ie_start..ie_end], "")
+            .replacen(ee, &format!("{ie}{ee}"), 1);
+    assert_ne!(swapped, brette);
+    let mixed = brette.replacen("delay_ms = 0.1", "delay_ms = 0.3", 1);
+    for (text, want, what) in [
+        (&brette, true, "brette"),
+        (&coba, true, "coba"),
+        (&swapped, false, "ie before ee with one type"),
+        (&mixed, false, "two delays"),
+    ] {
+        let b = crate::common::backend_with(text, &[]);
+        assert_eq!(b.arrivals_in_spike_order(), want, "{what}");
+    }
+}

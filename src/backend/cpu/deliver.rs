@@ -11,14 +11,18 @@ use crate::state::State;
 pub const SPIKE: u32 = u32::MAX;
 
 /// Takes the events of step `state.step` out of the rings into `events` (cleared first);
-/// `scratch` is a buffer for the sort.
-pub fn deliver(st: &mut State, events: &mut Vec<(u32, u32)>, scratch: &mut Vec<u32>) {
+/// `scratch` is a buffer for the sort. With `sorted` false, spike arrivals stay in the
+/// order `propagate` pushed them (for a caller that needs only each target's arrivals
+/// in synapse order, where that order is already so: see `CpuBackend`).
+pub fn deliver(st: &mut State, events: &mut Vec<(u32, u32)>, scratch: &mut Vec<u32>, sorted: bool) {
     events.clear();
     let slot = st.step as usize % st.ring.len();
     let mut spikes = std::mem::take(&mut st.ring[slot]);
     let fusions = std::mem::take(&mut st.ring_async[slot]);
     // Equal events are identical, so any sort gives these bits.
-    if fusions.is_empty() {
+    if fusions.is_empty() && !sorted {
+        events.extend(spikes.iter().map(|&s| (s, SPIKE)));
+    } else if fusions.is_empty() {
         // Spike arrivals only (the usual step): sort the synapse ids themselves.
         radix_sort(&mut spikes, scratch);
         events.extend(spikes.iter().map(|&s| (s, SPIKE)));

@@ -123,6 +123,10 @@ pub struct CpuBackend {
     static_key_bits: u32,
     /// The delay of every synapse, when all have the same.
     uniform_delay: Option<u16>,
+    /// A step's arrivals, in the order `propagate` pushes them, reach each target's pool
+    /// entries in ascending synapse id ([`in_spike_order`]), and every release is whole
+    /// quanta: the fused paths take them unsorted.
+    in_spike_order: bool,
     /// Scratch buffer of `deliver`'s sort.
     sort_scratch: Vec<u32>,
     /// Steps that took one of those paths.
@@ -187,6 +191,32 @@ fn for_each<T: Send>(pool: Option<&rayon::ThreadPool>, items: &mut [T], f: impl 
     }
 }
 
+/// True when a step's spike arrivals, in the order `propagate` pushes them (spikes
+/// ascending, each source's outgoing synapses ascending), reach every pool entry in
+/// ascending synapse id, the order a sort would give: each source's outgoing list
+/// ascends, and at every target the synapses of each type (whose receptors own the
+/// entries) ascend with their source. Holds for networks built from a file (synapses are
+/// target-major, sources ascending within a projection) unless two projections of one
+/// type reach a target from sources in the other order.
+fn in_spike_order(model: &Model, net: &Network) -> bool {
+    let outgoing_ascend = (0..net.n_neurons() as usize).all(|n| {
+        let list = &net.out_syn[net.out_offsets[n] as usize..net.out_offsets[n + 1] as usize];
+        list.windows(2).all(|w| w[0] < w[1])
+    });
+    // Per type, 1 + the last source seen at the current target (0: none yet).
+    let mut last = vec![0u64; model.syn_types.len()];
+    outgoing_ascend
+        && (0..net.n_neurons() as usize).all(|post| {
+            last.fill(0);
+            (net.in_offsets[post] as usize..net.in_offsets[post + 1] as usize).all(|s| {
+                let (ty, pre) = (net.syn_type[s] as usize, net.syn_pre[s] as u64 + 1);
+                let ok = pre >= last[ty];
+                last[ty] = pre;
+                ok
+            })
+        })
+}
+
 /// `count` split into at most `parts` ranges of at least `min` (at least one range):
 /// the bounds, from 0 to `count`.
 fn even_bounds(count: usize, parts: usize, min: usize) -> Vec<usize> {
@@ -235,6 +265,14 @@ impl CpuBackend {
             Some(&d) if net.syn_delay.iter().all(|&x| x == d) => Some(d),
             _ => None,
         };
+        // Whole quanta only (no mean-TM type), so the step's f64 sum of quanta is exact in
+        // any order too.
+        let in_spike_order = uniform_delay.is_some()
+            && model
+                .syn_types
+                .iter()
+                .all(|t| t.gpu.release != crate::layout::release::TM_MEAN)
+            && in_spike_order(&model, &net);
         let exp_only = model.exp_only();
         let st = State::new(&model, &net);
         let spont = SpontParams::new(&model);
@@ -270,6 +308,7 @@ impl CpuBackend {
             static_records,
             static_key_bits,
             uniform_delay,
+            in_spike_order,
             sort_scratch: Vec::new(),
             fused_steps: 0,
             min_events: if all_static {
@@ -309,6 +348,13 @@ impl CpuBackend {
     pub fn with_general_cleft(mut self) -> Self {
         self.kinetic_only = false;
         self
+    }
+
+    /// Whether a step's arrivals, in the order `propagate` pushes them, already reach each
+    /// target's pool entries in synapse order ([`in_spike_order`]), so the fused paths
+    /// take them unsorted.
+    pub fn arrivals_in_spike_order(&self) -> bool {
+        self.in_spike_order
     }
 
     /// Bytes of the per-synapse records of static release onto exp receptors (0 when the
@@ -677,15 +723,26 @@ impl Backend for CpuBackend {
                 *t = now;
             }
         };
-        deliver::deliver(&mut self.st, &mut self.events, &mut self.sort_scratch);
-        lap(0);
-        let nr = model.receptors.len();
-        if self.exp_only
+        // The fused path (below) takes this step's arrivals when they fit one range; it
+        // needs only each target's arrivals in synapse order, which the spike order of
+        // propagate already is when every delay is the same and sources ascend at each
+        // target (`in_spike_order`): then they are not sorted.
+        let arrivals = self.st.ring[self.st.step as usize % self.st.ring.len()].len();
+        let fused = self.exp_only
             && self.release_watch.is_empty()
             && self.released_since.is_empty()
             && self.st.pending_minis.is_empty()
-            && (self.threads == 1 || self.events.len() < 2 * self.min_events)
-        {
+            && (self.threads == 1 || arrivals < 2 * self.min_events);
+        let sorted = !(fused && self.in_spike_order);
+        deliver::deliver(
+            &mut self.st,
+            &mut self.events,
+            &mut self.sort_scratch,
+            sorted,
+        );
+        lap(0);
+        let nr = model.receptors.len();
+        if fused {
             // Release onto exp receptors only, as one range would run it: the pools decay
             // (nothing else reads or writes them before), then each release adds its
             // quanta straight into its target's pool, in one pass over the events.
