@@ -449,7 +449,8 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
     if quantal::model::SynapseArrays::of(&model).any_cleft {
         say!(
             "        plus {} B per synapse active at once (its cleft and receptor record in the active pool and in the pool cleft writes the next step to), which depends on the activity and is not in the estimate above",
-            2 * std::mem::size_of::<quantal::state::Slot>()
+            2 * (std::mem::size_of::<quantal::state::Slot>()
+                + 4 * model.receptor_state_stride())
         );
     }
     let gpu_bytes = quantal::backend::gpu::image_bytes(&model, &net);

@@ -1108,7 +1108,10 @@ impl GpuBackend {
     fn download(&mut self) -> Result<(), Error> {
         let nr = self.n_receptors as usize;
         self.st.step = self.step;
-        self.st.active = ActivePool::default();
+        self.st.active = ActivePool {
+            stride: self.st.active.stride,
+            ..ActivePool::default()
+        };
         self.st.ring.iter_mut().for_each(|r| r.clear());
         self.st.ring_async.iter_mut().for_each(|r| r.clear());
         self.st.pending_minis.clear();

@@ -291,7 +291,8 @@ impl SynHost {
             f[syn_f32::X_D as usize * ns + i] = t.x_d;
         }
         let mut active = Vec::new();
-        for a in &st.active.slots {
+        let rs = st.active.stride;
+        for (k, a) in st.active.slots.iter().enumerate() {
             let Some(i) = local(a.syn) else { continue };
             active.push(i as u32);
             u[syn_u32::PULSE_LEFT as usize * ns + i] = a.pulse_left;
@@ -300,7 +301,7 @@ impl SynHost {
             f[syn_f32::RELEASED as usize * ns + i] = a.released;
             f[syn_f32::PULSE_QUANTA as usize * ns + i] = a.pulse_quanta;
             let r0 = off.r as usize + i * SLOT_STRIDE;
-            f[r0..r0 + SLOT_STRIDE].copy_from_slice(&a.r);
+            f[r0..r0 + rs].copy_from_slice(st.active.r_of(k));
         }
         let (h0, hs) = (off.handoff_r as usize, st.handoff_stride);
         f[h0..h0 + hs * ns].copy_from_slice(&st.handoff_r[s0 * hs..(s0 + ns) * hs]);
@@ -398,8 +399,8 @@ impl SynHost {
                 continue;
             }
             let r0 = off.r as usize + i * SLOT_STRIDE;
-            let mut r = [0f32; SLOT_STRIDE];
-            r.copy_from_slice(&f[r0..r0 + SLOT_STRIDE]);
+            let rs = st.active.stride;
+            st.active.r.extend_from_slice(&f[r0..r0 + rs]);
             st.active.slots.push(Slot {
                 syn: (s0 + i) as u32,
                 fresh: u[syn_u32::FRESH as usize * ns + i],
@@ -407,7 +408,6 @@ impl SynHost {
                 released: f[syn_f32::RELEASED as usize * ns + i],
                 pulse_left: u[syn_u32::PULSE_LEFT as usize * ns + i],
                 pulse_quanta: f[syn_f32::PULSE_QUANTA as usize * ns + i],
-                r,
             });
         }
         let l = off.ring_len as usize;

@@ -512,19 +512,21 @@ impl Model {
                 .all(|t| t.gpu.async_rho == 0.0 && t.spont_rate_per_s == 0.0)
     }
 
-    /// True when every synapse type has an exponential cleft (not the DMS pulse) and only
-    /// kinetic receptors (§5.1), at least one: `cleft` then advances its slots with
-    /// straight-line statements over lanes of receptors (the coba_kinetic kind of network).
+    /// True when there are synapse types and each has an exponential cleft (not the DMS
+    /// pulse) and only kinetic receptors (§5.1), at least one: `cleft` then advances its
+    /// slots with straight-line statements over lanes of receptors (the coba_kinetic kind
+    /// of network).
     pub fn kinetic_only(&self) -> bool {
-        self.syn_types.iter().all(|t| {
-            let g = &t.gpu;
-            g.cleft_pulse == 0
-                && g.n_receptors >= 1
-                && self.gpu_receptors
-                    [g.receptor_first as usize..(g.receptor_first + g.n_receptors) as usize]
-                    .iter()
-                    .all(|r| r.kind == layout::receptor::KINETIC)
-        })
+        !self.syn_types.is_empty()
+            && self.syn_types.iter().all(|t| {
+                let g = &t.gpu;
+                g.cleft_pulse == 0
+                    && g.n_receptors >= 1
+                    && self.gpu_receptors
+                        [g.receptor_first as usize..(g.receptor_first + g.n_receptors) as usize]
+                        .iter()
+                        .all(|r| r.kind == layout::receptor::KINETIC)
+            })
     }
 
     /// When the CPU keeps one 8-byte record per synapse for static release onto exp
@@ -537,6 +539,27 @@ impl Model {
         let fits = ((self.n_neurons() as u64 * nr as u64) << key_bits) <= u32::MAX as u64;
         (self.static_exp_only() && fits && self.syn_types.iter().all(|t| t.gpu.n_receptors == 1))
             .then_some(key_bits)
+    }
+
+    /// Floats of receptor state an active synapse keeps (`ActivePool::r`): r of receptor
+    /// j at `2j`, R and G at `2j` and `2j + 1` for GABA_B, up to the highest any synapse
+    /// type uses (1 for one kinetic receptor per type; 0 without kinetic or GABA_B ones).
+    pub fn receptor_state_stride(&self) -> usize {
+        self.syn_types
+            .iter()
+            .flat_map(|t| {
+                let first = t.gpu.receptor_first as usize;
+                self.gpu_receptors[first..first + t.gpu.n_receptors as usize]
+                    .iter()
+                    .enumerate()
+                    .map(|(j, r)| match r.kind {
+                        layout::receptor::KINETIC => 2 * j + 1,
+                        layout::receptor::GABA_B => 2 * j + 2,
+                        _ => 0,
+                    })
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Total number of neurons (sources included).

@@ -14,11 +14,13 @@ use crate::network::Network;
 pub const ACTIVE: u32 = u32::MAX;
 /// `handoff_step` value of a synapse that never handed receptor state to a neuron pool.
 pub const NO_HANDOFF: u32 = u32::MAX - 1;
-/// Receptor state slots per active synapse: two per receptor (r, or R and G for GABA_B).
+/// Receptor state slots per active synapse at most: two per receptor (r, or R and G for
+/// GABA_B). A model's pool keeps [`Model::receptor_state_stride`] of them.
 pub const SLOT_STRIDE: usize = 2 * crate::netfile::validate::MAX_RECEPTORS;
 
-/// Cleft and receptor state of one active synapse: one record, so that `cleft` reads
-/// and writes a synapse's state as one piece (48 bytes) and moving a slot is one copy.
+/// Cleft state of one active synapse: one 24-byte record, so that `cleft` reads and
+/// writes it as one piece and moving a slot is one copy; its receptor state lies in
+/// [`ActivePool::r`], as many floats per slot as the model's types use.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Slot {
@@ -35,8 +37,6 @@ pub struct Slot {
     pub pulse_left: u32,
     /// Pulse cleft: quanta of the current pulse.
     pub pulse_quanta: f32,
-    /// Receptor state: r of receptor j at `2j` (R and G at `2j`, `2j + 1` for GABA_B).
-    pub r: [f32; SLOT_STRIDE],
 }
 
 impl Slot {
@@ -56,6 +56,11 @@ impl Slot {
 pub struct ActivePool {
     /// One record per active synapse, ascending by synapse id.
     pub slots: Vec<Slot>,
+    /// Receptor state, `stride` per slot, in slot order: r of receptor j at `2j` (R and G
+    /// at `2j`, `2j + 1` for GABA_B).
+    pub r: Vec<f32>,
+    /// Floats of receptor state per slot ([`Model::receptor_state_stride`]).
+    pub stride: usize,
 }
 
 impl ActivePool {
@@ -79,9 +84,13 @@ impl ActivePool {
     pub fn column<T>(&self, field: impl Fn(&Slot) -> T) -> Vec<T> {
         self.slots.iter().map(field).collect()
     }
-    /// Receptor state of every slot, `SLOT_STRIDE` per slot.
+    /// Receptor state of every slot, `stride` per slot.
     pub fn r(&self) -> Vec<f32> {
-        self.slots.iter().flat_map(|s| s.r).collect()
+        self.r.clone()
+    }
+    /// Receptor state of slot `k`.
+    pub fn r_of(&self, k: usize) -> &[f32] {
+        &self.r[k * self.stride..(k + 1) * self.stride]
     }
 }
 
@@ -186,6 +195,8 @@ pub struct CleftPart<'a> {
     pub syn_base: usize,
     /// Slots active before this step.
     pub old: &'a [Slot],
+    /// Their receptor state, `stride` per slot.
+    pub old_r: &'a [f32],
     /// Slots of the synapses this step activated.
     pub new: &'a [Slot],
     /// This step's releases at synapses of `old` (ascending by synapse), when `activate`
@@ -193,6 +204,10 @@ pub struct CleftPart<'a> {
     pub hits: &'a [(u32, f32)],
     /// The next step's slots: `old.len() + new.len()` of room.
     pub out: &'a mut [Slot],
+    /// Their receptor state, `stride` per slot (a new slot's starts at 0).
+    pub out_r: &'a mut [f32],
+    /// Floats of receptor state per slot.
+    pub stride: usize,
     /// Hand-off step per synapse.
     pub handoff_step: &'a mut [u32],
     /// Receptor open fraction at hand-off, `handoff_stride` per synapse.
@@ -358,12 +373,15 @@ impl State {
         new: &'a [Slot],
         new_slots: &[usize],
         out: &'a mut [Slot],
+        out_r: &'a mut [f32],
         out_slots: &[usize],
         n_receptors: usize,
     ) -> Vec<CleftPart<'a>> {
         let hs = self.handoff_stride;
-        let old = &self.active.slots;
+        let rs = self.active.stride;
+        let (old, old_r) = (&self.active.slots, &self.active.r);
         let mut outs = split_parts(out, out_slots, 1).into_iter();
+        let mut outs_r = split_parts(out_r, out_slots, rs).into_iter();
         let mut step = split_parts(&mut self.handoff_step, synapses, 1).into_iter();
         let mut hr = split_parts(&mut self.handoff_r, synapses, hs).into_iter();
         let mut active = split_parts(&mut self.g_active_ns, neurons, n_receptors).into_iter();
@@ -374,9 +392,12 @@ impl State {
                 base: neurons[k],
                 syn_base: synapses[k],
                 old: &old[slots[k]..slots[k + 1]],
+                old_r: &old_r[slots[k] * rs..slots[k + 1] * rs],
                 new: &new[new_slots[k]..new_slots[k + 1]],
                 hits: &[],
                 out: outs.next().expect(one),
+                out_r: outs_r.next().expect(one),
+                stride: rs,
                 handoff_step: step.next().expect(one),
                 handoff_r: hr.next().expect(one),
                 g_active_ns: active.next().expect(one),
@@ -474,7 +495,10 @@ impl State {
             },
             handoff_r: vec![0.0; ns * handoff_stride],
             handoff_stride,
-            active: ActivePool::default(),
+            active: ActivePool {
+                stride: model.receptor_state_stride(),
+                ..ActivePool::default()
+            },
             ring: Vec::new(),
             ring_async: Vec::new(),
             spikes: Vec::new(),

@@ -76,10 +76,6 @@ avx2_or_baseline! {
 
 /// The body of [`cleft`], inlined into each build of it.
 #[inline(always)]
-#[expect(
-    clippy::needless_range_loop,
-    reason = "j indexes the receptor table, the slot state and g together, as the WGSL twin will"
-)]
 fn cleft_body(
     model: &Model,
     net: &Network,
@@ -110,7 +106,7 @@ fn cleft_body(
     let mut r_inf_lane = [0f32; BLOCK * MR];
     let mut decay = [0f32; BLOCK * MR];
     let mut done_blk = [false; BLOCK];
-    let (old, new) = (st.old, st.new);
+    let (old, new, old_r, rs) = (st.old, st.new, st.old_r, st.stride);
     let (mut i, mut i_new) = (0, 0);
     // Slots out[..kept] stay active.
     let mut kept = 0;
@@ -119,11 +115,14 @@ fn cleft_body(
         // go to the next step's pool after those kept so far, and are advanced there.
         let mut nb = 0;
         while nb < BLOCK && (i < old.len() || i_new < new.len()) {
+            let to = (kept + nb) * rs;
             if i_new == new.len() || (i < old.len() && old[i].syn < new[i_new].syn) {
                 st.out[kept + nb] = old[i];
+                st.out_r[to..to + rs].copy_from_slice(&old_r[i * rs..(i + 1) * rs]);
                 i += 1;
             } else {
                 st.out[kept + nb] = new[i_new];
+                st.out_r[to..to + rs].fill(0.0);
                 i_new += 1;
             }
             nb += 1;
@@ -157,6 +156,7 @@ fn cleft_body(
         let mut m = 0;
         for kb in 0..nb {
             let slot = &mut st.out[kept + kb];
+            let r_slot = &mut st.out_r[(kept + kb) * rs..(kept + kb + 1) * rs];
             let syn = slot.syn as usize;
             let ty = &model.syn_types[ty_blk[kb]].gpu;
             let post = net.syn_post[syn] as usize - st.base;
@@ -180,7 +180,7 @@ fn cleft_body(
                         // the previous step is r_h·e^{-β(t - 1 - t_h)}.
                         let pool = &mut st.g_pool_ns[post * nr + first + j];
                         *pool = (*pool - rc.g_max_ns * w * r_h * pow_decay(tab, held)).max(0.0);
-                        slot.r[2 * j] = r_h * pow_decay(tab, held - 1);
+                        r_slot[2 * j] = r_h * pow_decay(tab, held - 1);
                     }
                 }
                 slot.fresh = ACTIVE;
@@ -195,21 +195,21 @@ fn cleft_body(
                 match rc.kind {
                     receptor::KINETIC => {
                         // r ← r_inf + (r - r_inf)·exp(-(αT + β)dt), r_inf = αT/(αT + β) (§5.1)
-                        let r = relax(r_inf_lane[m], slot.r[2 * j], decay[m]);
+                        let r = relax(r_inf_lane[m], r_slot[2 * j], decay[m]);
                         m += 1;
-                        slot.r[2 * j] = r;
+                        r_slot[2 * j] = r;
                         g[j] = rc.g_max_ns * w * r;
                     }
                     receptor::GABA_B => {
                         // R: frozen-T form with K1, K2; G ← G_inf + (G - G_inf)e^{-K4 dt},
                         // G_inf = K3·R/K4 with R from the start of the step (§5.2).
-                        let r_old = slot.r[2 * j];
+                        let r_old = r_slot[2 * j];
                         let r_new = relax(r_inf_lane[m], r_old, decay[m]);
                         m += 1;
                         let g_inf = rc.k3 * r_old / rc.k4;
-                        let gp = relax(g_inf, slot.r[2 * j + 1], rc.decay_k4);
-                        slot.r[2 * j] = r_new;
-                        slot.r[2 * j + 1] = gp;
+                        let gp = relax(g_inf, r_slot[2 * j + 1], rc.decay_k4);
+                        r_slot[2 * j] = r_new;
+                        r_slot[2 * j + 1] = gp;
                         let gn = pow_sw(gp, rc.n_hill);
                         let frac = gn / (gn + rc.k_d);
                         g[j] = rc.g_max_ns * w * frac;
@@ -231,7 +231,7 @@ fn cleft_body(
                     receptor::KINETIC if done => {
                         // Hand-off: from now on dr/dt = -βr is linear and lives in the pool (§5.4).
                         st.g_pool_ns[idx] += g[j];
-                        st.handoff_r[hs + j] = slot.r[2 * j];
+                        st.handoff_r[hs + j] = r_slot[2 * j];
                     }
                     receptor::KINETIC | receptor::GABA_B => st.g_active_ns[idx] += g[j],
                     _ => {}
@@ -250,6 +250,8 @@ fn cleft_body(
             if !done {
                 if w != kept + kb {
                     st.out[w] = st.out[kept + kb];
+                    st.out_r
+                        .copy_within((kept + kb) * rs..(kept + kb + 1) * rs, w * rs);
                 }
                 w += 1;
             }
@@ -346,7 +348,10 @@ fn cleft_kinetic_body<const ONE: bool>(
     // after the other): its entry and value, stored when the entry changes. The same
     // additions in the same order as adding into the array each time.
     let (mut acc_entry, mut acc) = (usize::MAX, 0f32);
-    let (old, new, hits) = (st.old, st.new, st.hits);
+    let (old, new, hits, old_r) = (st.old, st.new, st.hits, st.old_r);
+    // One kinetic receptor per type keeps one float of receptor state per slot.
+    let rs = if ONE { 1 } else { st.stride };
+    debug_assert_eq!(rs, st.stride);
     let (mut i, mut i_new, mut h) = (0, 0, 0);
     let mut kept = 0;
     while i < old.len() || i_new < new.len() {
@@ -356,6 +361,7 @@ fn cleft_kinetic_body<const ONE: bool>(
         while nb < BLOCK && (i < old.len() || i_new < new.len()) {
             if i_new < new.len() && (i == old.len() || new[i_new].syn < old[i].syn) {
                 st.out[kept + nb] = new[i_new];
+                st.out_r[(kept + nb) * rs..(kept + nb + 1) * rs].fill(0.0);
                 i_new += 1;
                 nb += 1;
             } else {
@@ -368,6 +374,8 @@ fn cleft_kinetic_body<const ONE: bool>(
                     _ => room,
                 };
                 st.out[kept + nb..kept + nb + run].copy_from_slice(&old[i..i + run]);
+                st.out_r[(kept + nb) * rs..(kept + nb + run) * rs]
+                    .copy_from_slice(&old_r[i * rs..(i + run) * rs]);
                 i += run;
                 nb += run;
             }
@@ -379,7 +387,11 @@ fn cleft_kinetic_body<const ONE: bool>(
         // back from its hand-off value (§5.4; the pool's part follows in slot order
         // below), and each receptor's lane.
         let mut m = 0;
-        for (k, slot) in st.out[kept..kept + nb].iter_mut().enumerate() {
+        for (k, (slot, r_slot)) in st.out[kept..kept + nb]
+            .iter_mut()
+            .zip(st.out_r[kept * rs..(kept + nb) * rs].chunks_exact_mut(rs.max(1)))
+            .enumerate()
+        {
             lane0[k] = m;
             let syn = slot.syn as usize;
             let ty = &types[net.syn_type[syn] as usize];
@@ -409,11 +421,11 @@ fn cleft_kinetic_body<const ONE: bool>(
             {
                 if taken_back {
                     let tab = &tables[rc.tab_beta as usize];
-                    slot.r[2 * j] = st.handoff_r[hs + j] * pow_decay(tab, t - prev - 1);
+                    r_slot[2 * j] = st.handoff_r[hs + j] * pow_decay(tab, t - prev - 1);
                 }
                 a_lane[m] = rc.alpha * t_mm;
                 beta_lane[m] = rc.beta;
-                r_lane[m] = slot.r[2 * j];
+                r_lane[m] = r_slot[2 * j];
                 gw_lane[m] = rc.g_max_ns * w;
                 m += 1;
             }
@@ -474,8 +486,9 @@ fn cleft_kinetic_body<const ONE: bool>(
                 *non_finite = Some((syn as u32, "receptor conductance g_ns", true));
             }
             let done = cleared_blk[kb];
+            let r_slot = &mut st.out_r[(kept + kb) * rs..(kept + kb + 1) * rs];
             for (j, (&gj, &r)) in g.iter().zip(&r_lane[lanes]).enumerate() {
-                slot.r[2 * j] = r;
+                r_slot[2 * j] = r;
                 if done {
                     // Hand-off: from now on dr/dt = -βr is linear and lives in the pool (§5.4).
                     st.g_pool_ns[entry + j] += gj;
@@ -503,6 +516,8 @@ fn cleft_kinetic_body<const ONE: bool>(
             if !done {
                 if wr != kept + kb {
                     st.out[wr] = st.out[kept + kb];
+                    st.out_r
+                        .copy_within((kept + kb) * rs..(kept + kb + 1) * rs, wr * rs);
                 }
                 wr += 1;
             }

@@ -83,6 +83,8 @@ pub struct CpuBackend {
     hits: Vec<(u32, f32)>,
     /// The spare pool `cleft` writes the next step's slots into.
     next_slots: Vec<Slot>,
+    /// Their receptor state (`ActivePool::r`).
+    next_r: Vec<f32>,
     profile: Option<[f64; KERNELS.len()]>,
     /// Synapses whose `released` is reported, with the quanta released since the last
     /// sample (the report is a sum over the sampling interval).
@@ -289,6 +291,7 @@ impl CpuBackend {
             new_slots: Vec::new(),
             hits: Vec::new(),
             next_slots: Vec::new(),
+            next_r: Vec::new(),
             profile: None,
             released_since: Vec::new(),
             event_quanta: Vec::new(),
@@ -522,6 +525,8 @@ impl CpuBackend {
             self.cleft_out.resize(ranges, (None, 0));
         }
         self.next_slots.resize(n_slots, Slot::default());
+        let rs = self.st.active.stride;
+        self.next_r.resize(n_slots * rs, 0.0);
         let (t, hs) = (self.st.step, self.st.handoff_stride);
         let kinetic = self.kinetic_only;
         let parts = self.st.cleft_parts(
@@ -531,6 +536,7 @@ impl CpuBackend {
             &self.new_slots,
             &self.cleft_new,
             &mut self.next_slots,
+            &mut self.next_r,
             &self.cleft_room,
             nr,
         );
@@ -562,11 +568,15 @@ impl CpuBackend {
             let from = self.cleft_room[k];
             if from != n {
                 self.next_slots.copy_within(from..from + kept, n);
+                self.next_r
+                    .copy_within(from * rs..(from + kept) * rs, n * rs);
             }
             n += kept;
         }
         self.next_slots.truncate(n);
+        self.next_r.truncate(n * rs);
         std::mem::swap(&mut self.st.active.slots, &mut self.next_slots);
+        std::mem::swap(&mut self.st.active.r, &mut self.next_r);
     }
 
     /// `integrate` over the neuron ranges, one per thread; the ranges' spikes are

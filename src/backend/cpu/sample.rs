@@ -168,7 +168,13 @@ pub fn sample_synapse(
             code - probe::SYN_R
         } as usize;
         if let Some(k) = slot {
-            x = st.active.slots[k].r[2 * j + g_prot as usize];
+            // Entries past the model's stride are never written (an exp receptor's r): 0.
+            x = st
+                .active
+                .r_of(k)
+                .get(2 * j + g_prot as usize)
+                .copied()
+                .unwrap_or(0.0);
         } else if !g_prot && st.handoff_of(i) != NO_HANDOFF && st.handoff_stride > 0 {
             let rc = &receptors[ty.receptor_first as usize + j];
             if rc.kind == receptor::KINETIC {
