@@ -434,7 +434,7 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
             + network::BYTES_PER_NEURON_RECEPTOR * model.receptors.len() as u64) as f64
         + net.n_synapses() as f64 * est.bytes_per_synapse as f64;
     say!(
-        "memory: cpu backend {} of state ({} B per synapse) and {} of recording buffers; expected peak resident memory of a run {} (with {} of program and 2 MiB of run-time lists; {} while building; estimated from the file before building: {})",
+        "memory: cpu backend {} of state ({} B per synapse) and {} of recording buffers; expected peak resident memory of a run {} (with {} of program and {} of run-time lists and code; {} while building; estimated from the file before building: {})",
         gib(exact),
         est.bytes_per_synapse,
         gib(est.record_bytes),
@@ -443,6 +443,7 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
             + est.record_bytes
             + network::RUN_BUFFER_BYTES as f64),
         gib(program),
+        gib(network::RUN_BUFFER_BYTES as f64),
         gib(est.build_bytes),
         gib(est.peak_bytes)
     );

@@ -17,10 +17,12 @@ use crate::netfile::{
 };
 use crate::philox::Stream;
 
-/// Resident memory of a run beyond its state and recording buffers: the per-step event,
-/// release and spike lists, delay rings, active pool headroom and allocator slack,
-/// measured at 1.9 MiB on `coba` and `large` (x86-64 Linux, one thread).
-pub const RUN_BUFFER_BYTES: u64 = 2 << 20;
+/// Resident memory of a run beyond its state, its recording buffers and the program as
+/// `check` finds it at its start: the per-step event, release and spike lists, delay
+/// rings, active pool headroom, allocator slack and the code pages the step kernels
+/// touch (about 0.9 MiB more file-backed memory in a run than at `check`'s start),
+/// measured at 2.9-3.3 MiB on `coba` and `brette_coba` (x86-64 Linux, one thread).
+pub const RUN_BUFFER_BYTES: u64 = 3 << 20;
 /// Extra bytes per synapse while building (source, target, weight, delay per entry).
 pub const BUILD_BYTES_PER_SYNAPSE: u64 = 16;
 /// Bytes of state per neuron and receptor (active and pooled conductance).
