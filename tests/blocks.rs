@@ -1,8 +1,9 @@
 //! The CPU's block dispatchers against its per-invocation kernels (the GPU's twins): for
-//! every number of receptors and every receptor kind the LIF blocks of `integrate_all`
-//! (vectorised, with their AVX2 build where the CPU has it) leave the same bits as
-//! `integrate` called neuron by neuron, from random states with neurons refractory,
-//! spiking, adapting and carrying NaN.
+//! every number of receptors and every receptor kind the LIF and HH blocks of
+//! `integrate_all` (vectorised, with their AVX2 build where the CPU has it) leave the same
+//! bits as `integrate` called neuron by neuron, from random states with neurons
+//! refractory, spiking, adapting, at the points where the HH rates change form, and
+//! carrying NaN.
 
 use crate::common::backend;
 use quantal::backend::cpu::integrate::{integrate, integrate_all, Fired};
@@ -45,6 +46,13 @@ tau_theta_ms = 50.0
 name = "b"
 size = 71
 model = "lif"
+[[populations]]
+name = "c"
+size = 93
+model = "hh"
+[populations.hh]
+v_spike_mv = -20.0
+lockout_ms = 0.3
 "#,
     );
     let types = [
@@ -64,10 +72,11 @@ model = "lif"
         t += &format!("delay_ms = {}\n", 1.0 + range.start as f64);
     }
     t += "[[inputs]]\ntarget = \"b\"\namplitude_pa = 100.0\nstart_ms = 0.0\n";
+    t += "[[inputs]]\ntarget = \"c\"\namplitude_pa = 300.0\nstart_ms = 0.0\n";
     t
 }
 
-/// Random conductances, potentials, refractory counts and adaptation; one NaN.
+/// Random conductances, potentials, refractory counts, adaptation and HH gates; one NaN.
 fn scramble(st: &mut State, seed: u32) {
     let mut s = Stream::new(7, 0, seed);
     let mut u = || s.uniform();
@@ -86,6 +95,24 @@ fn scramble(st: &mut State, seed: u32) {
     for x in st.theta_mv.iter_mut() {
         *x = 3.0 * u();
     }
+    for x in st
+        .hh_m
+        .iter_mut()
+        .chain(st.hh_h.iter_mut())
+        .chain(st.hh_n.iter_mut())
+    {
+        *x = u();
+    }
+    // Some HH neurons near the crossing of v_spike (-20 mV), some at the exprel points
+    // (V - V_T = 13, 40, 15 mV with V_T = -63 mV).
+    let n = st.v_mv.len();
+    for (k, v) in st.v_mv[n - 93..].iter_mut().enumerate() {
+        *v = match k % 4 {
+            0 => -20.0 - 2.0 * u(),
+            1 => [-50.0, -23.0, -48.0][k % 3] + 1e-5 * (u() - 0.5),
+            _ => *v,
+        };
+    }
     let k = (u() * st.v_mv.len() as f32) as usize;
     let nr = st.g_pool_ns.len() / st.v_mv.len();
     st.g_pool_ns[k * nr] = f32::NAN;
@@ -93,7 +120,7 @@ fn scramble(st: &mut State, seed: u32) {
 }
 
 #[test]
-fn lif_blocks_leave_the_bits_of_integrate() {
+fn neuron_blocks_leave_the_bits_of_integrate() {
     for nr in 1..=RECEPTORS.len() {
         let mut cpu = backend(&network(nr));
         assert_eq!(cpu.model().receptors.len(), nr);
@@ -123,6 +150,8 @@ fn lif_blocks_leave_the_bits_of_integrate() {
                 integrate_all(&params, pops, rcs, &net, &mut view[0], &mut fired);
             }
             assert!(!want.is_empty(), "nr {nr}: some neurons spike");
+            let hh_spikes = want.iter().filter(|&&w| w as usize >= nn - 93).count();
+            assert!(hh_spikes > 5, "nr {nr}: {hh_spikes} HH neurons spike");
             assert_eq!(fired.spikes, want, "nr {nr} trial {trial}: spikes");
             let bad = fired.non_finite.expect("the NaN pool is found");
             assert!(!one.v_mv[bad.0 as usize].is_finite(), "nr {nr}: {bad:?}");
@@ -132,6 +161,9 @@ fn lif_blocks_leave_the_bits_of_integrate() {
                 ("g_sfa_ns", &one.g_sfa_ns, &all.g_sfa_ns),
                 ("theta_mv", &one.theta_mv, &all.theta_mv),
                 ("i_ext_pa", &one.i_ext_pa, &all.i_ext_pa),
+                ("hh_m", &one.hh_m, &all.hh_m),
+                ("hh_h", &one.hh_h, &all.hh_h),
+                ("hh_n", &one.hh_n, &all.hh_n),
             ] {
                 for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
                     assert_eq!(

@@ -247,9 +247,11 @@ avx2_or_baseline! {
     /// LIF neurons go in blocks of up to `BLOCK` (64) of one population, with the statements of
     /// [`integrate`] split into three loops: the drive of every neuron, the exponentials of
     /// the block (one loop the compiler runs several lanes at a time, [`exp_sw_slice`]), then
-    /// the updates. Each neuron sees the same operations on the same values as in
-    /// [`integrate`] and the WGSL twin, so the bits are the same; only independent neurons'
-    /// statements are interleaved, which lets the CPU overlap their exponentials' latency.
+    /// the updates; HH neurons likewise ([`hh_block`]: the rates, gates and membrane with
+    /// their ten exponentials in three passes over the block). Each neuron sees the same
+    /// operations on the same values as in [`integrate`] and the WGSL twin, so the bits are
+    /// the same; only independent neurons' statements are interleaved, which lets the CPU
+    /// overlap their exponentials' latency.
     pub fn integrate_all(
         params: &StepParams,
         pops: &[GpuPopulation],
@@ -318,6 +320,25 @@ fn integrate_all_body(
                 }
             }
             n = end;
+        } else if p.model == neuron::HH {
+            // The block: the next neurons of this population, at most BLOCK.
+            let window = &net.neuron_pop[base + n..base + nn.min(n + BLOCK)];
+            let len = window
+                .iter()
+                .position(|&q| q != pop)
+                .unwrap_or(window.len());
+            let end = n + len;
+            let mut spiked = [0u32; BLOCK];
+            hh_block(n..end, p, params, receptors, net, st, &mut spiked);
+            for (k, _) in spiked[..len].iter().enumerate().filter(|s| *s.1 != 0) {
+                out.spikes.push((base + n + k) as u32);
+            }
+            if out.non_finite.is_none() && !block_finite(n..end, st) {
+                for i in n..end {
+                    check_finite(i, st, out);
+                }
+            }
+            n = end;
         } else {
             if integrate(n, params, pops, receptors, net, st) {
                 out.spikes.push((base + n) as u32);
@@ -347,6 +368,45 @@ fn lif_block_drive(
 ) {
     let (n, end) = (range.start, range.end);
     let len = end - n;
+    let mut g_tot = [0f32; BLOCK];
+    let mut num = [0f32; BLOCK];
+    block_synaptic_drive(range, p, params, receptors, net, st, &mut g_tot, &mut num);
+    let (g_tot, num) = (&mut g_tot[..len], &mut num[..len]);
+    // The statements of [`lif_drive`], one at a time over the block.
+    for (((g, x), g_rr), g_sfa) in g_tot
+        .iter_mut()
+        .zip(num.iter_mut())
+        .zip(&st.g_rr_ns[n..end])
+        .zip(&st.g_sfa_ns[n..end])
+    {
+        *g += g_rr;
+        *g += g_sfa;
+        *x += g_rr * p.e_rr_mv;
+        *x += g_sfa * p.e_sfa_mv;
+    }
+    for k in 0..len {
+        v_inf[k] = num[k] / g_tot[k];
+        arg[k] = -g_tot[k] * params.dt_ms / p.c_m_pf;
+    }
+}
+
+/// The statements of [`switch_inputs`] and [`synaptic_drive`] for the neurons `range` (one
+/// population, at most [`BLOCK`]), one at a time over the block: Σ g and Σ g·E + I of
+/// each neuron in `g_tot` and `num`, its sums formed in the same order.
+#[expect(clippy::too_many_arguments, reason = "the arrays of one dispatch")]
+#[inline(always)]
+fn block_synaptic_drive(
+    range: std::ops::Range<usize>,
+    p: &GpuPopulation,
+    params: &StepParams,
+    receptors: &[GpuReceptor],
+    net: &Network,
+    st: &mut Neurons<'_>,
+    g_tot: &mut [f32; BLOCK],
+    num: &mut [f32; BLOCK],
+) {
+    let (n, end) = (range.start, range.end);
+    let len = end - n;
     if net.input_offsets[st.base + n] != net.input_offsets[st.base + end] {
         for i in range.clone() {
             switch_inputs(i, params.step, net, st);
@@ -354,8 +414,6 @@ fn lif_block_drive(
     }
     let nr = params.n_receptors as usize;
     let v = &st.v_mv[n..end];
-    let mut g_tot = [0f32; BLOCK];
-    let mut num = [0f32; BLOCK];
     let (g_tot, num) = (&mut g_tot[..len], &mut num[..len]);
     for ((g, x), i_ext) in g_tot
         .iter_mut()
@@ -375,21 +433,119 @@ fn lif_block_drive(
         4 => receptor_sums::<4>(receptors, active, pool, v, mg, g_tot, num),
         _ => receptor_sums_any(receptors, active, pool, v, mg, g_tot, num),
     }
-    // The statements of [`lif_drive`], one at a time over the block.
-    for (((g, x), g_rr), g_sfa) in g_tot
-        .iter_mut()
-        .zip(num.iter_mut())
-        .zip(&st.g_rr_ns[n..end])
-        .zip(&st.g_sfa_ns[n..end])
-    {
-        *g += g_rr;
-        *g += g_sfa;
-        *x += g_rr * p.e_rr_mv;
-        *x += g_sfa * p.e_sfa_mv;
+}
+
+/// The HH neurons `range` (one population, at most [`BLOCK`]): the statements of the HH
+/// branch of [`integrate`] one at a time over the block, the ten exponentials of each
+/// neuron (six in the rates of [`hh_rates`], three gate decays, the membrane's) in three
+/// passes of [`exp_sw_slice`] and the branches of [`exprel`] and of the lock-out as
+/// selects: the same operations on the same values, so the same bits. `spiked[k]` is 1
+/// for the neurons that spike, else 0.
+#[inline(always)]
+fn hh_block(
+    range: std::ops::Range<usize>,
+    p: &GpuPopulation,
+    params: &StepParams,
+    receptors: &[GpuReceptor],
+    net: &Network,
+    st: &mut Neurons<'_>,
+    spiked: &mut [u32; BLOCK],
+) {
+    let (n, end) = (range.start, range.end);
+    let len = end - n;
+    let dt = params.dt_ms;
+    let mut g_tot = [0f32; BLOCK];
+    let mut num = [0f32; BLOCK];
+    block_synaptic_drive(range, p, params, receptors, net, st, &mut g_tot, &mut num);
+    // (1) The rates' exponents at V_n: exprel's for α_m, β_m, α_n and exp's for α_h, β_h,
+    // β_n, six lanes a neuron.
+    let mut x = [[0f32; BLOCK]; 6];
+    for (k, &v) in st.v_mv[n..end].iter().enumerate() {
+        let u = v - p.v_t_mv;
+        x[0][k] = (13.0 - u) / 4.0;
+        x[1][k] = (u - 40.0) / 5.0;
+        x[2][k] = (17.0 - u) / 18.0;
+        x[3][k] = (40.0 - u) / 5.0;
+        x[4][k] = (15.0 - u) / 5.0;
+        x[5][k] = (10.0 - u) / 40.0;
     }
+    let mut e = x;
+    for row in e.iter_mut() {
+        exp_sw_slice(&mut row[..len]);
+    }
+    // exprel(x) = 1 - x/2 for |x| < 1e-4, else x/(e^x - 1) (model::exprel).
+    let exprel = |x: f32, ex: f32| {
+        if x.abs() < 1e-4 {
+            1.0 - 0.5 * x
+        } else {
+            x / (ex - 1.0)
+        }
+    };
+    let mut rate = [[0f32; BLOCK]; 6];
     for k in 0..len {
-        v_inf[k] = num[k] / g_tot[k];
-        arg[k] = -g_tot[k] * params.dt_ms / p.c_m_pf;
+        rate[0][k] = 1.28 * exprel(x[0][k], e[0][k]);
+        rate[1][k] = 1.4 * exprel(x[1][k], e[1][k]);
+        rate[2][k] = 0.128 * e[2][k];
+        rate[3][k] = 4.0 / (1.0 + e[3][k]);
+        rate[4][k] = 0.16 * exprel(x[4][k], e[4][k]);
+        rate[5][k] = 0.5 * e[5][k];
+    }
+    // (2) Rush-Larsen gates: x_inf = α/(α + β), decay e^{-dt(α + β)}.
+    let mut decay = [[0f32; BLOCK]; 3];
+    for (g, d) in decay.iter_mut().enumerate() {
+        for k in 0..len {
+            d[k] = -dt * (rate[2 * g][k] + rate[2 * g + 1][k]);
+        }
+        exp_sw_slice(&mut d[..len]);
+    }
+    let mut arg = [0f32; BLOCK];
+    let mut v_inf = [0f32; BLOCK];
+    for k in 0..len {
+        let i = n + k;
+        let [am, bm, ah, bh, an, bn] = std::array::from_fn(|r| rate[r][k]);
+        let m_inf = am / (am + bm);
+        let h_inf = ah / (ah + bh);
+        let n_inf = an / (an + bn);
+        let m = relax(m_inf, st.hh_m[i], decay[0][k]);
+        let h = relax(h_inf, st.hh_h[i], decay[1][k]);
+        let nk = relax(n_inf, st.hh_n[i], decay[2][k]);
+        st.hh_m[i] = m;
+        st.hh_h[i] = h;
+        st.hh_n[i] = nk;
+        // (3) V with the new gates.
+        let g_na = p.g_na_ns * m * m * m * h;
+        let g_k = p.g_k_ns * nk * nk * nk * nk;
+        let mut g = g_tot[k];
+        let mut x = num[k];
+        g += g_na;
+        g += g_k;
+        x += g_na * p.e_na_mv;
+        x += g_k * p.e_k_mv;
+        v_inf[k] = x / g;
+        arg[k] = -g * dt / p.c_m_pf;
+    }
+    exp_sw_slice(&mut arg[..len]);
+    let lanes = st.v_mv[n..end]
+        .iter_mut()
+        .zip(&mut st.refr[n..end])
+        .zip(v_inf.iter().zip(&arg))
+        .zip(spiked.iter_mut());
+    for (((v, refr), (vi, d)), s) in lanes {
+        let v_old = *v;
+        let v_new = relax(*vi, v_old, *d);
+        *v = v_new;
+        // Spike = upward crossing of v_spike_mv outside the lock-out (§8h COBAHH).
+        let r = *refr;
+        let locked = r > 0;
+        let spike = !locked & (v_old < p.v_spike_mv) & (v_new >= p.v_spike_mv);
+        *refr = if locked {
+            r - 1
+        } else if spike {
+            p.n_ref
+        } else {
+            r
+        };
+        *s = spike as u32;
     }
 }
 
