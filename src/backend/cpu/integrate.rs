@@ -247,7 +247,7 @@ avx2_or_baseline! {
     /// LIF neurons go in blocks of up to `BLOCK` (64) of one population, with the statements of
     /// [`integrate`] split into three loops: the drive of every neuron, the exponentials of
     /// the block (one loop the compiler runs several lanes at a time, [`exp_sw_slice`]), then
-    /// the updates; HH neurons likewise ([`hh_block`]: the rates, gates and membrane with
+    /// the updates; HH neurons likewise (`hh_block`: the rates, gates and membrane with
     /// their ten exponentials in three passes over the block). Each neuron sees the same
     /// operations on the same values as in [`integrate`] and the WGSL twin, so the bits are
     /// the same; only independent neurons' statements are interleaved, which lets the CPU

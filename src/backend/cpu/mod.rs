@@ -354,7 +354,7 @@ impl CpuBackend {
     }
 
     /// Whether a step's arrivals, in the order `propagate` pushes them, already reach each
-    /// target's pool entries in synapse order ([`in_spike_order`]), so the fused paths
+    /// target's pool entries in synapse order (`in_spike_order`), so the fused paths
     /// take them unsorted.
     pub fn arrivals_in_spike_order(&self) -> bool {
         self.in_spike_order
