@@ -557,7 +557,6 @@ fn cli_gpu_backend_matches_cpu() {
     ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
 )]
 fn validate_command_passes_on_lavapipe() {
-    let run = crate::common::quantal;
     let mut args = vec![
         "validate",
         "networks/cells_fi.toml",
@@ -583,14 +582,7 @@ fn validate_command_passes_on_lavapipe() {
             format!("populations.{p}.size=40").into_boxed_str(),
         ));
     }
-    let o = run(&args);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = validate_passes(&args);
     assert!(
         out.contains("one step from identical state, at 8 steps (every 50)"),
         "{out}"
@@ -599,10 +591,8 @@ fn validate_command_passes_on_lavapipe() {
         out.contains("whole run: identical spike trains over 400 steps"),
         "{out}"
     );
-    assert_eq!(out.matches(" identical\n").count(), 62, "{out}");
-    assert!(out.contains("PASS"), "{out}");
     // Synapses: every synapse buffer identical after one step and over the run.
-    let o = run(&[
+    validate_passes(&[
         "validate",
         "networks/single_synapse.toml",
         "--duration-ms",
@@ -610,10 +600,23 @@ fn validate_command_passes_on_lavapipe() {
         "--steps-per-kernel-check",
         "97",
     ]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{out}");
+}
+
+/// Runs `quantal` with `args` (a `validate` command) and checks what a passing run
+/// prints: exit 0, all 62 buffer lines identical (after one step and at the end), PASS.
+/// Returns the output.
+fn validate_passes(args: &[&str]) -> String {
+    let o = crate::common::quantal(args);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(out.matches(" identical\n").count(), 62, "{out}");
     assert!(out.contains("PASS"), "{out}");
+    out
 }
 
 /// The large example network (100 000 neurons, 10 million synapses, a device image of
@@ -625,20 +628,11 @@ fn validate_command_passes_on_lavapipe() {
     ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
 )]
 fn large_network_validates_on_lavapipe() {
-    let o = crate::common::quantal(&["validate", "networks/large.toml", "--duration-ms", "1"]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = validate_passes(&["validate", "networks/large.toml", "--duration-ms", "1"]);
     assert!(
         out.contains("whole run: identical spike trains over 10 steps"),
         "{out}"
     );
-    assert_eq!(out.matches(" identical\n").count(), 62, "{out}");
-    assert!(out.contains("PASS"), "{out}");
 }
 
 /// The GPU stops on a non-finite state like the CPU: same population, element,

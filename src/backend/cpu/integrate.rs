@@ -283,7 +283,7 @@ fn integrate_all_body(
     while n < nn {
         let pop = net.neuron_pop[base + n];
         let p = &pops[pop as usize];
-        if p.model == neuron::LIF {
+        if p.model == neuron::LIF || p.model == neuron::HH {
             // The block: the next neurons of this population, at most BLOCK. Populations
             // are contiguous, so the test without an early exit (which runs several lanes
             // at a time) usually settles it.
@@ -298,38 +298,23 @@ fn integrate_all_body(
                 window.len()
             };
             let end = n + len;
-            lif_block_drive(
-                n..end,
-                p,
-                params,
-                receptors,
-                net,
-                st,
-                &mut v_inf,
-                &mut decay,
-            );
-            exp_sw_slice(&mut decay[..len]);
             let mut spiked = [0u32; BLOCK];
-            lif_block_update(n..end, p, &v_inf, &decay, st, &mut spiked);
-            for (k, _) in spiked[..len].iter().enumerate().filter(|s| *s.1 != 0) {
-                out.spikes.push((base + n + k) as u32);
+            if p.model == neuron::LIF {
+                lif_block_drive(
+                    n..end,
+                    p,
+                    params,
+                    receptors,
+                    net,
+                    st,
+                    &mut v_inf,
+                    &mut decay,
+                );
+                exp_sw_slice(&mut decay[..len]);
+                lif_block_update(n..end, p, &v_inf, &decay, st, &mut spiked);
+            } else {
+                hh_block(n..end, p, params, receptors, net, st, &mut spiked);
             }
-            if out.non_finite.is_none() && !block_finite(n..end, st) {
-                for i in n..end {
-                    check_finite(i, st, out);
-                }
-            }
-            n = end;
-        } else if p.model == neuron::HH {
-            // The block: the next neurons of this population, at most BLOCK.
-            let window = &net.neuron_pop[base + n..base + nn.min(n + BLOCK)];
-            let len = window
-                .iter()
-                .position(|&q| q != pop)
-                .unwrap_or(window.len());
-            let end = n + len;
-            let mut spiked = [0u32; BLOCK];
-            hh_block(n..end, p, params, receptors, net, st, &mut spiked);
             for (k, _) in spiked[..len].iter().enumerate().filter(|s| *s.1 != 0) {
                 out.spikes.push((base + n + k) as u32);
             }
