@@ -315,8 +315,12 @@ fn integrate_all_body(
             } else {
                 hh_block(n..end, p, params, receptors, net, st, &mut spiked);
             }
-            for (k, _) in spiked[..len].iter().enumerate().filter(|s| *s.1 != 0) {
-                out.spikes.push((base + n + k) as u32);
+            // Most blocks have no spike: one test over the block (several lanes at a
+            // time) instead of a branch per neuron.
+            if spiked[..len].iter().fold(0, |acc, &s| acc | s) != 0 {
+                for (k, _) in spiked[..len].iter().enumerate().filter(|s| *s.1 != 0) {
+                    out.spikes.push((base + n + k) as u32);
+                }
             }
             if out.non_finite.is_none() && !block_finite(n..end, st) {
                 for i in n..end {
