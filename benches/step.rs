@@ -46,6 +46,7 @@ fn kernels(c: &mut Criterion) {
     for (name, file, set) in [
         ("cells_fi 20k", "cells_fi.toml", vec![]),
         ("coba 4k", "coba.toml", vec![]),
+        ("cobahh 4k", "cobahh.toml", vec![]),
     ] {
         let (m, n) = build(file, &set);
         let b = warmed(&m, &n, 200);
