@@ -243,22 +243,28 @@ fn cleft_body(
             }
             done_blk[kb] = done;
         }
-        // The block's cleared slots leave: those after them move down (most blocks have
-        // none, and then nothing moves).
-        let mut w = kept;
-        for (kb, &done) in done_blk[..nb].iter().enumerate() {
-            if !done {
-                if w != kept + kb {
-                    st.out[w] = st.out[kept + kb];
-                    st.out_r
-                        .copy_within((kept + kb) * rs..(kept + kb + 1) * rs, w * rs);
-                }
-                w += 1;
-            }
-        }
-        kept = w;
+        kept = drop_done(st, kept, &done_blk[..nb], rs);
     }
     kept
+}
+
+/// Drops the block's slots `out[kept..kept + done.len()]` whose `done` is set: those
+/// after them move down, with their `rs` floats of receptor state (most blocks have none
+/// to drop, and then nothing moves). Returns the number of slots kept so far.
+#[inline(always)]
+fn drop_done(st: &mut CleftPart<'_>, kept: usize, done: &[bool], rs: usize) -> usize {
+    let mut w = kept;
+    for (kb, &d) in done.iter().enumerate() {
+        if !d {
+            if w != kept + kb {
+                st.out[w] = st.out[kept + kb];
+                st.out_r
+                    .copy_within((kept + kb) * rs..(kept + kb + 1) * rs, w * rs);
+            }
+            w += 1;
+        }
+    }
+    w
 }
 
 avx2_or_baseline! {
@@ -509,20 +515,7 @@ fn cleft_kinetic_body<const ONE: bool>(
                     if handoff_stride > 0 { t } else { NO_HANDOFF };
             }
         }
-        // The block's cleared slots leave: those after them move down (most blocks have
-        // none, and then nothing moves).
-        let mut wr = kept;
-        for (kb, &done) in cleared_blk[..nb].iter().enumerate() {
-            if !done {
-                if wr != kept + kb {
-                    st.out[wr] = st.out[kept + kb];
-                    st.out_r
-                        .copy_within((kept + kb) * rs..(kept + kb + 1) * rs, wr * rs);
-                }
-                wr += 1;
-            }
-        }
-        kept = wr;
+        kept = drop_done(st, kept, &cleared_blk[..nb], rs);
     }
     if acc_entry != usize::MAX {
         st.g_active_ns[acc_entry] = acc;
