@@ -267,9 +267,11 @@ impl CpuBackend {
             Some(&d) if net.syn_delay.iter().all(|&x| x == d) => Some(d),
             _ => None,
         };
-        // Whole quanta only (no mean-TM type), so the step's f64 sum of quanta is exact in
-        // any order too.
-        let in_spike_order = uniform_delay.is_some()
+        // Only the fused paths (exp receptors only) take arrivals unsorted, so other
+        // networks skip the pass over their synapses. Whole quanta only (no mean-TM
+        // type), so the step's f64 sum of quanta is exact in any order too.
+        let in_spike_order = model.exp_only()
+            && uniform_delay.is_some()
             && model
                 .syn_types
                 .iter()
