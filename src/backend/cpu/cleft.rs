@@ -283,8 +283,8 @@ avx2_or_baseline! {
     ) -> usize => cleft_kinetic_any
 }
 
-/// [`cleft_kinetic_body`] for one receptor per synapse type (a constant, so each lane is a
-/// slot and the receptor loops go) or any number.
+/// [`cleft_kinetic_one`] for one receptor per synapse type and at most [`ONE_TYPES`]
+/// types, else [`cleft_kinetic_body`] (any number of receptors).
 #[inline(always)]
 fn cleft_kinetic_any(
     model: &Model,
@@ -294,10 +294,11 @@ fn cleft_kinetic_any(
     st: &mut CleftPart<'_>,
     non_finite: &mut crate::state::NonFinite,
 ) -> usize {
-    if model.syn_types.iter().all(|s| s.gpu.n_receptors == 1) {
-        cleft_kinetic_body::<true>(model, net, t, handoff_stride, st, non_finite)
+    if model.syn_types.iter().all(|s| s.gpu.n_receptors == 1) && model.syn_types.len() <= ONE_TYPES
+    {
+        cleft_kinetic_one(model, net, t, handoff_stride, st, non_finite)
     } else {
-        cleft_kinetic_body::<false>(model, net, t, handoff_stride, st, non_finite)
+        cleft_kinetic_body(model, net, t, handoff_stride, st, non_finite)
     }
 }
 
@@ -312,10 +313,10 @@ struct KineticType {
     n_receptors: usize,
 }
 
-/// The body of [`cleft_kinetic`], inlined into each build of it; `ONE`: every type has
-/// one receptor.
+/// The body of [`cleft_kinetic`] for any number of receptors per type, inlined into each
+/// build of it.
 #[inline(always)]
-fn cleft_kinetic_body<const ONE: bool>(
+fn cleft_kinetic_body(
     model: &Model,
     net: &Network,
     t: u32,
@@ -337,7 +338,7 @@ fn cleft_kinetic_body<const ONE: bool>(
             clear_threshold_mm: s.gpu.clear_threshold_mm,
             delta_t_mm: s.gpu.delta_t_mm,
             receptor_first: s.gpu.receptor_first as usize,
-            n_receptors: if ONE { 1 } else { s.gpu.n_receptors as usize },
+            n_receptors: s.gpu.n_receptors as usize,
         })
         .collect();
     // Per slot of the block: cleared, its first (neuron, receptor) entry and its first
@@ -355,9 +356,7 @@ fn cleft_kinetic_body<const ONE: bool>(
     // additions in the same order as adding into the array each time.
     let (mut acc_entry, mut acc) = (usize::MAX, 0f32);
     let (old, new, hits, old_r) = (st.old, st.new, st.hits, st.old_r);
-    // One kinetic receptor per type keeps one float of receptor state per slot.
-    let rs = if ONE { 1 } else { st.stride };
-    debug_assert_eq!(rs, st.stride);
+    let rs = st.stride;
     let (mut i, mut i_new, mut h) = (0, 0, 0);
     let mut kept = 0;
     while i < old.len() || i_new < new.len() {
@@ -437,9 +436,6 @@ fn cleft_kinetic_body<const ONE: bool>(
             }
         }
         lane0[nb] = m;
-        if ONE {
-            debug_assert_eq!(m, nb);
-        }
         // Over all lanes: k = αT + β, r_inf = αT/k, e^{-k·dt}, then
         // r ← r_inf + (r - r_inf)·e^{-k·dt} (§5.1) and g = ḡ·w·r.
         for (a, beta) in a_lane[..m].iter_mut().zip(&mut beta_lane[..m]) {
@@ -466,11 +462,7 @@ fn cleft_kinetic_body<const ONE: bool>(
             let syn = slot.syn as usize;
             let entry = entry_blk[kb];
             let hs = (syn - st.syn_base) * handoff_stride;
-            let lanes = if ONE {
-                kb..kb + 1
-            } else {
-                lane0[kb]..lane0[kb + 1]
-            };
+            let lanes = lane0[kb]..lane0[kb + 1];
             let prev = slot.fresh;
             if prev != ACTIVE {
                 if prev != NO_HANDOFF {
@@ -516,6 +508,254 @@ fn cleft_kinetic_body<const ONE: bool>(
             }
         }
         kept = drop_done(st, kept, &cleared_blk[..nb], rs);
+    }
+    if acc_entry != usize::MAX {
+        st.g_active_ns[acc_entry] = acc;
+    }
+    assert_eq!(
+        h,
+        hits.len(),
+        "every release at an active synapse has its slot"
+    );
+    kept
+}
+
+/// Synapse types [`cleft_kinetic_one`] takes: its per-type tables are this long, so a
+/// lane's type indexes them without a bounds check.
+const ONE_TYPES: usize = 16;
+
+/// The constants of the synapse types for [`cleft_kinetic_one`], one table per constant
+/// indexed by type (one kinetic receptor per type: its α, β, ḡ and β's power table).
+struct OneTables {
+    clear_half: [f32; ONE_TYPES],
+    clear_full: [f32; ONE_TYPES],
+    clear_threshold_mm: [f32; ONE_TYPES],
+    delta_t_mm: [f32; ONE_TYPES],
+    alpha: [f32; ONE_TYPES],
+    beta: [f32; ONE_TYPES],
+    g_max_ns: [f32; ONE_TYPES],
+    receptor_first: [u32; ONE_TYPES],
+    tab_beta: [usize; ONE_TYPES],
+}
+
+impl OneTables {
+    /// The tables of `model`, whose types each have one kinetic receptor and number at
+    /// most [`ONE_TYPES`].
+    fn of(model: &Model) -> OneTables {
+        let mut tb = OneTables {
+            clear_half: [0.0; ONE_TYPES],
+            clear_full: [0.0; ONE_TYPES],
+            clear_threshold_mm: [0.0; ONE_TYPES],
+            delta_t_mm: [0.0; ONE_TYPES],
+            alpha: [0.0; ONE_TYPES],
+            beta: [0.0; ONE_TYPES],
+            g_max_ns: [0.0; ONE_TYPES],
+            receptor_first: [0; ONE_TYPES],
+            tab_beta: [0; ONE_TYPES],
+        };
+        for (k, s) in model.syn_types.iter().enumerate() {
+            let rc = &model.gpu_receptors[s.gpu.receptor_first as usize];
+            tb.clear_half[k] = s.gpu.clear_half;
+            tb.clear_full[k] = s.gpu.clear_full;
+            tb.clear_threshold_mm[k] = s.gpu.clear_threshold_mm;
+            tb.delta_t_mm[k] = s.gpu.delta_t_mm;
+            tb.alpha[k] = rc.alpha;
+            tb.beta[k] = rc.beta;
+            tb.g_max_ns[k] = rc.g_max_ns;
+            tb.receptor_first[k] = s.gpu.receptor_first;
+            tb.tab_beta[k] = rc.tab_beta as usize;
+        }
+        tb
+    }
+}
+
+/// [`cleft_kinetic_body`] for one kinetic receptor per synapse type and at most
+/// [`ONE_TYPES`] types (the like-for-like network): the same statements on the same
+/// values with the same sums in the same order, so the same bits, but with every
+/// slot-local statement in lanes over the block. A first pass takes each slot's synapse,
+/// type, target, weight and transmitter into lanes (and its releases of this step, and a
+/// re-activated synapse's take-back, both rare); then the cleft, the binding, the
+/// relaxation and ḡ·w·r run over all lanes at once, the type's constants from small
+/// tables; a last pass in slot order writes the transmitter back and forms the sums. A
+/// block without a cleared slot is kept whole.
+#[inline(always)]
+fn cleft_kinetic_one(
+    model: &Model,
+    net: &Network,
+    t: u32,
+    handoff_stride: usize,
+    st: &mut CleftPart<'_>,
+    non_finite: &mut crate::state::NonFinite,
+) -> usize {
+    debug_assert!(model.kinetic_only() && model.syn_types.len() <= ONE_TYPES);
+    debug_assert_eq!(st.stride, 1);
+    let dt = model.dt_ms as f32;
+    let nr = model.receptors.len() as u32;
+    let tables: &[PowTable] = &model.pow_tables;
+    let tb = OneTables::of(model);
+    assert!(
+        st.g_active_ns.len() <= u32::MAX as usize,
+        "a range's (neuron, receptor) entries have u32 indices"
+    );
+    let base = st.base as u32;
+    // Per lane (a slot of the block): type, transmitter (then after the step), target
+    // (then its entry), weight (then ḡ·w, then g), r, αT (then r_inf), the exponent (then
+    // the decay), cleared; a take-back's amount and whether there is one.
+    let mut ty_lane = [0u32; BLOCK];
+    let mut t_lane = [0f32; BLOCK];
+    let mut entry_lane = [0u32; BLOCK];
+    let mut g_lane = [0f32; BLOCK];
+    let mut r_lane = [0f32; BLOCK];
+    let mut a_lane = [0f32; BLOCK];
+    let mut d_lane = [0f32; BLOCK];
+    let mut done_lane = [false; BLOCK];
+    let mut sub_lane = [0f32; BLOCK];
+    let mut take = [false; BLOCK];
+    // The active conductance being summed, as in [`cleft_kinetic_body`].
+    let (mut acc_entry, mut acc) = (usize::MAX, 0f32);
+    let (old, new, hits, old_r) = (st.old, st.new, st.hits, st.old_r);
+    let (mut i, mut i_new, mut h) = (0, 0, 0);
+    let mut next_hit = hits.first().map_or(u32::MAX, |x| x.0);
+    let mut kept = 0;
+    while i < old.len() || i_new < new.len() {
+        // The next BLOCK synapses in ascending id, as in [`cleft_kinetic_body`].
+        let mut nb = 0;
+        while nb < BLOCK && (i < old.len() || i_new < new.len()) {
+            if i_new < new.len() && (i == old.len() || new[i_new].syn < old[i].syn) {
+                st.out[kept + nb] = new[i_new];
+                st.out_r[kept + nb] = 0.0;
+                i_new += 1;
+                nb += 1;
+            } else {
+                let room = (BLOCK - nb).min(old.len() - i);
+                let run = match new.get(i_new) {
+                    Some(next) if old[i + room - 1].syn > next.syn => old[i..i + room]
+                        .iter()
+                        .take_while(|o| o.syn < next.syn)
+                        .count(),
+                    _ => room,
+                };
+                st.out[kept + nb..kept + nb + run].copy_from_slice(&old[i..i + run]);
+                st.out_r[kept + nb..kept + nb + run].copy_from_slice(&old_r[i..i + run]);
+                i += run;
+                nb += run;
+            }
+        }
+        let blk = &mut st.out[kept..kept + nb];
+        r_lane[..nb].copy_from_slice(&st.out_r[kept..kept + nb]);
+        // Into the lanes: an old slot's releases of this step first (the count restarts
+        // from 0, then each release adds its quanta and its transmitter, §4.1); a
+        // re-activated synapse's own r taken back from its hand-off value, and the
+        // amount its take-back removes from the pool (§5.4; removed in slot order below).
+        let mut any_fresh = false;
+        for (k, slot) in blk.iter_mut().enumerate() {
+            let syn = slot.syn as usize;
+            let ty = net.syn_type[syn] as usize % ONE_TYPES;
+            if slot.fresh == ACTIVE {
+                slot.released = 0.0;
+                if slot.syn == next_hit {
+                    while h < hits.len() && hits[h].0 == slot.syn {
+                        let q = hits[h].1;
+                        slot.released += q;
+                        slot.cleft_mm += q * tb.delta_t_mm[ty];
+                        h += 1;
+                    }
+                    next_hit = hits.get(h).map_or(u32::MAX, |x| x.0);
+                }
+            } else {
+                any_fresh = true;
+            }
+            ty_lane[k] = ty as u32;
+            t_lane[k] = slot.cleft_mm;
+            entry_lane[k] = net.syn_post[syn];
+            g_lane[k] = net.syn_weight[syn];
+        }
+        if any_fresh {
+            for (k, slot) in blk.iter_mut().enumerate() {
+                let prev = slot.fresh;
+                if prev == ACTIVE {
+                    continue;
+                }
+                if prev != NO_HANDOFF {
+                    let ty = ty_lane[k] as usize % ONE_TYPES;
+                    let tab = &tables[tb.tab_beta[ty]];
+                    let r_h = st.handoff_r[(slot.syn as usize - st.syn_base) * handoff_stride];
+                    r_lane[k] = r_h * pow_decay(tab, t - prev - 1);
+                    sub_lane[k] = tb.g_max_ns[ty] * g_lane[k] * r_h * pow_decay(tab, t - prev);
+                    take[k] = true;
+                }
+                slot.fresh = ACTIVE;
+            }
+        }
+        // Over all lanes: the cleft ([`transmitter`], exponential branch), k = αT + β,
+        // r_inf = αT/k, e^{-k·dt}, then r ← r_inf + (r - r_inf)·e^{-k·dt} (§5.1) and
+        // g = ḡ·w·r. (Eight lanes at a time in AVX2 registers, each type constant
+        // picked from one register by `vpermps`, was no faster: the time goes to the
+        // slots' and synapses' loads, not to these statements.)
+        let mut any_done = false;
+        for k in 0..nb {
+            let ty = ty_lane[k] as usize % ONE_TYPES;
+            let t_now = t_lane[k];
+            let t_mm = t_now * tb.clear_half[ty];
+            let t_next = t_now * tb.clear_full[ty];
+            let cleared = t_next < tb.clear_threshold_mm[ty];
+            t_lane[k] = if cleared { 0.0 } else { t_next };
+            done_lane[k] = cleared;
+            any_done |= cleared;
+            let a = tb.alpha[ty] * t_mm;
+            let kk = a + tb.beta[ty];
+            d_lane[k] = -kk * dt;
+            a_lane[k] = a / kk;
+            g_lane[k] *= tb.g_max_ns[ty];
+            entry_lane[k] = (entry_lane[k] - base) * nr + tb.receptor_first[ty];
+        }
+        exp_sw_slice(&mut d_lane[..nb]);
+        let mut bad = false;
+        for k in 0..nb {
+            let r = relax(a_lane[k], r_lane[k], d_lane[k]);
+            r_lane[k] = r;
+            g_lane[k] *= r;
+            bad |= !g_lane[k].is_finite();
+        }
+        st.out_r[kept..kept + nb].copy_from_slice(&r_lane[..nb]);
+        if bad && non_finite.is_none() {
+            if let Some(k) = g_lane[..nb].iter().position(|g| !g.is_finite()) {
+                *non_finite = Some((blk[k].syn, "receptor conductance g_ns", true));
+            }
+        }
+        // Each slot's sums, in slot order: the take-back from the pool, then the active
+        // conductance or the hand-off.
+        for (k, slot) in blk.iter_mut().enumerate() {
+            slot.cleft_mm = t_lane[k];
+            let entry = entry_lane[k] as usize;
+            if take[k] {
+                take[k] = false;
+                let pool = &mut st.g_pool_ns[entry];
+                *pool = (*pool - sub_lane[k]).max(0.0);
+            }
+            let g = g_lane[k];
+            if done_lane[k] {
+                // Hand-off: from now on dr/dt = -βr is linear and lives in the pool (§5.4).
+                let local = slot.syn as usize - st.syn_base;
+                st.g_pool_ns[entry] += g;
+                st.handoff_r[local * handoff_stride] = r_lane[k];
+                st.handoff_step[local] = if handoff_stride > 0 { t } else { NO_HANDOFF };
+            } else {
+                if entry != acc_entry {
+                    if acc_entry != usize::MAX {
+                        st.g_active_ns[acc_entry] = acc;
+                    }
+                    acc_entry = entry;
+                    acc = st.g_active_ns[acc_entry];
+                }
+                acc += g;
+            }
+        }
+        kept = if any_done {
+            drop_done(st, kept, &done_lane[..nb], 1)
+        } else {
+            kept + nb
+        };
     }
     if acc_entry != usize::MAX {
         st.g_active_ns[acc_entry] = acc;
