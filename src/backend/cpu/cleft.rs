@@ -523,9 +523,14 @@ fn cleft_kinetic_body(
 /// Synapse types [`cleft_kinetic_one`] takes: its per-type tables are this long, so a
 /// lane's type indexes them without a bounds check.
 const ONE_TYPES: usize = 16;
+const _: () = assert!(
+    BLOCK <= 64,
+    "one_lanes returns a block's cleared lanes as the bits of a u64"
+);
 
 /// The constants of the synapse types for [`cleft_kinetic_one`], one table per constant
 /// indexed by type (one kinetic receptor per type: its α, β, ḡ and β's power table).
+#[derive(Default)]
 struct OneTables {
     clear_half: [f32; ONE_TYPES],
     clear_full: [f32; ONE_TYPES],
@@ -542,17 +547,7 @@ impl OneTables {
     /// The tables of `model`, whose types each have one kinetic receptor and number at
     /// most [`ONE_TYPES`].
     fn of(model: &Model) -> OneTables {
-        let mut tb = OneTables {
-            clear_half: [0.0; ONE_TYPES],
-            clear_full: [0.0; ONE_TYPES],
-            clear_threshold_mm: [0.0; ONE_TYPES],
-            delta_t_mm: [0.0; ONE_TYPES],
-            alpha: [0.0; ONE_TYPES],
-            beta: [0.0; ONE_TYPES],
-            g_max_ns: [0.0; ONE_TYPES],
-            receptor_first: [0; ONE_TYPES],
-            tab_beta: [0; ONE_TYPES],
-        };
+        let mut tb = OneTables::default();
         for (k, s) in model.syn_types.iter().enumerate() {
             let rc = &model.gpu_receptors[s.gpu.receptor_first as usize];
             tb.clear_half[k] = s.gpu.clear_half;
@@ -567,6 +562,121 @@ impl OneTables {
         }
         tb
     }
+}
+
+/// The lanes of a block of [`cleft_kinetic_one`] that [`one_lanes`] reads and writes.
+struct OneLanes<'a> {
+    /// Synapse type (below [`ONE_TYPES`]).
+    ty: &'a [u32; BLOCK],
+    /// Transmitter, mM: before the step, then after it.
+    t_mm: &'a mut [f32; BLOCK],
+    /// Target neuron, then its (neuron, receptor) entry in the range.
+    entry: &'a mut [u32; BLOCK],
+    /// Weight, then ḡ·w, nS.
+    g: &'a mut [f32; BLOCK],
+    /// αT, then r_inf.
+    a: &'a mut [f32; BLOCK],
+    /// The exponent -(αT + β)·dt.
+    d: &'a mut [f32; BLOCK],
+}
+
+/// The slot-local statements of [`cleft_kinetic_one`] over lanes `0..nb` of `l`: the
+/// cleft ([`transmitter`], exponential branch), then αT, k = αT + β, the exponent -k·dt,
+/// r_inf = αT/k, ḡ·w and the entry, each type's constants from `tb`. Returns the lanes
+/// whose cleft cleared, bit k for lane k.
+#[inline(always)]
+fn one_lanes(tb: &OneTables, dt: f32, base: u32, nr: u32, nb: usize, l: &mut OneLanes<'_>) -> u64 {
+    let mut done = 0u64;
+    for k in 0..nb {
+        let ty = l.ty[k] as usize % ONE_TYPES;
+        let t_now = l.t_mm[k];
+        let t_mm = t_now * tb.clear_half[ty];
+        let t_next = t_now * tb.clear_full[ty];
+        let cleared = t_next < tb.clear_threshold_mm[ty];
+        l.t_mm[k] = if cleared { 0.0 } else { t_next };
+        done |= (cleared as u64) << k;
+        let a = tb.alpha[ty] * t_mm;
+        let kk = a + tb.beta[ty];
+        l.d[k] = -kk * dt;
+        l.a[k] = a / kk;
+        l.g[k] *= tb.g_max_ns[ty];
+        l.entry[k] = (l.entry[k] - base) * nr + tb.receptor_first[ty];
+    }
+    done
+}
+
+/// [`one_lanes`] eight lanes at a time, for at most eight types: each type constant is
+/// one register, from which `vpermps` gives every lane its own type's. The same
+/// operations in the same order, so the same bits (tested); lanes from `nb` up to the
+/// next multiple of eight are computed too (from stale values) and ignored.
+///
+/// # Safety
+/// The CPU must have AVX2, and every lane's type must be below eight.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn one_lanes_avx2(
+    tb: &OneTables,
+    dt: f32,
+    base: u32,
+    nr: u32,
+    nb: usize,
+    l: &mut OneLanes<'_>,
+) -> u64 {
+    use std::arch::x86_64::*;
+    const _: () = assert!(BLOCK.is_multiple_of(8) && BLOCK <= 64 && ONE_TYPES >= 8);
+    // SAFETY (loads and stores): every table holds at least eight 4-byte entries, and every
+    // lane array BLOCK, a multiple of eight, so lanes o..o + 8 lie inside.
+    let (half, full, thr, alpha, beta, g_max, first) = unsafe {
+        (
+            _mm256_loadu_ps(tb.clear_half.as_ptr()),
+            _mm256_loadu_ps(tb.clear_full.as_ptr()),
+            _mm256_loadu_ps(tb.clear_threshold_mm.as_ptr()),
+            _mm256_loadu_ps(tb.alpha.as_ptr()),
+            _mm256_loadu_ps(tb.beta.as_ptr()),
+            _mm256_loadu_ps(tb.g_max_ns.as_ptr()),
+            _mm256_loadu_si256(tb.receptor_first.as_ptr().cast()),
+        )
+    };
+    let (v_dt, sign) = (_mm256_set1_ps(dt), _mm256_set1_ps(-0.0));
+    let (v_base, v_nr) = (_mm256_set1_epi32(base as i32), _mm256_set1_epi32(nr as i32));
+    let mut done = 0u64;
+    for o in (0..nb).step_by(8) {
+        let (ty, t_now, g, post) = unsafe {
+            (
+                _mm256_loadu_si256(l.ty.as_ptr().add(o).cast()),
+                _mm256_loadu_ps(l.t_mm.as_ptr().add(o)),
+                _mm256_loadu_ps(l.g.as_ptr().add(o)),
+                _mm256_loadu_si256(l.entry.as_ptr().add(o).cast()),
+            )
+        };
+        let t_mm = _mm256_mul_ps(t_now, _mm256_permutevar8x32_ps(half, ty));
+        let t_next = _mm256_mul_ps(t_now, _mm256_permutevar8x32_ps(full, ty));
+        let cleared = _mm256_cmp_ps::<_CMP_LT_OQ>(t_next, _mm256_permutevar8x32_ps(thr, ty));
+        done |= (_mm256_movemask_ps(cleared) as u64) << o;
+        let a = _mm256_mul_ps(_mm256_permutevar8x32_ps(alpha, ty), t_mm);
+        let kk = _mm256_add_ps(a, _mm256_permutevar8x32_ps(beta, ty));
+        let d = _mm256_mul_ps(_mm256_xor_ps(kk, sign), v_dt);
+        let g = _mm256_mul_ps(g, _mm256_permutevar8x32_ps(g_max, ty));
+        let entry = _mm256_add_epi32(
+            _mm256_mullo_epi32(_mm256_sub_epi32(post, v_base), v_nr),
+            _mm256_permutevar8x32_epi32(first, ty),
+        );
+        unsafe {
+            _mm256_storeu_ps(
+                l.t_mm.as_mut_ptr().add(o),
+                _mm256_andnot_ps(cleared, t_next),
+            );
+            _mm256_storeu_ps(l.d.as_mut_ptr().add(o), d);
+            _mm256_storeu_ps(l.a.as_mut_ptr().add(o), _mm256_div_ps(a, kk));
+            _mm256_storeu_ps(l.g.as_mut_ptr().add(o), g);
+            _mm256_storeu_si256(l.entry.as_mut_ptr().add(o).cast(), entry);
+        }
+    }
+    if nb < 64 {
+        done &= (1u64 << nb) - 1;
+    }
+    done
 }
 
 /// [`cleft_kinetic_body`] for one kinetic receptor per synapse type and at most
@@ -598,6 +708,8 @@ fn cleft_kinetic_one(
         "a range's (neuron, receptor) entries have u32 indices"
     );
     let base = st.base as u32;
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = model.syn_types.len() <= 8 && std::arch::is_x86_feature_detected!("avx2");
     // Per lane (a slot of the block): type, transmitter (then after the step), target
     // (then its entry), weight (then ḡ·w, then g), r, αT (then r_inf), the exponent (then
     // the decay), cleared; a take-back's amount and whether there is one.
@@ -692,23 +804,27 @@ fn cleft_kinetic_one(
         // g = ḡ·w·r. (Eight lanes at a time in AVX2 registers, each type constant
         // picked from one register by `vpermps`, was no faster: the time goes to the
         // slots' and synapses' loads, not to these statements.)
-        let mut any_done = false;
-        for k in 0..nb {
-            let ty = ty_lane[k] as usize % ONE_TYPES;
-            let t_now = t_lane[k];
-            let t_mm = t_now * tb.clear_half[ty];
-            let t_next = t_now * tb.clear_full[ty];
-            let cleared = t_next < tb.clear_threshold_mm[ty];
-            t_lane[k] = if cleared { 0.0 } else { t_next };
-            done_lane[k] = cleared;
-            any_done |= cleared;
-            let a = tb.alpha[ty] * t_mm;
-            let kk = a + tb.beta[ty];
-            d_lane[k] = -kk * dt;
-            a_lane[k] = a / kk;
-            g_lane[k] *= tb.g_max_ns[ty];
-            entry_lane[k] = (entry_lane[k] - base) * nr + tb.receptor_first[ty];
+        let mut lanes = OneLanes {
+            ty: &ty_lane,
+            t_mm: &mut t_lane,
+            entry: &mut entry_lane,
+            g: &mut g_lane,
+            a: &mut a_lane,
+            d: &mut d_lane,
+        };
+        #[cfg(target_arch = "x86_64")]
+        let done = if avx2 {
+            // SAFETY: the CPU has AVX2 and the types are below eight (`avx2`).
+            unsafe { one_lanes_avx2(&tb, dt, base, nr, nb, &mut lanes) }
+        } else {
+            one_lanes(&tb, dt, base, nr, nb, &mut lanes)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = one_lanes(&tb, dt, base, nr, nb, &mut lanes);
+        for (k, d) in done_lane[..nb].iter_mut().enumerate() {
+            *d = done >> k & 1 != 0;
         }
+        let any_done = done != 0;
         exp_sw_slice(&mut d_lane[..nb]);
         let mut bad = false;
         for k in 0..nb {
@@ -766,4 +882,95 @@ fn cleft_kinetic_one(
         "every release at an active synapse has its slot"
     );
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX2 form of [`one_lanes`] leaves the bits of the scalar loop, for eight types
+    /// of made-up constants and lanes from empty clefts through the clearing threshold (and
+    /// on it) to several mM, in full and partial blocks.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_lanes_leave_the_bits_of_one_lanes() {
+        assert!(
+            std::arch::is_x86_feature_detected!("avx2"),
+            "this test needs a CPU with AVX2 (x86-64-v3), which cleft_kinetic then uses"
+        );
+        // xorshift32: made-up values, the same every run.
+        let mut x = 0x9e37_79b9u32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as f32 / u32::MAX as f32
+        };
+        let mut tb = OneTables::default();
+        for k in 0..8 {
+            tb.clear_half[k] = 0.80 + 0.19 * next();
+            tb.clear_full[k] = tb.clear_half[k] * tb.clear_half[k];
+            tb.clear_threshold_mm[k] = 1e-4 + 1e-3 * next();
+            tb.alpha[k] = 0.07 + 5.0 * next();
+            tb.beta[k] = 0.001 + 0.7 * next();
+            tb.g_max_ns[k] = 0.1 + 3.0 * next();
+            tb.receptor_first[k] = k as u32;
+        }
+        // Type 7 clears at exactly 0.5 mM·e^{-k·dt}: lanes of 0.5 mM sit on the threshold.
+        tb.clear_threshold_mm[7] = 0.5 * tb.clear_full[7];
+        let (base, nr, dt) = (1000u32, 8u32, 0.1f32);
+        for round in 0..200 {
+            let nb = if round % 2 == 0 {
+                BLOCK
+            } else {
+                1 + round % BLOCK
+            };
+            let mut ty = [0u32; BLOCK];
+            let (mut t, mut entry, mut g) = ([0f32; BLOCK], [0u32; BLOCK], [0f32; BLOCK]);
+            for k in 0..BLOCK {
+                ty[k] = (next() * 8.0) as u32 % 8;
+                let th = tb.clear_threshold_mm[ty[k] as usize] / tb.clear_full[ty[k] as usize];
+                t[k] = match k % 4 {
+                    0 => 0.0,
+                    1 if ty[k] == 7 => 0.5,
+                    1 => th * (0.999 + 0.002 * next()),
+                    2 => 3.0 * next(),
+                    _ => th * 100.0 * next(),
+                };
+                entry[k] = base + (next() * 5000.0) as u32;
+                g[k] = 2.0 * next();
+            }
+            let run = |avx: bool| {
+                let (mut t, mut entry, mut g) = (t, entry, g);
+                let (mut a, mut d) = ([0f32; BLOCK], [0f32; BLOCK]);
+                let mut l = OneLanes {
+                    ty: &ty,
+                    t_mm: &mut t,
+                    entry: &mut entry,
+                    g: &mut g,
+                    a: &mut a,
+                    d: &mut d,
+                };
+                let done = if avx {
+                    // SAFETY: AVX2 is present (asserted above); types are below eight.
+                    unsafe { one_lanes_avx2(&tb, dt, base, nr, nb, &mut l) }
+                } else {
+                    one_lanes(&tb, dt, base, nr, nb, &mut l)
+                };
+                let bits =
+                    |v: &[f32; BLOCK]| v[..nb].iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                (
+                    done,
+                    bits(&t),
+                    entry[..nb].to_vec(),
+                    bits(&g),
+                    bits(&a),
+                    bits(&d),
+                )
+            };
+            let (scalar, avx) = (run(false), run(true));
+            assert_eq!(scalar, avx, "round {round}, {nb} lanes");
+            assert!(round > 0 || scalar.0 != 0, "some lanes clear");
+        }
+    }
 }
