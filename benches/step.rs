@@ -83,7 +83,7 @@ fn kernels(c: &mut Criterion) {
                 |st| {
                     let nn = n.n_neurons() as usize;
                     let mut all = st.neurons(&[0, nn], m.receptors.len());
-                    decay_pools::decay_pools_all(&params, &m.gpu_receptors, &mut all[0])
+                    decay_pools::decay_pools_all(&params, &m.gpu_receptors, &mut all[0], true)
                 },
                 BatchSize::LargeInput,
             )

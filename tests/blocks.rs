@@ -201,7 +201,7 @@ fn pool_decay_rows_leave_the_bits_of_decay_pools() {
         }
         {
             let mut view = all.neurons(&[0, nn], nr);
-            decay_pools_all(&params, &model.gpu_receptors, &mut view[0]);
+            decay_pools_all(&params, &model.gpu_receptors, &mut view[0], true);
         }
         assert_eq!(one.g_pool_ns[nr], 0.0, "nr {nr}: flushed");
         for (name, a, b) in [

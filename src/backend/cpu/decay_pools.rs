@@ -27,14 +27,26 @@ pub fn decay_pools(
 /// The dispatcher: every entry of the neurons of `st`, the statements of [`decay_pools`]
 /// with the receptor of each entry known from its position (no division): the active
 /// sums cleared in one pass, the pools multiplied by a row of decay factors that repeats
-/// every receptor's factor for 16 neurons, so whole vectors go at a time.
-pub fn decay_pools_all(params: &StepParams, receptors: &[GpuReceptor], st: &mut Neurons<'_>) {
+/// every receptor's factor for 16 neurons, so whole vectors go at a time. Without
+/// `clear_active` the active sums are left as they are: for networks whose synapses are
+/// never active (exp receptors only, [`crate::model::Model::exp_only`]), where they stay
+/// 0 and clearing them would only write 0 over 0 (2 % of `brette_coba`'s step).
+pub fn decay_pools_all(
+    params: &StepParams,
+    receptors: &[GpuReceptor],
+    st: &mut Neurons<'_>,
+    clear_active: bool,
+) {
     let nr = params.n_receptors as usize;
     let count = st.v_mv.len() * nr;
     if nr == 0 {
         return;
     }
-    st.g_active_ns[..count].fill(0.0);
+    if clear_active {
+        st.g_active_ns[..count].fill(0.0);
+    } else {
+        debug_assert!(st.g_active_ns[..count].iter().all(|&g| g == 0.0));
+    }
     // The decay factors of LANES neurons side by side, so that the loop over a run of
     // them multiplies whole vectors (the same products as one entry at a time).
     const LANES: usize = 16;

@@ -485,8 +485,9 @@ impl CpuBackend {
         let nr = model.receptors.len();
         {
             let mut parts = self.st.neurons(&self.neuron_bounds, nr);
+            let clear = !self.exp_only;
             for_each(self.pool.as_ref(), &mut parts, |c| {
-                decay_pools::decay_pools_all(params, &model.gpu_receptors, c)
+                decay_pools::decay_pools_all(params, &model.gpu_receptors, c, clear)
             });
         }
         release::release_direct(model, net, &self.direct, &mut self.st);
@@ -761,7 +762,7 @@ impl Backend for CpuBackend {
             {
                 let mut parts = self.st.neurons(&self.neuron_bounds, nr);
                 for_each(self.pool.as_ref(), &mut parts, |c| {
-                    decay_pools::decay_pools_all(&params, &model.gpu_receptors, c)
+                    decay_pools::decay_pools_all(&params, &model.gpu_receptors, c, false)
                 });
             }
             let (np, nt) = (model.pops.len(), model.syn_types.len());
