@@ -322,7 +322,7 @@ fn integrate_all_body(
                     out.spikes.push((base + n + k) as u32);
                 }
             }
-            if out.non_finite.is_none() && !block_finite(n..end, st) {
+            if out.non_finite.is_none() && !block_finite(n..end, st, p.model == neuron::HH) {
                 for i in n..end {
                     check_finite(i, st, out);
                 }
@@ -701,12 +701,19 @@ fn lif_block_update(
     }
 }
 
-/// True when V and the HH gates of the neurons `range` are all finite (one pass the
-/// compiler runs several lanes at a time; [`check_finite`] then finds the culprit).
+/// True when V and (for HH neurons, `hh`) the HH gates of the neurons `range` are all
+/// finite (one pass the compiler runs several lanes at a time; [`check_finite`] then
+/// finds the culprit). A LIF neuron's gates are never written: they keep their initial 0.
 #[inline(always)]
-fn block_finite(range: std::ops::Range<usize>, st: &Neurons<'_>) -> bool {
+fn block_finite(range: std::ops::Range<usize>, st: &Neurons<'_>, hh: bool) -> bool {
     let r = range;
     let mut ok = true;
+    if !hh {
+        for v in &st.v_mv[r] {
+            ok &= v.is_finite();
+        }
+        return ok;
+    }
     for (((v, m), h), nk) in st.v_mv[r.clone()]
         .iter()
         .zip(&st.hh_m[r.clone()])
