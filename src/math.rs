@@ -60,43 +60,130 @@ pub fn exp_sw(x: f32) -> f32 {
 /// compiler can run several lanes at a time (the CPU's blocks of `integrate`).
 #[inline(always)]
 pub fn exp_sw_slice(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    let x = if x.len() >= 32 && std::arch::is_x86_feature_detected!("avx2") {
+        let whole = x.len() / 32 * 32;
+        let (head, tail) = x.split_at_mut(whole);
+        // SAFETY: the CPU has AVX2, tested just above.
+        unsafe { exp_sw_slice_avx2(head) };
+        tail
+    } else {
+        x
+    };
     for v in x.iter_mut() {
-        let a = *v;
-        // In [-87, 88] xc == a; outside, the lane's result is replaced below.
-        let xc = if a < -87.0 {
-            -87.0
-        } else if a > 88.0 {
-            88.0
-        } else if a.is_nan() {
-            0.0
-        } else {
-            a
-        };
-        let kf = xc * std::f32::consts::LOG2_E + 0.5;
-        // SAFETY: |kf| ≤ 128 (xc is clamped to [-87, 88] and never NaN), where the
-        // unchecked conversion truncates exactly like `as` (and vectorises).
-        let k0 = unsafe { kf.to_int_unchecked::<i32>() } as f32;
-        let k = if k0 > kf { k0 - 1.0 } else { k0 };
-        let r = (xc - k * LN2_HI) - k * LN2_LO;
-        let p = 1.0
-            + r * (1.0
-                + r * (0.5
-                    + r * (0.166_666_67
-                        + r * (0.041_666_668
-                            + r * (0.008_333_334 + r * (0.001_388_888_9 + r * 0.000_198_412_7))))));
-        // SAFETY: k is an integer in [-126, 127] here.
-        let scale = f32::from_bits(((unsafe { k.to_int_unchecked::<i32>() } + 127) as u32) << 23);
-        let e = p * scale;
-        *v = if a < -87.0 {
-            0.0
-        } else if a > 88.0 {
-            f32::INFINITY
-        } else if a.is_nan() {
-            a
-        } else {
-            e
-        };
+        *v = exp_sw_lane(*v);
     }
+}
+
+/// [`exp_sw`] of `a` with selects instead of branches, the same bits: the lane of
+/// [`exp_sw_slice`].
+#[inline(always)]
+fn exp_sw_lane(a: f32) -> f32 {
+    // In [-87, 88] xc == a; outside, the lane's result is replaced below.
+    let xc = if a < -87.0 {
+        -87.0
+    } else if a > 88.0 {
+        88.0
+    } else if a.is_nan() {
+        0.0
+    } else {
+        a
+    };
+    let kf = xc * std::f32::consts::LOG2_E + 0.5;
+    // SAFETY: |kf| ≤ 128 (xc is clamped to [-87, 88] and never NaN), where the
+    // unchecked conversion truncates exactly like `as` (and vectorises).
+    let k0 = unsafe { kf.to_int_unchecked::<i32>() } as f32;
+    let k = if k0 > kf { k0 - 1.0 } else { k0 };
+    let r = (xc - k * LN2_HI) - k * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (0.166_666_67
+                    + r * (0.041_666_668
+                        + r * (0.008_333_334 + r * (0.001_388_888_9 + r * 0.000_198_412_7))))));
+    // SAFETY: k is an integer in [-126, 127] here.
+    let scale = f32::from_bits(((unsafe { k.to_int_unchecked::<i32>() } + 127) as u32) << 23);
+    let e = p * scale;
+    if a < -87.0 {
+        0.0
+    } else if a > 88.0 {
+        f32::INFINITY
+    } else if a.is_nan() {
+        a
+    } else {
+        e
+    }
+}
+
+/// [`exp_sw_slice`] of a slice whose length is a multiple of 32, 32 lanes at a time in
+/// four AVX2 registers ([`exp_sw_avx2`]): the polynomial's chains of dependent
+/// operations of four registers overlap, which the compiler's vectorisation of the lane
+/// loop (one register at a time) does not do; about 20 % faster, the same bits.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn exp_sw_slice_avx2(x: &mut [f32]) {
+    use std::arch::x86_64::*;
+    for c in x.chunks_exact_mut(32) {
+        // SAFETY: the chunk holds 32 floats, four 8-lane registers.
+        unsafe {
+            let a: [__m256; 4] = std::array::from_fn(|u| _mm256_loadu_ps(c.as_ptr().add(8 * u)));
+            let e = exp_sw_avx2(a);
+            for (u, e) in e.iter().enumerate() {
+                _mm256_storeu_ps(c.as_mut_ptr().add(8 * u), *e);
+            }
+        }
+    }
+}
+
+/// [`exp_sw`] of `U` registers of eight lanes each, the same operations in the same
+/// order (the branches of [`exp_sw_slice`]'s lanes as blends), so the same bits (tested
+/// against `exp_sw` below). Each operation runs over all `U` registers before the next,
+/// so the registers' chains of dependent operations overlap.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub unsafe fn exp_sw_avx2<const U: usize>(
+    a: [std::arch::x86_64::__m256; U],
+) -> [std::arch::x86_64::__m256; U] {
+    use std::arch::x86_64::*;
+    let c = _mm256_set1_ps;
+    let below = a.map(|a| _mm256_cmp_ps::<_CMP_LT_OQ>(a, c(-87.0)));
+    let above = a.map(|a| _mm256_cmp_ps::<_CMP_GT_OQ>(a, c(88.0)));
+    let nan = a.map(|a| _mm256_cmp_ps::<_CMP_UNORD_Q>(a, a));
+    let xc: [__m256; U] = std::array::from_fn(|u| {
+        let x = _mm256_blendv_ps(a[u], _mm256_setzero_ps(), nan[u]);
+        let x = _mm256_blendv_ps(x, c(88.0), above[u]);
+        _mm256_blendv_ps(x, c(-87.0), below[u])
+    });
+    let kf = xc.map(|x| _mm256_add_ps(_mm256_mul_ps(x, c(std::f32::consts::LOG2_E)), c(0.5)));
+    let k: [__m256; U] = std::array::from_fn(|u| {
+        let k0 = _mm256_cvtepi32_ps(_mm256_cvttps_epi32(kf[u]));
+        let over = _mm256_cmp_ps::<_CMP_GT_OQ>(k0, kf[u]);
+        _mm256_blendv_ps(k0, _mm256_sub_ps(k0, c(1.0)), over)
+    });
+    let r: [__m256; U] = std::array::from_fn(|u| {
+        let hi = _mm256_sub_ps(xc[u], _mm256_mul_ps(k[u], c(LN2_HI)));
+        _mm256_sub_ps(hi, _mm256_mul_ps(k[u], c(LN2_LO)))
+    });
+    let mut p = r.map(|r| _mm256_add_ps(c(0.001_388_888_9), _mm256_mul_ps(r, c(0.000_198_412_7))));
+    for coef in [0.008_333_334, 0.041_666_668, 0.166_666_67, 0.5, 1.0, 1.0] {
+        for u in 0..U {
+            p[u] = _mm256_add_ps(c(coef), _mm256_mul_ps(r[u], p[u]));
+        }
+    }
+    std::array::from_fn(|u| {
+        let bits = _mm256_add_epi32(_mm256_cvttps_epi32(k[u]), _mm256_set1_epi32(127));
+        let e = _mm256_mul_ps(p[u], _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits)));
+        let e = _mm256_blendv_ps(e, a[u], nan[u]);
+        let e = _mm256_blendv_ps(e, c(f32::INFINITY), above[u]);
+        _mm256_blendv_ps(e, _mm256_setzero_ps(), below[u])
+    })
 }
 
 /// ln x for positive normal x (the only arguments the kernels pass: probabilities and
@@ -195,6 +282,38 @@ pub fn pow_sw_by_exp(x: f32, y: f32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `exp_sw_slice` (32 lanes at a time in AVX2 registers, where the CPU has it) leaves
+    /// the bits of `exp_sw` on every lane, on slices of every length from 0 to 100 over a
+    /// sweep of [-100, 100], the clamps' edges, ±0, ±inf and NaN.
+    #[test]
+    fn exp_sw_slice_has_the_bits_of_exp_sw_in_any_length() {
+        let mut xs: Vec<f32> = vec![0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+        for e in [-87.0f32, 88.0, -87.5, 88.5, -86.9, 87.9, -103.0, 89.0] {
+            xs.extend([
+                e,
+                f32::from_bits(e.to_bits() + 1),
+                f32::from_bits(e.to_bits() - 1),
+            ]);
+        }
+        xs.extend((0..20_000).map(|i| -100.0 + i as f32 * 0.01));
+        let mut start = 0;
+        for len in (0..=100).cycle() {
+            if start + len > xs.len() {
+                break;
+            }
+            let mut got = xs[start..start + len].to_vec();
+            exp_sw_slice(&mut got);
+            for (x, y) in xs[start..start + len].iter().zip(&got) {
+                assert_eq!(
+                    exp_sw(*x).to_bits(),
+                    y.to_bits(),
+                    "exp of {x:e} in a slice of {len}"
+                );
+            }
+            start += len;
+        }
+    }
 
     fn ulp_diff(a: f32, b: f64) -> f64 {
         let b32 = b as f32;
