@@ -267,6 +267,85 @@ fn drop_done(st: &mut CleftPart<'_>, kept: usize, done: &[bool], rs: usize) -> u
     w
 }
 
+/// The active conductance of one (neuron, receptor) entry being summed by the kinetic
+/// forms of [`cleft`] (slots of one neuron and receptor come one after the other): its
+/// entry and value, stored when the entry changes; the same additions in the same order
+/// as adding into the array each time.
+struct ActiveSum {
+    entry: usize,
+    g_ns: f32,
+}
+
+impl Default for ActiveSum {
+    fn default() -> Self {
+        ActiveSum {
+            entry: usize::MAX,
+            g_ns: 0.0,
+        }
+    }
+}
+
+impl ActiveSum {
+    /// Adds `g_ns` to `entry` of `g_active_ns`.
+    #[inline(always)]
+    fn add(&mut self, g_active_ns: &mut [f32], entry: usize, g_ns: f32) {
+        if entry != self.entry {
+            self.store(g_active_ns);
+            self.entry = entry;
+            self.g_ns = g_active_ns[entry];
+        }
+        self.g_ns += g_ns;
+    }
+
+    /// Stores the sum of the current entry.
+    #[inline(always)]
+    fn store(&self, g_active_ns: &mut [f32]) {
+        if self.entry != usize::MAX {
+            g_active_ns[self.entry] = self.g_ns;
+        }
+    }
+}
+
+/// The next at most [`BLOCK`] slots in ascending synapse id for the kinetic forms of
+/// [`cleft`], from `st.old[*i..]` and `st.new[*i_new..]`, into `st.out` after the `kept`
+/// slots kept so far, with their `rs` floats of receptor state (a new slot's start at 0):
+/// a new slot, or the old ones below the next new one copied as one run. Returns how
+/// many.
+#[inline(always)]
+fn next_block(
+    st: &mut CleftPart<'_>,
+    i: &mut usize,
+    i_new: &mut usize,
+    kept: usize,
+    rs: usize,
+) -> usize {
+    let (old, new, old_r) = (st.old, st.new, st.old_r);
+    let mut nb = 0;
+    while nb < BLOCK && (*i < old.len() || *i_new < new.len()) {
+        if *i_new < new.len() && (*i == old.len() || new[*i_new].syn < old[*i].syn) {
+            st.out[kept + nb] = new[*i_new];
+            st.out_r[(kept + nb) * rs..(kept + nb + 1) * rs].fill(0.0);
+            *i_new += 1;
+            nb += 1;
+        } else {
+            let room = (BLOCK - nb).min(old.len() - *i);
+            let run = match new.get(*i_new) {
+                Some(next) if old[*i + room - 1].syn > next.syn => old[*i..*i + room]
+                    .iter()
+                    .take_while(|o| o.syn < next.syn)
+                    .count(),
+                _ => room,
+            };
+            st.out[kept + nb..kept + nb + run].copy_from_slice(&old[*i..*i + run]);
+            st.out_r[(kept + nb) * rs..(kept + nb + run) * rs]
+                .copy_from_slice(&old_r[*i * rs..(*i + run) * rs]);
+            *i += run;
+            nb += run;
+        }
+    }
+    nb
+}
+
 avx2_or_baseline! {
     /// [`cleft`] for a network whose synapse types all have an exponential cleft and only
     /// kinetic receptors ([`Model::kinetic_only`]): the same statements on the same values
@@ -351,40 +430,16 @@ fn cleft_kinetic_body(
     let mut beta_lane = [0f32; BLOCK * MR];
     let mut r_lane = [0f32; BLOCK * MR];
     let mut gw_lane = [0f32; BLOCK * MR];
-    // The active conductance being summed (slots of one neuron and receptor come one
-    // after the other): its entry and value, stored when the entry changes. The same
-    // additions in the same order as adding into the array each time.
-    let (mut acc_entry, mut acc) = (usize::MAX, 0f32);
-    let (old, new, hits, old_r) = (st.old, st.new, st.hits, st.old_r);
+    // The active conductance being summed ([`ActiveSum`]).
+    let mut acc = ActiveSum::default();
+    let (old, new, hits) = (st.old, st.new, st.hits);
     let rs = st.stride;
     let (mut i, mut i_new, mut h) = (0, 0, 0);
     let mut kept = 0;
     while i < old.len() || i_new < new.len() {
         // The next BLOCK synapses in ascending id: a new slot, or the old ones below the
         // next new one, copied as one run.
-        let mut nb = 0;
-        while nb < BLOCK && (i < old.len() || i_new < new.len()) {
-            if i_new < new.len() && (i == old.len() || new[i_new].syn < old[i].syn) {
-                st.out[kept + nb] = new[i_new];
-                st.out_r[(kept + nb) * rs..(kept + nb + 1) * rs].fill(0.0);
-                i_new += 1;
-                nb += 1;
-            } else {
-                let room = (BLOCK - nb).min(old.len() - i);
-                let run = match new.get(i_new) {
-                    Some(next) if old[i + room - 1].syn > next.syn => old[i..i + room]
-                        .iter()
-                        .take_while(|o| o.syn < next.syn)
-                        .count(),
-                    _ => room,
-                };
-                st.out[kept + nb..kept + nb + run].copy_from_slice(&old[i..i + run]);
-                st.out_r[(kept + nb) * rs..(kept + nb + run) * rs]
-                    .copy_from_slice(&old_r[i * rs..(i + run) * rs]);
-                i += run;
-                nb += run;
-            }
-        }
+        let nb = next_block(st, &mut i, &mut i_new, kept, rs);
         // The slot-local statements: an old slot's releases of this step (the part of
         // [`activate`](super::release::activate) it left here: the count restarts from
         // 0, then each release adds its quanta and its transmitter, §4.1), the cleft
@@ -492,14 +547,7 @@ fn cleft_kinetic_body(
                     st.g_pool_ns[entry + j] += gj;
                     st.handoff_r[hs + j] = r;
                 } else {
-                    if entry + j != acc_entry {
-                        if acc_entry != usize::MAX {
-                            st.g_active_ns[acc_entry] = acc;
-                        }
-                        acc_entry = entry + j;
-                        acc = st.g_active_ns[acc_entry];
-                    }
-                    acc += gj;
+                    acc.add(st.g_active_ns, entry + j, gj);
                 }
             }
             if done {
@@ -509,9 +557,7 @@ fn cleft_kinetic_body(
         }
         kept = drop_done(st, kept, &cleared_blk[..nb], rs);
     }
-    if acc_entry != usize::MAX {
-        st.g_active_ns[acc_entry] = acc;
-    }
+    acc.store(st.g_active_ns);
     assert_eq!(
         h,
         hits.len(),
@@ -723,36 +769,15 @@ fn cleft_kinetic_one(
     let mut done_lane = [false; BLOCK];
     let mut sub_lane = [0f32; BLOCK];
     let mut take = [false; BLOCK];
-    // The active conductance being summed, as in [`cleft_kinetic_body`].
-    let (mut acc_entry, mut acc) = (usize::MAX, 0f32);
-    let (old, new, hits, old_r) = (st.old, st.new, st.hits, st.old_r);
+    // The active conductance being summed ([`ActiveSum`]).
+    let mut acc = ActiveSum::default();
+    let (old, new, hits) = (st.old, st.new, st.hits);
     let (mut i, mut i_new, mut h) = (0, 0, 0);
     let mut next_hit = hits.first().map_or(u32::MAX, |x| x.0);
     let mut kept = 0;
     while i < old.len() || i_new < new.len() {
-        // The next BLOCK synapses in ascending id, as in [`cleft_kinetic_body`].
-        let mut nb = 0;
-        while nb < BLOCK && (i < old.len() || i_new < new.len()) {
-            if i_new < new.len() && (i == old.len() || new[i_new].syn < old[i].syn) {
-                st.out[kept + nb] = new[i_new];
-                st.out_r[kept + nb] = 0.0;
-                i_new += 1;
-                nb += 1;
-            } else {
-                let room = (BLOCK - nb).min(old.len() - i);
-                let run = match new.get(i_new) {
-                    Some(next) if old[i + room - 1].syn > next.syn => old[i..i + room]
-                        .iter()
-                        .take_while(|o| o.syn < next.syn)
-                        .count(),
-                    _ => room,
-                };
-                st.out[kept + nb..kept + nb + run].copy_from_slice(&old[i..i + run]);
-                st.out_r[kept + nb..kept + nb + run].copy_from_slice(&old_r[i..i + run]);
-                i += run;
-                nb += run;
-            }
-        }
+        // The next BLOCK synapses in ascending id ([`next_block`]).
+        let nb = next_block(st, &mut i, &mut i_new, kept, 1);
         let blk = &mut st.out[kept..kept + nb];
         r_lane[..nb].copy_from_slice(&st.out_r[kept..kept + nb]);
         // Into the lanes: an old slot's releases of this step first (the count restarts
@@ -857,14 +882,7 @@ fn cleft_kinetic_one(
                 st.handoff_r[local * handoff_stride] = r_lane[k];
                 st.handoff_step[local] = if handoff_stride > 0 { t } else { NO_HANDOFF };
             } else {
-                if entry != acc_entry {
-                    if acc_entry != usize::MAX {
-                        st.g_active_ns[acc_entry] = acc;
-                    }
-                    acc_entry = entry;
-                    acc = st.g_active_ns[acc_entry];
-                }
-                acc += g;
+                acc.add(st.g_active_ns, entry, g);
             }
         }
         kept = if any_done {
@@ -873,9 +891,7 @@ fn cleft_kinetic_one(
             kept + nb
         };
     }
-    if acc_entry != usize::MAX {
-        st.g_active_ns[acc_entry] = acc;
-    }
+    acc.store(st.g_active_ns);
     assert_eq!(
         h,
         hits.len(),
