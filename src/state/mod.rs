@@ -97,23 +97,24 @@ impl ActivePool {
 /// Splits `v` at `bounds` (ascending element offsets from 0 to `v.len()`) times `stride`
 /// into `bounds.len() - 1` parts; an empty `v` (an array a model does not use) gives
 /// empty parts.
-pub(crate) fn split_parts<'a, T>(
+pub(crate) fn split_parts<'a, 'b, T>(
     v: &'a mut [T],
-    bounds: &[usize],
+    bounds: &'b [usize],
     stride: usize,
-) -> Vec<&'a mut [T]> {
-    let parts = bounds.len().saturating_sub(1);
-    if v.is_empty() {
-        return (0..parts).map(|_| <&mut [T]>::default()).collect();
-    }
+) -> impl Iterator<Item = &'a mut [T]> + 'b
+where
+    'a: 'b,
+{
+    let empty = v.is_empty();
     let mut rest = v;
-    let mut out = Vec::with_capacity(parts);
-    for w in bounds.windows(2) {
+    bounds.windows(2).map(move |w| {
+        if empty {
+            return <&mut [T]>::default();
+        }
         let (a, b) = std::mem::take(&mut rest).split_at_mut((w[1] - w[0]) * stride);
-        out.push(a);
         rest = b;
-    }
-    out
+        a
+    })
 }
 
 /// The neuron arrays of neurons `base..base + v_mv.len()`: what one invocation range of
@@ -288,18 +289,18 @@ impl State {
     /// n_neurons), one [`Neurons`] per range; `n_receptors` is the stride of the
     /// (neuron, receptor) arrays.
     pub fn neurons(&mut self, bounds: &[usize], n_receptors: usize) -> Vec<Neurons<'_>> {
-        let mut v_mv = split_parts(&mut self.v_mv, bounds, 1).into_iter();
-        let mut g_rr = split_parts(&mut self.g_rr_ns, bounds, 1).into_iter();
-        let mut g_sfa = split_parts(&mut self.g_sfa_ns, bounds, 1).into_iter();
-        let mut theta = split_parts(&mut self.theta_mv, bounds, 1).into_iter();
-        let mut refr = split_parts(&mut self.refr, bounds, 1).into_iter();
-        let mut hh_m = split_parts(&mut self.hh_m, bounds, 1).into_iter();
-        let mut hh_h = split_parts(&mut self.hh_h, bounds, 1).into_iter();
-        let mut hh_n = split_parts(&mut self.hh_n, bounds, 1).into_iter();
-        let mut i_ext = split_parts(&mut self.i_ext_pa, bounds, 1).into_iter();
-        let mut ptr = split_parts(&mut self.spike_ptr, bounds, 1).into_iter();
-        let mut active = split_parts(&mut self.g_active_ns, bounds, n_receptors).into_iter();
-        let mut pool = split_parts(&mut self.g_pool_ns, bounds, n_receptors).into_iter();
+        let mut v_mv = split_parts(&mut self.v_mv, bounds, 1);
+        let mut g_rr = split_parts(&mut self.g_rr_ns, bounds, 1);
+        let mut g_sfa = split_parts(&mut self.g_sfa_ns, bounds, 1);
+        let mut theta = split_parts(&mut self.theta_mv, bounds, 1);
+        let mut refr = split_parts(&mut self.refr, bounds, 1);
+        let mut hh_m = split_parts(&mut self.hh_m, bounds, 1);
+        let mut hh_h = split_parts(&mut self.hh_h, bounds, 1);
+        let mut hh_n = split_parts(&mut self.hh_n, bounds, 1);
+        let mut i_ext = split_parts(&mut self.i_ext_pa, bounds, 1);
+        let mut ptr = split_parts(&mut self.spike_ptr, bounds, 1);
+        let mut active = split_parts(&mut self.g_active_ns, bounds, n_receptors);
+        let mut pool = split_parts(&mut self.g_pool_ns, bounds, n_receptors);
         bounds
             .windows(2)
             .map(|w| Neurons {
@@ -343,10 +344,10 @@ impl State {
     /// The terminal arrays split at the synapse ids `bounds` (ascending, from 0 to
     /// n_synapses), one [`Terminals`] per range.
     pub fn terminals(&mut self, bounds: &[usize]) -> Vec<Terminals<'_>> {
-        let mut term = split_parts(&mut self.term, bounds, 1).into_iter();
-        let mut committed = split_parts(&mut self.committed, bounds, 1).into_iter();
-        let mut reserve = split_parts(&mut self.reserve, bounds, 1).into_iter();
-        let mut endo = split_parts(&mut self.endo, bounds, 1).into_iter();
+        let mut term = split_parts(&mut self.term, bounds, 1);
+        let mut committed = split_parts(&mut self.committed, bounds, 1);
+        let mut reserve = split_parts(&mut self.reserve, bounds, 1);
+        let mut endo = split_parts(&mut self.endo, bounds, 1);
         bounds
             .windows(2)
             .map(|w| Terminals {
@@ -380,12 +381,12 @@ impl State {
         let hs = self.handoff_stride;
         let rs = self.active.stride;
         let (old, old_r) = (&self.active.slots, &self.active.r);
-        let mut outs = split_parts(out, out_slots, 1).into_iter();
-        let mut outs_r = split_parts(out_r, out_slots, rs).into_iter();
-        let mut step = split_parts(&mut self.handoff_step, synapses, 1).into_iter();
-        let mut hr = split_parts(&mut self.handoff_r, synapses, hs).into_iter();
-        let mut active = split_parts(&mut self.g_active_ns, neurons, n_receptors).into_iter();
-        let mut pool = split_parts(&mut self.g_pool_ns, neurons, n_receptors).into_iter();
+        let mut outs = split_parts(out, out_slots, 1);
+        let mut outs_r = split_parts(out_r, out_slots, rs);
+        let mut step = split_parts(&mut self.handoff_step, synapses, 1);
+        let mut hr = split_parts(&mut self.handoff_r, synapses, hs);
+        let mut active = split_parts(&mut self.g_active_ns, neurons, n_receptors);
+        let mut pool = split_parts(&mut self.g_pool_ns, neurons, n_receptors);
         let one = "one part per range";
         (0..neurons.len().saturating_sub(1))
             .map(|k| CleftPart {
