@@ -306,6 +306,21 @@ impl ActiveSum {
     }
 }
 
+/// An old slot's releases of this step, the part of
+/// [`activate`](super::release::activate) it left to the kinetic forms of [`cleft`]:
+/// the slot's count restarts from 0, then each of its releases in `hits[*h..]` (ascending
+/// by synapse) adds its quanta and its transmitter (`delta_t_mm` per quantum, §4.1).
+#[inline(always)]
+fn add_hits(slot: &mut Slot, hits: &[(u32, f32)], h: &mut usize, delta_t_mm: f32) {
+    slot.released = 0.0;
+    while *h < hits.len() && hits[*h].0 == slot.syn {
+        let q = hits[*h].1;
+        slot.released += q;
+        slot.cleft_mm += q * delta_t_mm;
+        *h += 1;
+    }
+}
+
 /// The next at most [`BLOCK`] slots in ascending synapse id for the kinetic forms of
 /// [`cleft`], from `st.old[*i..]` and `st.new[*i_new..]`, into `st.out` after the `kept`
 /// slots kept so far, with their `rs` floats of receptor state (a new slot's start at 0):
@@ -456,13 +471,7 @@ fn cleft_kinetic_body(
             let syn = slot.syn as usize;
             let ty = &types[net.syn_type[syn] as usize];
             if slot.fresh == ACTIVE {
-                slot.released = 0.0;
-                while h < hits.len() && hits[h].0 == slot.syn {
-                    let q = hits[h].1;
-                    slot.released += q;
-                    slot.cleft_mm += q * ty.delta_t_mm;
-                    h += 1;
-                }
+                add_hits(slot, hits, &mut h, ty.delta_t_mm);
             }
             let t_now = slot.cleft_mm;
             let t_mm = t_now * ty.clear_half;
@@ -789,14 +798,10 @@ fn cleft_kinetic_one(
             let syn = slot.syn as usize;
             let ty = net.syn_type[syn] as usize % ONE_TYPES;
             if slot.fresh == ACTIVE {
+                // The count restarts from 0 ([`add_hits`] where the slot has releases).
                 slot.released = 0.0;
                 if slot.syn == next_hit {
-                    while h < hits.len() && hits[h].0 == slot.syn {
-                        let q = hits[h].1;
-                        slot.released += q;
-                        slot.cleft_mm += q * tb.delta_t_mm[ty];
-                        h += 1;
-                    }
+                    add_hits(slot, hits, &mut h, tb.delta_t_mm[ty]);
                     next_hit = hits.get(h).map_or(u32::MAX, |x| x.0);
                 }
             } else {
