@@ -422,7 +422,7 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
         say!(
             "  {:<20} {:>9} ({} -> {}, {})",
             p.name,
-            p.synapse_ids.len(),
+            p.n_synapses,
             model.pops[p.source].name,
             model.pops[p.target].name,
             model.syn_types[p.syn_type].name

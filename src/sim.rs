@@ -188,12 +188,14 @@ impl Simulation {
             }
         }
         for (ri, r) in f.record.synapses.iter().enumerate() {
-            let proj = net
+            let pi = net
                 .projections
                 .iter()
-                .find(|p| p.name == r.projection)
+                .position(|p| p.name == r.projection)
                 .expect("validated");
-            let n_syn = proj.synapse_ids.len() as u64;
+            let proj = &net.projections[pi];
+            let synapse_ids = net.projection_synapses(pi);
+            let n_syn = proj.n_synapses;
             let mut local: Vec<u64> = r.ids.clone().unwrap_or_else(|| (0..n_syn).collect());
             for (j, &l) in local.iter().enumerate() {
                 if l >= n_syn {
@@ -206,13 +208,12 @@ impl Simulation {
                 }
             }
             // Columns grouped by target neuron (global ids are post-major).
-            local.sort_by_key(|&l| proj.synapse_ids[l as usize]);
+            local.sort_by_key(|&l| synapse_ids[l as usize]);
             let target_first = model.pops[proj.target].first;
             let mut node_ids: Vec<u64> = Vec::new();
             let mut index_pointer: Vec<u64> = Vec::new();
             for (c, &l) in local.iter().enumerate() {
-                let post =
-                    (net.syn_post[proj.synapse_ids[l as usize] as usize] - target_first) as u64;
+                let post = (net.syn_post[synapse_ids[l as usize] as usize] - target_first) as u64;
                 if node_ids.last() != Some(&post) {
                     node_ids.push(post);
                     index_pointer.push(c as u64);
@@ -259,7 +260,7 @@ impl Simulation {
                 probes.extend(
                     local
                         .iter()
-                        .map(|&l| Probe::Synapse(var, proj.synapse_ids[l as usize])),
+                        .map(|&l| Probe::Synapse(var, synapse_ids[l as usize])),
                 );
             }
         }
@@ -323,13 +324,13 @@ impl Simulation {
         let mut release_projections = Vec::new();
         let mut release_of = std::collections::HashMap::new();
         for name in f.record.releases.iter().flatten() {
-            let proj = net
+            let pi = net
                 .projections
                 .iter()
-                .find(|p| &p.name == name)
+                .position(|p| &p.name == name)
                 .expect("validated");
             let slot = release_projections.len() as u32;
-            for (local, &syn) in proj.synapse_ids.iter().enumerate() {
+            for (local, syn) in net.projection_synapses(pi).into_iter().enumerate() {
                 release_of.insert(syn, (slot, local as u32));
             }
             release_projections.push(name.clone());

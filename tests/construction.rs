@@ -46,12 +46,10 @@ fn connection_rules() {
     let b = backend(&text);
     let n = b.network();
     let count = |name: &str| {
-        n.projections
-            .iter()
-            .find(|p| p.name == name)
-            .unwrap()
-            .synapse_ids
-            .len()
+        let p = n.projections.iter().position(|p| p.name == name).unwrap();
+        let ids = n.projection_synapses(p);
+        assert_eq!(ids.len() as u64, n.projections[p].n_synapses);
+        ids.len()
     };
     assert_eq!(count("all"), 200 * 199, "all_to_all without autapses");
     assert_eq!(count("one"), 200);
@@ -64,14 +62,13 @@ fn connection_rules() {
     assert_eq!(count("indeg"), 17 * 200);
     assert_eq!(count("pairs"), 3);
     // No autapse in the all-to-all projection, every neuron of `a` gets exactly 17 from `indeg`.
-    let all = &n.projections[0];
-    assert!(all
-        .synapse_ids
+    let sources = n.sources();
+    assert!(n
+        .projection_synapses(0)
         .iter()
-        .all(|&s| n.syn_pre[s as usize] != n.syn_post[s as usize]));
-    let indeg = &n.projections[3];
+        .all(|&s| sources[s as usize] != n.syn_post[s as usize]));
     let mut per = vec![0u32; 200];
-    for &s in &indeg.synapse_ids {
+    for &s in &n.projection_synapses(3) {
         per[n.syn_post[s as usize] as usize] += 1;
     }
     assert!(per.iter().all(|&k| k == 17));
@@ -82,11 +79,36 @@ fn connection_rules() {
             assert_eq!(n.syn_post[s as usize] as usize, post);
         }
     }
-    for pre in 0..n.n_neurons() as usize {
-        for o in n.out_offsets[pre]..n.out_offsets[pre + 1] {
-            assert_eq!(n.syn_pre[n.out_syn[o as usize] as usize] as usize, pre);
-        }
+    // Every synapse is in one source's outgoing list, and in one projection, which
+    // numbers its synapses in ascending id; local ids round-trip.
+    let mut seen = vec![0u32; n.n_synapses() as usize];
+    for &s in &n.out_syn {
+        seen[s as usize] += 1;
     }
+    assert!(seen.iter().all(|&k| k == 1));
+    let mut total = 0;
+    for p in 0..n.projections.len() {
+        let ids = n.projection_synapses(p);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        for (local, &s) in ids.iter().enumerate() {
+            assert_eq!(n.syn_type(s as usize), n.projections[p].syn_type);
+            if local % 97 == 0 {
+                assert_eq!(n.local_id(s), (p, local as u64));
+            }
+        }
+        total += ids.len();
+    }
+    assert_eq!(total, n.n_synapses() as usize);
+    // The pairs projection in file order: [0, 5] twice, then [199, 299] (ids of `b`
+    // follow the 200 of `a`).
+    let pairs = n.projection_synapses(4);
+    assert_eq!(
+        pairs
+            .iter()
+            .map(|&s| (sources[s as usize], n.syn_post[s as usize]))
+            .collect::<Vec<_>>(),
+        vec![(0, 205), (0, 205), (199, 499)]
+    );
 }
 
 /// §7: delay = d_syn + L/v, v = 6 m/s per µm (myelinated) or 1.5·√d m/s (unmyelinated),
@@ -102,8 +124,8 @@ fn delays_from_distance_and_conduction_velocity() {
     let b = backend(&text);
     let n = b.network();
     let delays = |name: &str| -> Vec<u16> {
-        let p = n.projections.iter().find(|p| p.name == name).unwrap();
-        p.synapse_ids
+        let p = n.projections.iter().position(|p| p.name == name).unwrap();
+        n.projection_synapses(p)
             .iter()
             .map(|&s| n.syn_delay[s as usize])
             .collect()
@@ -130,8 +152,8 @@ fn gaussian_distance_profile() {
     ] {
         let (mut pairs, mut hits) = (0.0, 0.0);
         let mut connected = std::collections::HashSet::new();
-        for s in 0..n.n_synapses() as usize {
-            connected.insert((n.syn_pre[s], n.syn_post[s]));
+        for (&pre, &post) in n.sources().iter().zip(&n.syn_post) {
+            connected.insert((pre, post));
         }
         for a in 0..1600u32 {
             for b2 in 0..1600u32 {
@@ -177,7 +199,8 @@ fn poisson_source_rate_and_window() {
 
 /// The memory estimate per synapse equals what the CPU state and network allocate: for a
 /// network with kinetic receptors, async release and reserve pools, for coba.toml, whose
-/// exp receptors never make a synapse active (no hand-off step is kept), and for
+/// exp receptors never make a synapse active (no hand-off step is kept), for
+/// coba_kinetic.toml (the 40 B of a Ca-law AMPA synapse, CPU speed issue), and for
 /// brette_coba.toml, whose static release keeps one 8-byte record per synapse.
 #[test]
 fn memory_estimate_matches_allocation() {
@@ -193,16 +216,27 @@ fn memory_estimate_matches_allocation() {
     .unwrap()
     .replace("size = 3200", "size = 320")
     .replace("size = 800", "size = 80");
+    let kinetic = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba_kinetic.toml"),
+    )
+    .unwrap()
+    .replace("size = 3200", "size = 320")
+    .replace("size = 800", "size = 80");
     for (text, want, what) in [
         (
             crate::release::RICH,
-            44 + 4 * 2 + 4 + 8,
+            36 + 4 * 2 + 4 + 8,
             "two receptors per type, async and reserve on",
         ),
-        (coba.as_str(), 40, "Ca-law release onto exp receptors"),
+        (coba.as_str(), 32, "Ca-law release onto exp receptors"),
+        (
+            kinetic.as_str(),
+            40,
+            "Ca-law release onto one kinetic receptor (AMPA, GABA_A), with its hand-off step and open fraction",
+        ),
         (
             brette.as_str(),
-            48,
+            40,
             "static release onto exp receptors, with its 8-byte records",
         ),
     ] {
@@ -212,16 +246,11 @@ fn memory_estimate_matches_allocation() {
         let est = quantal::network::estimate(&loaded.file);
         let (n, st) = (b.network(), b.state_ref());
         let ns = n.n_synapses() as usize;
-        let bytes = 4 * (n.syn_post.len() + n.syn_pre.len() + n.syn_weight.len() + n.out_syn.len())
-            + 2 * (n.syn_type.len() + n.syn_delay.len())
+        let bytes = 4 * (n.syn_post.len() + n.syn_weight.len() + n.out_syn.len())
+            + 2 * (n.syn_proj.len() + n.syn_delay.len())
             + std::mem::size_of_val(st.term.as_slice())
             + 4 * st.handoff_step.len()
             + 4 * (st.handoff_r.len() + st.committed.len() + st.reserve.len() + st.endo.len())
-            + 4 * n
-                .projections
-                .iter()
-                .map(|p| p.synapse_ids.len())
-                .sum::<usize>()
             + b.static_record_bytes();
         assert_eq!(bytes, ns * est.bytes_per_synapse as usize, "{what}");
         assert_eq!(est.bytes_per_synapse, want, "{what}");
@@ -296,6 +325,31 @@ fn more_populations_than_the_index_holds_are_refused() {
     );
     let e = err.as_spec().expect("a located error");
     assert_eq!(e.line, 4 + 4 * 65536, "{msg}");
+}
+
+/// Projection indices are u16 per synapse (`Network::syn_proj`): the 65537th projection is
+/// refused with its location.
+#[test]
+fn more_projections_than_the_index_holds_are_refused() {
+    let mut text = String::from(
+        "version = 1\n[simulation]\nduration_ms = 1.0\n[[populations]]\nname = \"p\"\nsize = 2\nmodel = \"lif\"\n[[synapse_types]]\nname = \"glu\"\ntransmitter = \"glutamate\"\n[[synapse_types.receptors]]\nkind = \"ampa\"\n",
+    );
+    for i in 0..=65536u32 {
+        text.push_str(&format!(
+            "[[projections]]\nname = \"c{i}\"\nsource = \"p\"\ntarget = \"p\"\nsynapse = \"glu\"\nrule = \"one_to_one\"\n"
+        ));
+    }
+    let err = match quantal::netfile::load_str(&text, std::path::Path::new("many.toml"), &[]) {
+        Ok(_) => panic!("65537 projections must be refused"),
+        Err(e) => e,
+    };
+    let msg = err.to_string();
+    assert!(
+        msg.contains("65537 projections") && msg.contains("at most 65536"),
+        "{msg}"
+    );
+    let e = err.as_spec().expect("a located error");
+    assert_eq!(e.line, 13 + 6 * 65536, "{msg}");
 }
 
 /// Regression (correctness issue, input): the memory guard estimates a distance-dependent

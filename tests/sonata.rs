@@ -413,12 +413,14 @@ for name in sorted(e.population_names):
             format!("{:?}", p.model).to_lowercase()
         ));
     }
-    let mut projs: Vec<&quantal::network::ProjectionInfo> = net.projections.iter().collect();
-    projs.sort_by_key(|p| p.name.clone());
-    for pr in projs {
+    let sources = net.sources();
+    let mut projs: Vec<usize> = (0..net.projections.len()).collect();
+    projs.sort_by_key(|&p| net.projections[p].name.clone());
+    for pi in projs {
+        let pr = &net.projections[pi];
+        let ids = net.projection_synapses(pi);
         let (sp, tp) = (&m.pops[pr.source], &m.pops[pr.target]);
-        let e: Vec<String> = pr
-            .synapse_ids
+        let e: Vec<String> = ids
             .iter()
             .map(|&i| {
                 let i = i as usize;
@@ -430,7 +432,7 @@ for name in sorted(e.population_names):
                 };
                 format!(
                     "{}>{}:{}:{}",
-                    net.syn_pre[i] - sp.first,
+                    sources[i] - sp.first,
                     net.syn_post[i] - tp.first,
                     hx(net.syn_weight[i]),
                     hx((net.syn_delay[i] as f64 * m.dt_ms) as f32)
@@ -445,8 +447,7 @@ for name in sorted(e.population_names):
             e.len(),
             e.join(" ")
         ));
-        let aff: Vec<String> = pr
-            .synapse_ids
+        let aff: Vec<String> = ids
             .iter()
             .enumerate()
             .filter(|(_, &i)| net.syn_post[i as usize] - tp.first == 3)
@@ -528,7 +529,9 @@ fn edges_round_trip_through_rule_sonata() {
     };
     let (na, nb) = (built(&first), built(&second));
     assert!(na.n_synapses() > 300_000);
-    assert_eq!(na.syn_pre, nb.syn_pre);
+    assert_eq!(na.sources(), nb.sources());
+    assert_eq!(na.out_syn, nb.out_syn);
+    assert_eq!(na.syn_proj, nb.syn_proj);
     assert_eq!(na.syn_post, nb.syn_post);
     assert_eq!(na.syn_delay, nb.syn_delay);
     assert_eq!(na.syn_weight, nb.syn_weight);

@@ -96,7 +96,7 @@ fn probes(cpu: &CpuBackend) -> Vec<Probe> {
         ] {
             out.push(Probe::Synapse(var, s));
         }
-        let ty = &model.syn_types[net.syn_type[s as usize] as usize].gpu;
+        let ty = &model.syn_types[net.syn_type(s as usize)].gpu;
         for j in 0..ty.n_receptors {
             out.push(Probe::Synapse(SynVar::R(j), s));
             out.push(Probe::Synapse(SynVar::GProt(j), s));

@@ -1588,7 +1588,7 @@ impl Backend for GpuBackend {
         for &s in synapses {
             if (s as usize) < ns && watch[s as usize] == 0 {
                 watch[s as usize] = 1;
-                let ty = &self.model.syn_types[self.net.syn_type[s as usize] as usize].gpu;
+                let ty = &self.model.syn_types[self.net.syn_type(s as usize)].gpu;
                 per_step += 2 * ty.n_sites as u64 + 1;
             }
         }

@@ -82,17 +82,15 @@ impl RingShape {
 /// Σ N over the asynchronous synapses among `syns`: every committed site is in the
 /// asynchronous ring once, so this bounds the entries in flight.
 pub fn async_sites(model: &Model, net: &Network, syns: Range<usize>) -> u64 {
-    net.syn_type[syns]
-        .iter()
-        .map(|&t| {
-            let g = &model.syn_types[t as usize].gpu;
-            if g.async_rho > 0.0 {
-                g.n_sites as u64
-            } else {
-                0
-            }
-        })
-        .sum()
+    syns.map(|s| {
+        let g = &model.syn_types[net.syn_type(s)].gpu;
+        if g.async_rho > 0.0 {
+            g.n_sites as u64
+        } else {
+            0
+        }
+    })
+    .sum()
 }
 
 /// Device bytes of the synapse image of `net` (with its rings).
@@ -159,11 +157,8 @@ pub struct SynImage {
 /// The (source population, target population, synapse type) of synapse `i`: the key of
 /// the evoked-release counters (`Backend::evoked_per_projection`).
 fn key_of(net: &Network, i: usize) -> (u16, u16, u16) {
-    (
-        net.neuron_pop[net.syn_pre[i] as usize],
-        net.neuron_pop[net.syn_post[i] as usize],
-        net.syn_type[i],
-    )
+    let p = &net.projections[net.syn_proj[i] as usize];
+    (p.source as u16, p.target as u16, p.syn_type as u16)
 }
 
 /// The distinct keys of the projections, in projection order (index = counter slot).
@@ -195,8 +190,8 @@ fn offsets(
     let (s0, ns) = (syns.start, syns.len());
     let nn = net.n_neurons() as usize;
     let mut stat: Vec<u32> = vec![0; ns.div_ceil(2)];
-    for (i, &ty) in net.syn_type[syns.clone()].iter().enumerate() {
-        stat[i / 2] |= (ty as u32) << (16 * (i % 2));
+    for (i, s) in syns.clone().enumerate() {
+        stat[i / 2] |= (net.syn_type(s) as u32) << (16 * (i % 2));
     }
     let mut off = SynOffsets {
         syn_base: s0 as u32,

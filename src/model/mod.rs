@@ -48,9 +48,9 @@ pub fn ca_drive(ca_mm: f64, mg_mm: f64, k_ca_mm: f64, k_mg_mm: f64) -> f64 {
     dr_w(ca_mm, mg_mm, k_ca_mm, k_mg_mm) / dr_w(CA_REF_MM, MG_REF_MM, k_ca_mm, k_mg_mm)
 }
 
-/// Bytes of the static arrays per synapse (post, pre, weight, outgoing CSR entry, the
-/// projection's synapse list: 4 B each; type, delay: 2 B each).
-pub const STATIC_BYTES_PER_SYNAPSE: u64 = 24;
+/// Bytes of the static arrays per synapse (post, weight, outgoing CSR entry: 4 B each;
+/// projection, delay: 2 B each).
+pub const STATIC_BYTES_PER_SYNAPSE: u64 = 16;
 
 /// NMDA Mg2+ block B(V) = 1/(1 + exp(-0.062 V)·\[Mg\]o/3.57) (Jahr & Stevens 1990; §5.1), f32
 /// as in the kernels. Never inlined: the compiler would otherwise hoist this pure function
@@ -649,8 +649,8 @@ impl SynapseArrays {
         }
     }
 
-    /// CPU bytes per synapse: static post, pre, weight, outgoing CSR entry and the
-    /// projection's synapse list (4 B each), type and delay (2 B each); dynamic t_last,
+    /// CPU bytes per synapse: static post, weight and outgoing CSR entry (4 B each),
+    /// projection and delay (2 B each); dynamic t_last,
     /// X_F, X_D, sites (4 B each); plus the optional arrays (the hand-off step only when
     /// synapses can be active, the static-release record only in networks of that kind).
     pub fn bytes_per_synapse(&self) -> u64 {

@@ -13,7 +13,8 @@ pub const MAX_IDS: u64 = u32::MAX as u64 - 1;
 pub const MAX_SITES: u32 = 32;
 /// Largest number of receptors per synapse type.
 pub const MAX_RECEPTORS: usize = 3;
-/// Largest number of populations, and of synapse types (indices stored as u16).
+/// Largest number of populations, of synapse types and of projections (indices stored
+/// as u16).
 pub const MAX_TYPES: usize = 1 << 16;
 /// Largest delay in steps (stored as u16).
 pub const MAX_DELAY_STEPS: u64 = u16::MAX as u64;
@@ -469,11 +470,13 @@ pub fn validate(f: &NetworkFile, text: &str, file: &Path) -> Result<(), Error> {
         &mut names,
     )?;
 
-    // Population and synapse-type indices are u16 per neuron and synapse: refuse more
-    // than fit, naming the first one that does not (correctness issue, item 5).
+    // Population and projection indices are u16 per neuron and synapse (and synapse
+    // types u16 per projection): refuse more than fit, naming the first one that does
+    // not (correctness issue, item 5).
     for (key, n) in [
         ("populations", f.populations.len()),
         ("synapse_types", f.synapse_types.len()),
+        ("projections", f.projections.len()),
     ] {
         if n > MAX_TYPES {
             return Err(c.err(

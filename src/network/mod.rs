@@ -41,8 +41,11 @@ pub struct ProjectionInfo {
     pub target: usize,
     /// Synapse type index.
     pub syn_type: usize,
-    /// Global synapse ids in creation order (the projection-local synapse id is the index).
-    pub synapse_ids: Vec<u32>,
+    /// Number of synapses. The projection-local synapse id is the rank in creation order,
+    /// which is ascending global id (the rules create a projection's synapses target by
+    /// target, and each target's incoming synapses are numbered in creation order):
+    /// [`Network::projection_synapses`] lists them.
+    pub n_synapses: u64,
 }
 
 /// A DC current input.
@@ -67,10 +70,13 @@ pub struct Network {
     pub positions: Vec<Option<Vec<DVec3>>>,
     /// Target neuron of every synapse (ascending).
     pub syn_post: Vec<u32>,
-    /// Source neuron of every synapse.
-    pub syn_pre: Vec<u32>,
-    /// Synapse type of every synapse.
-    pub syn_type: Vec<u16>,
+    /// Projection of every synapse (index into `projections`); its synapse type is
+    /// `proj_type` of it ([`Network::syn_type`]). The source neuron is not stored per
+    /// synapse: the outgoing CSR has it ([`Network::sources`]).
+    pub syn_proj: Vec<u16>,
+    /// Synapse type of every projection (`projections[p].syn_type`, as u16 for the
+    /// kernels' lookup).
+    pub proj_type: Vec<u16>,
     /// Delay of every synapse in steps (≥ 1).
     pub syn_delay: Vec<u16>,
     /// Weight of every synapse (scales g_max).
@@ -110,6 +116,71 @@ impl Network {
     /// Number of synapses.
     pub fn n_synapses(&self) -> u32 {
         self.syn_post.len() as u32
+    }
+
+    /// Synapse type of synapse `s`.
+    #[inline(always)]
+    pub fn syn_type(&self, s: usize) -> usize {
+        self.proj_type[self.syn_proj[s] as usize] as usize
+    }
+
+    /// Key of synapse `s`'s evoked-release counter among `n_pops` populations and
+    /// `n_types` synapse types: (source population, target population, type) of its
+    /// projection, as one index.
+    #[inline(always)]
+    pub fn evoked_key(&self, s: usize, n_pops: usize, n_types: usize) -> usize {
+        let p = &self.projections[self.syn_proj[s] as usize];
+        (p.source * n_pops + p.target) * n_types + p.syn_type
+    }
+
+    /// The global ids of projection `p`'s synapses in creation order (ascending), the
+    /// projection-local id being the index. Built by one pass over the target
+    /// population's incoming synapses.
+    pub fn projection_synapses(&self, p: usize) -> Vec<u32> {
+        let range = self.target_synapses(p);
+        let mut ids = Vec::with_capacity(self.projections[p].n_synapses as usize);
+        ids.extend(
+            (range.start as u32..range.end as u32)
+                .filter(|&s| self.syn_proj[s as usize] as usize == p),
+        );
+        ids
+    }
+
+    /// Projection and projection-local id of synapse `s` (its rank among the projection's
+    /// synapses, [`Network::projection_synapses`]).
+    pub fn local_id(&self, s: u32) -> (usize, u64) {
+        let p = self.syn_proj[s as usize] as usize;
+        let start = self.target_synapses(p).start;
+        let local = self.syn_proj[start..s as usize]
+            .iter()
+            .filter(|&&q| q as usize == p)
+            .count();
+        (p, local as u64)
+    }
+
+    /// The synapse ids whose target lies in projection `p`'s target population (its
+    /// synapses are among them).
+    fn target_synapses(&self, p: usize) -> std::ops::Range<usize> {
+        let target = self.projections[p].target as u16;
+        let first = self.neuron_pop.iter().position(|&q| q == target);
+        let last = self.neuron_pop.iter().rposition(|&q| q == target);
+        match (first, last) {
+            (Some(a), Some(b)) => self.in_offsets[a] as usize..self.in_offsets[b + 1] as usize,
+            _ => 0..0,
+        }
+    }
+
+    /// The source neuron of every synapse, from the outgoing CSR (a temporary of 4 B per
+    /// synapse, for export and checks; the kernels never need it).
+    pub fn sources(&self) -> Vec<u32> {
+        let mut pre = vec![0u32; self.syn_post.len()];
+        for n in 0..self.n_neurons() as usize {
+            for &s in &self.out_syn[self.out_offsets[n] as usize..self.out_offsets[n + 1] as usize]
+            {
+                pre[s as usize] = n as u32;
+            }
+        }
+        pre
     }
 }
 
@@ -596,7 +667,8 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
     }
     let ns = total as usize;
     let mut cursor: Vec<u32> = in_offsets[..n_neurons].to_vec();
-    let (mut syn_post, mut syn_pre, mut syn_type, mut syn_delay, mut syn_weight) = (
+    // The source of every synapse is a temporary: the outgoing CSR below keeps it.
+    let (mut syn_post, mut syn_pre, mut syn_proj, mut syn_delay, mut syn_weight) = (
         vec![0u32; ns],
         vec![0u32; ns],
         vec![0u16; ns],
@@ -611,26 +683,30 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
             .iter()
             .position(|s| s.name == p.synapse)
             .expect("validated");
-        let mut ids = Vec::with_capacity(entries.len());
+        let n_synapses = entries.len() as u64;
+        let mut last_id = None;
         for e in entries {
             let id = cursor[e.post as usize];
             cursor[e.post as usize] += 1;
+            // Creation order is ascending id (ProjectionInfo::n_synapses).
+            debug_assert!(last_id < Some(id));
+            last_id = Some(id);
             let i = id as usize;
             syn_post[i] = e.post;
             syn_pre[i] = e.pre;
-            syn_type[i] = st as u16;
+            syn_proj[i] = pi as u16;
             syn_delay[i] = e.delay;
             syn_weight[i] = e.weight;
-            ids.push(id);
         }
         projections.push(ProjectionInfo {
             name: p.display_name(),
             source: pop_index(&p.source),
             target: pop_index(&p.target),
             syn_type: st,
-            synapse_ids: ids,
+            n_synapses,
         });
     }
+    let proj_type: Vec<u16> = projections.iter().map(|p| p.syn_type as u16).collect();
 
     // Outgoing CSR by source, ascending synapse id within a source.
     let mut out_offsets = vec![0u32; n_neurons + 1];
@@ -646,6 +722,7 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
         out_syn[oc[pre as usize] as usize] = id as u32;
         oc[pre as usize] += 1;
     }
+    drop(syn_pre);
 
     // Spike-time sources.
     let mut spike_offsets = vec![0u32; n_neurons + 1];
@@ -742,8 +819,8 @@ pub fn build(net: &LoadedNetwork, model: &Model) -> Result<Network, Error> {
         neuron_pop,
         positions,
         syn_post,
-        syn_pre,
-        syn_type,
+        syn_proj,
+        proj_type,
         syn_delay,
         syn_weight,
         in_offsets,

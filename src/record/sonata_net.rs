@@ -130,13 +130,14 @@ pub fn write_network(
     {
         let f = File::create(tmp(edges)).map_err(err(edges))?;
         let root = f.create_group("edges").map_err(err(edges))?;
-        for pr in &net.projections {
+        let sources = net.sources();
+        for (pi, pr) in net.projections.iter().enumerate() {
             let (sp, tp) = (&model.pops[pr.source], &model.pops[pr.target]);
             let g = root.create_group(&pr.name).map_err(err(edges))?;
-            let ids = &pr.synapse_ids;
+            let ids = net.projection_synapses(pi);
             let src: Vec<u64> = ids
                 .iter()
-                .map(|&i| (net.syn_pre[i as usize] - sp.first) as u64)
+                .map(|&i| (sources[i as usize] - sp.first) as u64)
                 .collect();
             let tgt: Vec<u64> = ids
                 .iter()

@@ -508,7 +508,7 @@ impl State {
             non_finite: None,
         };
         for i in 0..ns {
-            let t = &model.syn_types[net.syn_type[i] as usize].gpu;
+            let t = &model.syn_types[net.syn_type(i)].gpu;
             s.term[i].sites = if t.n_sites >= 32 {
                 u32::MAX
             } else {

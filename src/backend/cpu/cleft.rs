@@ -129,7 +129,7 @@ fn cleft_body(
         }
         let mut m = 0;
         for (k, slot) in st.out[kept..kept + nb].iter_mut().enumerate() {
-            ty_blk[k] = net.syn_type[slot.syn as usize] as usize;
+            ty_blk[k] = net.syn_type(slot.syn as usize);
             let ty = &model.syn_types[ty_blk[k]].gpu;
             let (t_mm, cleared) = transmitter(ty, slot);
             cleared_blk[k] = cleared;
@@ -469,7 +469,7 @@ fn cleft_kinetic_body(
         {
             lane0[k] = m;
             let syn = slot.syn as usize;
-            let ty = &types[net.syn_type[syn] as usize];
+            let ty = &types[net.syn_type(syn)];
             if slot.fresh == ACTIVE {
                 add_hits(slot, hits, &mut h, ty.delta_t_mm);
             }
@@ -530,7 +530,7 @@ fn cleft_kinetic_body(
             let prev = slot.fresh;
             if prev != ACTIVE {
                 if prev != NO_HANDOFF {
-                    let first = types[net.syn_type[syn] as usize].receptor_first;
+                    let first = types[net.syn_type(syn)].receptor_first;
                     let w = net.syn_weight[syn];
                     let held = t - prev;
                     for j in 0..lanes.len() {
@@ -584,9 +584,15 @@ const _: () = assert!(
 );
 
 /// The constants of the synapse types for [`cleft_kinetic_one`], one table per constant
-/// indexed by type (one kinetic receptor per type: its α, β, ḡ and β's power table).
+/// (one kinetic receptor per type: its α, β, ḡ and β's power table), with one row per
+/// projection (a synapse's row is its projection, one load) when there are at most
+/// [`ONE_TYPES`] projections, else one per type (a synapse's row is its projection's type).
 #[derive(Default)]
 struct OneTables {
+    /// Rows are projections (else types).
+    by_projection: bool,
+    /// Rows in use.
+    rows: usize,
     clear_half: [f32; ONE_TYPES],
     clear_full: [f32; ONE_TYPES],
     clear_threshold_mm: [f32; ONE_TYPES],
@@ -599,11 +605,22 @@ struct OneTables {
 }
 
 impl OneTables {
-    /// The tables of `model`, whose types each have one kinetic receptor and number at
-    /// most [`ONE_TYPES`].
-    fn of(model: &Model) -> OneTables {
-        let mut tb = OneTables::default();
-        for (k, s) in model.syn_types.iter().enumerate() {
+    /// The tables of `model` and `net`, whose types each have one kinetic receptor and
+    /// number at most [`ONE_TYPES`].
+    fn of(model: &Model, net: &Network) -> OneTables {
+        let by_projection = net.projections.len() <= ONE_TYPES;
+        let row_types: Vec<usize> = if by_projection {
+            net.projections.iter().map(|p| p.syn_type).collect()
+        } else {
+            (0..model.syn_types.len()).collect()
+        };
+        let mut tb = OneTables {
+            by_projection,
+            rows: row_types.len(),
+            ..OneTables::default()
+        };
+        for (k, &ty) in row_types.iter().enumerate() {
+            let s = &model.syn_types[ty];
             let rc = &model.gpu_receptors[s.gpu.receptor_first as usize];
             tb.clear_half[k] = s.gpu.clear_half;
             tb.clear_full[k] = s.gpu.clear_full;
@@ -617,11 +634,21 @@ impl OneTables {
         }
         tb
     }
+
+    /// The row of synapse `syn`.
+    #[inline(always)]
+    fn row(&self, net: &Network, syn: usize) -> usize {
+        if self.by_projection {
+            net.syn_proj[syn] as usize
+        } else {
+            net.syn_type(syn)
+        }
+    }
 }
 
 /// The lanes of a block of [`cleft_kinetic_one`] that [`one_lanes`] reads and writes.
 struct OneLanes<'a> {
-    /// Synapse type (below [`ONE_TYPES`]).
+    /// Row of [`OneTables`] (below [`ONE_TYPES`]): the synapse's projection or type.
     ty: &'a [u32; BLOCK],
     /// Transmitter, mM: before the step, then after it.
     t_mm: &'a mut [f32; BLOCK],
@@ -660,13 +687,13 @@ fn one_lanes(tb: &OneTables, dt: f32, base: u32, nr: u32, nb: usize, l: &mut One
     done
 }
 
-/// [`one_lanes`] eight lanes at a time, for at most eight types: each type constant is
-/// one register, from which `vpermps` gives every lane its own type's. The same
+/// [`one_lanes`] eight lanes at a time, for at most eight rows: each constant's rows are
+/// one register, from which `vpermps` gives every lane its own row's. The same
 /// operations in the same order, so the same bits (tested); lanes from `nb` up to the
 /// next multiple of eight are computed too (from stale values) and ignored.
 ///
 /// # Safety
-/// The CPU must have AVX2, and every lane's type must be below eight.
+/// The CPU must have AVX2, and every lane's row must be below eight.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -738,10 +765,10 @@ unsafe fn one_lanes_avx2(
 /// [`ONE_TYPES`] types (the like-for-like network): the same statements on the same
 /// values with the same sums in the same order, so the same bits, but with every
 /// slot-local statement in lanes over the block. A first pass takes each slot's synapse,
-/// type, target, weight and transmitter into lanes (and its releases of this step, and a
-/// re-activated synapse's take-back, both rare); then the cleft, the binding, the
-/// relaxation and ḡ·w·r run over all lanes at once, the type's constants from small
-/// tables; a last pass in slot order writes the transmitter back and forms the sums. A
+/// table row (its projection, [`OneTables`]), target, weight and transmitter into lanes
+/// (and its releases of this step, and a re-activated synapse's take-back, both rare);
+/// then the cleft, the binding, the relaxation and ḡ·w·r run over all lanes at once, the
+/// type's constants from small tables; a last pass in slot order writes the transmitter back and forms the sums. A
 /// block without a cleared slot is kept whole.
 #[inline(always)]
 fn cleft_kinetic_one(
@@ -757,14 +784,14 @@ fn cleft_kinetic_one(
     let dt = model.dt_ms as f32;
     let nr = model.receptors.len() as u32;
     let tables: &[PowTable] = &model.pow_tables;
-    let tb = OneTables::of(model);
+    let tb = OneTables::of(model, net);
     assert!(
         st.g_active_ns.len() <= u32::MAX as usize,
         "a range's (neuron, receptor) entries have u32 indices"
     );
     let base = st.base as u32;
     #[cfg(target_arch = "x86_64")]
-    let avx2 = model.syn_types.len() <= 8 && std::arch::is_x86_feature_detected!("avx2");
+    let avx2 = tb.rows <= 8 && std::arch::is_x86_feature_detected!("avx2");
     // Per lane (a slot of the block): type, transmitter (then after the step), target
     // (then its entry), weight (then ḡ·w, then g), r, αT (then r_inf), the exponent (then
     // the decay), cleared; a take-back's amount and whether there is one.
@@ -796,7 +823,7 @@ fn cleft_kinetic_one(
         let mut any_fresh = false;
         for (k, slot) in blk.iter_mut().enumerate() {
             let syn = slot.syn as usize;
-            let ty = net.syn_type[syn] as usize % ONE_TYPES;
+            let ty = tb.row(net, syn) % ONE_TYPES;
             if slot.fresh == ACTIVE {
                 // The count restarts from 0 ([`add_hits`] where the slot has releases).
                 slot.released = 0.0;
@@ -844,7 +871,7 @@ fn cleft_kinetic_one(
         };
         #[cfg(target_arch = "x86_64")]
         let done = if avx2 {
-            // SAFETY: the CPU has AVX2 and the types are below eight (`avx2`).
+            // SAFETY: the CPU has AVX2 and the rows are below eight (`avx2`).
             unsafe { one_lanes_avx2(&tb, dt, base, nr, nb, &mut lanes) }
         } else {
             one_lanes(&tb, dt, base, nr, nb, &mut lanes)

@@ -205,18 +205,21 @@ fn in_spike_order(model: &Model, net: &Network) -> bool {
         let list = &net.out_syn[net.out_offsets[n] as usize..net.out_offsets[n + 1] as usize];
         list.windows(2).all(|w| w[0] < w[1])
     });
+    if !outgoing_ascend {
+        return false;
+    }
     // Per type, 1 + the last source seen at the current target (0: none yet).
+    let sources = net.sources();
     let mut last = vec![0u64; model.syn_types.len()];
-    outgoing_ascend
-        && (0..net.n_neurons() as usize).all(|post| {
-            last.fill(0);
-            (net.in_offsets[post] as usize..net.in_offsets[post + 1] as usize).all(|s| {
-                let (ty, pre) = (net.syn_type[s] as usize, net.syn_pre[s] as u64 + 1);
-                let ok = pre >= last[ty];
-                last[ty] = pre;
-                ok
-            })
+    (0..net.n_neurons() as usize).all(|post| {
+        last.fill(0);
+        (net.in_offsets[post] as usize..net.in_offsets[post + 1] as usize).all(|s| {
+            let (ty, pre) = (net.syn_type(s), sources[s] as u64 + 1);
+            let ok = pre >= last[ty];
+            last[ty] = pre;
+            ok
         })
+    })
 }
 
 /// `count` split into at most `parts` ranges of at least `min` (at least one range):
@@ -949,15 +952,12 @@ pub fn non_finite_error(
     (element, variable, synapse): (u32, &'static str, bool),
 ) -> Error {
     let (owner, id) = if synapse {
-        net.projections
-            .iter()
-            .find_map(|p| {
-                p.synapse_ids
-                    .iter()
-                    .position(|&s| s == element)
-                    .map(|k| (format!("projection `{}`", p.name), k as u64))
-            })
-            .unwrap_or_else(|| ("synapse".to_string(), element as u64))
+        if element < net.n_synapses() {
+            let (p, local) = net.local_id(element);
+            (format!("projection `{}`", net.projections[p].name), local)
+        } else {
+            ("synapse".to_string(), element as u64)
+        }
     } else {
         model
             .pops
@@ -1013,7 +1013,7 @@ pub fn sample_one(model: &Model, net: &Network, st: &State, p: Probe) -> f32 {
         Probe::Synapse(var, s) => sample::sample_synapse(
             [sample::syn_probe_code(var), s],
             &step_params(model, net, st.step),
-            &model.syn_types[net.syn_type[s as usize] as usize].gpu,
+            &model.syn_types[net.syn_type(s as usize)].gpu,
             &model.gpu_receptors,
             &model.pow_tables,
             st,

@@ -141,12 +141,11 @@ fn prefetch_event(net: &Network, syn: u32, st: &Terminals<'_>, terminal: bool) {
     }
 }
 
-/// The network half of [`prefetch_event`]: synapse `syn`'s type, source, target and weight.
+/// The network half of [`prefetch_event`]: synapse `syn`'s projection, target and weight.
 #[inline(always)]
 fn prefetch_synapse(net: &Network, syn: u32) {
     let i = syn as usize;
-    prefetch(&net.syn_type[i]);
-    prefetch(&net.syn_pre[i]);
+    prefetch(&net.syn_proj[i]);
     prefetch(&net.syn_post[i]);
     prefetch(&net.syn_weight[i]);
 }
@@ -251,8 +250,7 @@ fn release_events(
         if lanes && e + LANES <= events.len() {
             let run = &events[e..e + LANES];
             let fits = run.iter().all(|&(syn, kind)| {
-                kind == SPIKE
-                    && lane_type(&model.syn_types[net.syn_type[syn as usize] as usize].gpu)
+                kind == SPIKE && lane_type(&model.syn_types[net.syn_type(syn as usize)].gpu)
             });
             if fits {
                 for &(ahead, _) in events.iter().skip(e + LANES).take(LANES) {
@@ -292,7 +290,7 @@ fn release_one(
     fusions: &mut Vec<(u32, u32, u32)>,
 ) -> f32 {
     let seed = model.seed;
-    let tm = &model.syn_types[net.syn_type[syn as usize] as usize];
+    let tm = &model.syn_types[net.syn_type(syn as usize)];
     let i = syn as usize - st.base;
     let ty = &tm.gpu;
     advance_terminal(seed, ty, &model.pow_tables, syn, t, st);
@@ -438,7 +436,7 @@ fn release_ca_lanes(
     let seed = model.seed;
     let tables = &model.pow_tables;
     let ty: [&GpuSynType; LANES] =
-        std::array::from_fn(|l| &model.syn_types[net.syn_type[syns[l] as usize] as usize].gpu);
+        std::array::from_fn(|l| &model.syn_types[net.syn_type(syns[l] as usize)].gpu);
     let idx: [usize; LANES] = std::array::from_fn(|l| syns[l] as usize - st.base);
     let mut term: [Terminal; LANES] = std::array::from_fn(|l| st.term[idx[l]]);
     let committed: [u32; LANES] = std::array::from_fn(|l| {
@@ -555,7 +553,7 @@ pub fn activate(
     // Releases and slots are both ascending: each slot is found after the previous one.
     let mut lo = 0;
     for &(syn, q) in releases {
-        let ty = &model.syn_types[net.syn_type[syn as usize] as usize].gpu;
+        let ty = &model.syn_types[net.syn_type(syn as usize)].gpu;
         let s = syn as usize;
         let slot = if st.handoff_step[s] != ACTIVE {
             // The slot remembers the hand-off step so `cleft` can take the state back (§5.4).
@@ -631,14 +629,11 @@ impl StaticSynapse {
         );
         let records = (0..net.n_synapses() as usize)
             .map(|i| {
-                let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
+                let ty = &model.syn_types[net.syn_type(i)].gpu;
                 let rc = &model.gpu_receptors[ty.receptor_first as usize];
                 let post = net.syn_post[i] as usize;
                 let entry = post * nr + ty.receptor_first as usize;
-                let key = (net.neuron_pop[net.syn_pre[i] as usize] as usize * np
-                    + net.neuron_pop[post] as usize)
-                    * nt
-                    + net.syn_type[i] as usize;
+                let key = net.evoked_key(i, np, nt);
                 StaticSynapse {
                     entry_key: ((entry << key_bits) | key) as u32,
                     g_ns: rc.g_max_ns * net.syn_weight[i],
@@ -692,12 +687,9 @@ pub fn release_static_exp(
             }
             // The statements of add_direct (without its count of quanta).
             let i = syn as usize;
-            let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
+            let ty = &model.syn_types[net.syn_type(i)].gpu;
             let post = net.syn_post[i] as usize;
-            arrivals[(net.neuron_pop[net.syn_pre[i] as usize] as usize * np
-                + net.neuron_pop[post] as usize)
-                * nt
-                + net.syn_type[i] as usize] += 1;
+            arrivals[net.evoked_key(i, np, nt)] += 1;
             let w = net.syn_weight[i];
             for j in 0..ty.n_receptors as usize {
                 let rc = &model.gpu_receptors[ty.receptor_first as usize + j];
@@ -795,10 +787,7 @@ fn count_evoked(
     evoked: &mut [[u64; 3]],
 ) {
     let g = syn as usize;
-    let key = (net.neuron_pop[net.syn_pre[g] as usize] as usize * np
-        + net.neuron_pop[net.syn_post[g] as usize] as usize)
-        * nt
-        + net.syn_type[g] as usize;
+    let key = net.evoked_key(g, np, nt);
     let c = &mut evoked[key];
     c[0] += 1;
     c[1] += (quanta == 0.0) as u64;
@@ -827,7 +816,7 @@ fn add_direct(
     quanta_step: &mut f64,
 ) {
     let i = syn as usize;
-    let ty = &model.syn_types[net.syn_type[i] as usize].gpu;
+    let ty = &model.syn_types[net.syn_type(i)].gpu;
     let post = net.syn_post[i] as usize;
     let w = net.syn_weight[i];
     *quanta_step += q as f64;
@@ -852,7 +841,7 @@ pub fn split_direct(
     slow.clear();
     direct.clear();
     for &(syn, q) in releases {
-        let ty = &model.syn_types[net.syn_type[syn as usize] as usize].gpu;
+        let ty = &model.syn_types[net.syn_type(syn as usize)].gpu;
         if ty.cleft_dependent == 0 && st.handoff_of(syn as usize) != ACTIVE {
             direct.push((syn, q));
         } else {

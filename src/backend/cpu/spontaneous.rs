@@ -97,7 +97,7 @@ pub fn spontaneous(
             draw += 3;
             let syn = lo + ((us * n_in as f32) as u32).min(n_in - 1);
             let site = ((uj * sp.sites_max as f32) as u32).min(sp.sites_max - 1);
-            let ty = &model.syn_types[net.syn_type[syn as usize] as usize].gpu;
+            let ty = &model.syn_types[net.syn_type(syn as usize)].gpu;
             let i = syn as usize - st.base;
             if site >= ty.n_sites || ua * sp.rate_max >= ty.spont_per_site_step {
                 continue;
