@@ -174,6 +174,48 @@ fn neuron_blocks_leave_the_bits_of_integrate() {
                 }
             }
             assert_eq!(one.refr, all.refr, "nr {nr} trial {trial}: refr");
+
+            // With every active sum +0 (a network of exp receptors only,
+            // `Neurons::active_zero`) the blocks add +0 instead of reading the sums: the
+            // same bits as the scalar kernel reading them, pools of -0 included.
+            let mut base = cpu.state_ref().clone();
+            base.g_active_ns.fill(0.0);
+            for g in base.g_pool_ns.iter_mut().step_by(7) {
+                *g = -0.0;
+            }
+            let (mut one, mut zero) = (base.clone(), base);
+            let mut want = Vec::new();
+            {
+                let mut view = one.neurons(&[0, nn], nr);
+                for n in 0..nn {
+                    let (pops, rcs) = (&model.gpu_pops, &model.gpu_receptors);
+                    if integrate(n, &params, pops, rcs, &net, &mut view[0]) {
+                        want.push(n as u32);
+                    }
+                }
+            }
+            let mut fired = Fired::default();
+            {
+                let mut view = zero.neurons(&[0, nn], nr);
+                view[0].active_zero = true;
+                let (pops, rcs) = (&model.gpu_pops, &model.gpu_receptors);
+                integrate_all(&params, pops, rcs, &net, &mut view[0], &mut fired);
+            }
+            assert_eq!(
+                fired.spikes, want,
+                "nr {nr} trial {trial}: spikes, active +0"
+            );
+            for (i, (x, y)) in one.v_mv.iter().zip(&zero.v_mv).enumerate() {
+                assert_eq!(
+                    x.to_bits(),
+                    y.to_bits(),
+                    "nr {nr} trial {trial}: v_mv[{i}] {x} vs {y}, active +0"
+                );
+            }
+            assert_eq!(
+                one.refr, zero.refr,
+                "nr {nr} trial {trial}: refr, active +0"
+            );
         }
     }
 }

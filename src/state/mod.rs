@@ -149,6 +149,10 @@ pub struct Neurons<'a> {
     pub g_active_ns: &'a mut [f32],
     /// Pooled conductance, nS.
     pub g_pool_ns: &'a mut [f32],
+    /// `g_active_ns` is all +0 and stays so: no synapse of the network is ever active
+    /// ([`Model::exp_only`]). The blocks of `integrate` then add +0 instead of reading it
+    /// (the same bits). False from [`State::neurons`]; the CPU backend sets it.
+    pub active_zero: bool,
 }
 
 /// The state of one presynaptic terminal that every arriving event reads and writes,
@@ -317,6 +321,7 @@ impl State {
                 spike_ptr: ptr.next().expect("one part per range"),
                 g_active_ns: active.next().expect("one part per range"),
                 g_pool_ns: pool.next().expect("one part per range"),
+                active_zero: false,
             })
             .collect()
     }

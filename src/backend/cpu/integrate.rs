@@ -415,11 +415,12 @@ fn block_synaptic_drive(
     let active = &st.g_active_ns[n * nr..end * nr];
     let pool = &st.g_pool_ns[n * nr..end * nr];
     let mg = params.mg_o_mm;
+    let read = (!st.active_zero).then_some(active);
     match nr {
-        1 => receptor_sums::<1>(receptors, active, pool, v, mg, g_tot, num),
-        2 => receptor_sums::<2>(receptors, active, pool, v, mg, g_tot, num),
-        3 => receptor_sums::<3>(receptors, active, pool, v, mg, g_tot, num),
-        4 => receptor_sums::<4>(receptors, active, pool, v, mg, g_tot, num),
+        1 => receptor_sums::<1>(receptors, read, pool, v, mg, g_tot, num),
+        2 => receptor_sums::<2>(receptors, read, pool, v, mg, g_tot, num),
+        3 => receptor_sums::<3>(receptors, read, pool, v, mg, g_tot, num),
+        4 => receptor_sums::<4>(receptors, read, pool, v, mg, g_tot, num),
         _ => receptor_sums_any(receptors, active, pool, v, mg, g_tot, num),
     }
 }
@@ -580,11 +581,13 @@ fn receptor_sums_any(
 /// first (the pool times e^{-dt/(2τ)} for exp receptors and times 1, which is exact, for
 /// the others; then NMDA entries times the block B(V) of [`nmda_block`], its exponentials
 /// for the whole block at once), then each neuron's sums in receptor order. The same
-/// operations on the same values as [`synaptic_drive`].
+/// operations on the same values as [`synaptic_drive`]. `active` is None when every
+/// active sum is +0 ([`Neurons::active_zero`]): then +0 is added instead of reading them,
+/// which gives the same bits.
 #[inline(always)]
 fn receptor_sums<const NR: usize>(
     receptors: &[GpuReceptor],
-    active: &[f32],
+    active: Option<&[f32]>,
     pool: &[f32],
     v: &[f32],
     mg_o_mm: f32,
@@ -604,13 +607,24 @@ fn receptor_sums<const NR: usize>(
     }
     let mut g = [[0f32; NR]; BLOCK];
     let g = &mut g[..len];
-    for ((gk, a), p) in g
-        .iter_mut()
-        .zip(active.chunks_exact(NR))
-        .zip(pool.chunks_exact(NR))
-    {
-        for ri in 0..NR {
-            gk[ri] = a[ri] + p[ri] * half[ri];
+    match active {
+        Some(active) => {
+            for ((gk, a), p) in g
+                .iter_mut()
+                .zip(active.chunks_exact(NR))
+                .zip(pool.chunks_exact(NR))
+            {
+                for ri in 0..NR {
+                    gk[ri] = a[ri] + p[ri] * half[ri];
+                }
+            }
+        }
+        None => {
+            for (gk, p) in g.iter_mut().zip(pool.chunks_exact(NR)) {
+                for ri in 0..NR {
+                    gk[ri] = 0.0 + p[ri] * half[ri];
+                }
+            }
         }
     }
     if blocked.iter().any(|&b| b) {

@@ -272,7 +272,9 @@ impl CpuBackend {
         };
         // Only the fused paths (exp receptors only) take arrivals unsorted, so other
         // networks skip the pass over their synapses. Whole quanta only (no mean-TM
-        // type), so the step's f64 sum of quanta is exact in any order too.
+        // type), so the step's f64 sum of quanta is exact in any order too. (Before the
+        // state is allocated: the test's temporary list of sources, 4 B per synapse, then
+        // stays below the construction's peak.)
         let in_spike_order = model.exp_only()
             && uniform_delay.is_some()
             && model
@@ -598,9 +600,11 @@ impl CpuBackend {
                 .into_iter()
                 .zip(self.fired.iter_mut())
                 .collect();
+            let active_zero = self.exp_only;
             for_each(self.pool.as_ref(), &mut parts, |(c, out)| {
                 let mut p = *params;
                 p.neuron_base = c.base as u32;
+                c.active_zero = active_zero;
                 integrate::integrate_all(&p, &model.gpu_pops, &model.gpu_receptors, &net, c, out)
             });
         }
