@@ -119,6 +119,39 @@ fn scramble(st: &mut State, seed: u32) {
     st.refr[k] = 0;
 }
 
+/// `integrate` neuron by neuron over all of `st`: the spiking neurons.
+fn integrate_each(
+    model: &quantal::model::Model,
+    net: &quantal::network::Network,
+    params: &quantal::layout::StepParams,
+    st: &mut State,
+) -> Vec<u32> {
+    let (nn, nr) = (net.n_neurons() as usize, model.receptors.len());
+    let mut view = st.neurons(&[0, nn], nr);
+    let (pops, rcs) = (&model.gpu_pops, &model.gpu_receptors);
+    (0..nn)
+        .filter(|&n| integrate(n, params, pops, rcs, net, &mut view[0]))
+        .map(|n| n as u32)
+        .collect()
+}
+
+/// `integrate_all` over all of `st` as one range, its view's `active_zero` as given.
+fn integrate_blocks(
+    model: &quantal::model::Model,
+    net: &quantal::network::Network,
+    params: &quantal::layout::StepParams,
+    st: &mut State,
+    active_zero: bool,
+) -> Fired {
+    let (nn, nr) = (net.n_neurons() as usize, model.receptors.len());
+    let mut fired = Fired::default();
+    let mut view = st.neurons(&[0, nn], nr);
+    view[0].active_zero = active_zero;
+    let (pops, rcs) = (&model.gpu_pops, &model.gpu_receptors);
+    integrate_all(params, pops, rcs, net, &mut view[0], &mut fired);
+    fired
+}
+
 #[test]
 fn neuron_blocks_leave_the_bits_of_integrate() {
     for nr in 1..=RECEPTORS.len() {
@@ -133,22 +166,8 @@ fn neuron_blocks_leave_the_bits_of_integrate() {
             let mut all = cpu.state_ref().clone();
             let mut params = step_params(&model, &net, trial);
             params.neuron_base = 0;
-            let mut want = Vec::new();
-            {
-                let mut view = one.neurons(&[0, nn], nr);
-                for n in 0..nn {
-                    let (pops, rcs) = (&model.gpu_pops, &model.gpu_receptors);
-                    if integrate(n, &params, pops, rcs, &net, &mut view[0]) {
-                        want.push(n as u32);
-                    }
-                }
-            }
-            let mut fired = Fired::default();
-            {
-                let mut view = all.neurons(&[0, nn], nr);
-                let (pops, rcs) = (&model.gpu_pops, &model.gpu_receptors);
-                integrate_all(&params, pops, rcs, &net, &mut view[0], &mut fired);
-            }
+            let want = integrate_each(&model, &net, &params, &mut one);
+            let fired = integrate_blocks(&model, &net, &params, &mut all, false);
             assert!(!want.is_empty(), "nr {nr}: some neurons spike");
             let hh_spikes = want.iter().filter(|&&w| w as usize >= nn - 93).count();
             assert!(hh_spikes > 5, "nr {nr}: {hh_spikes} HH neurons spike");
@@ -184,23 +203,8 @@ fn neuron_blocks_leave_the_bits_of_integrate() {
                 *g = -0.0;
             }
             let (mut one, mut zero) = (base.clone(), base);
-            let mut want = Vec::new();
-            {
-                let mut view = one.neurons(&[0, nn], nr);
-                for n in 0..nn {
-                    let (pops, rcs) = (&model.gpu_pops, &model.gpu_receptors);
-                    if integrate(n, &params, pops, rcs, &net, &mut view[0]) {
-                        want.push(n as u32);
-                    }
-                }
-            }
-            let mut fired = Fired::default();
-            {
-                let mut view = zero.neurons(&[0, nn], nr);
-                view[0].active_zero = true;
-                let (pops, rcs) = (&model.gpu_pops, &model.gpu_receptors);
-                integrate_all(&params, pops, rcs, &net, &mut view[0], &mut fired);
-            }
+            let want = integrate_each(&model, &net, &params, &mut one);
+            let fired = integrate_blocks(&model, &net, &params, &mut zero, true);
             assert_eq!(
                 fired.spikes, want,
                 "nr {nr} trial {trial}: spikes, active +0"
