@@ -650,9 +650,9 @@ impl SynapseArrays {
     }
 
     /// CPU bytes per synapse: static post, weight and outgoing CSR entry (4 B each),
-    /// projection and delay (2 B each); dynamic t_last,
-    /// X_F, X_D, sites (4 B each); plus the optional arrays (the hand-off step only when
-    /// synapses can be active, the static-release record only in networks of that kind).
+    /// projection and delay (2 B each); dynamic t_last, X_F, X_D, sites (4 B each); plus
+    /// the optional arrays (the hand-off step only when synapses can be active, the
+    /// static-release record only in networks of that kind).
     pub fn bytes_per_synapse(&self) -> u64 {
         STATIC_BYTES_PER_SYNAPSE
             + 16

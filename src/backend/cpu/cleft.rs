@@ -609,17 +609,22 @@ impl OneTables {
     /// number at most [`ONE_TYPES`].
     fn of(model: &Model, net: &Network) -> OneTables {
         let by_projection = net.projections.len() <= ONE_TYPES;
-        let row_types: Vec<usize> = if by_projection {
-            net.projections.iter().map(|p| p.syn_type).collect()
+        let rows = if by_projection {
+            net.projections.len()
         } else {
-            (0..model.syn_types.len()).collect()
+            model.syn_types.len()
         };
         let mut tb = OneTables {
             by_projection,
-            rows: row_types.len(),
+            rows,
             ..OneTables::default()
         };
-        for (k, &ty) in row_types.iter().enumerate() {
+        for k in 0..rows {
+            let ty = if by_projection {
+                net.projections[k].syn_type
+            } else {
+                k
+            };
             let s = &model.syn_types[ty];
             let rc = &model.gpu_receptors[s.gpu.receptor_first as usize];
             tb.clear_half[k] = s.gpu.clear_half;
@@ -768,8 +773,8 @@ unsafe fn one_lanes_avx2(
 /// table row (its projection, [`OneTables`]), target, weight and transmitter into lanes
 /// (and its releases of this step, and a re-activated synapse's take-back, both rare);
 /// then the cleft, the binding, the relaxation and ḡ·w·r run over all lanes at once, the
-/// type's constants from small tables; a last pass in slot order writes the transmitter back and forms the sums. A
-/// block without a cleared slot is kept whole.
+/// type's constants from small tables; a last pass in slot order writes the transmitter
+/// back and forms the sums. A block without a cleared slot is kept whole.
 #[inline(always)]
 fn cleft_kinetic_one(
     model: &Model,
@@ -792,7 +797,7 @@ fn cleft_kinetic_one(
     let base = st.base as u32;
     #[cfg(target_arch = "x86_64")]
     let avx2 = tb.rows <= 8 && std::arch::is_x86_feature_detected!("avx2");
-    // Per lane (a slot of the block): type, transmitter (then after the step), target
+    // Per lane (a slot of the block): table row, transmitter (then after the step), target
     // (then its entry), weight (then ḡ·w, then g), r, αT (then r_inf), the exponent (then
     // the decay), cleared; a take-back's amount and whether there is one.
     let mut ty_lane = [0u32; BLOCK];
