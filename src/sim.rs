@@ -207,8 +207,9 @@ impl Simulation {
                     ));
                 }
             }
-            // Columns grouped by target neuron (global ids are post-major).
-            local.sort_by_key(|&l| synapse_ids[l as usize]);
+            // Columns grouped by target neuron: global ids are post-major and ascend with
+            // the local id (Network::projection_synapses), so local order is that order.
+            local.sort_unstable();
             let target_first = model.pops[proj.target].first;
             let mut node_ids: Vec<u64> = Vec::new();
             let mut index_pointer: Vec<u64> = Vec::new();

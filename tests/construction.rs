@@ -314,17 +314,23 @@ fn more_populations_than_the_index_holds_are_refused() {
         ));
     }
     text.push_str("[[synapse_types]]\nname = \"glu\"\ntransmitter = \"glutamate\"\n[[synapse_types.receptors]]\nkind = \"ampa\"\n");
-    let err = match quantal::netfile::load_str(&text, std::path::Path::new("many.toml"), &[]) {
-        Ok(_) => panic!("65537 populations must be refused"),
+    assert_one_too_many(&text, "populations", 4 + 4 * 65536);
+}
+
+/// `text` is refused for its 65537th `key` entry, which starts at `line`: the count, the
+/// bound and the location are in the error.
+fn assert_one_too_many(text: &str, key: &str, line: usize) {
+    let err = match quantal::netfile::load_str(text, std::path::Path::new("many.toml"), &[]) {
+        Ok(_) => panic!("65537 {key} must be refused"),
         Err(e) => e,
     };
     let msg = err.to_string();
     assert!(
-        msg.contains("65537 populations") && msg.contains("at most 65536"),
+        msg.contains(&format!("65537 {key}")) && msg.contains("at most 65536"),
         "{msg}"
     );
     let e = err.as_spec().expect("a located error");
-    assert_eq!(e.line, 4 + 4 * 65536, "{msg}");
+    assert_eq!(e.line, line, "{msg}");
 }
 
 /// Projection indices are u16 per synapse (`Network::syn_proj`): the 65537th projection is
@@ -339,17 +345,7 @@ fn more_projections_than_the_index_holds_are_refused() {
             "[[projections]]\nname = \"c{i}\"\nsource = \"p\"\ntarget = \"p\"\nsynapse = \"glu\"\nrule = \"one_to_one\"\n"
         ));
     }
-    let err = match quantal::netfile::load_str(&text, std::path::Path::new("many.toml"), &[]) {
-        Ok(_) => panic!("65537 projections must be refused"),
-        Err(e) => e,
-    };
-    let msg = err.to_string();
-    assert!(
-        msg.contains("65537 projections") && msg.contains("at most 65536"),
-        "{msg}"
-    );
-    let e = err.as_spec().expect("a located error");
-    assert_eq!(e.line, 13 + 6 * 65536, "{msg}");
+    assert_one_too_many(&text, "projections", 13 + 6 * 65536);
 }
 
 /// Regression (correctness issue, input): the memory guard estimates a distance-dependent
