@@ -138,10 +138,14 @@ unsafe fn exp_sw_slice_avx2(x: &mut [f32]) {
     }
 }
 
-/// [`exp_sw`] of `U` registers of eight lanes each, the same operations in the same
-/// order (the branches of [`exp_sw_slice`]'s lanes as blends), so the same bits (tested
-/// against `exp_sw` below). Each operation runs over all `U` registers before the next,
-/// so the registers' chains of dependent operations overlap.
+/// [`exp_sw`] of `U` registers of eight lanes each, the same values on every lane, so
+/// the same bits (tested against `exp_sw` below). The in-range lanes see the operations
+/// of `exp_sw` in its order, with `floor` for its truncation and correction (the same
+/// integer for |k| ≤ 128, where the correction makes truncation round down); the lanes
+/// below -87, above 88 or NaN are computed on a clamped argument (`min`/`max`, which
+/// leave the in-range lanes as they are) and replaced at the end by exp_sw's 0, +inf or
+/// the NaN itself. Each operation runs over all `U` registers before the next, so the
+/// registers' chains of dependent operations overlap.
 ///
 /// # Safety
 /// The CPU must have AVX2.
@@ -153,20 +157,10 @@ pub unsafe fn exp_sw_avx2<const U: usize>(
 ) -> [std::arch::x86_64::__m256; U] {
     use std::arch::x86_64::*;
     let c = _mm256_set1_ps;
-    let below = a.map(|a| _mm256_cmp_ps::<_CMP_LT_OQ>(a, c(-87.0)));
-    let above = a.map(|a| _mm256_cmp_ps::<_CMP_GT_OQ>(a, c(88.0)));
-    let nan = a.map(|a| _mm256_cmp_ps::<_CMP_UNORD_Q>(a, a));
-    let xc: [__m256; U] = std::array::from_fn(|u| {
-        let x = _mm256_blendv_ps(a[u], _mm256_setzero_ps(), nan[u]);
-        let x = _mm256_blendv_ps(x, c(88.0), above[u]);
-        _mm256_blendv_ps(x, c(-87.0), below[u])
-    });
+    // vminps returns its second operand when the first is NaN: NaN lanes become 88.
+    let xc = a.map(|a| _mm256_max_ps(_mm256_min_ps(a, c(88.0)), c(-87.0)));
     let kf = xc.map(|x| _mm256_add_ps(_mm256_mul_ps(x, c(std::f32::consts::LOG2_E)), c(0.5)));
-    let k: [__m256; U] = std::array::from_fn(|u| {
-        let k0 = _mm256_cvtepi32_ps(_mm256_cvttps_epi32(kf[u]));
-        let over = _mm256_cmp_ps::<_CMP_GT_OQ>(k0, kf[u]);
-        _mm256_blendv_ps(k0, _mm256_sub_ps(k0, c(1.0)), over)
-    });
+    let k = kf.map(|kf| _mm256_floor_ps(kf));
     let r: [__m256; U] = std::array::from_fn(|u| {
         let hi = _mm256_sub_ps(xc[u], _mm256_mul_ps(k[u], c(LN2_HI)));
         _mm256_sub_ps(hi, _mm256_mul_ps(k[u], c(LN2_LO)))
@@ -180,9 +174,12 @@ pub unsafe fn exp_sw_avx2<const U: usize>(
     std::array::from_fn(|u| {
         let bits = _mm256_add_epi32(_mm256_cvttps_epi32(k[u]), _mm256_set1_epi32(127));
         let e = _mm256_mul_ps(p[u], _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits)));
-        let e = _mm256_blendv_ps(e, a[u], nan[u]);
-        let e = _mm256_blendv_ps(e, c(f32::INFINITY), above[u]);
-        _mm256_blendv_ps(e, _mm256_setzero_ps(), below[u])
+        let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(a[u], a[u]);
+        let above = _mm256_cmp_ps::<_CMP_GT_OQ>(a[u], c(88.0));
+        let below = _mm256_cmp_ps::<_CMP_LT_OQ>(a[u], c(-87.0));
+        let e = _mm256_blendv_ps(e, a[u], nan);
+        let e = _mm256_blendv_ps(e, c(f32::INFINITY), above);
+        _mm256_blendv_ps(e, _mm256_setzero_ps(), below)
     })
 }
 
