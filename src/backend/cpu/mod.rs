@@ -123,6 +123,14 @@ pub struct CpuBackend {
     static_records: Vec<release::StaticSynapse>,
     /// Bits of the projection key in each of `static_records`.
     static_key_bits: u32,
+    /// `static_records` are in the order of the outgoing lists (arrivals in spike order,
+    /// `in_spike_order`), and `spike_rows` keeps each ring row's sources.
+    static_by_source: bool,
+    /// Per row of the delay ring, the neurons whose spikes `propagate` put there (with
+    /// `static_by_source`): the sources of that step's arrivals.
+    spike_rows: Vec<Vec<u32>>,
+    /// Steps whose static arrivals read their records in order (`static_by_source`).
+    by_source_steps: u64,
     /// The delay of every synapse, when all have the same.
     uniform_delay: Option<u16>,
     /// A step's arrivals, in the order `propagate` pushes them, reach each target's pool
@@ -265,7 +273,6 @@ impl CpuBackend {
         let all_static = model.all_static_release();
         let static_exp = model.static_exp_only();
         let kinetic_only = model.kinetic_only();
-        let (static_records, static_key_bits) = release::StaticSynapse::of(&model, &net);
         let uniform_delay = match net.syn_delay.first() {
             Some(&d) if net.syn_delay.iter().all(|&x| x == d) => Some(d),
             _ => None,
@@ -283,7 +290,16 @@ impl CpuBackend {
                 .all(|t| t.gpu.release != crate::layout::release::TM_MEAN)
             && in_spike_order(&model, &net);
         let exp_only = model.exp_only();
+        let static_by_source = static_exp && in_spike_order;
+        let (static_records, static_key_bits) =
+            release::StaticSynapse::of(&model, &net, static_by_source);
+        let static_by_source = static_by_source && !static_records.is_empty();
         let st = State::new(&model, &net);
+        let spike_rows = if static_by_source {
+            vec![Vec::new(); st.ring.len()]
+        } else {
+            Vec::new()
+        };
         let spont = SpontParams::new(&model);
         Self {
             model,
@@ -317,6 +333,9 @@ impl CpuBackend {
             kinetic_only,
             static_records,
             static_key_bits,
+            static_by_source,
+            spike_rows,
+            by_source_steps: 0,
             uniform_delay,
             in_spike_order,
             sort_scratch: Vec::new(),
@@ -371,6 +390,12 @@ impl CpuBackend {
     /// network is not of that kind).
     pub fn static_record_bytes(&self) -> usize {
         std::mem::size_of_val(self.static_records.as_slice())
+    }
+
+    /// Steps whose static arrivals read their records in the order of the outgoing lists
+    /// ([`release::StaticRecords::BySource`]).
+    pub fn by_source_steps(&self) -> u64 {
+        self.by_source_steps
     }
 
     /// Steps whose arrivals went straight into the pools in one pass over the events
@@ -779,15 +804,22 @@ impl Backend for CpuBackend {
             self.most_event_ranges = self.most_event_ranges.max(1);
             self.fused_steps += 1;
             if self.static_exp {
-                release::release_static_exp(
+                let (records, bits) = (&self.static_records, self.static_key_bits);
+                let row = self.st.step as usize % self.st.ring.len();
+                let records = match self.spike_rows.get(row) {
+                    Some(sources) => release::StaticRecords::BySource(records, bits, sources),
+                    None if records.is_empty() => release::StaticRecords::None,
+                    None => release::StaticRecords::BySynapse(records, bits),
+                };
+                let in_order = release::release_static_exp(
                     &model,
                     &net,
-                    &self.static_records,
-                    self.static_key_bits,
+                    records,
                     &self.events,
                     &mut self.st,
                     &mut self.evoked,
                 );
+                self.by_source_steps += u64::from(in_order);
             } else {
                 let t = self.st.step;
                 release::release_exp_direct(
@@ -808,6 +840,12 @@ impl Backend for CpuBackend {
         self.integrate_ranges(&params);
         lap(3);
         propagate::propagate(&net, &mut self.st, self.uniform_delay);
+        if let (true, Some(d)) = (self.static_by_source, self.uniform_delay) {
+            // The sources of the arrivals `propagate` just put in the ring's row.
+            let row = (self.st.step as usize + d as usize) % self.st.ring.len();
+            self.spike_rows[row].clear();
+            self.spike_rows[row].extend_from_slice(&self.st.spikes);
+        }
         lap(4);
         {
             let ns = net.n_synapses() as usize;

@@ -617,8 +617,11 @@ pub struct StaticSynapse {
 
 impl StaticSynapse {
     /// The records of every synapse and the bits of the key, when the network is of that
-    /// kind ([`Model::static_record_key_bits`]); else none.
-    pub fn of(model: &Model, net: &Network) -> (Vec<StaticSynapse>, u32) {
+    /// kind ([`Model::static_record_key_bits`]); else none. With `out_order`, record `o`
+    /// is that of synapse `net.out_syn[o]` (the order of the outgoing lists, in which a
+    /// step's arrivals visit them when they come in spike order); else record `i` is
+    /// synapse `i`'s.
+    pub fn of(model: &Model, net: &Network, out_order: bool) -> (Vec<StaticSynapse>, u32) {
         let Some(key_bits) = model.static_record_key_bits() else {
             return (Vec::new(), 0);
         };
@@ -627,21 +630,52 @@ impl StaticSynapse {
             model.syn_types.len(),
             model.receptors.len(),
         );
-        let records = (0..net.n_synapses() as usize)
-            .map(|i| {
-                let ty = &model.syn_types[net.syn_type(i)].gpu;
-                let rc = &model.gpu_receptors[ty.receptor_first as usize];
-                let post = net.syn_post[i] as usize;
-                let entry = post * nr + ty.receptor_first as usize;
-                let key = net.evoked_key(i, np, nt);
-                StaticSynapse {
-                    entry_key: ((entry << key_bits) | key) as u32,
-                    g_ns: rc.g_max_ns * net.syn_weight[i],
-                }
-            })
-            .collect();
+        let record = |i: usize| {
+            let ty = &model.syn_types[net.syn_type(i)].gpu;
+            let rc = &model.gpu_receptors[ty.receptor_first as usize];
+            let post = net.syn_post[i] as usize;
+            let entry = post * nr + ty.receptor_first as usize;
+            let key = net.evoked_key(i, np, nt);
+            StaticSynapse {
+                entry_key: ((entry << key_bits) | key) as u32,
+                g_ns: rc.g_max_ns * net.syn_weight[i],
+            }
+        };
+        let records = if out_order {
+            net.out_syn.iter().map(|&s| record(s as usize)).collect()
+        } else {
+            (0..net.n_synapses() as usize).map(record).collect()
+        };
         (records, key_bits)
     }
+}
+
+/// Where [`release_static_exp`] finds each arrival's record.
+#[derive(Debug, Clone, Copy)]
+pub enum StaticRecords<'a> {
+    /// None: every arrival reads the synapse arrays.
+    None,
+    /// Record `i` is synapse `i`'s ([`StaticSynapse::of`] without `out_order`).
+    BySynapse(&'a [StaticSynapse], u32),
+    /// Record `o` is that of `net.out_syn[o]` (with `out_order`), and the step's arrivals
+    /// should be the outgoing lists of these sources, one after the other: then the
+    /// records are read in order, one cache line for eight arrivals; where the arrivals
+    /// are not that (a state set from elsewhere), every arrival reads the synapse arrays.
+    BySource(&'a [StaticSynapse], u32, &'a [u32]),
+}
+
+/// True when `events` are the outgoing lists of `sources`, one after the other.
+fn arrivals_of(net: &Network, sources: &[u32], events: &[(u32, u32)]) -> bool {
+    let mut e = 0;
+    for &n in sources {
+        let out = &net.out_syn
+            [net.out_offsets[n as usize] as usize..net.out_offsets[n as usize + 1] as usize];
+        match events.get(e..e + out.len()) {
+            Some(run) if run.iter().zip(out).all(|(ev, &syn)| ev.0 == syn) => e += out.len(),
+            _ => return false,
+        }
+    }
+    e == events.len()
 }
 
 /// A step's spike arrivals in a network of static release onto exp receptors only
@@ -651,17 +685,18 @@ impl StaticSynapse {
 /// synapse id, the order of `release_direct`, one event per synapse), after the pools
 /// decayed: the same sums in the same order, the same evoked counts and quanta.
 ///
-/// With `records` (one per synapse, and `key_bits`, from [`StaticSynapse::of`]), each
-/// arrival reads its synapse's one record instead of four arrays.
+/// With `records` ([`StaticRecords`]), each arrival reads its synapse's one record
+/// instead of four arrays; in the order of the outgoing lists, when the arrivals are
+/// those of the sources given, the records are read in order. Returns true when they
+/// were.
 pub fn release_static_exp(
     model: &Model,
     net: &Network,
-    records: &[StaticSynapse],
-    key_bits: u32,
+    records: StaticRecords<'_>,
     events: &[(u32, u32)],
     st: &mut State,
     evoked: &mut [[u64; 3]],
-) {
+) -> bool {
     let (np, nt) = (model.pops.len(), model.syn_types.len());
     let nr = model.receptors.len();
     // Every arrival is one evoked quantum, never a failure: count the arrivals per
@@ -669,9 +704,32 @@ pub fn release_static_exp(
     // [`count_evoked`]); the quanta of the step, whole numbers in an f64, likewise.
     let mut arrivals = vec![0u64; evoked.len()];
     let q = 1.0;
-    if !records.is_empty() {
-        for (e, &(syn, kind)) in events.iter().enumerate() {
-            debug_assert_eq!(kind, SPIKE, "static release has no asynchronous fusions");
+    debug_assert!(
+        events.iter().all(|e| e.1 == SPIKE),
+        "static release has no asynchronous fusions"
+    );
+    let records = match records {
+        StaticRecords::BySource(records, key_bits, sources) => {
+            if arrivals_of(net, sources, events) {
+                for &n in sources {
+                    let (o0, o1) = (
+                        net.out_offsets[n as usize] as usize,
+                        net.out_offsets[n as usize + 1] as usize,
+                    );
+                    for r in &records[o0..o1] {
+                        arrivals[(r.entry_key & ((1 << key_bits) - 1)) as usize] += 1;
+                        st.g_pool_ns[(r.entry_key >> key_bits) as usize] += r.g_ns * q;
+                    }
+                }
+                count_static(evoked, &arrivals, events.len(), st);
+                return true;
+            }
+            StaticRecords::None
+        }
+        other => other,
+    };
+    if let StaticRecords::BySynapse(records, key_bits) = records {
+        for (e, &(syn, _)) in events.iter().enumerate() {
             if let Some(&(ahead, _)) = events.get(e + PREFETCH_EVENTS) {
                 prefetch(&records[ahead as usize]);
             }
@@ -680,8 +738,7 @@ pub fn release_static_exp(
             st.g_pool_ns[(r.entry_key >> key_bits) as usize] += r.g_ns * q;
         }
     } else {
-        for (e, &(syn, kind)) in events.iter().enumerate() {
-            debug_assert_eq!(kind, SPIKE, "static release has no asynchronous fusions");
+        for (e, &(syn, _)) in events.iter().enumerate() {
             if let Some(&(ahead, _)) = events.get(e + PREFETCH_EVENTS) {
                 prefetch_synapse(net, ahead);
             }
@@ -697,11 +754,19 @@ pub fn release_static_exp(
             }
         }
     }
-    for (c, &n) in evoked.iter_mut().zip(&arrivals) {
+    count_static(evoked, &arrivals, events.len(), st);
+    false
+}
+
+/// The evoked counts and quanta of a step of [`release_static_exp`]: `arrivals` per
+/// projection key, `n_events` in all, each one quantum.
+fn count_static(evoked: &mut [[u64; 3]], arrivals: &[u64], n_events: usize, st: &mut State) {
+    let q = 1.0;
+    for (c, &n) in evoked.iter_mut().zip(arrivals) {
         c[0] += n;
         c[2] += n * quanta_units(q);
     }
-    st.quanta_step += events.len() as f64;
+    st.quanta_step += n_events as f64;
 }
 
 avx2_or_baseline! {
