@@ -298,28 +298,40 @@ fn integrate_all_body(
             // The block: the next neurons of this population, at most BLOCK. Populations
             // are contiguous, so the test without an early exit (which runs several lanes
             // at a time) usually settles it.
-            let window = &net.neuron_pop[base + n..base + nn.min(n + BLOCK)];
-            let mixed = window.iter().fold(false, |acc, &q| acc | (q != pop));
-            let len = if mixed {
-                window
-                    .iter()
-                    .position(|&q| q != pop)
-                    .unwrap_or(window.len())
-            } else {
-                window.len()
+            let block_end = |from: usize| {
+                let window = &net.neuron_pop[base + from..base + nn.min(from + BLOCK)];
+                let mixed = window.iter().fold(false, |acc, &q| acc | (q != pop));
+                from + if mixed {
+                    window
+                        .iter()
+                        .position(|&q| q != pop)
+                        .unwrap_or(window.len())
+                } else {
+                    window.len()
+                }
             };
-            let end = n + len;
-            let mut spiked = [0u32; BLOCK];
+            let end = block_end(n);
             // LIF neurons with at most two receptors, none blocked by Mg²⁺, go 32 at a
-            // time through the fused AVX2 chunks; the rest of the block as below.
+            // time through the fused AVX2 chunks, over the population's whole run of
+            // blocks; what is left (fewer than 32) as below.
             #[cfg(target_arch = "x86_64")]
-            if p.model == neuron::LIF && avx2 && len >= CHUNK {
-                n = lif_chunks(n..end, p, params, receptors, net, st, out);
-            }
+            let end = if p.model == neuron::LIF && avx2 && end - n >= CHUNK {
+                let (mut run_end, mut whole) = (end, end - n == BLOCK);
+                while whole && run_end < nn {
+                    let next = block_end(run_end);
+                    whole = next - run_end == BLOCK;
+                    run_end = next;
+                }
+                n = lif_chunks(n..run_end, p, params, receptors, net, st, out);
+                run_end
+            } else {
+                end
+            };
             let len = end - n;
             if len == 0 {
                 continue;
             }
+            let mut spiked = [0u32; BLOCK];
             if p.model == neuron::LIF {
                 lif_block_drive(
                     n..end,
