@@ -534,6 +534,10 @@ impl CpuBackend {
         // active and new slots of those synapses (slots are ascending by synapse id); one
         // range while there are too few active synapses to share.
         let n_slots = self.st.active.len() + self.new_slots.len();
+        if n_slots == 0 && self.hits.is_empty() {
+            // No synapse is active (always so with exp receptors only): nothing to do.
+            return;
+        }
         let nb = if n_slots >= 2 * self.min_slots {
             &self.cleft_bounds
         } else {
@@ -847,7 +851,7 @@ impl Backend for CpuBackend {
             self.spike_rows[row].extend_from_slice(&self.st.spikes);
         }
         lap(4);
-        {
+        if self.spont.rate_max > 0.0 {
             let ns = net.n_synapses() as usize;
             let t = self.st.step;
             let mut pending = std::mem::take(&mut self.st.pending_minis);
