@@ -711,11 +711,21 @@ pub fn release_static_exp(
     let records = match records {
         StaticRecords::BySource(records, key_bits, sources) => {
             if arrivals_of(net, sources, events) {
-                for &n in sources {
+                for (k, &n) in sources.iter().enumerate() {
                     let (o0, o1) = (
                         net.out_offsets[n as usize] as usize,
                         net.out_offsets[n as usize + 1] as usize,
                     );
+                    // The next source's first records, while this one's are added.
+                    if let Some(&m) = sources.get(k + 1) {
+                        let (p0, p1) = (
+                            net.out_offsets[m as usize] as usize,
+                            net.out_offsets[m as usize + 1] as usize,
+                        );
+                        for o in (p0..p1).step_by(8).take(4) {
+                            prefetch(&records[o]);
+                        }
+                    }
                     for r in &records[o0..o1] {
                         arrivals[(r.entry_key & ((1 << key_bits) - 1)) as usize] += 1;
                         st.g_pool_ns[(r.entry_key >> key_bits) as usize] += r.g_ns * q;
