@@ -24,14 +24,27 @@ pub fn decay_pools(
     st.g_active_ns[idx] = 0.0;
 }
 
-/// The dispatcher: every entry of the neurons of `st`, the statements of [`decay_pools`]
-/// with the receptor of each entry known from its position (no division): the active
-/// sums cleared in one pass, the pools multiplied by a row of decay factors that repeats
-/// every receptor's factor for 16 neurons, so whole vectors go at a time. Without
-/// `clear_active` the active sums are left as they are: for networks whose synapses are
-/// never active (exp receptors only, [`crate::model::Model::exp_only`]), where they stay
-/// 0 and clearing them would only write 0 over 0 (2 % of `brette_coba`'s step).
-pub fn decay_pools_all(
+avx2_or_baseline! {
+    /// The dispatcher: every entry of the neurons of `st`, the statements of [`decay_pools`]
+    /// with the receptor of each entry known from its position (no division): the active
+    /// sums cleared in one pass, the pools multiplied by a row of decay factors that repeats
+    /// every receptor's factor for 16 neurons, so whole vectors go at a time. Without
+    /// `clear_active` the active sums are left as they are: for networks whose synapses are
+    /// never active (exp receptors only, [`crate::model::Model::exp_only`]), where they stay
+    /// 0 and clearing them would only write 0 over 0 (2 % of `brette_coba`'s step).
+    ///
+    /// Built for AVX2 too (eight lanes) where the CPU has it.
+    pub fn decay_pools_all(
+        params: &StepParams,
+        receptors: &[GpuReceptor],
+        st: &mut Neurons<'_>,
+        clear_active: bool,
+    ) => decay_pools_all_body
+}
+
+/// The body of [`decay_pools_all`], inlined into each build of it.
+#[inline(always)]
+fn decay_pools_all_body(
     params: &StepParams,
     receptors: &[GpuReceptor],
     st: &mut Neurons<'_>,
