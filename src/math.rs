@@ -140,10 +140,9 @@ unsafe fn exp_sw_slice_avx2(x: &mut [f32]) {
 
 /// [`exp_sw`] of `U` registers of eight lanes each, the same values on every lane, so
 /// the same bits (tested against `exp_sw` below). The in-range lanes see the operations
-/// of `exp_sw` in its order, with `floor` for its truncation and correction (the same
-/// integer for |k| ≤ 128, where the correction makes truncation round down); the lanes
-/// below -87, above 88 or NaN are computed on a clamped argument (`min`/`max`, which
-/// leave the in-range lanes as they are) and replaced at the end by exp_sw's 0, +inf or
+/// of `exp_sw` in its order ([`exp_sw_avx2_core`]); when some lane is below -87, above 88
+/// or NaN, the lanes are computed on a clamped argument (`min`/`max`, which leave the
+/// in-range lanes as they are) and those lanes replaced at the end by exp_sw's 0, +inf or
 /// the NaN itself. Each operation runs over all `U` registers before the next, so the
 /// registers' chains of dependent operations overlap.
 ///
@@ -157,8 +156,47 @@ pub unsafe fn exp_sw_avx2<const U: usize>(
 ) -> [std::arch::x86_64::__m256; U] {
     use std::arch::x86_64::*;
     let c = _mm256_set1_ps;
+    // Usually every lane is in range (one test for all of them): then no clamp and no
+    // replacement.
+    let inside = a
+        .iter()
+        .fold(_mm256_castsi256_ps(_mm256_set1_epi32(-1)), |acc, &a| {
+            let lo = _mm256_cmp_ps::<_CMP_GE_OQ>(a, c(-87.0));
+            let hi = _mm256_cmp_ps::<_CMP_LE_OQ>(a, c(88.0));
+            _mm256_and_ps(acc, _mm256_and_ps(lo, hi))
+        });
+    if _mm256_movemask_ps(inside) == 0xff {
+        // SAFETY: the CPU has AVX2 (this function's feature).
+        return unsafe { exp_sw_avx2_core(a) };
+    }
     // vminps returns its second operand when the first is NaN: NaN lanes become 88.
     let xc = a.map(|a| _mm256_max_ps(_mm256_min_ps(a, c(88.0)), c(-87.0)));
+    // SAFETY: as above.
+    let e = unsafe { exp_sw_avx2_core(xc) };
+    std::array::from_fn(|u| {
+        let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(a[u], a[u]);
+        let above = _mm256_cmp_ps::<_CMP_GT_OQ>(a[u], c(88.0));
+        let below = _mm256_cmp_ps::<_CMP_LT_OQ>(a[u], c(-87.0));
+        let e = _mm256_blendv_ps(e[u], a[u], nan);
+        let e = _mm256_blendv_ps(e, c(f32::INFINITY), above);
+        _mm256_blendv_ps(e, _mm256_setzero_ps(), below)
+    })
+}
+
+/// The operations of [`exp_sw`] for arguments in [-87, 88] (no NaN), on `U` registers:
+/// k = floor(x·log2 e + 0.5) (`floor` gives exp_sw's truncation and correction for |k| ≤
+/// 128), the reduced argument, the degree-7 polynomial and the scale 2^k.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn exp_sw_avx2_core<const U: usize>(
+    xc: [std::arch::x86_64::__m256; U],
+) -> [std::arch::x86_64::__m256; U] {
+    use std::arch::x86_64::*;
+    let c = _mm256_set1_ps;
     let kf = xc.map(|x| _mm256_add_ps(_mm256_mul_ps(x, c(std::f32::consts::LOG2_E)), c(0.5)));
     let k = kf.map(|kf| _mm256_floor_ps(kf));
     let r: [__m256; U] = std::array::from_fn(|u| {
@@ -173,13 +211,7 @@ pub unsafe fn exp_sw_avx2<const U: usize>(
     }
     std::array::from_fn(|u| {
         let bits = _mm256_add_epi32(_mm256_cvttps_epi32(k[u]), _mm256_set1_epi32(127));
-        let e = _mm256_mul_ps(p[u], _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits)));
-        let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(a[u], a[u]);
-        let above = _mm256_cmp_ps::<_CMP_GT_OQ>(a[u], c(88.0));
-        let below = _mm256_cmp_ps::<_CMP_LT_OQ>(a[u], c(-87.0));
-        let e = _mm256_blendv_ps(e, a[u], nan);
-        let e = _mm256_blendv_ps(e, c(f32::INFINITY), above);
-        _mm256_blendv_ps(e, _mm256_setzero_ps(), below)
+        _mm256_mul_ps(p[u], _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits)))
     })
 }
 

@@ -250,12 +250,12 @@ avx2_or_baseline! {
     /// the updates; HH neurons likewise (`hh_block`: the rates, gates and membrane with
     /// their ten exponentials in three passes over the block). Where the CPU has AVX2 and
     /// the network at most two receptors, none with the Mg²⁺ block, the whole chunks of
-    /// 64 neurons of a LIF population's run of blocks instead go through `lif_chunk_avx2`, which runs those
-    /// statements on eight registers without the block's arrays in between (28 % less time
-    /// in `integrate` on `brette_coba`). Each neuron sees the same operations on the same
-    /// values as in [`integrate`] and the WGSL twin, so the bits are the same; only
-    /// independent neurons' statements are interleaved, which lets the CPU overlap their
-    /// exponentials' latency.
+    /// 64 neurons of a LIF population's run of blocks instead go through
+    /// `lif_chunk_avx2`, which runs those statements on eight registers without the
+    /// block's arrays in between (`integrate` on `brette_coba` about 11 -> 7 µs per
+    /// step). Each neuron sees the same operations on the same values as in [`integrate`]
+    /// and the WGSL twin, so the bits are the same; only independent neurons' statements
+    /// are interleaved, which lets the CPU overlap their exponentials' latency.
     pub fn integrate_all(
         params: &StepParams,
         pops: &[GpuPopulation],
