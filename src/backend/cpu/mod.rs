@@ -131,6 +131,8 @@ pub struct CpuBackend {
     spike_rows: Vec<Vec<u32>>,
     /// Steps whose static arrivals read their records in order (`static_by_source`).
     by_source_steps: u64,
+    /// Arrivals of the last step (`events`, or the ring's row taken as it is).
+    n_events: usize,
     /// The delay of every synapse, when all have the same.
     uniform_delay: Option<u16>,
     /// A step's arrivals, in the order `propagate` pushes them, reach each target's pool
@@ -336,6 +338,7 @@ impl CpuBackend {
             static_by_source,
             spike_rows,
             by_source_steps: 0,
+            n_events: 0,
             uniform_delay,
             in_spike_order,
             sort_scratch: Vec::new(),
@@ -393,7 +396,7 @@ impl CpuBackend {
     }
 
     /// Steps whose static arrivals read their records in the order of the outgoing lists
-    /// ([`release::StaticRecords::BySource`]).
+    /// ([`release::release_static_by_source`]).
     pub fn by_source_steps(&self) -> u64 {
         self.by_source_steps
     }
@@ -783,12 +786,26 @@ impl Backend for CpuBackend {
             && self.st.pending_minis.is_empty()
             && (self.threads == 1 || arrivals < 2 * self.min_events);
         let sorted = !(fused && self.in_spike_order);
-        deliver::deliver(
-            &mut self.st,
-            &mut self.events,
-            &mut self.sort_scratch,
-            sorted,
-        );
+        // Static release with its records in outgoing order takes the ring's row as it is
+        // when it holds the outgoing lists of the sources kept for it (else, after a state
+        // set from elsewhere, the arrivals go through `deliver` and the synapse arrays).
+        let row = self.st.step as usize % self.st.ring.len();
+        let by_source = fused
+            && self.static_by_source
+            && self.st.ring_async[row].is_empty()
+            && release::arrivals_of(&net, &self.spike_rows[row], &self.st.ring[row]);
+        if by_source {
+            self.events.clear();
+            self.n_events = self.st.ring[row].len();
+        } else {
+            deliver::deliver(
+                &mut self.st,
+                &mut self.events,
+                &mut self.sort_scratch,
+                sorted,
+            );
+            self.n_events = self.events.len();
+        }
         lap(0);
         let nr = model.receptors.len();
         if fused {
@@ -807,15 +824,26 @@ impl Backend for CpuBackend {
             }
             self.most_event_ranges = self.most_event_ranges.max(1);
             self.fused_steps += 1;
-            if self.static_exp {
-                let (records, bits) = (&self.static_records, self.static_key_bits);
-                let row = self.st.step as usize % self.st.ring.len();
-                let records = match self.spike_rows.get(row) {
-                    Some(sources) => release::StaticRecords::BySource(records, bits, sources),
-                    None if records.is_empty() => release::StaticRecords::None,
-                    None => release::StaticRecords::BySynapse(records, bits),
+            if by_source {
+                release::release_static_by_source(
+                    &net,
+                    &self.static_records,
+                    self.static_key_bits,
+                    &self.spike_rows[row],
+                    &mut self.st,
+                    &mut self.evoked,
+                );
+                // The row's arrivals are taken (as `deliver` takes them).
+                self.st.ring[row].clear();
+                self.by_source_steps += 1;
+            } else if self.static_exp {
+                // Records in outgoing order cannot be found by synapse id.
+                let records = if self.static_records.is_empty() || self.static_by_source {
+                    release::StaticRecords::None
+                } else {
+                    release::StaticRecords::BySynapse(&self.static_records, self.static_key_bits)
                 };
-                let in_order = release::release_static_exp(
+                release::release_static_exp(
                     &model,
                     &net,
                     records,
@@ -823,7 +851,6 @@ impl Backend for CpuBackend {
                     &mut self.st,
                     &mut self.evoked,
                 );
-                self.by_source_steps += u64::from(in_order);
             } else {
                 let t = self.st.step;
                 release::release_exp_direct(
@@ -971,7 +998,7 @@ impl Backend for CpuBackend {
     }
 
     fn events_last_step(&self) -> u64 {
-        self.events.len() as u64
+        self.n_events as u64
     }
 
     fn active_synapse_steps(&self) -> Option<u64> {

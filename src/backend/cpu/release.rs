@@ -657,25 +657,62 @@ pub enum StaticRecords<'a> {
     None,
     /// Record `i` is synapse `i`'s ([`StaticSynapse::of`] without `out_order`).
     BySynapse(&'a [StaticSynapse], u32),
-    /// Record `o` is that of `net.out_syn[o]` (with `out_order`), and the step's arrivals
-    /// should be the outgoing lists of these sources, one after the other: then the
-    /// records are read in order, one cache line for eight arrivals; where the arrivals
-    /// are not that (a state set from elsewhere), every arrival reads the synapse arrays.
-    BySource(&'a [StaticSynapse], u32, &'a [u32]),
 }
 
-/// True when `events` are the outgoing lists of `sources`, one after the other.
-fn arrivals_of(net: &Network, sources: &[u32], events: &[(u32, u32)]) -> bool {
+/// True when `arrivals` (synapse ids) are the outgoing lists of `sources`, one after the
+/// other: then [`release_static_by_source`] can take them from the records in outgoing
+/// order.
+pub fn arrivals_of(net: &Network, sources: &[u32], arrivals: &[u32]) -> bool {
     let mut e = 0;
     for &n in sources {
         let out = &net.out_syn
             [net.out_offsets[n as usize] as usize..net.out_offsets[n as usize + 1] as usize];
-        match events.get(e..e + out.len()) {
-            Some(run) if run.iter().zip(out).all(|(ev, &syn)| ev.0 == syn) => e += out.len(),
+        match arrivals.get(e..e + out.len()) {
+            Some(run) if run == out => e += out.len(),
             _ => return false,
         }
     }
-    e == events.len()
+    e == arrivals.len()
+}
+
+/// [`release_static_exp`] for a step whose arrivals are the outgoing lists of `sources`,
+/// one after the other ([`arrivals_of`]), with `records` in the order of the outgoing
+/// lists ([`StaticSynapse::of`] with `out_order`, `key_bits` its key bits): the same
+/// arrivals in the same order, their records read one after the other (one cache line for
+/// eight arrivals, and the next source's first lines asked for ahead).
+pub fn release_static_by_source(
+    net: &Network,
+    records: &[StaticSynapse],
+    key_bits: u32,
+    sources: &[u32],
+    st: &mut State,
+    evoked: &mut [[u64; 3]],
+) {
+    let mut arrivals = vec![0u64; evoked.len()];
+    let q = 1.0;
+    let mut n_events = 0;
+    for (k, &n) in sources.iter().enumerate() {
+        let (o0, o1) = (
+            net.out_offsets[n as usize] as usize,
+            net.out_offsets[n as usize + 1] as usize,
+        );
+        // The next source's first records, while this one's are added.
+        if let Some(&m) = sources.get(k + 1) {
+            let (p0, p1) = (
+                net.out_offsets[m as usize] as usize,
+                net.out_offsets[m as usize + 1] as usize,
+            );
+            for o in (p0..p1).step_by(8).take(4) {
+                prefetch(&records[o]);
+            }
+        }
+        for r in &records[o0..o1] {
+            arrivals[(r.entry_key & ((1 << key_bits) - 1)) as usize] += 1;
+            st.g_pool_ns[(r.entry_key >> key_bits) as usize] += r.g_ns * q;
+        }
+        n_events += o1 - o0;
+    }
+    count_static(evoked, &arrivals, n_events, st);
 }
 
 /// A step's spike arrivals in a network of static release onto exp receptors only
@@ -686,9 +723,7 @@ fn arrivals_of(net: &Network, sources: &[u32], events: &[(u32, u32)]) -> bool {
 /// decayed: the same sums in the same order, the same evoked counts and quanta.
 ///
 /// With `records` ([`StaticRecords`]), each arrival reads its synapse's one record
-/// instead of four arrays; in the order of the outgoing lists, when the arrivals are
-/// those of the sources given, the records are read in order. Returns true when they
-/// were.
+/// instead of four arrays.
 pub fn release_static_exp(
     model: &Model,
     net: &Network,
@@ -696,7 +731,7 @@ pub fn release_static_exp(
     events: &[(u32, u32)],
     st: &mut State,
     evoked: &mut [[u64; 3]],
-) -> bool {
+) {
     let (np, nt) = (model.pops.len(), model.syn_types.len());
     let nr = model.receptors.len();
     // Every arrival is one evoked quantum, never a failure: count the arrivals per
@@ -708,36 +743,6 @@ pub fn release_static_exp(
         events.iter().all(|e| e.1 == SPIKE),
         "static release has no asynchronous fusions"
     );
-    let records = match records {
-        StaticRecords::BySource(records, key_bits, sources) => {
-            if arrivals_of(net, sources, events) {
-                for (k, &n) in sources.iter().enumerate() {
-                    let (o0, o1) = (
-                        net.out_offsets[n as usize] as usize,
-                        net.out_offsets[n as usize + 1] as usize,
-                    );
-                    // The next source's first records, while this one's are added.
-                    if let Some(&m) = sources.get(k + 1) {
-                        let (p0, p1) = (
-                            net.out_offsets[m as usize] as usize,
-                            net.out_offsets[m as usize + 1] as usize,
-                        );
-                        for o in (p0..p1).step_by(8).take(4) {
-                            prefetch(&records[o]);
-                        }
-                    }
-                    for r in &records[o0..o1] {
-                        arrivals[(r.entry_key & ((1 << key_bits) - 1)) as usize] += 1;
-                        st.g_pool_ns[(r.entry_key >> key_bits) as usize] += r.g_ns * q;
-                    }
-                }
-                count_static(evoked, &arrivals, events.len(), st);
-                return true;
-            }
-            StaticRecords::None
-        }
-        other => other,
-    };
     if let StaticRecords::BySynapse(records, key_bits) = records {
         for (e, &(syn, _)) in events.iter().enumerate() {
             if let Some(&(ahead, _)) = events.get(e + PREFETCH_EVENTS) {
@@ -765,7 +770,6 @@ pub fn release_static_exp(
         }
     }
     count_static(evoked, &arrivals, events.len(), st);
-    false
 }
 
 /// The evoked counts and quanta of a step of [`release_static_exp`]: `arrivals` per
