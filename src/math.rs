@@ -140,7 +140,7 @@ unsafe fn exp_sw_slice_avx2(x: &mut [f32]) {
 
 /// [`exp_sw`] of `U` registers of eight lanes each, the same values on every lane, so
 /// the same bits (tested against `exp_sw` below). The in-range lanes see the operations
-/// of `exp_sw` in its order ([`exp_sw_avx2_core`]); when some lane is below -87, above 88
+/// of `exp_sw` in its order (`exp_sw_avx2_core`); when some lane is below -87, above 88
 /// or NaN, the lanes are computed on a clamped argument (`min`/`max`, which leave the
 /// in-range lanes as they are) and those lanes replaced at the end by exp_sw's 0, +inf or
 /// the NaN itself. Each operation runs over all `U` registers before the next, so the
