@@ -81,7 +81,8 @@ lockout_ms = 0.3
     t
 }
 
-/// Random conductances, potentials, refractory counts, adaptation and HH gates; one NaN.
+/// Random conductances, potentials, refractory counts, adaptation and HH gates; one NaN
+/// (in a pool, or in V without receptors).
 fn scramble(st: &mut State, seed: u32) {
     let mut s = Stream::new(7, 0, seed);
     let mut u = || s.uniform();
@@ -120,7 +121,11 @@ fn scramble(st: &mut State, seed: u32) {
     }
     let k = (u() * st.v_mv.len() as f32) as usize;
     let nr = st.g_pool_ns.len() / st.v_mv.len();
-    st.g_pool_ns[k * nr] = f32::NAN;
+    if nr > 0 {
+        st.g_pool_ns[k * nr] = f32::NAN;
+    } else {
+        st.v_mv[k] = f32::NAN;
+    }
     st.refr[k] = 0;
 }
 
@@ -159,11 +164,12 @@ fn integrate_blocks(
 
 #[test]
 fn neuron_blocks_leave_the_bits_of_integrate() {
-    // Every prefix of RECEPTORS, and the lists of one or two receptors without the Mg²⁺
-    // block that the CPU's fused LIF chunks take (two exp, two kinetic, one kinetic).
+    // Every prefix of RECEPTORS, and the lists of at most two receptors without the Mg²⁺
+    // block that the CPU's fused LIF chunks take (two exp, two kinetic, one kinetic,
+    // none).
     let lists = (1..=RECEPTORS.len())
         .map(|nr| (0..nr).collect::<Vec<usize>>())
-        .chain([vec![0, 4], vec![2, 3], vec![2]]);
+        .chain([vec![0, 4], vec![2, 3], vec![2], vec![]]);
     for (case, list) in lists.enumerate() {
         let nr = list.len();
         let mut cpu = backend(&network_of(&list));

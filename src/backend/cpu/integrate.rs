@@ -285,7 +285,7 @@ fn integrate_all_body(
     let mut decay = [0f32; BLOCK];
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2")
-        && matches!(params.n_receptors, 1 | 2)
+        && params.n_receptors <= 2
         && receptors
             .iter()
             .take(params.n_receptors as usize)
@@ -311,7 +311,7 @@ fn integrate_all_body(
                 }
             };
             let end = block_end(n);
-            // LIF neurons with at most two receptors, none blocked by Mg²⁺, go 64 at a
+            // LIF neurons with at most two receptors (or none), none blocked by Mg²⁺, go 64 at a
             // time through the fused AVX2 chunks, over the population's whole run of
             // blocks; what is left (fewer than 64) as below.
             #[cfg(target_arch = "x86_64")]
@@ -774,6 +774,14 @@ fn lif_chunks(
     }
     let adapt = !(p.q_rr_ns == 0.0 && p.q_sfa_ns == 0.0 && p.delta_theta_mv == 0.0);
     let (read_active, dt_ms) = (!st.active_zero, params.dt_ms);
+    let none = LifChunk {
+        p,
+        half: [],
+        e_rev: [],
+        dt_ms,
+        read_active,
+        adapt,
+    };
     let one = LifChunk {
         p,
         half: [half[0]],
@@ -800,10 +808,10 @@ fn lif_chunks(
         // SAFETY: the caller found AVX2 (`avx2` in `integrate_all_body`), and
         // n + CHUNK ≤ range.end ≤ the length of the view's arrays.
         let (mut bits, finite) = unsafe {
-            if nr == 1 {
-                lif_chunk_avx2(n, &one, st)
-            } else {
-                lif_chunk_avx2(n, &two, st)
+            match nr {
+                0 => lif_chunk_avx2(n, &none, st),
+                1 => lif_chunk_avx2(n, &one, st),
+                _ => lif_chunk_avx2(n, &two, st),
             }
         };
         while bits != 0 {
