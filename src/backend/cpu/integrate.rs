@@ -249,7 +249,7 @@ avx2_or_baseline! {
     /// the block (one loop the compiler runs several lanes at a time, [`exp_sw_slice`]), then
     /// the updates; HH neurons likewise (`hh_block`: the rates, gates and membrane with
     /// their ten exponentials in three passes over the block). Where the CPU has AVX2 and
-    /// the network at most two receptors, none with the Mg²⁺ block, the whole chunks of
+    /// the network at most two receptors (or none), none with the Mg²⁺ block, the whole chunks of
     /// 64 neurons of a LIF population's run of blocks instead go through
     /// `lif_chunk_avx2`, which runs those statements on eight registers without the
     /// block's arrays in between (`integrate` on `brette_coba` about 11 -> 7 µs per
@@ -311,8 +311,8 @@ fn integrate_all_body(
                 }
             };
             let end = block_end(n);
-            // LIF neurons with at most two receptors (or none), none blocked by Mg²⁺, go 64 at a
-            // time through the fused AVX2 chunks, over the population's whole run of
+            // LIF neurons with at most two receptors (or none), none blocked by Mg²⁺, go
+            // 64 at a time through the fused AVX2 chunks, over the population's whole run of
             // blocks; what is left (fewer than 64) as below.
             #[cfg(target_arch = "x86_64")]
             let end = if p.model == neuron::LIF && avx2 && end - n >= CHUNK {
