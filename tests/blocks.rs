@@ -162,6 +162,16 @@ fn integrate_blocks(
     fired
 }
 
+/// Each named pair of arrays holds the same bits, element by element.
+fn assert_same_bits(label: &str, pairs: &[(&str, &[f32], &[f32])]) {
+    for (name, a, b) in pairs {
+        assert_eq!(a.len(), b.len(), "{label}: {name} lengths");
+        for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+            assert_eq!(x.to_bits(), y.to_bits(), "{label}: {name}[{i}] {x} vs {y}");
+        }
+    }
+}
+
 #[test]
 fn neuron_blocks_leave_the_bits_of_integrate() {
     // Every prefix of RECEPTORS, and the lists of at most two receptors without the Mg²⁺
@@ -200,24 +210,20 @@ fn neuron_blocks_leave_the_bits_of_integrate() {
                 !one.v_mv[bad.0 as usize].is_finite(),
                 "receptors {list:?}: {bad:?}"
             );
-            for (name, a, b) in [
-                ("v_mv", &one.v_mv, &all.v_mv),
-                ("g_rr_ns", &one.g_rr_ns, &all.g_rr_ns),
-                ("g_sfa_ns", &one.g_sfa_ns, &all.g_sfa_ns),
-                ("theta_mv", &one.theta_mv, &all.theta_mv),
-                ("i_ext_pa", &one.i_ext_pa, &all.i_ext_pa),
-                ("hh_m", &one.hh_m, &all.hh_m),
-                ("hh_h", &one.hh_h, &all.hh_h),
-                ("hh_n", &one.hh_n, &all.hh_n),
-            ] {
-                for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
-                    assert_eq!(
-                        x.to_bits(),
-                        y.to_bits(),
-                        "receptors {list:?} trial {trial}: {name}[{i}] {x} vs {y}"
-                    );
-                }
-            }
+            let label = format!("receptors {list:?} trial {trial}");
+            assert_same_bits(
+                &label,
+                &[
+                    ("v_mv", &one.v_mv, &all.v_mv),
+                    ("g_rr_ns", &one.g_rr_ns, &all.g_rr_ns),
+                    ("g_sfa_ns", &one.g_sfa_ns, &all.g_sfa_ns),
+                    ("theta_mv", &one.theta_mv, &all.theta_mv),
+                    ("i_ext_pa", &one.i_ext_pa, &all.i_ext_pa),
+                    ("hh_m", &one.hh_m, &all.hh_m),
+                    ("hh_h", &one.hh_h, &all.hh_h),
+                    ("hh_n", &one.hh_n, &all.hh_n),
+                ],
+            );
             assert_eq!(one.refr, all.refr, "receptors {list:?} trial {trial}: refr");
 
             // With every active sum +0 (a network of exp receptors only,
@@ -240,30 +246,19 @@ fn neuron_blocks_leave_the_bits_of_integrate() {
                 fired.spikes, want,
                 "receptors {list:?} trial {trial}: spikes, active +0"
             );
-            for (i, (x, y)) in one.v_mv.iter().zip(&zero.v_mv).enumerate() {
-                assert_eq!(
-                    x.to_bits(),
-                    y.to_bits(),
-                    "receptors {list:?} trial {trial}: v_mv[{i}] {x} vs {y}, active +0"
-                );
-            }
             assert_eq!(
                 one.refr, zero.refr,
                 "receptors {list:?} trial {trial}: refr, active +0"
             );
-            for (name, a, b) in [
-                ("g_rr_ns", &one.g_rr_ns, &zero.g_rr_ns),
-                ("g_sfa_ns", &one.g_sfa_ns, &zero.g_sfa_ns),
-                ("theta_mv", &one.theta_mv, &zero.theta_mv),
-            ] {
-                for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
-                    assert_eq!(
-                        x.to_bits(),
-                        y.to_bits(),
-                        "receptors {list:?} trial {trial}: {name}[{i}], active +0"
-                    );
-                }
-            }
+            assert_same_bits(
+                &format!("{label}, active +0"),
+                &[
+                    ("v_mv", &one.v_mv, &zero.v_mv),
+                    ("g_rr_ns", &one.g_rr_ns, &zero.g_rr_ns),
+                    ("g_sfa_ns", &one.g_sfa_ns, &zero.g_sfa_ns),
+                    ("theta_mv", &one.theta_mv, &zero.theta_mv),
+                ],
+            );
         }
     }
 }

@@ -412,6 +412,26 @@ fn lif_block_drive(
     }
 }
 
+/// What the blocks read of the first `NR` receptors: the exp receptors' mid-step factor
+/// e^{-dt/(2τ)} (1 for the others: p·1 = p, the same bits), the reversal potentials and
+/// which have the Mg²⁺ block.
+#[inline(always)]
+fn receptor_consts<const NR: usize>(
+    receptors: &[GpuReceptor],
+) -> ([f32; NR], [f32; NR], [bool; NR]) {
+    let mut half = [1f32; NR];
+    let mut e_rev = [0f32; NR];
+    let mut blocked = [false; NR];
+    for (ri, rc) in receptors.iter().enumerate().take(NR) {
+        if rc.kind == receptor::EXP {
+            half[ri] = rc.half_decay;
+        }
+        e_rev[ri] = rc.e_rev_mv;
+        blocked[ri] = rc.mg_block == 1;
+    }
+    (half, e_rev, blocked)
+}
+
 /// The statements of [`switch_inputs`] and [`synaptic_drive`] for the neurons `range` (one
 /// population, at most [`BLOCK`]), one at a time over the block: Σ g and Σ g·E + I of
 /// each neuron in `g_tot` and `num`, its sums formed in the same order.
@@ -628,16 +648,7 @@ fn receptor_sums<const NR: usize>(
     num: &mut [f32],
 ) {
     let len = g_tot.len();
-    let mut half = [1f32; NR];
-    let mut e_rev = [0f32; NR];
-    let mut blocked = [false; NR];
-    for (ri, rc) in receptors.iter().enumerate().take(NR) {
-        if rc.kind == receptor::EXP {
-            half[ri] = rc.half_decay;
-        }
-        e_rev[ri] = rc.e_rev_mv;
-        blocked[ri] = rc.mg_block == 1;
-    }
+    let (half, e_rev, blocked) = receptor_consts::<NR>(receptors);
     let mut g = [[0f32; NR]; BLOCK];
     let g = &mut g[..len];
     match active {
@@ -764,40 +775,9 @@ fn lif_chunks(
     out: &mut Fired,
 ) -> usize {
     let nr = params.n_receptors as usize;
-    let mut half = [1f32; 2];
-    let mut e_rev = [0f32; 2];
-    for (ri, rc) in receptors.iter().enumerate().take(nr) {
-        if rc.kind == receptor::EXP {
-            half[ri] = rc.half_decay;
-        }
-        e_rev[ri] = rc.e_rev_mv;
-    }
-    let adapt = !(p.q_rr_ns == 0.0 && p.q_sfa_ns == 0.0 && p.delta_theta_mv == 0.0);
-    let (read_active, dt_ms) = (!st.active_zero, params.dt_ms);
-    let none = LifChunk {
-        p,
-        half: [],
-        e_rev: [],
-        dt_ms,
-        read_active,
-        adapt,
-    };
-    let one = LifChunk {
-        p,
-        half: [half[0]],
-        e_rev: [e_rev[0]],
-        dt_ms,
-        read_active,
-        adapt,
-    };
-    let two = LifChunk {
-        p,
-        half,
-        e_rev,
-        dt_ms,
-        read_active,
-        adapt,
-    };
+    let none = LifChunk::<0>::new(p, receptors, params, st);
+    let one = LifChunk::<1>::new(p, receptors, params, st);
+    let two = LifChunk::<2>::new(p, receptors, params, st);
     let mut n = range.start;
     while n + CHUNK <= range.end {
         if net.input_offsets[st.base + n] != net.input_offsets[st.base + n + CHUNK] {
@@ -849,6 +829,27 @@ struct LifChunk<'a, const NR: usize> {
     read_active: bool,
     /// Relative refractoriness, adaptation or threshold elevation may be non-zero.
     adapt: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'a, const NR: usize> LifChunk<'a, NR> {
+    /// The constants for population `p` of the view `st`.
+    fn new(
+        p: &'a GpuPopulation,
+        receptors: &[GpuReceptor],
+        params: &StepParams,
+        st: &Neurons<'_>,
+    ) -> Self {
+        let (half, e_rev, _) = receptor_consts::<NR>(receptors);
+        LifChunk {
+            p,
+            half,
+            e_rev,
+            dt_ms: params.dt_ms,
+            read_active: !st.active_zero,
+            adapt: !(p.q_rr_ns == 0.0 && p.q_sfa_ns == 0.0 && p.delta_theta_mv == 0.0),
+        }
+    }
 }
 
 /// The LIF neurons `n..n + CHUNK` of one population with receptors of no Mg²⁺ block,
