@@ -793,7 +793,10 @@ impl Backend for CpuBackend {
         let by_source = fused
             && self.static_by_source
             && self.st.ring_async[row].is_empty()
-            && release::arrivals_of(&net, &self.spike_rows[row], &self.st.ring[row]);
+            && self
+                .spike_rows
+                .get(row)
+                .is_some_and(|sources| release::arrivals_of(&net, sources, &self.st.ring[row]));
         if by_source {
             self.events.clear();
             self.n_events = self.st.ring[row].len();
@@ -873,9 +876,12 @@ impl Backend for CpuBackend {
         propagate::propagate(&net, &mut self.st, self.uniform_delay);
         if let (true, Some(d)) = (self.static_by_source, self.uniform_delay) {
             // The sources of the arrivals `propagate` just put in the ring's row.
+            // (A ring of another length, from a state set from elsewhere, keeps none.)
             let row = (self.st.step as usize + d as usize) % self.st.ring.len();
-            self.spike_rows[row].clear();
-            self.spike_rows[row].extend_from_slice(&self.st.spikes);
+            if let Some(sources) = self.spike_rows.get_mut(row) {
+                sources.clear();
+                sources.extend_from_slice(&self.st.spikes);
+            }
         }
         lap(4);
         if self.spont.rate_max > 0.0 {
