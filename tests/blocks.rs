@@ -357,6 +357,55 @@ fn kinetic_cleft_leaves_the_bits_of_cleft() {
     }
 }
 
+/// The one-receptor form of `cleft_kinetic` keeps each active slot's constants (entry,
+/// table row, ḡ·w) beside the pool; a state set from elsewhere makes them again. Here one
+/// active slot of coba_kinetic moves to an inactive synapse onto another neuron: the
+/// backend whose state was changed in place and a new backend given that state compute
+/// the same conductances and the same run.
+#[test]
+fn kinetic_cleft_after_a_state_set_from_elsewhere() {
+    use quantal::backend::Backend;
+    use quantal::state::{ACTIVE, NO_HANDOFF};
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba_kinetic.toml"),
+    )
+    .unwrap();
+    let mut a = crate::common::backend_with(&text, &[]);
+    for _ in 0..100 {
+        a.step().unwrap();
+    }
+    // A slot whose synapse is its target's first, after an inactive synapse onto another.
+    let (k, s) = {
+        let (st, post) = (a.state_ref(), &a.network().syn_post);
+        let slots = &st.active.slots;
+        let k = (1..slots.len())
+            .find(|&k| {
+                let s = slots[k].syn as usize;
+                s > slots[k - 1].syn as usize + 1 && post[s - 1] != post[s]
+            })
+            .expect("a slot to move");
+        (k, slots[k].syn)
+    };
+    {
+        let st = a.state_mut();
+        st.active.slots[k].syn = s - 1;
+        st.handoff_step[s as usize - 1] = ACTIVE;
+        st.handoff_step[s as usize] = NO_HANDOFF;
+    }
+    let mut b = crate::common::backend_with(&text, &[]);
+    *b.state_mut() = a.state_ref().clone();
+    for step in 0..100 {
+        a.step().unwrap();
+        b.step().unwrap();
+        assert_eq!(a.spikes(), b.spikes(), "spikes of step {step}");
+        assert!(
+            a.state_ref().g_active_ns == b.state_ref().g_active_ns,
+            "active conductances after step {step}"
+        );
+    }
+    assert!(a.state_ref() == b.state_ref(), "the same state");
+}
+
 /// The fused release paths take a step's arrivals unsorted only where their spike order
 /// is each target's synapse order: in brette_coba and coba (one delay; at each target the
 /// sources of a type ascend), not when a projection from later sources of the same type

@@ -211,6 +211,16 @@ pub struct CleftPart<'a> {
     pub out: &'a mut [Slot],
     /// Their receptor state, `stride` per slot (a new slot's starts at 0).
     pub out_r: &'a mut [f32],
+    /// Per slot of `old`, the constants of the kinetic cleft's one-receptor form, which
+    /// the CPU backend keeps beside the pool (empty when unused): the synapse's (neuron,
+    /// receptor) entry times 16 plus its table row, and ḡ·w in nS.
+    pub old_key: &'a [u32],
+    /// ḡ·w of the slots of `old` (nS; beside `old_key`).
+    pub old_gw_ns: &'a [f32],
+    /// The same for `out` (room as for `out`; empty when unused).
+    pub out_key: &'a mut [u32],
+    /// ḡ·w of the slots of `out` (nS).
+    pub out_gw_ns: &'a mut [f32],
     /// Floats of receptor state per slot.
     pub stride: usize,
     /// Hand-off step per synapse.
@@ -403,6 +413,10 @@ impl State {
                 hits: &[],
                 out: outs.next().expect(one),
                 out_r: outs_r.next().expect(one),
+                old_key: &[],
+                old_gw_ns: &[],
+                out_key: &mut [],
+                out_gw_ns: &mut [],
                 stride: rs,
                 handoff_step: step.next().expect(one),
                 handoff_r: hr.next().expect(one),

@@ -249,8 +249,8 @@ fn cleft_body(
 }
 
 /// Drops the block's slots `out[kept..kept + done.len()]` whose `done` is set: those
-/// after them move down, with their `rs` floats of receptor state (most blocks have none
-/// to drop, and then nothing moves). Returns the number of slots kept so far.
+/// after them move down, with their `rs` floats of receptor state and their constants of
+/// the one-receptor form (most blocks have none to drop, and then nothing moves). Returns the number of slots kept so far.
 #[inline(always)]
 fn drop_done(st: &mut CleftPart<'_>, kept: usize, done: &[bool], rs: usize) -> usize {
     let mut w = kept;
@@ -260,6 +260,10 @@ fn drop_done(st: &mut CleftPart<'_>, kept: usize, done: &[bool], rs: usize) -> u
                 st.out[w] = st.out[kept + kb];
                 st.out_r
                     .copy_within((kept + kb) * rs..(kept + kb + 1) * rs, w * rs);
+                if !st.out_key.is_empty() {
+                    st.out_key[w] = st.out_key[kept + kb];
+                    st.out_gw_ns[w] = st.out_gw_ns[kept + kb];
+                }
             }
             w += 1;
         }
@@ -323,9 +327,10 @@ fn add_hits(slot: &mut Slot, hits: &[(u32, f32)], h: &mut usize, delta_t_mm: f32
 
 /// The next at most [`BLOCK`] slots in ascending synapse id for the kinetic forms of
 /// [`cleft`], from `st.old[*i..]` and `st.new[*i_new..]`, into `st.out` after the `kept`
-/// slots kept so far, with their `rs` floats of receptor state (a new slot's start at 0):
-/// a new slot, or the old ones below the next new one copied as one run. Returns how
-/// many.
+/// slots kept so far, with their `rs` floats of receptor state (a new slot's start at 0)
+/// and, for the one-receptor form, an old slot's constants (`out_key`, `out_gw_ns`; a new
+/// slot's are left to the caller): a new slot, or the old ones below the next new one
+/// copied as one run. Returns how many.
 #[inline(always)]
 fn next_block(
     st: &mut CleftPart<'_>,
@@ -354,6 +359,11 @@ fn next_block(
             st.out[kept + nb..kept + nb + run].copy_from_slice(&old[*i..*i + run]);
             st.out_r[(kept + nb) * rs..(kept + nb + run) * rs]
                 .copy_from_slice(&old_r[*i * rs..(*i + run) * rs]);
+            if !st.out_key.is_empty() {
+                st.out_key[kept + nb..kept + nb + run].copy_from_slice(&st.old_key[*i..*i + run]);
+                st.out_gw_ns[kept + nb..kept + nb + run]
+                    .copy_from_slice(&st.old_gw_ns[*i..*i + run]);
+            }
             *i += run;
             nb += run;
         }
@@ -377,8 +387,43 @@ avx2_or_baseline! {
     ) -> usize => cleft_kinetic_any
 }
 
-/// [`cleft_kinetic_one`] for one receptor per synapse type and at most [`ONE_TYPES`]
-/// types, else [`cleft_kinetic_body`] (any number of receptors).
+/// Whether [`cleft_kinetic`] takes its one-receptor form ([`cleft_kinetic_one`]) for
+/// `model`, whose synapse types must then have their constants beside the pool
+/// ([`one_constants`], `CleftPart::old_key`): kinetic receptors and exponential clefts
+/// only ([`Model::kinetic_only`]), one receptor per type, at most [`ONE_TYPES`] types, and
+/// every (neuron, receptor) entry times 16 within a `u32`.
+pub fn one_form(model: &Model) -> bool {
+    let entries = model.n_neurons() as u64 * model.receptors.len() as u64;
+    model.kinetic_only()
+        && model.syn_types.iter().all(|s| s.gpu.n_receptors == 1)
+        && model.syn_types.len() <= ONE_TYPES
+        && entries * ONE_TYPES as u64 <= u32::MAX as u64
+}
+
+/// The constants [`cleft_kinetic_one`] keeps beside the pool for each of `slots` (a
+/// [`one_form`] model): `key` gets the synapse's (neuron, receptor) entry times 16 plus
+/// its row of the constant tables (its projection, or its type with more than
+/// [`ONE_TYPES`] projections), `gw_ns` its ḡ·w. Both are cleared first.
+pub fn one_constants(
+    model: &Model,
+    net: &Network,
+    slots: &[Slot],
+    key: &mut Vec<u32>,
+    gw_ns: &mut Vec<f32>,
+) {
+    let tb = OneTables::of(model, net);
+    let nr = model.receptors.len() as u32;
+    key.clear();
+    gw_ns.clear();
+    for s in slots {
+        let (k, g) = tb.constants(net, nr, s.syn as usize);
+        key.push(k);
+        gw_ns.push(g);
+    }
+}
+
+/// [`cleft_kinetic_one`] for a [`one_form`] model, else [`cleft_kinetic_body`] (any
+/// number of receptors).
 #[inline(always)]
 fn cleft_kinetic_any(
     model: &Model,
@@ -388,8 +433,7 @@ fn cleft_kinetic_any(
     st: &mut CleftPart<'_>,
     non_finite: &mut crate::state::NonFinite,
 ) -> usize {
-    if model.syn_types.iter().all(|s| s.gpu.n_receptors == 1) && model.syn_types.len() <= ONE_TYPES
-    {
+    if one_form(model) {
         cleft_kinetic_one(model, net, t, handoff_stride, st, non_finite)
     } else {
         cleft_kinetic_body(model, net, t, handoff_stride, st, non_finite)
@@ -649,18 +693,31 @@ impl OneTables {
             net.syn_type(syn)
         }
     }
+
+    /// Synapse `syn`'s constants beside the pool ([`one_constants`]): its (neuron,
+    /// receptor) entry times 16 plus its row, and ḡ·w (nS; the product
+    /// [`cleft_kinetic_one`] formed from the synapse arrays each step before, the same
+    /// bits). `nr` is the number of receptors.
+    #[inline(always)]
+    fn constants(&self, net: &Network, nr: u32, syn: usize) -> (u32, f32) {
+        let row = self.row(net, syn) % ONE_TYPES;
+        let entry = net.syn_post[syn] * nr + self.receptor_first[row];
+        (
+            entry * ONE_TYPES as u32 + row as u32,
+            net.syn_weight[syn] * self.g_max_ns[row],
+        )
+    }
 }
 
 /// The lanes of a block of [`cleft_kinetic_one`] that [`one_lanes`] reads and writes.
 struct OneLanes<'a> {
-    /// Row of [`OneTables`] (below [`ONE_TYPES`]): the synapse's projection or type.
-    ty: &'a [u32; BLOCK],
+    /// The synapse's (neuron, receptor) entry times [`ONE_TYPES`] plus its row of
+    /// [`OneTables`] (its projection or type), as kept beside the pool.
+    key: &'a [u32; BLOCK],
     /// Transmitter, mM: before the step, then after it.
     t_mm: &'a mut [f32; BLOCK],
-    /// Target neuron, then its (neuron, receptor) entry in the range.
+    /// The (neuron, receptor) entry in the range.
     entry: &'a mut [u32; BLOCK],
-    /// Weight, then ḡ·w, nS.
-    g: &'a mut [f32; BLOCK],
     /// αT, then r_inf.
     a: &'a mut [f32; BLOCK],
     /// The exponent -(αT + β)·dt.
@@ -669,13 +726,13 @@ struct OneLanes<'a> {
 
 /// The slot-local statements of [`cleft_kinetic_one`] over lanes `0..nb` of `l`: the
 /// cleft ([`transmitter`], exponential branch), then αT, k = αT + β, the exponent -k·dt,
-/// r_inf = αT/k, ḡ·w and the entry, each type's constants from `tb`. Returns the lanes
-/// whose cleft cleared, bit k for lane k.
+/// r_inf = αT/k and the entry in the range (whose first entry is `base`), each row's
+/// constants from `tb`. Returns the lanes whose cleft cleared, bit k for lane k.
 #[inline(always)]
-fn one_lanes(tb: &OneTables, dt: f32, base: u32, nr: u32, nb: usize, l: &mut OneLanes<'_>) -> u64 {
+fn one_lanes(tb: &OneTables, dt: f32, base: u32, nb: usize, l: &mut OneLanes<'_>) -> u64 {
     let mut done = 0u64;
     for k in 0..nb {
-        let ty = l.ty[k] as usize % ONE_TYPES;
+        let ty = l.key[k] as usize % ONE_TYPES;
         let t_now = l.t_mm[k];
         let t_mm = t_now * tb.clear_half[ty];
         let t_next = t_now * tb.clear_full[ty];
@@ -686,8 +743,7 @@ fn one_lanes(tb: &OneTables, dt: f32, base: u32, nr: u32, nb: usize, l: &mut One
         let kk = a + tb.beta[ty];
         l.d[k] = -kk * dt;
         l.a[k] = a / kk;
-        l.g[k] *= tb.g_max_ns[ty];
-        l.entry[k] = (l.entry[k] - base) * nr + tb.receptor_first[ty];
+        l.entry[k] = l.key[k] / ONE_TYPES as u32 - base;
     }
     done
 }
@@ -706,37 +762,34 @@ unsafe fn one_lanes_avx2(
     tb: &OneTables,
     dt: f32,
     base: u32,
-    nr: u32,
     nb: usize,
     l: &mut OneLanes<'_>,
 ) -> u64 {
     use std::arch::x86_64::*;
-    const _: () = assert!(BLOCK.is_multiple_of(8) && BLOCK <= 64 && ONE_TYPES >= 8);
+    const _: () = assert!(BLOCK.is_multiple_of(8) && BLOCK <= 64 && ONE_TYPES == 16);
     // SAFETY (loads and stores): every table holds at least eight 4-byte entries, and every
     // lane array BLOCK, a multiple of eight, so lanes o..o + 8 lie inside.
-    let (half, full, thr, alpha, beta, g_max, first) = unsafe {
+    let (half, full, thr, alpha, beta) = unsafe {
         (
             _mm256_loadu_ps(tb.clear_half.as_ptr()),
             _mm256_loadu_ps(tb.clear_full.as_ptr()),
             _mm256_loadu_ps(tb.clear_threshold_mm.as_ptr()),
             _mm256_loadu_ps(tb.alpha.as_ptr()),
             _mm256_loadu_ps(tb.beta.as_ptr()),
-            _mm256_loadu_ps(tb.g_max_ns.as_ptr()),
-            _mm256_loadu_si256(tb.receptor_first.as_ptr().cast()),
         )
     };
     let (v_dt, sign) = (_mm256_set1_ps(dt), _mm256_set1_ps(-0.0));
-    let (v_base, v_nr) = (_mm256_set1_epi32(base as i32), _mm256_set1_epi32(nr as i32));
+    let (v_base, low) = (_mm256_set1_epi32(base as i32), _mm256_set1_epi32(15));
     let mut done = 0u64;
     for o in (0..nb).step_by(8) {
-        let (ty, t_now, g, post) = unsafe {
+        let (key, t_now) = unsafe {
             (
-                _mm256_loadu_si256(l.ty.as_ptr().add(o).cast()),
+                _mm256_loadu_si256(l.key.as_ptr().add(o).cast()),
                 _mm256_loadu_ps(l.t_mm.as_ptr().add(o)),
-                _mm256_loadu_ps(l.g.as_ptr().add(o)),
-                _mm256_loadu_si256(l.entry.as_ptr().add(o).cast()),
             )
         };
+        // The row is the key's low four bits (ONE_TYPES = 16), the entry the rest.
+        let ty = _mm256_and_si256(key, low);
         let t_mm = _mm256_mul_ps(t_now, _mm256_permutevar8x32_ps(half, ty));
         let t_next = _mm256_mul_ps(t_now, _mm256_permutevar8x32_ps(full, ty));
         let cleared = _mm256_cmp_ps::<_CMP_LT_OQ>(t_next, _mm256_permutevar8x32_ps(thr, ty));
@@ -744,11 +797,7 @@ unsafe fn one_lanes_avx2(
         let a = _mm256_mul_ps(_mm256_permutevar8x32_ps(alpha, ty), t_mm);
         let kk = _mm256_add_ps(a, _mm256_permutevar8x32_ps(beta, ty));
         let d = _mm256_mul_ps(_mm256_xor_ps(kk, sign), v_dt);
-        let g = _mm256_mul_ps(g, _mm256_permutevar8x32_ps(g_max, ty));
-        let entry = _mm256_add_epi32(
-            _mm256_mullo_epi32(_mm256_sub_epi32(post, v_base), v_nr),
-            _mm256_permutevar8x32_epi32(first, ty),
-        );
+        let entry = _mm256_sub_epi32(_mm256_srli_epi32::<4>(key), v_base);
         unsafe {
             _mm256_storeu_ps(
                 l.t_mm.as_mut_ptr().add(o),
@@ -756,7 +805,6 @@ unsafe fn one_lanes_avx2(
             );
             _mm256_storeu_ps(l.d.as_mut_ptr().add(o), d);
             _mm256_storeu_ps(l.a.as_mut_ptr().add(o), _mm256_div_ps(a, kk));
-            _mm256_storeu_ps(l.g.as_mut_ptr().add(o), g);
             _mm256_storeu_si256(l.entry.as_mut_ptr().add(o).cast(), entry);
         }
     }
@@ -784,23 +832,24 @@ fn cleft_kinetic_one(
     st: &mut CleftPart<'_>,
     non_finite: &mut crate::state::NonFinite,
 ) -> usize {
-    debug_assert!(model.kinetic_only() && model.syn_types.len() <= ONE_TYPES);
+    debug_assert!(one_form(model));
     debug_assert_eq!(st.stride, 1);
+    assert!(
+        st.old_key.len() == st.old.len() && st.out_key.len() == st.out.len(),
+        "the one-receptor form has its constants beside the pool"
+    );
     let dt = model.dt_ms as f32;
     let nr = model.receptors.len() as u32;
     let tables: &[PowTable] = &model.pow_tables;
     let tb = OneTables::of(model, net);
-    assert!(
-        st.g_active_ns.len() <= u32::MAX as usize,
-        "a range's (neuron, receptor) entries have u32 indices"
-    );
-    let base = st.base as u32;
+    // The range's first (neuron, receptor) entry (entries fit a u32: `one_form`).
+    let base = st.base as u32 * nr;
     #[cfg(target_arch = "x86_64")]
     let avx2 = tb.rows <= 8 && std::arch::is_x86_feature_detected!("avx2");
-    // Per lane (a slot of the block): table row, transmitter (then after the step), target
-    // (then its entry), weight (then ḡ·w, then g), r, αT (then r_inf), the exponent (then
-    // the decay), cleared; a take-back's amount and whether there is one.
-    let mut ty_lane = [0u32; BLOCK];
+    // Per lane (a slot of the block): its constants' key ([`one_constants`]), transmitter
+    // (then after the step), entry in the range, ḡ·w (then g), r, αT (then r_inf), the
+    // exponent (then the decay), cleared; a take-back's amount and whether there is one.
+    let mut key_lane = [0u32; BLOCK];
     let mut t_lane = [0f32; BLOCK];
     let mut entry_lane = [0u32; BLOCK];
     let mut g_lane = [0f32; BLOCK];
@@ -810,6 +859,8 @@ fn cleft_kinetic_one(
     let mut done_lane = [false; BLOCK];
     let mut sub_lane = [0f32; BLOCK];
     let mut take = [false; BLOCK];
+    // The lanes of the block's slots that this step activated.
+    let mut fresh_at = [0u8; BLOCK];
     // The active conductance being summed ([`ActiveSum`]).
     let mut acc = ActiveSum::default();
     let (old, new, hits) = (st.old, st.new, st.hits);
@@ -820,46 +871,50 @@ fn cleft_kinetic_one(
         // The next BLOCK synapses in ascending id ([`next_block`]).
         let nb = next_block(st, &mut i, &mut i_new, kept, 1);
         let blk = &mut st.out[kept..kept + nb];
+        let (key_blk, gw_blk) = (
+            &mut st.out_key[kept..kept + nb],
+            &mut st.out_gw_ns[kept..kept + nb],
+        );
         r_lane[..nb].copy_from_slice(&st.out_r[kept..kept + nb]);
         // Into the lanes: an old slot's releases of this step first (the count restarts
         // from 0, then each release adds its quanta and its transmitter, §4.1); a
         // re-activated synapse's own r taken back from its hand-off value, and the
         // amount its take-back removes from the pool (§5.4; removed in slot order below).
-        let mut any_fresh = false;
+        let mut n_fresh = 0;
         for (k, slot) in blk.iter_mut().enumerate() {
-            let syn = slot.syn as usize;
-            let ty = tb.row(net, syn) % ONE_TYPES;
             if slot.fresh == ACTIVE {
                 // The count restarts from 0 ([`add_hits`] where the slot has releases).
                 slot.released = 0.0;
                 if slot.syn == next_hit {
+                    let ty = key_blk[k] as usize % ONE_TYPES;
                     add_hits(slot, hits, &mut h, tb.delta_t_mm[ty]);
                     next_hit = hits.get(h).map_or(u32::MAX, |x| x.0);
                 }
             } else {
-                any_fresh = true;
+                // A slot this step activated: its constants come from the synapse arrays
+                // (an old slot's came with it, [`next_block`]).
+                (key_blk[k], gw_blk[k]) = tb.constants(net, nr, slot.syn as usize);
+                fresh_at[n_fresh] = k as u8;
+                n_fresh += 1;
             }
-            ty_lane[k] = ty as u32;
             t_lane[k] = slot.cleft_mm;
-            entry_lane[k] = net.syn_post[syn];
-            g_lane[k] = net.syn_weight[syn];
         }
-        if any_fresh {
-            for (k, slot) in blk.iter_mut().enumerate() {
-                let prev = slot.fresh;
-                if prev == ACTIVE {
-                    continue;
-                }
-                if prev != NO_HANDOFF {
-                    let ty = ty_lane[k] as usize % ONE_TYPES;
-                    let tab = &tables[tb.tab_beta[ty]];
-                    let r_h = st.handoff_r[(slot.syn as usize - st.syn_base) * handoff_stride];
-                    r_lane[k] = r_h * pow_decay(tab, t - prev - 1);
-                    sub_lane[k] = tb.g_max_ns[ty] * g_lane[k] * r_h * pow_decay(tab, t - prev);
-                    take[k] = true;
-                }
-                slot.fresh = ACTIVE;
+        key_lane[..nb].copy_from_slice(key_blk);
+        g_lane[..nb].copy_from_slice(gw_blk);
+        for &k in &fresh_at[..n_fresh] {
+            let k = k as usize;
+            let slot = &mut blk[k];
+            let prev = slot.fresh;
+            if prev != NO_HANDOFF {
+                let ty = key_lane[k] as usize % ONE_TYPES;
+                let tab = &tables[tb.tab_beta[ty]];
+                let r_h = st.handoff_r[(slot.syn as usize - st.syn_base) * handoff_stride];
+                r_lane[k] = r_h * pow_decay(tab, t - prev - 1);
+                // ḡ·w·r_h·e^{-β(t - t_h)}, ḡ·w the kept product.
+                sub_lane[k] = g_lane[k] * r_h * pow_decay(tab, t - prev);
+                take[k] = true;
             }
+            slot.fresh = ACTIVE;
         }
         // Over all lanes: the cleft ([`transmitter`], exponential branch), k = αT + β,
         // r_inf = αT/k, e^{-k·dt}, then r ← r_inf + (r - r_inf)·e^{-k·dt} (§5.1) and
@@ -867,22 +922,21 @@ fn cleft_kinetic_one(
         // picked from one register by `vpermps`, was no faster: the time goes to the
         // slots' and synapses' loads, not to these statements.)
         let mut lanes = OneLanes {
-            ty: &ty_lane,
+            key: &key_lane,
             t_mm: &mut t_lane,
             entry: &mut entry_lane,
-            g: &mut g_lane,
             a: &mut a_lane,
             d: &mut d_lane,
         };
         #[cfg(target_arch = "x86_64")]
         let done = if avx2 {
             // SAFETY: the CPU has AVX2 and the rows are below eight (`avx2`).
-            unsafe { one_lanes_avx2(&tb, dt, base, nr, nb, &mut lanes) }
+            unsafe { one_lanes_avx2(&tb, dt, base, nb, &mut lanes) }
         } else {
-            one_lanes(&tb, dt, base, nr, nb, &mut lanes)
+            one_lanes(&tb, dt, base, nb, &mut lanes)
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let done = one_lanes(&tb, dt, base, nr, nb, &mut lanes);
+        let done = one_lanes(&tb, dt, base, nb, &mut lanes);
         for (k, d) in done_lane[..nb].iter_mut().enumerate() {
             *d = done >> k & 1 != 0;
         }
@@ -971,55 +1025,46 @@ mod tests {
         }
         // Type 7 clears at exactly 0.5 mM·e^{-k·dt}: lanes of 0.5 mM sit on the threshold.
         tb.clear_threshold_mm[7] = 0.5 * tb.clear_full[7];
-        let (base, nr, dt) = (1000u32, 8u32, 0.1f32);
+        let (base, dt) = (8000u32, 0.1f32);
         for round in 0..200 {
             let nb = if round % 2 == 0 {
                 BLOCK
             } else {
                 1 + round % BLOCK
             };
-            let mut ty = [0u32; BLOCK];
-            let (mut t, mut entry, mut g) = ([0f32; BLOCK], [0u32; BLOCK], [0f32; BLOCK]);
+            let (mut key, mut t) = ([0u32; BLOCK], [0f32; BLOCK]);
             for k in 0..BLOCK {
-                ty[k] = (next() * 8.0) as u32 % 8;
-                let th = tb.clear_threshold_mm[ty[k] as usize] / tb.clear_full[ty[k] as usize];
+                let ty = (next() * 8.0) as u32 % 8;
+                let th = tb.clear_threshold_mm[ty as usize] / tb.clear_full[ty as usize];
                 t[k] = match k % 4 {
                     0 => 0.0,
-                    1 if ty[k] == 7 => 0.5,
+                    1 if ty == 7 => 0.5,
                     1 => th * (0.999 + 0.002 * next()),
                     2 => 3.0 * next(),
                     _ => th * 100.0 * next(),
                 };
-                entry[k] = base + (next() * 5000.0) as u32;
-                g[k] = 2.0 * next();
+                // An entry at or after the range's first, times 16, plus the row.
+                key[k] = (base + (next() * 40000.0) as u32) * ONE_TYPES as u32 + ty;
             }
             let run = |avx: bool| {
-                let (mut t, mut entry, mut g) = (t, entry, g);
-                let (mut a, mut d) = ([0f32; BLOCK], [0f32; BLOCK]);
+                let mut t = t;
+                let (mut entry, mut a, mut d) = ([0u32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
                 let mut l = OneLanes {
-                    ty: &ty,
+                    key: &key,
                     t_mm: &mut t,
                     entry: &mut entry,
-                    g: &mut g,
                     a: &mut a,
                     d: &mut d,
                 };
                 let done = if avx {
-                    // SAFETY: AVX2 is present (asserted above); types are below eight.
-                    unsafe { one_lanes_avx2(&tb, dt, base, nr, nb, &mut l) }
+                    // SAFETY: AVX2 is present (asserted above); rows are below eight.
+                    unsafe { one_lanes_avx2(&tb, dt, base, nb, &mut l) }
                 } else {
-                    one_lanes(&tb, dt, base, nr, nb, &mut l)
+                    one_lanes(&tb, dt, base, nb, &mut l)
                 };
                 let bits =
                     |v: &[f32; BLOCK]| v[..nb].iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                (
-                    done,
-                    bits(&t),
-                    entry[..nb].to_vec(),
-                    bits(&g),
-                    bits(&a),
-                    bits(&d),
-                )
+                (done, bits(&t), entry[..nb].to_vec(), bits(&a), bits(&d))
             };
             let (scalar, avx) = (run(false), run(true));
             assert_eq!(scalar, avx, "round {round}, {nb} lanes");

@@ -85,6 +85,20 @@ pub struct CpuBackend {
     next_slots: Vec<Slot>,
     /// Their receptor state (`ActivePool::r`).
     next_r: Vec<f32>,
+    /// `cleft`'s one-receptor form ([`cleft::one_form`]): each active slot's constants
+    /// beside the pool, in slot order ([`cleft::one_constants`]: its entry and row, and
+    /// ḡ·w), so the slots that stay active read them in order instead of the synapse
+    /// arrays; empty for other networks.
+    pool_key: Vec<u32>,
+    /// ḡ·w of each active slot, nS (beside `pool_key`).
+    pool_gw_ns: Vec<f32>,
+    /// The spare `pool_key` and `pool_gw_ns` that `cleft` writes the next step's into.
+    next_key: Vec<u32>,
+    /// See `next_key`.
+    next_gw_ns: Vec<f32>,
+    /// The state may have been changed from elsewhere ([`CpuBackend::state_mut`]):
+    /// `pool_key` and `pool_gw_ns` are made again from the pool before they are read.
+    pool_constants_stale: bool,
     profile: Option<[f64; KERNELS.len()]>,
     /// Synapses whose `released` is reported, with the quanta released since the last
     /// sample (the report is a sum over the sampling interval).
@@ -317,6 +331,11 @@ impl CpuBackend {
             hits: Vec::new(),
             next_slots: Vec::new(),
             next_r: Vec::new(),
+            pool_key: Vec::new(),
+            pool_gw_ns: Vec::new(),
+            next_key: Vec::new(),
+            next_gw_ns: Vec::new(),
+            pool_constants_stale: false,
             profile: None,
             released_since: Vec::new(),
             event_quanta: Vec::new(),
@@ -569,6 +588,21 @@ impl CpuBackend {
         self.next_r.resize(n_slots * rs, 0.0);
         let (t, hs) = (self.st.step, self.st.handoff_stride);
         let kinetic = self.kinetic_only;
+        let one = kinetic && cleft::one_form(&model);
+        if one {
+            if self.pool_constants_stale || self.pool_key.len() != self.st.active.len() {
+                cleft::one_constants(
+                    &model,
+                    &net,
+                    &self.st.active.slots,
+                    &mut self.pool_key,
+                    &mut self.pool_gw_ns,
+                );
+                self.pool_constants_stale = false;
+            }
+            self.next_key.resize(n_slots, 0);
+            self.next_gw_ns.resize(n_slots, 0.0);
+        }
         let parts = self.st.cleft_parts(
             nb,
             &self.cleft_syn,
@@ -587,6 +621,17 @@ impl CpuBackend {
                 let a = self.hits.partition_point(|h| h.0 < range.start);
                 let b = self.hits.partition_point(|h| h.0 < range.end);
                 part.hits = &self.hits[a..b];
+            }
+        }
+        if one {
+            let keys = crate::state::split_parts(&mut self.next_key, &self.cleft_room, 1);
+            let gws = crate::state::split_parts(&mut self.next_gw_ns, &self.cleft_room, 1);
+            for (k, (part, (key, gw))) in parts.iter_mut().zip(keys.zip(gws)).enumerate() {
+                let old = self.cleft_slots[k]..self.cleft_slots[k + 1];
+                part.old_key = &self.pool_key[old.clone()];
+                part.old_gw_ns = &self.pool_gw_ns[old];
+                part.out_key = key;
+                part.out_gw_ns = gw;
             }
         }
         let mut items: Vec<_> = parts.into_iter().zip(self.cleft_out.iter_mut()).collect();
@@ -610,6 +655,10 @@ impl CpuBackend {
                 self.next_slots.copy_within(from..from + kept, n);
                 self.next_r
                     .copy_within(from * rs..(from + kept) * rs, n * rs);
+                if one {
+                    self.next_key.copy_within(from..from + kept, n);
+                    self.next_gw_ns.copy_within(from..from + kept, n);
+                }
             }
             n += kept;
         }
@@ -617,6 +666,12 @@ impl CpuBackend {
         self.next_r.truncate(n * rs);
         std::mem::swap(&mut self.st.active.slots, &mut self.next_slots);
         std::mem::swap(&mut self.st.active.r, &mut self.next_r);
+        if one {
+            self.next_key.truncate(n);
+            self.next_gw_ns.truncate(n);
+            std::mem::swap(&mut self.pool_key, &mut self.next_key);
+            std::mem::swap(&mut self.pool_gw_ns, &mut self.next_gw_ns);
+        }
     }
 
     /// `integrate` over the neuron ranges, one per thread; the ranges' spikes are
@@ -685,6 +740,7 @@ impl CpuBackend {
 
     /// The state, for tests that set up special conditions.
     pub fn state_mut(&mut self) -> &mut State {
+        self.pool_constants_stale = true;
         &mut self.st
     }
 
