@@ -448,10 +448,17 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
         gib(est.peak_bytes)
     );
     if quantal::model::SynapseArrays::of(&model).any_cleft {
+        // The one-receptor kinetic form keeps each slot's entry and ḡ·w beside the pool.
+        let one_form_bytes = if quantal::backend::cpu::cleft::one_form(&model) {
+            8
+        } else {
+            0
+        };
         say!(
             "        plus {} B per synapse active at once (its cleft and receptor record in the active pool and in the pool cleft writes the next step to), which depends on the activity and is not in the estimate above",
             2 * (std::mem::size_of::<quantal::state::Slot>()
-                + 4 * model.receptor_state_stride())
+                + 4 * model.receptor_state_stride()
+                + one_form_bytes)
         );
     }
     let gpu_bytes = quantal::backend::gpu::image_bytes(&model, &net);
