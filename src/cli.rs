@@ -237,4 +237,10 @@ pub enum Command {
     /// Print the version and the GPU adapters wgpu can see (or why none).
     #[command(after_help = "Example:\n  quantal info")]
     Info,
+    /// Print the adapter `--backend auto` would take, as one line: `hardware` or
+    /// `software`, a tab and its name, or `none`, a tab and why. `run` and `bench` ask
+    /// this of a child process, so that a run that ends on the CPU does not load the
+    /// GPU drivers (tens of MiB of resident memory).
+    #[command(hide = true)]
+    ProbeAdapter,
 }

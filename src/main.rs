@@ -174,6 +174,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Info => info(),
+        Command::ProbeAdapter => probe_adapter(),
     }
 }
 
@@ -266,8 +267,12 @@ fn run(path: std::path::PathBuf, opts: RunOpts) -> Result<ExitCode> {
         .collect();
     check_output(&path, &out, &variables, force)?;
     let network_choice = loaded.file.record.network;
+    let (kind, auto_note) = resolve_auto(kind);
     let mut sim = Simulation::with_threads(loaded, kind, threads)
         .with_context(|| format!("building network {}", path.display()))?;
+    if let Some(n) = auto_note {
+        sim.backend_note = n;
+    }
     // Written by default up to 2 million synapses (about 60 bytes each on disk).
     let write_net = network_choice.unwrap_or(sim.net.n_synapses() <= 2_000_000);
     if write_net {
@@ -479,9 +484,13 @@ fn bench(
     json: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
     let loaded = load(&path, &set)?;
+    let (kind, auto_note) = resolve_auto(kind);
     let t0 = std::time::Instant::now();
     let mut sim = Simulation::with_threads(loaded, kind, threads)
         .with_context(|| format!("building network {}", path.display()))?;
+    if let Some(n) = auto_note {
+        sim.backend_note = n;
+    }
     let build_s = t0.elapsed().as_secs_f64();
     let dt = sim.model.dt_ms;
     let b = &mut sim.backend;
@@ -1081,6 +1090,80 @@ fn paired_pulse(file: &std::path::Path, proj: &str) -> (Option<f64>, Option<f64>
         }
     }
     (first_mean, (first > 0.0).then(|| second / first))
+}
+
+/// `quantal probe-adapter`: the adapter `--backend auto` would take ([`resolve_auto`]).
+fn probe_adapter() -> Result<ExitCode> {
+    match quantal::gpu::best_adapter() {
+        Ok((name, true)) => println!("software\t{name}"),
+        Ok((name, false)) => println!("hardware\t{name}"),
+        Err(e) => println!("none\t{}", e.to_string().replace(['\n', '\t'], " ")),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--backend auto` without `--adapter`, so that a run that ends on the CPU never loads
+/// the GPU drivers (wgpu's enumeration of lavapipe alone adds about 80 MiB of resident
+/// memory, which `quantal check` does not predict): on Linux without a GPU device node
+/// ([`gpu_device_nodes`]) the CPU backend; else a child process (`quantal
+/// probe-adapter`) says which adapter the GPU backend would take. A hardware adapter
+/// leaves the choice to the library (which opens it here); a software renderer, no
+/// adapter, or a probe that fails gives the CPU backend, with the note that says why.
+fn resolve_auto(kind: BackendKind) -> (BackendKind, Option<String>) {
+    if !matches!(kind, BackendKind::Auto { adapter: None }) {
+        return (kind, None);
+    }
+    let cpu = |why: String| (BackendKind::Cpu, Some(format!("auto: CPU, because {why}")));
+    if !gpu_device_nodes() {
+        return cpu(
+            "this machine has no GPU device (/dev/dri/renderD*, /dev/nvidia*, /dev/dxg); \
+             --backend gpu runs on a software renderer such as lavapipe"
+                .into(),
+        );
+    }
+    let probe = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .arg("probe-adapter")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+    });
+    match probe {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            match text.trim_end().split_once('\t') {
+                Some(("hardware", _)) => (kind, None),
+                Some(("software", name)) => cpu(format!(
+                    "the only GPU adapter, {name}, is a software renderer (--backend gpu runs on it)"
+                )),
+                Some(("none", why)) => cpu(why.to_string()),
+                _ => cpu(format!("the adapter probe answered `{}`", text.trim())),
+            }
+        }
+        Ok(out) => cpu(format!(
+            "the adapter probe (a child process) ended with {}",
+            out.status
+        )),
+        Err(e) => cpu(format!(
+            "the adapter probe (a child process) could not run: {e}"
+        )),
+    }
+}
+
+/// Whether the machine may have a GPU that Vulkan, GL or D3D12 drivers drive: on Linux,
+/// a DRM render node (`/dev/dri/renderD*`: AMD, Intel, Mesa's drivers), an NVIDIA device
+/// (`/dev/nvidia*`) or WSL's `/dev/dxg`; elsewhere always (the probe decides).
+fn gpu_device_nodes() -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let any_in = |dir: &str, prefix: &str| {
+        std::fs::read_dir(dir).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        })
+    };
+    any_in("/dev/dri", "renderD") || any_in("/dev", "nvidia") || any_in("/dev", "dxg")
 }
 
 fn info() -> Result<ExitCode> {

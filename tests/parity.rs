@@ -437,14 +437,33 @@ fn cli_gpu_backend_matches_cpu() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{b}: {err}");
         if b == "auto" {
-            // lavapipe is a software renderer: auto keeps to the CPU and says so.
+            // lavapipe is a software renderer: auto keeps to the CPU and says so (without
+            // asking the drivers where the machine has no GPU device at all).
             assert!(
                 err.contains("backend cpu (auto: CPU, because the only GPU adapter, llvmpipe")
-                    && err.contains("is a software renderer (--backend gpu runs on it)"),
+                    && err.contains("is a software renderer (--backend gpu runs on it)")
+                    || err
+                        .contains("backend cpu (auto: CPU, because this machine has no GPU device"),
                 "{err}"
             );
         }
     }
+    // What auto asks of a child process where there is a GPU device: the adapter the GPU
+    // backend takes, and whether it is a software renderer.
+    let o = run(&["probe-adapter"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let (kind, name) = text
+        .trim_end()
+        .split_once('\t')
+        .unwrap_or_else(|| panic!("probe-adapter: `{text}`"));
+    assert!(
+        o.status.success() && ["software", "hardware"].contains(&kind) && !name.is_empty(),
+        "probe-adapter: `{text}`"
+    );
+    assert!(
+        !name.contains("llvmpipe") || kind == "software",
+        "probe-adapter: `{text}`"
+    );
     let read = |b: &str| {
         let f = hdf5::File::open(out(b)).unwrap();
         let mut v = Vec::new();

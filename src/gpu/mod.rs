@@ -146,32 +146,52 @@ pub fn device_memory_bytes(adapter: &wgpu::Adapter) -> Option<u64> {
     }
 }
 
+/// The adapters wgpu lists, best first (discrete, integrated, virtual, other, CPU;
+/// Vulkan, Metal or DX12 before GL), with their instance; an error saying why when there
+/// is none.
+fn ranked_adapters() -> Result<(wgpu::Instance, Vec<wgpu::Adapter>), Error> {
+    let backends = backends();
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends,
+        // Resource creation past 95 % of the driver's memory budget is an out-of-memory
+        // error (D3D12, Vulkan with VK_EXT_memory_budget), which the backend turns into
+        // a refusal naming the network's size.
+        memory_budget_thresholds: wgpu::MemoryBudgetThresholds {
+            for_resource_creation: Some(95),
+            for_device_loss: None,
+        },
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    if adapters.is_empty() {
+        return Err(list_adapters()
+            .err()
+            .unwrap_or_else(|| Error::NoAdapter("wgpu lists no adapter".into())));
+    }
+    adapters.sort_by_key(|a| {
+        let i = a.get_info();
+        (type_rank(i.device_type), backend_rank(i.backend))
+    });
+    Ok((instance, adapters))
+}
+
+/// The adapter [`GpuContext::new`] opens when no name is given, without opening a
+/// device: its "name (backend)" and whether it is a software renderer (lavapipe,
+/// SwiftShader, WARP), which `--backend auto` does not take unless it is named.
+pub fn best_adapter() -> Result<(String, bool), Error> {
+    let (_instance, mut adapters) = ranked_adapters()?;
+    let i = adapters.swap_remove(0).get_info();
+    Ok((
+        format!("{} ({:?})", i.name, i.backend),
+        i.device_type == wgpu::DeviceType::Cpu,
+    ))
+}
+
 impl GpuContext {
     /// Opens the best adapter (discrete, integrated, virtual, other, CPU; Vulkan, Metal or
     /// DX12 before GL), or the first whose name contains `name` (case-insensitive).
     pub fn new(name: Option<&str>) -> Result<GpuContext, Error> {
-        let backends = backends();
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-            backends,
-            // Resource creation past 95 % of the driver's memory budget is an
-            // out-of-memory error (D3D12, Vulkan with VK_EXT_memory_budget), which the
-            // backend turns into a refusal naming the network's size.
-            memory_budget_thresholds: wgpu::MemoryBudgetThresholds {
-                for_resource_creation: Some(95),
-                for_device_loss: None,
-            },
-            ..wgpu::InstanceDescriptor::new_without_display_handle()
-        });
-        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
-        if adapters.is_empty() {
-            return Err(list_adapters()
-                .err()
-                .unwrap_or_else(|| Error::NoAdapter("wgpu lists no adapter".into())));
-        }
-        adapters.sort_by_key(|a| {
-            let i = a.get_info();
-            (type_rank(i.device_type), backend_rank(i.backend))
-        });
+        let (_instance, mut adapters) = ranked_adapters()?;
         let adapter = match name {
             None => adapters.swap_remove(0),
             Some(want) => {
