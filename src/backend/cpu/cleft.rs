@@ -387,11 +387,11 @@ avx2_or_baseline! {
     ) -> usize => cleft_kinetic_any
 }
 
-/// Whether [`cleft_kinetic`] takes its one-receptor form ([`cleft_kinetic_one`]) for
-/// `model`, whose synapse types must then have their constants beside the pool
+/// Whether [`cleft_kinetic`] takes its one-receptor form (`cleft_kinetic_one`) for
+/// `model`, whose active slots must then have their constants beside the pool
 /// ([`one_constants`], `CleftPart::old_key`): kinetic receptors and exponential clefts
-/// only ([`Model::kinetic_only`]), one receptor per type, at most [`ONE_TYPES`] types, and
-/// every (neuron, receptor) entry times 16 within a `u32`.
+/// only ([`Model::kinetic_only`]), one receptor per type, at most 16 types, and every
+/// (neuron, receptor) entry times 16 within a `u32`.
 pub fn one_form(model: &Model) -> bool {
     let entries = model.n_neurons() as u64 * model.receptors.len() as u64;
     model.kinetic_only()
@@ -400,10 +400,10 @@ pub fn one_form(model: &Model) -> bool {
         && entries * ONE_TYPES as u64 <= u32::MAX as u64
 }
 
-/// The constants [`cleft_kinetic_one`] keeps beside the pool for each of `slots` (a
-/// [`one_form`] model): `key` gets the synapse's (neuron, receptor) entry times 16 plus
-/// its row of the constant tables (its projection, or its type with more than
-/// [`ONE_TYPES`] projections), `gw_ns` its ḡ·w. Both are cleared first.
+/// The constants the one-receptor form of [`cleft_kinetic`] keeps beside the pool for
+/// each of `slots` (a [`one_form`] model): `key` gets the synapse's (neuron, receptor)
+/// entry times 16 plus its row of the constant tables (its projection, or its type with
+/// more than 16 projections), `gw_ns` its ḡ·w. Both are cleared first.
 pub fn one_constants(
     model: &Model,
     net: &Network,
