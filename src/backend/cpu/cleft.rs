@@ -250,7 +250,8 @@ fn cleft_body(
 
 /// Drops the block's slots `out[kept..kept + done.len()]` whose `done` is set: those
 /// after them move down, with their `rs` floats of receptor state and their constants of
-/// the one-receptor form (most blocks have none to drop, and then nothing moves). Returns the number of slots kept so far.
+/// the one-receptor form (most blocks have none to drop, and then nothing moves). Returns
+/// the number of slots kept so far.
 #[inline(always)]
 fn drop_done(st: &mut CleftPart<'_>, kept: usize, done: &[bool], rs: usize) -> usize {
     let mut w = kept;
@@ -814,15 +815,16 @@ unsafe fn one_lanes_avx2(
     done
 }
 
-/// [`cleft_kinetic_body`] for one kinetic receptor per synapse type and at most
-/// [`ONE_TYPES`] types (the like-for-like network): the same statements on the same
-/// values with the same sums in the same order, so the same bits, but with every
-/// slot-local statement in lanes over the block. A first pass takes each slot's synapse,
-/// table row (its projection, [`OneTables`]), target, weight and transmitter into lanes
-/// (and its releases of this step, and a re-activated synapse's take-back, both rare);
-/// then the cleft, the binding, the relaxation and ḡ·w·r run over all lanes at once, the
-/// type's constants from small tables; a last pass in slot order writes the transmitter
-/// back and forms the sums. A block without a cleared slot is kept whole.
+/// [`cleft_kinetic_body`] for a [`one_form`] model (the like-for-like network): the same
+/// statements on the same values with the same sums in the same order, so the same bits,
+/// but with every slot-local statement in lanes over the block. Each slot's constants
+/// (its entry and row of [`OneTables`], its projection or type, and ḡ·w) are kept beside
+/// the pool (`CleftPart::old_key`, `old_gw_ns`, merged and dropped with the slot; a new
+/// slot's come from the synapse arrays). A first pass takes each slot's transmitter into
+/// lanes (and its releases of this step, and notes the re-activated slots, whose take-back
+/// follows; both rare); then the cleft, the binding, the relaxation and ḡ·w·r run over all
+/// lanes at once, each row's constants from small tables; a last pass in slot order writes
+/// the transmitter back and forms the sums. A block without a cleared slot is kept whole.
 #[inline(always)]
 fn cleft_kinetic_one(
     model: &Model,
