@@ -919,10 +919,9 @@ fn cleft_kinetic_one(
             slot.fresh = ACTIVE;
         }
         // Over all lanes: the cleft ([`transmitter`], exponential branch), k = αT + β,
-        // r_inf = αT/k, e^{-k·dt}, then r ← r_inf + (r - r_inf)·e^{-k·dt} (§5.1) and
-        // g = ḡ·w·r. (Eight lanes at a time in AVX2 registers, each type constant
-        // picked from one register by `vpermps`, was no faster: the time goes to the
-        // slots' and synapses' loads, not to these statements.)
+        // r_inf = αT/k, the exponent -k·dt and the entry in the range ([`one_lanes`],
+        // eight lanes at a time in AVX2 registers with at most eight rows), then
+        // e^{-k·dt}, r ← r_inf + (r - r_inf)·e^{-k·dt} (§5.1) and g = ḡ·w·r.
         let mut lanes = OneLanes {
             key: &key_lane,
             t_mm: &mut t_lane,
