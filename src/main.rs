@@ -1105,8 +1105,8 @@ fn probe_adapter() -> Result<ExitCode> {
 /// `--backend auto` without `--adapter`, so that a run that ends on the CPU never loads
 /// the GPU drivers (wgpu's enumeration of lavapipe alone adds about 80 MiB of resident
 /// memory, which `quantal check` does not predict): on Linux without a GPU device node
-/// ([`gpu_device_nodes`]) the CPU backend; else a child process (`quantal
-/// probe-adapter`) says which adapter the GPU backend would take. A hardware adapter
+/// ([`gpu_device_nodes`]) the CPU backend (unless `QUANTAL_PROBE_ADAPTERS=1`); else a
+/// child process (`quantal probe-adapter`) says which adapter the GPU backend would take. A hardware adapter
 /// leaves the choice to the library (which opens it here); a software renderer, no
 /// adapter, or a probe that fails gives the CPU backend, with the note that says why.
 fn resolve_auto(kind: BackendKind) -> (BackendKind, Option<String>) {
@@ -1114,22 +1114,18 @@ fn resolve_auto(kind: BackendKind) -> (BackendKind, Option<String>) {
         return (kind, None);
     }
     let cpu = |why: String| (BackendKind::Cpu, Some(format!("auto: CPU, because {why}")));
-    if !gpu_device_nodes() {
+    // QUANTAL_PROBE_ADAPTERS=1 asks the probe even so (a GPU reached without a device
+    // node; the tests of the probe on machines without a GPU).
+    let always = std::env::var_os("QUANTAL_PROBE_ADAPTERS").is_some_and(|v| v == "1");
+    if !always && !gpu_device_nodes() {
         return cpu(
             "this machine has no GPU device (/dev/dri/renderD*, /dev/nvidia*, /dev/dxg); \
              --backend gpu runs on a software renderer such as lavapipe"
                 .into(),
         );
     }
-    let probe = std::env::current_exe().and_then(|exe| {
-        std::process::Command::new(exe)
-            .arg("probe-adapter")
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-    });
-    match probe {
-        Ok(out) if out.status.success() => {
+    match probe_child(PROBE_TIMEOUT) {
+        Ok(Some(out)) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
             match text.trim_end().split_once('\t') {
                 Some(("hardware", _)) => (kind, None),
@@ -1140,14 +1136,45 @@ fn resolve_auto(kind: BackendKind) -> (BackendKind, Option<String>) {
                 _ => cpu(format!("the adapter probe answered `{}`", text.trim())),
             }
         }
-        Ok(out) => cpu(format!(
+        Ok(Some(out)) => cpu(format!(
             "the adapter probe (a child process) ended with {}",
             out.status
+        )),
+        Ok(None) => cpu(format!(
+            "the adapter probe (a child process) had not answered after {} s (a GPU driver \
+             that hangs?)",
+            PROBE_TIMEOUT.as_secs()
         )),
         Err(e) => cpu(format!(
             "the adapter probe (a child process) could not run: {e}"
         )),
     }
+}
+
+/// How long `--backend auto` waits for its adapter probe (loading the drivers takes a
+/// fraction of a second).
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `quantal probe-adapter` in a child process and returns its output, or `None`
+/// (the child killed) when it has not ended within `timeout`.
+fn probe_child(timeout: std::time::Duration) -> std::io::Result<Option<std::process::Output>> {
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("probe-adapter")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let t0 = std::time::Instant::now();
+    // The answer is one short line: the pipe never fills, so waiting cannot block it.
+    while child.try_wait()?.is_none() {
+        if t0.elapsed() > timeout {
+            child.kill()?;
+            child.wait()?;
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.wait_with_output().map(Some)
 }
 
 /// Whether the machine may have a GPU that Vulkan, GL or D3D12 drivers drive: on Linux,

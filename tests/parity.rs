@@ -448,8 +448,26 @@ fn cli_gpu_backend_matches_cpu() {
             );
         }
     }
-    // What auto asks of a child process where there is a GPU device: the adapter the GPU
-    // backend takes, and whether it is a software renderer.
+    // Where there is a GPU device (here forced by QUANTAL_PROBE_ADAPTERS=1), auto asks a
+    // child process which adapter there is: lavapipe, a software renderer, keeps it on the
+    // CPU (the run's spikes are compared with the others' below).
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_quantal"))
+        .args(common)
+        .args(["--backend", "auto", "-o", out("probe").to_str().unwrap()])
+        .env("QUANTAL_PROBE_ADAPTERS", "1")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "auto with the probe: {err}");
+    assert!(
+        err.contains("backend cpu (auto: CPU, because the only GPU adapter, ")
+            && err.contains("is a software renderer (--backend gpu runs on it)")
+            || err.contains("auto: GPU adapter found"),
+        "{err}"
+    );
+    // What the probe answers: the adapter the GPU backend takes, and whether it is a
+    // software renderer.
     let o = run(&["probe-adapter"]);
     let text = String::from_utf8_lossy(&o.stdout);
     let (kind, name) = text
@@ -494,6 +512,7 @@ fn cli_gpu_backend_matches_cpu() {
     let (c, g, a) = (read("cpu"), read("gpu"), read("auto"));
     assert!(c.0.iter().map(|s| s.len()).sum::<usize>() > 100);
     assert_eq!(c.0, g.0, "spikes");
+    assert_eq!(c.0, read("probe").0, "spikes of auto with the probe");
     assert_eq!(
         c.1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
         g.1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
