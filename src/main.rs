@@ -1129,9 +1129,10 @@ fn resolve_auto(kind: BackendKind) -> (BackendKind, Option<String>) {
             let text = String::from_utf8_lossy(&out.stdout);
             match text.trim_end().split_once('\t') {
                 Some(("hardware", _)) => (kind, None),
-                Some(("software", name)) => cpu(format!(
-                    "the only GPU adapter, {name}, is a software renderer (--backend gpu runs on it)"
-                )),
+                Some(("software", name)) => (
+                    BackendKind::Cpu,
+                    Some(quantal::sim::software_renderer_note(name)),
+                ),
                 Some(("none", why)) => cpu(why.to_string()),
                 _ => cpu(format!("the adapter probe answered `{}`", text.trim())),
             }

@@ -41,6 +41,15 @@ pub enum BackendKind {
     },
 }
 
+/// What `--backend auto` says when it keeps to the CPU because the only GPU adapter,
+/// `adapter` ("name (backend)"), is a software renderer.
+pub fn software_renderer_note(adapter: &str) -> String {
+    format!(
+        "auto: CPU, because the only GPU adapter, {adapter}, is a software renderer \
+         (--backend gpu runs on it)"
+    )
+}
+
 /// Largest number of steps the driver hands to a backend at once.
 pub const MAX_BATCH_STEPS: u32 = 1024;
 /// Recorded data held in memory between flushes: a flush happens at the flush interval
@@ -297,11 +306,7 @@ impl Simulation {
                 // correctly but several times slower than the CPU backend: auto takes it
                 // only when it was named with --adapter.
                 Ok(ctx) if ctx.info.device_type == wgpu::DeviceType::Cpu && adapter.is_none() => {
-                    backend_note = format!(
-                        "auto: CPU, because the only GPU adapter, {}, is a software renderer \
-                         (--backend gpu runs on it)",
-                        ctx.adapter_name()
-                    );
+                    backend_note = software_renderer_note(&ctx.adapter_name());
                     cpu()
                 }
                 Ok(ctx) => match GpuBackend::new(ctx, Arc::clone(&model), Arc::clone(&net)) {
