@@ -14,6 +14,7 @@
 //! each one that stays active, as one record, to the next step's pool, so bringing new
 //! synapses in and dropping cleared ones costs no pass of its own.
 
+use super::prefetch;
 use crate::layout::{receptor, GpuSynType, PowTable};
 use crate::math::{exp_sw_slice, pow_sw, relax};
 use crate::model::{pow_decay, Model};
@@ -26,6 +27,9 @@ pub const GABA_B_NEGLIGIBLE: f32 = 1e-9;
 
 /// Slots per block of [`cleft`].
 const BLOCK: usize = 64;
+/// The gather of [`cleft_kinetic_one`]'s activated slots asks for the synapse arrays'
+/// lines of the slot this many ahead.
+const FRESH_AHEAD: usize = 8;
 /// Receptors per synapse type.
 const MR: usize = crate::netfile::validate::MAX_RECEPTORS;
 
@@ -270,6 +274,30 @@ fn drop_done(st: &mut CleftPart<'_>, kept: usize, done: &[bool], rs: usize) -> u
         }
     }
     w
+}
+
+/// [`drop_done`] for the one-receptor form (one float of receptor state per slot, the
+/// constants beside the pool): the block's `nb` slots from `out[kept]` whose bit is set
+/// in `done` (at least one) are dropped, those after the first moving down one element
+/// of each array at a time, whether kept or not (one branch-free loop, where the moves of
+/// a general stride call the copy routine per slot). Returns the number of slots kept so
+/// far.
+#[inline(always)]
+fn drop_done_one(st: &mut CleftPart<'_>, kept: usize, done: u64, nb: usize) -> usize {
+    let first = done.trailing_zeros() as usize;
+    let out = &mut st.out[kept..kept + nb];
+    let out_r = &mut st.out_r[kept..kept + nb];
+    let key = &mut st.out_key[kept..kept + nb];
+    let gw = &mut st.out_gw_ns[kept..kept + nb];
+    let mut w = first;
+    for kb in first + 1..nb {
+        out[w] = out[kb];
+        out_r[w] = out_r[kb];
+        key[w] = key[kb];
+        gw[w] = gw[kb];
+        w += (done >> kb & 1 == 0) as usize;
+    }
+    kept + w
 }
 
 /// The active conductance of one (neuron, receptor) entry being summed by the kinetic
@@ -815,16 +843,69 @@ unsafe fn one_lanes_avx2(
     done
 }
 
+/// What [`cleft_kinetic_one`] needs of a slot this step activated: its constants beside
+/// the pool ([`OneTables::constants`]) and, for a synapse re-activated after a hand-off
+/// (§5.4), its own r taken back from the hand-off value and the amount the take-back
+/// removes from the pool.
+struct FreshSlot {
+    key: u32,
+    gw_ns: f32,
+    take: bool,
+    r: f32,
+    sub_ns: f32,
+}
+
+impl FreshSlot {
+    /// The constants and take-back of `slot`, a slot of `st.new`, at step `t`.
+    #[expect(clippy::too_many_arguments, reason = "the kernel's context, unpacked")]
+    #[inline(always)]
+    fn of(
+        tb: &OneTables,
+        net: &Network,
+        nr: u32,
+        tables: &[PowTable],
+        t: u32,
+        handoff_stride: usize,
+        st: &CleftPart<'_>,
+        slot: &Slot,
+    ) -> FreshSlot {
+        let (key, gw_ns) = tb.constants(net, nr, slot.syn as usize);
+        let prev = slot.fresh;
+        if prev == NO_HANDOFF {
+            return FreshSlot {
+                key,
+                gw_ns,
+                take: false,
+                r: 0.0,
+                sub_ns: 0.0,
+            };
+        }
+        let tab = &tables[tb.tab_beta[key as usize % ONE_TYPES]];
+        let r_h = st.handoff_r[(slot.syn as usize - st.syn_base) * handoff_stride];
+        FreshSlot {
+            key,
+            gw_ns,
+            take: true,
+            r: r_h * pow_decay(tab, t - prev - 1),
+            // ḡ·w·r_h·e^{-β(t - t_h)}, ḡ·w the kept product.
+            sub_ns: gw_ns * r_h * pow_decay(tab, t - prev),
+        }
+    }
+}
+
 /// [`cleft_kinetic_body`] for a [`one_form`] model (the like-for-like network): the same
 /// statements on the same values with the same sums in the same order, so the same bits,
 /// but with every slot-local statement in lanes over the block. Each slot's constants
 /// (its entry and row of [`OneTables`], its projection or type, and ḡ·w) are kept beside
-/// the pool (`CleftPart::old_key`, `old_gw_ns`, merged and dropped with the slot; a new
-/// slot's come from the synapse arrays). A first pass takes each slot's transmitter into
-/// lanes (and its releases of this step, and notes the re-activated slots, whose take-back
-/// follows; both rare); then the cleft, the binding, the relaxation and ḡ·w·r run over all
-/// lanes at once, each row's constants from small tables; a last pass in slot order writes
-/// the transmitter back and forms the sums. A block without a cleared slot is kept whole.
+/// the pool (`CleftPart::old_key`, `old_gw_ns`, merged and dropped with the slot); those
+/// of the slots this step activated, and their take-backs, are gathered from the synapse
+/// arrays before the blocks ([`FreshSlot`]). A first pass takes each slot's transmitter
+/// into lanes (and its releases of this step; rare); then the cleft, the binding, the
+/// relaxation and ḡ·w·r run over all lanes at once, each row's constants from small
+/// tables; the transmitter goes back; the pool's take-backs and hand-offs (rare) are
+/// visited in slot order by their lanes, and the active conductances summed in slot order
+/// in a pass of their own (the two sums touch different arrays). A block without a
+/// cleared slot is kept whole.
 #[inline(always)]
 fn cleft_kinetic_one(
     model: &Model,
@@ -858,14 +939,39 @@ fn cleft_kinetic_one(
     let mut r_lane = [0f32; BLOCK];
     let mut a_lane = [0f32; BLOCK];
     let mut d_lane = [0f32; BLOCK];
-    let mut done_lane = [false; BLOCK];
     let mut sub_lane = [0f32; BLOCK];
-    let mut take = [false; BLOCK];
     // The lanes of the block's slots that this step activated.
     let mut fresh_at = [0u8; BLOCK];
     // The active conductance being summed ([`ActiveSum`]).
     let mut acc = ActiveSum::default();
     let (old, new, hits) = (st.old, st.new, st.hits);
+    // The slots this step activated, in the order the blocks meet them: their constants
+    // and take-backs, gathered first in one pass of independent reads (each is a few
+    // scattered loads from the synapse arrays, which overlap here instead of stalling the
+    // block that meets the slot).
+    let mut fresh = Vec::with_capacity(new.len());
+    for (j, slot) in new.iter().enumerate() {
+        if let Some(ahead) = new.get(j + FRESH_AHEAD) {
+            let s = ahead.syn as usize;
+            prefetch(&net.syn_proj[s]);
+            prefetch(&net.syn_post[s]);
+            prefetch(&net.syn_weight[s]);
+            if let Some(r_h) = st.handoff_r.get((s - st.syn_base) * handoff_stride) {
+                prefetch(r_h);
+            }
+        }
+        fresh.push(FreshSlot::of(
+            &tb,
+            net,
+            nr,
+            tables,
+            t,
+            handoff_stride,
+            st,
+            slot,
+        ));
+    }
+    let mut j_fresh = 0;
     let (mut i, mut i_new, mut h) = (0, 0, 0);
     let mut next_hit = hits.first().map_or(u32::MAX, |x| x.0);
     let mut kept = 0;
@@ -893,9 +999,10 @@ fn cleft_kinetic_one(
                     next_hit = hits.get(h).map_or(u32::MAX, |x| x.0);
                 }
             } else {
-                // A slot this step activated: its constants come from the synapse arrays
-                // (an old slot's came with it, [`next_block`]).
-                (key_blk[k], gw_blk[k]) = tb.constants(net, nr, slot.syn as usize);
+                // A slot this step activated: its constants were gathered before the
+                // blocks (an old slot's came with it, [`next_block`]).
+                let c = &fresh[j_fresh + n_fresh];
+                (key_blk[k], gw_blk[k]) = (c.key, c.gw_ns);
                 fresh_at[n_fresh] = k as u8;
                 n_fresh += 1;
             }
@@ -903,20 +1010,17 @@ fn cleft_kinetic_one(
         }
         key_lane[..nb].copy_from_slice(key_blk);
         g_lane[..nb].copy_from_slice(gw_blk);
+        let mut take = 0u64;
         for &k in &fresh_at[..n_fresh] {
             let k = k as usize;
-            let slot = &mut blk[k];
-            let prev = slot.fresh;
-            if prev != NO_HANDOFF {
-                let ty = key_lane[k] as usize % ONE_TYPES;
-                let tab = &tables[tb.tab_beta[ty]];
-                let r_h = st.handoff_r[(slot.syn as usize - st.syn_base) * handoff_stride];
-                r_lane[k] = r_h * pow_decay(tab, t - prev - 1);
-                // ḡ·w·r_h·e^{-β(t - t_h)}, ḡ·w the kept product.
-                sub_lane[k] = g_lane[k] * r_h * pow_decay(tab, t - prev);
-                take[k] = true;
+            let c = &fresh[j_fresh];
+            j_fresh += 1;
+            if c.take {
+                r_lane[k] = c.r;
+                sub_lane[k] = c.sub_ns;
+                take |= 1 << k;
             }
-            slot.fresh = ACTIVE;
+            blk[k].fresh = ACTIVE;
         }
         // Over all lanes: the cleft ([`transmitter`], exponential branch), k = αT + β,
         // r_inf = αT/k, the exponent -k·dt and the entry in the range ([`one_lanes`],
@@ -938,10 +1042,6 @@ fn cleft_kinetic_one(
         };
         #[cfg(not(target_arch = "x86_64"))]
         let done = one_lanes(&tb, dt, base, nb, &mut lanes);
-        for (k, d) in done_lane[..nb].iter_mut().enumerate() {
-            *d = done >> k & 1 != 0;
-        }
-        let any_done = done != 0;
         exp_sw_slice(&mut d_lane[..nb]);
         let mut bad = false;
         for k in 0..nb {
@@ -956,29 +1056,37 @@ fn cleft_kinetic_one(
                 *non_finite = Some((blk[k].syn, "receptor conductance g_ns", true));
             }
         }
-        // Each slot's sums, in slot order: the take-back from the pool, then the active
-        // conductance or the hand-off.
-        for (k, slot) in blk.iter_mut().enumerate() {
-            slot.cleft_mm = t_lane[k];
+        for (slot, &t_mm) in blk.iter_mut().zip(&t_lane[..nb]) {
+            slot.cleft_mm = t_mm;
+        }
+        // The pool's sums, in slot order: a re-activated slot's take-back, a cleared
+        // slot's hand-off (both rare, so only their lanes are visited).
+        let mut pool_lanes = take | done;
+        while pool_lanes != 0 {
+            let k = pool_lanes.trailing_zeros() as usize;
+            pool_lanes &= pool_lanes - 1;
             let entry = entry_lane[k] as usize;
-            if take[k] {
-                take[k] = false;
+            if take >> k & 1 != 0 {
                 let pool = &mut st.g_pool_ns[entry];
                 *pool = (*pool - sub_lane[k]).max(0.0);
             }
-            let g = g_lane[k];
-            if done_lane[k] {
+            if done >> k & 1 != 0 {
                 // Hand-off: from now on dr/dt = -βr is linear and lives in the pool (§5.4).
-                let local = slot.syn as usize - st.syn_base;
-                st.g_pool_ns[entry] += g;
+                let local = blk[k].syn as usize - st.syn_base;
+                st.g_pool_ns[entry] += g_lane[k];
                 st.handoff_r[local * handoff_stride] = r_lane[k];
                 st.handoff_step[local] = if handoff_stride > 0 { t } else { NO_HANDOFF };
-            } else {
-                acc.add(st.g_active_ns, entry, g);
+                // Its active conductance is nothing: -0, which leaves every sum's bits
+                // (x + -0 = x for every x, +0 and -0 included).
+                g_lane[k] = -0.0;
             }
         }
-        kept = if any_done {
-            drop_done(st, kept, &done_lane[..nb], 1)
+        // The active conductances, in slot order (the sums are separate from the pool's).
+        for k in 0..nb {
+            acc.add(st.g_active_ns, entry_lane[k] as usize, g_lane[k]);
+        }
+        kept = if done != 0 {
+            drop_done_one(st, kept, done, nb)
         } else {
             kept + nb
         };
