@@ -354,6 +354,21 @@ fn add_hits(slot: &mut Slot, hits: &[(u32, f32)], h: &mut usize, delta_t_mm: f32
     }
 }
 
+/// The lanes of a block that [`next_block`] filled with slots this step activated.
+struct FreshLanes {
+    at: [u8; BLOCK],
+    n: usize,
+}
+
+impl Default for FreshLanes {
+    fn default() -> Self {
+        FreshLanes {
+            at: [0; BLOCK],
+            n: 0,
+        }
+    }
+}
+
 /// Copies the first `n` (at most [`BLOCK`]) elements of `src` to `dst`: a whole
 /// [`BLOCK`] where both have room for one (a copy of fixed size, inline, where one of `n`
 /// elements calls the copy routine), which leaves elements `n..BLOCK` of `dst` changed:
@@ -382,12 +397,16 @@ fn next_block(
     i_new: &mut usize,
     kept: usize,
     rs: usize,
+    fresh: &mut FreshLanes,
 ) -> usize {
     let (old, new, old_r) = (st.old, st.new, st.old_r);
     let mut nb = 0;
+    fresh.n = 0;
     while nb < BLOCK && (*i < old.len() || *i_new < new.len()) {
         if *i_new < new.len() && (*i == old.len() || new[*i_new].syn < old[*i].syn) {
             st.out[kept + nb] = new[*i_new];
+            fresh.at[fresh.n] = nb as u8;
+            fresh.n += 1;
             st.out_r[(kept + nb) * rs..(kept + nb + 1) * rs].fill(0.0);
             *i_new += 1;
             nb += 1;
@@ -540,12 +559,13 @@ fn cleft_kinetic_body(
     let mut acc = ActiveSum::default();
     let (old, new, hits) = (st.old, st.new, st.hits);
     let rs = st.stride;
+    let mut fresh_lanes = FreshLanes::default();
     let (mut i, mut i_new, mut h) = (0, 0, 0);
     let mut kept = 0;
     while i < old.len() || i_new < new.len() {
         // The next BLOCK synapses in ascending id: a new slot, or the old ones below the
         // next new one, copied as one run.
-        let nb = next_block(st, &mut i, &mut i_new, kept, rs);
+        let nb = next_block(st, &mut i, &mut i_new, kept, rs, &mut fresh_lanes);
         // The slot-local statements: an old slot's releases of this step (the part of
         // [`activate`](super::release::activate) it left here: the count restarts from
         // 0, then each release adds its quanta and its transmitter, §4.1), the cleft
@@ -958,8 +978,9 @@ fn cleft_kinetic_one(
     let mut a_lane = [0f32; BLOCK];
     let mut d_lane = [0f32; BLOCK];
     let mut sub_lane = [0f32; BLOCK];
-    // The lanes of the block's slots that this step activated.
-    let mut fresh_at = [0u8; BLOCK];
+    // The lanes of the block's slots that this step activated; each slot's count of quanta.
+    let mut fresh_lanes = FreshLanes::default();
+    let mut released_lane = [0f32; BLOCK];
     // The active conductance being summed ([`ActiveSum`]).
     let mut acc = ActiveSum::default();
     let (old, new, hits) = (st.old, st.new, st.hits);
@@ -995,44 +1016,44 @@ fn cleft_kinetic_one(
     let mut kept = 0;
     while i < old.len() || i_new < new.len() {
         // The next BLOCK synapses in ascending id ([`next_block`]).
-        let nb = next_block(st, &mut i, &mut i_new, kept, 1);
+        let nb = next_block(st, &mut i, &mut i_new, kept, 1, &mut fresh_lanes);
         let blk = &mut st.out[kept..kept + nb];
         let (key_blk, gw_blk) = (
             &mut st.out_key[kept..kept + nb],
             &mut st.out_gw_ns[kept..kept + nb],
         );
         r_lane[..nb].copy_from_slice(&st.out_r[kept..kept + nb]);
-        // Into the lanes: an old slot's releases of this step first (the count restarts
-        // from 0, then each release adds its quanta and its transmitter, §4.1); a
-        // re-activated synapse's own r taken back from its hand-off value, and the
-        // amount its take-back removes from the pool (§5.4; removed in slot order below).
-        let mut n_fresh = 0;
-        for (k, slot) in blk.iter_mut().enumerate() {
-            if slot.fresh == ACTIVE {
-                // The count restarts from 0 ([`add_hits`] where the slot has releases).
-                slot.released = 0.0;
-                if slot.syn == next_hit {
-                    let ty = key_blk[k] as usize % ONE_TYPES;
-                    add_hits(slot, hits, &mut h, tb.delta_t_mm[ty]);
-                    next_hit = hits.get(h).map_or(u32::MAX, |x| x.0);
-                }
-            } else {
-                // A slot this step activated: its constants were gathered before the
-                // blocks (an old slot's came with it, [`next_block`]).
-                let c = &fresh[j_fresh + n_fresh];
-                (key_blk[k], gw_blk[k]) = (c.key, c.gw_ns);
-                fresh_at[n_fresh] = k as u8;
-                n_fresh += 1;
-            }
-            t_lane[k] = slot.cleft_mm;
+        // Into the lanes: each slot's transmitter, and its count of this step from 0.
+        for (t_mm, slot) in t_lane.iter_mut().zip(blk.iter()) {
+            *t_mm = slot.cleft_mm;
         }
-        key_lane[..nb].copy_from_slice(key_blk);
-        g_lane[..nb].copy_from_slice(gw_blk);
+        released_lane[..nb].fill(0.0);
+        // An old slot's releases of this step (rare; the count restarts from 0, then
+        // each release adds its quanta and its transmitter, §4.1, as [`add_hits`]).
+        let last = blk[nb - 1].syn;
+        while next_hit <= last {
+            let k = blk.partition_point(|x| x.syn < next_hit);
+            assert_eq!(blk[k].syn, next_hit, "every release at an active synapse has its slot");
+            let delta_t_mm = tb.delta_t_mm[key_blk[k] as usize % ONE_TYPES];
+            while h < hits.len() && hits[h].0 == next_hit {
+                let q = hits[h].1;
+                released_lane[k] += q;
+                t_lane[k] += q * delta_t_mm;
+                h += 1;
+            }
+            next_hit = hits.get(h).map_or(u32::MAX, |x| x.0);
+        }
+        // A slot this step activated ([`next_block`] noted its lanes): its count, its
+        // constants (gathered before the blocks; an old slot's came with it), and for a
+        // re-activated synapse its own r taken back from its hand-off value, and the
+        // amount its take-back removes from the pool (§5.4; removed in slot order below).
         let mut take = 0u64;
-        for &k in &fresh_at[..n_fresh] {
+        for &k in &fresh_lanes.at[..fresh_lanes.n] {
             let k = k as usize;
             let c = &fresh[j_fresh];
             j_fresh += 1;
+            (key_blk[k], gw_blk[k]) = (c.key, c.gw_ns);
+            released_lane[k] = blk[k].released;
             if c.take {
                 r_lane[k] = c.r;
                 sub_lane[k] = c.sub_ns;
@@ -1040,6 +1061,8 @@ fn cleft_kinetic_one(
             }
             blk[k].fresh = ACTIVE;
         }
+        key_lane[..nb].copy_from_slice(key_blk);
+        g_lane[..nb].copy_from_slice(gw_blk);
         // Over all lanes: the cleft ([`transmitter`], exponential branch), k = αT + β,
         // r_inf = αT/k, the exponent -k·dt and the entry in the range ([`one_lanes`],
         // eight lanes at a time in AVX2 registers with at most eight rows), then
@@ -1074,8 +1097,9 @@ fn cleft_kinetic_one(
                 *non_finite = Some((blk[k].syn, "receptor conductance g_ns", true));
             }
         }
-        for (slot, &t_mm) in blk.iter_mut().zip(&t_lane[..nb]) {
-            slot.cleft_mm = t_mm;
+        for (k, slot) in blk.iter_mut().enumerate() {
+            slot.cleft_mm = t_lane[k];
+            slot.released = released_lane[k];
         }
         // The pool's sums, in slot order: a re-activated slot's take-back, a cleared
         // slot's hand-off (both rare, so only their lanes are visited).
