@@ -453,17 +453,19 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
         gib(est.peak_bytes)
     );
     if quantal::model::SynapseArrays::of(&model).any_cleft {
-        // The one-receptor kinetic form keeps each slot's entry and ḡ·w beside the pool.
-        let one_form_bytes = if quantal::backend::cpu::cleft::one_form(&model) {
-            8
+        // The one-receptor kinetic form keeps its pool one array per field (syn, cleft,
+        // count, r, entry, ḡ·w: 24 B, twice) beside the state's records (written once per
+        // batch); the other forms keep the records twice.
+        let record =
+            std::mem::size_of::<quantal::state::Slot>() + 4 * model.receptor_state_stride();
+        let per_active = if quantal::backend::cpu::cleft::one_form(&model) {
+            2 * 24 + record
         } else {
-            0
+            2 * record
         };
         say!(
             "        plus {} B per synapse active at once (its cleft and receptor record in the active pool and in the pool cleft writes the next step to), which depends on the activity and is not in the estimate above",
-            2 * (std::mem::size_of::<quantal::state::Slot>()
-                + 4 * model.receptor_state_stride()
-                + one_form_bytes)
+            per_active
         );
     }
     let gpu_bytes = quantal::backend::gpu::image_bytes(&model, &net);

@@ -192,27 +192,39 @@ pub trait Backend {
         probes: &[Probe],
         sample_every: u32,
     ) -> Result<Batch, Error> {
-        let mut b = Batch {
-            first_step: self.step_index(),
-            n_steps: 0,
-            spike_offsets: vec![0],
-            ..Batch::default()
-        };
-        let mut row = Vec::new();
-        for _ in 0..n_steps {
-            let s = self.step_index();
-            if !probes.is_empty() && s.is_multiple_of(sample_every) {
-                self.sample(probes, &mut row)?;
-                b.samples.extend_from_slice(&row);
-            }
-            self.step()?;
-            b.spike_ids.extend_from_slice(self.spikes());
-            b.spike_offsets.push(b.spike_ids.len() as u32);
-            b.quanta += self.quanta_last_step();
-            b.events += self.events_last_step();
-            self.take_releases(&mut b.releases);
-            b.n_steps += 1;
-        }
-        Ok(b)
+        advance_by(self, n_steps, probes, sample_every, |b| b.step())
     }
+}
+
+/// [`Backend::advance`]'s loop over `n_steps` steps, each computed by `step`: the
+/// default's, and the CPU backend's with its inner step.
+pub(crate) fn advance_by<B: Backend + ?Sized>(
+    backend: &mut B,
+    n_steps: u32,
+    probes: &[Probe],
+    sample_every: u32,
+    mut step: impl FnMut(&mut B) -> Result<(), Error>,
+) -> Result<Batch, Error> {
+    let mut b = Batch {
+        first_step: backend.step_index(),
+        n_steps: 0,
+        spike_offsets: vec![0],
+        ..Batch::default()
+    };
+    let mut row = Vec::new();
+    for _ in 0..n_steps {
+        let s = backend.step_index();
+        if !probes.is_empty() && s.is_multiple_of(sample_every) {
+            backend.sample(probes, &mut row)?;
+            b.samples.extend_from_slice(&row);
+        }
+        step(backend)?;
+        b.spike_ids.extend_from_slice(backend.spikes());
+        b.spike_offsets.push(b.spike_ids.len() as u32);
+        b.quanta += backend.quanta_last_step();
+        b.events += backend.events_last_step();
+        backend.take_releases(&mut b.releases);
+        b.n_steps += 1;
+    }
+    Ok(b)
 }

@@ -211,15 +211,27 @@ pub struct CleftPart<'a> {
     pub out: &'a mut [Slot],
     /// Their receptor state, `stride` per slot (a new slot's starts at 0).
     pub out_r: &'a mut [f32],
-    /// Per slot of `old`, the constants of the kinetic cleft's one-receptor form, which
-    /// the CPU backend keeps beside the pool (empty when unused): the synapse's (neuron,
-    /// receptor) entry times 16 plus its table row, and ḡ·w in nS.
+    /// The kinetic cleft's one-receptor form (`cleft::cleft_one`) takes the pool as the
+    /// CPU backend keeps it for that form, one array per field, instead of `old` and
+    /// `out` (then empty; `old_r` and `out_r` hold r): the old slots' synapse ids (empty
+    /// when unused).
+    pub old_syn: &'a [u32],
+    /// Their transmitter, mM.
+    pub old_t_mm: &'a [f32],
+    /// Their constants: the synapse's (neuron, receptor) entry times 16 plus its table
+    /// row.
     pub old_key: &'a [u32],
-    /// ḡ·w of the slots of `old` (nS; beside `old_key`).
+    /// And ḡ·w, nS.
     pub old_gw_ns: &'a [f32],
-    /// The same for `out` (room as for `out`; empty when unused).
+    /// The same for the next step's slots (room for the old and new ones).
+    pub out_syn: &'a mut [u32],
+    /// Their transmitter, mM, after the step.
+    pub out_t_mm: &'a mut [f32],
+    /// Their quanta released in this step.
+    pub out_released: &'a mut [f32],
+    /// Their constants' key, as `old_key`.
     pub out_key: &'a mut [u32],
-    /// ḡ·w of the slots of `out` (nS).
+    /// Their ḡ·w, nS.
     pub out_gw_ns: &'a mut [f32],
     /// Floats of receptor state per slot.
     pub stride: usize,
@@ -413,8 +425,13 @@ impl State {
                 hits: &[],
                 out: outs.next().expect(one),
                 out_r: outs_r.next().expect(one),
+                old_syn: &[],
+                old_t_mm: &[],
                 old_key: &[],
                 old_gw_ns: &[],
+                out_syn: &mut [],
+                out_t_mm: &mut [],
+                out_released: &mut [],
                 out_key: &mut [],
                 out_gw_ns: &mut [],
                 stride: rs,

@@ -19,7 +19,7 @@ use crate::layout::{receptor, GpuSynType, PowTable};
 use crate::math::{exp_sw_slice, pow_sw, relax};
 use crate::model::{pow_decay, Model};
 use crate::network::Network;
-use crate::state::{CleftPart, Slot, ACTIVE, NO_HANDOFF};
+use crate::state::{ActivePool, CleftPart, Slot, ACTIVE, NO_HANDOFF};
 
 /// GABA_B contributions below this fraction of g_max are dropped when the synapse
 /// deactivates (G⁴/(G⁴+K_D) < 1e-9, i.e. G < 0.018 with K_D = 100).
@@ -27,7 +27,7 @@ pub const GABA_B_NEGLIGIBLE: f32 = 1e-9;
 
 /// Slots per block of [`cleft`].
 const BLOCK: usize = 64;
-/// The gather of [`cleft_kinetic_one`]'s activated slots asks for the synapse arrays'
+/// The gather of [`cleft_one`]'s activated slots asks for the synapse arrays'
 /// lines of the slot this many ahead.
 const FRESH_AHEAD: usize = 8;
 /// Receptors per synapse type.
@@ -276,30 +276,6 @@ fn drop_done(st: &mut CleftPart<'_>, kept: usize, done: &[bool], rs: usize) -> u
     w
 }
 
-/// [`drop_done`] for the one-receptor form (one float of receptor state per slot, the
-/// constants beside the pool): the block's `nb` slots from `out[kept]` whose bit is set
-/// in `done` (at least one) are dropped, those after the first moving down one element
-/// of each array at a time, whether kept or not (one branch-free loop, where the moves of
-/// a general stride call the copy routine per slot). Returns the number of slots kept so
-/// far.
-#[inline(always)]
-fn drop_done_one(st: &mut CleftPart<'_>, kept: usize, done: u64, nb: usize) -> usize {
-    let first = done.trailing_zeros() as usize;
-    let out = &mut st.out[kept..kept + nb];
-    let out_r = &mut st.out_r[kept..kept + nb];
-    let key = &mut st.out_key[kept..kept + nb];
-    let gw = &mut st.out_gw_ns[kept..kept + nb];
-    let mut w = first;
-    for kb in first + 1..nb {
-        out[w] = out[kb];
-        out_r[w] = out_r[kb];
-        key[w] = key[kb];
-        gw[w] = gw[kb];
-        w += (done >> kb & 1 == 0) as usize;
-    }
-    kept + w
-}
-
 /// The active conductance of one (neuron, receptor) entry being summed by the kinetic
 /// forms of [`cleft`] (slots of one neuron and receptor come one after the other): its
 /// entry and value, stored when the entry changes; the same additions in the same order
@@ -354,21 +330,6 @@ fn add_hits(slot: &mut Slot, hits: &[(u32, f32)], h: &mut usize, delta_t_mm: f32
     }
 }
 
-/// The lanes of a block that [`next_block`] filled with slots this step activated.
-struct FreshLanes {
-    at: [u8; BLOCK],
-    n: usize,
-}
-
-impl Default for FreshLanes {
-    fn default() -> Self {
-        FreshLanes {
-            at: [0; BLOCK],
-            n: 0,
-        }
-    }
-}
-
 /// Copies the first `n` (at most [`BLOCK`]) elements of `src` to `dst`: a whole
 /// [`BLOCK`] where both have room for one (a copy of fixed size, inline, where one of `n`
 /// elements calls the copy routine), which leaves elements `n..BLOCK` of `dst` changed:
@@ -397,16 +358,12 @@ fn next_block(
     i_new: &mut usize,
     kept: usize,
     rs: usize,
-    fresh: &mut FreshLanes,
 ) -> usize {
     let (old, new, old_r) = (st.old, st.new, st.old_r);
     let mut nb = 0;
-    fresh.n = 0;
     while nb < BLOCK && (*i < old.len() || *i_new < new.len()) {
         if *i_new < new.len() && (*i == old.len() || new[*i_new].syn < old[*i].syn) {
             st.out[kept + nb] = new[*i_new];
-            fresh.at[fresh.n] = nb as u8;
-            fresh.n += 1;
             st.out_r[(kept + nb) * rs..(kept + nb + 1) * rs].fill(0.0);
             *i_new += 1;
             nb += 1;
@@ -450,12 +407,12 @@ avx2_or_baseline! {
         handoff_stride: usize,
         st: &mut CleftPart<'_>,
         non_finite: &mut crate::state::NonFinite,
-    ) -> usize => cleft_kinetic_any
+    ) -> usize => cleft_kinetic_body
 }
 
-/// Whether [`cleft_kinetic`] takes its one-receptor form (`cleft_kinetic_one`) for
-/// `model`, whose active slots must then have their constants beside the pool
-/// ([`one_constants`], `CleftPart::old_key`): kinetic receptors and exponential clefts
+/// Whether the CPU backend takes the one-receptor form of the kinetic cleft
+/// ([`cleft_one`]) for `model`, over the pool kept one array per field with each slot's
+/// constants ([`one_constants`], `CleftPart::old_key`): kinetic receptors and exponential clefts
 /// only ([`Model::kinetic_only`]), one receptor per type, at most 16 types, and every
 /// (neuron, receptor) entry times 16 within a `u32`.
 pub fn one_form(model: &Model) -> bool {
@@ -466,7 +423,99 @@ pub fn one_form(model: &Model) -> bool {
         && entries * ONE_TYPES as u64 <= u32::MAX as u64
 }
 
-/// The constants the one-receptor form of [`cleft_kinetic`] keeps beside the pool for
+/// The active pool as the CPU backend keeps it for the one-receptor form ([`cleft_one`]):
+/// one array per field, in slot order (ascending synapse id), where the state's
+/// [`ActivePool`] has one record per slot. The backend writes the records from it when
+/// the state is read ([`OnePool::store`]) and makes it again from them when the state was
+/// set from elsewhere ([`OnePool::load`]).
+#[derive(Debug, Clone, Default)]
+pub struct OnePool {
+    /// Synapse ids.
+    pub syn: Vec<u32>,
+    /// Transmitter in the cleft, mM (`Slot::cleft_mm`).
+    pub t_mm: Vec<f32>,
+    /// Quanta released in the last step (`Slot::released`).
+    pub released: Vec<f32>,
+    /// Receptor open fraction (`ActivePool::r`, one per slot).
+    pub r: Vec<f32>,
+    /// Constants: (neuron, receptor) entry times 16 plus the table row ([`one_constants`]).
+    pub key: Vec<u32>,
+    /// ḡ·w, nS ([`one_constants`]).
+    pub gw_ns: Vec<f32>,
+}
+
+impl OnePool {
+    /// Active slots.
+    pub fn len(&self) -> usize {
+        self.syn.len()
+    }
+
+    /// Whether no slot is active.
+    pub fn is_empty(&self) -> bool {
+        self.syn.is_empty()
+    }
+
+    /// The pool of `pool`'s records (between steps: every slot active), with each slot's
+    /// constants, for a [`one_form`] model (one float of receptor state per slot).
+    pub fn load(&mut self, model: &Model, net: &Network, pool: &ActivePool) {
+        assert_eq!(pool.stride, 1, "one receptor per type");
+        self.syn.clear();
+        self.syn.extend(pool.slots.iter().map(|s| s.syn));
+        self.t_mm.clear();
+        self.t_mm.extend(pool.slots.iter().map(|s| s.cleft_mm));
+        self.released.clear();
+        self.released.extend(pool.slots.iter().map(|s| s.released));
+        self.r.clear();
+        self.r.extend_from_slice(&pool.r);
+        one_constants(model, net, &pool.slots, &mut self.key, &mut self.gw_ns);
+    }
+
+    /// Writes the pool into `pool`'s records (a pulse cleft's fields 0: the one-receptor
+    /// form has exponential clefts only).
+    pub fn store(&self, pool: &mut ActivePool) {
+        pool.slots.clear();
+        pool.slots
+            .extend(self.syn.iter().zip(&self.t_mm).zip(&self.released).map(
+                |((&syn, &cleft_mm), &released)| Slot {
+                    syn,
+                    fresh: ACTIVE,
+                    cleft_mm,
+                    released,
+                    pulse_left: 0,
+                    pulse_quanta: 0.0,
+                },
+            ));
+        pool.r.clear();
+        pool.r.extend_from_slice(&self.r);
+    }
+
+    /// Sets the number of slots to `n` (new ones zero).
+    pub fn resize(&mut self, n: usize) {
+        self.syn.resize(n, 0);
+        self.t_mm.resize(n, 0.0);
+        self.released.resize(n, 0.0);
+        self.r.resize(n, 0.0);
+        self.key.resize(n, 0);
+        self.gw_ns.resize(n, 0.0);
+    }
+
+    /// Moves slots `from..from + n` to `to..to + n`.
+    pub fn move_slots(&mut self, from: usize, n: usize, to: usize) {
+        self.syn.copy_within(from..from + n, to);
+        self.t_mm.copy_within(from..from + n, to);
+        self.released.copy_within(from..from + n, to);
+        self.r.copy_within(from..from + n, to);
+        self.key.copy_within(from..from + n, to);
+        self.gw_ns.copy_within(from..from + n, to);
+    }
+
+    /// The quanta synapse `syn` released in the last step, if it is active.
+    pub fn released_of(&self, syn: u32) -> Option<f32> {
+        self.syn.binary_search(&syn).ok().map(|k| self.released[k])
+    }
+}
+
+/// The constants the one-receptor form ([`cleft_one`]) keeps beside the pool for
 /// each of `slots` (a [`one_form`] model): `key` gets the synapse's (neuron, receptor)
 /// entry times 16 plus its row of the constant tables (its projection, or its type with
 /// more than 16 projections), `gw_ns` its ḡ·w. Both are cleared first.
@@ -485,24 +534,6 @@ pub fn one_constants(
         let (k, g) = tb.constants(net, nr, s.syn as usize);
         key.push(k);
         gw_ns.push(g);
-    }
-}
-
-/// [`cleft_kinetic_one`] for a [`one_form`] model, else [`cleft_kinetic_body`] (any
-/// number of receptors).
-#[inline(always)]
-fn cleft_kinetic_any(
-    model: &Model,
-    net: &Network,
-    t: u32,
-    handoff_stride: usize,
-    st: &mut CleftPart<'_>,
-    non_finite: &mut crate::state::NonFinite,
-) -> usize {
-    if one_form(model) {
-        cleft_kinetic_one(model, net, t, handoff_stride, st, non_finite)
-    } else {
-        cleft_kinetic_body(model, net, t, handoff_stride, st, non_finite)
     }
 }
 
@@ -559,13 +590,12 @@ fn cleft_kinetic_body(
     let mut acc = ActiveSum::default();
     let (old, new, hits) = (st.old, st.new, st.hits);
     let rs = st.stride;
-    let mut fresh_lanes = FreshLanes::default();
     let (mut i, mut i_new, mut h) = (0, 0, 0);
     let mut kept = 0;
     while i < old.len() || i_new < new.len() {
         // The next BLOCK synapses in ascending id: a new slot, or the old ones below the
         // next new one, copied as one run.
-        let nb = next_block(st, &mut i, &mut i_new, kept, rs, &mut fresh_lanes);
+        let nb = next_block(st, &mut i, &mut i_new, kept, rs);
         // The slot-local statements: an old slot's releases of this step (the part of
         // [`activate`](super::release::activate) it left here: the count restarts from
         // 0, then each release adds its quanta and its transmitter, §4.1), the cleft
@@ -686,7 +716,7 @@ fn cleft_kinetic_body(
     kept
 }
 
-/// Synapse types [`cleft_kinetic_one`] takes: its per-type tables are this long, so a
+/// Synapse types [`cleft_one`] takes: its per-type tables are this long, so a
 /// lane's type indexes them without a bounds check.
 const ONE_TYPES: usize = 16;
 const _: () = assert!(
@@ -694,7 +724,7 @@ const _: () = assert!(
     "one_lanes returns a block's cleared lanes as the bits of a u64"
 );
 
-/// The constants of the synapse types for [`cleft_kinetic_one`], one table per constant
+/// The constants of the synapse types for [`cleft_one`], one table per constant
 /// (one kinetic receptor per type: its α, β, ḡ and β's power table), with one row per
 /// projection (a synapse's row is its projection, one load) when there are at most
 /// [`ONE_TYPES`] projections, else one per type (a synapse's row is its projection's type).
@@ -763,7 +793,7 @@ impl OneTables {
 
     /// Synapse `syn`'s constants beside the pool ([`one_constants`]): its (neuron,
     /// receptor) entry times 16 plus its row, and ḡ·w (nS; the product
-    /// [`cleft_kinetic_one`] formed from the synapse arrays each step before, the same
+    /// [`cleft_one`] formed from the synapse arrays each step before, the same
     /// bits). `nr` is the number of receptors.
     #[inline(always)]
     fn constants(&self, net: &Network, nr: u32, syn: usize) -> (u32, f32) {
@@ -776,7 +806,7 @@ impl OneTables {
     }
 }
 
-/// The lanes of a block of [`cleft_kinetic_one`] that [`one_lanes`] reads and writes.
+/// The lanes of a block of [`cleft_one`] that [`one_lanes`] reads and writes.
 struct OneLanes<'a> {
     /// The synapse's (neuron, receptor) entry times [`ONE_TYPES`] plus its row of
     /// [`OneTables`] (its projection or type), as kept beside the pool.
@@ -791,7 +821,7 @@ struct OneLanes<'a> {
     d: &'a mut [f32; BLOCK],
 }
 
-/// The slot-local statements of [`cleft_kinetic_one`] over lanes `0..nb` of `l`: the
+/// The slot-local statements of [`cleft_one`] over lanes `0..nb` of `l`: the
 /// cleft ([`transmitter`], exponential branch), then αT, k = αT + β, the exponent -k·dt,
 /// r_inf = αT/k and the entry in the range (whose first entry is `base`), each row's
 /// constants from `tb`. Returns the lanes whose cleft cleared, bit k for lane k.
@@ -881,7 +911,7 @@ unsafe fn one_lanes_avx2(
     done
 }
 
-/// What [`cleft_kinetic_one`] needs of a slot this step activated: its constants beside
+/// What [`cleft_one`] needs of a slot this step activated: its constants beside
 /// the pool ([`OneTables::constants`]) and, for a synapse re-activated after a hand-off
 /// (§5.4), its own r taken back from the hand-off value and the amount the take-back
 /// removes from the pool.
@@ -931,21 +961,49 @@ impl FreshSlot {
     }
 }
 
-/// [`cleft_kinetic_body`] for a [`one_form`] model (the like-for-like network): the same
-/// statements on the same values with the same sums in the same order, so the same bits,
-/// but with every slot-local statement in lanes over the block. Each slot's constants
-/// (its entry and row of [`OneTables`], its projection or type, and ḡ·w) are kept beside
-/// the pool (`CleftPart::old_key`, `old_gw_ns`, merged and dropped with the slot); those
-/// of the slots this step activated, and their take-backs, are gathered from the synapse
-/// arrays before the blocks ([`FreshSlot`]). A first pass takes each slot's transmitter
-/// into lanes (and its releases of this step; rare); then the cleft, the binding, the
-/// relaxation and ḡ·w·r run over all lanes at once, each row's constants from small
-/// tables; the transmitter goes back; the pool's take-backs and hand-offs (rare) are
-/// visited in slot order by their lanes, and the active conductances summed in slot order
-/// in a pass of their own (the two sums touch different arrays). A block without a
-/// cleared slot is kept whole.
+avx2_or_baseline! {
+    /// [`cleft_kinetic`] for a [`one_form`] model (the like-for-like network), over the
+    /// pool as the CPU backend keeps it for that form: one array per field
+    /// (`CleftPart::old_syn`, `old_t_mm`, `old_r`, `old_key`, `old_gw_ns`, and the same
+    /// for `out`, with `out_released`) instead of slot records, so that each block moves
+    /// and computes in lanes. The same statements on the same values with the same sums
+    /// in the same order as [`cleft_kinetic`], so the same bits (tested).
+    pub fn cleft_one(
+        model: &Model,
+        net: &Network,
+        t: u32,
+        handoff_stride: usize,
+        st: &mut CleftPart<'_>,
+        non_finite: &mut crate::state::NonFinite,
+    ) -> usize => cleft_one_body
+}
+
+/// Lanes of a block of [`cleft_one`]: room for a whole [`BLOCK`] copied in after the
+/// block's last slot (a copy of fixed size; the lanes past the block are then ignored).
+const LANES: usize = 2 * BLOCK;
+
+/// The first [`BLOCK`] elements of `v`, as an array.
 #[inline(always)]
-fn cleft_kinetic_one(
+fn block_of<T>(v: &[T; LANES]) -> &[T; BLOCK] {
+    v[..BLOCK].try_into().expect("LANES holds a BLOCK")
+}
+
+/// The first [`BLOCK`] elements of `v`, as an array.
+#[inline(always)]
+fn block_of_mut<T>(v: &mut [T; LANES]) -> &mut [T; BLOCK] {
+    (&mut v[..BLOCK]).try_into().expect("LANES holds a BLOCK")
+}
+
+/// The body of [`cleft_one`]. Each block of at most [`BLOCK`] slots in ascending synapse
+/// id is gathered into lanes: runs of old slots copied from the pool's arrays, the slots
+/// this step activated (`st.new`) between them, with their constants and take-backs
+/// gathered before the blocks ([`FreshSlot`]). Then an old slot's releases of this step
+/// (rare), the cleft, the binding, the relaxation and ḡ·w·r over all lanes at once, each
+/// row's constants from small tables; the pool's take-backs and hand-offs (rare) in slot
+/// order by their lanes; the active conductances summed in slot order; the cleared slots
+/// dropped from the lanes, and the rest copied out after the slots kept so far.
+#[inline(always)]
+fn cleft_one_body(
     model: &Model,
     net: &Network,
     t: u32,
@@ -954,10 +1012,28 @@ fn cleft_kinetic_one(
     non_finite: &mut crate::state::NonFinite,
 ) -> usize {
     debug_assert!(one_form(model));
-    debug_assert_eq!(st.stride, 1);
+    let n_old = st.old_syn.len();
+    let room = st.out_syn.len();
     assert!(
-        st.old_key.len() == st.old.len() && st.out_key.len() == st.out.len(),
-        "the one-receptor form has its constants beside the pool"
+        [
+            st.old_t_mm.len(),
+            st.old_r.len(),
+            st.old_key.len(),
+            st.old_gw_ns.len()
+        ]
+        .iter()
+        .all(|&n| n == n_old)
+            && [
+                st.out_t_mm.len(),
+                st.out_released.len(),
+                st.out_r.len(),
+                st.out_key.len(),
+                st.out_gw_ns.len(),
+            ]
+            .iter()
+            .all(|&n| n == room)
+            && room >= n_old + st.new.len(),
+        "the one-receptor form's pool arrays have one element per slot"
     );
     let dt = model.dt_ms as f32;
     let nr = model.receptors.len() as u32;
@@ -967,27 +1043,28 @@ fn cleft_kinetic_one(
     let base = st.base as u32 * nr;
     #[cfg(target_arch = "x86_64")]
     let avx2 = tb.rows <= 8 && std::arch::is_x86_feature_detected!("avx2");
-    // Per lane (a slot of the block): its constants' key ([`one_constants`]), transmitter
-    // (then after the step), entry in the range, ḡ·w (then g), r, αT (then r_inf), the
-    // exponent (then the decay), cleared; a take-back's amount and whether there is one.
-    let mut key_lane = [0u32; BLOCK];
-    let mut t_lane = [0f32; BLOCK];
+    // Per lane (a slot of the block): synapse id, transmitter (then after the step), r,
+    // constants' key ([`one_constants`]), ḡ·w; quanta released in this step; entry in the
+    // range, g, αT (then r_inf), the exponent (then the decay); a take-back's amount.
+    let mut syn_lane = [0u32; LANES];
+    let mut t_lane = [0f32; LANES];
+    let mut r_lane = [0f32; LANES];
+    let mut key_lane = [0u32; LANES];
+    let mut gw_lane = [0f32; LANES];
+    let mut released_lane = [0f32; LANES];
     let mut entry_lane = [0u32; BLOCK];
     let mut g_lane = [0f32; BLOCK];
-    let mut r_lane = [0f32; BLOCK];
     let mut a_lane = [0f32; BLOCK];
     let mut d_lane = [0f32; BLOCK];
     let mut sub_lane = [0f32; BLOCK];
-    // The lanes of the block's slots that this step activated; each slot's count of quanta.
-    let mut fresh_lanes = FreshLanes::default();
-    let mut released_lane = [0f32; BLOCK];
+    // The lanes of the block's slots that this step activated, and their index in `new`.
+    let mut fresh_at = [(0u8, 0u32); BLOCK];
     // The active conductance being summed ([`ActiveSum`]).
     let mut acc = ActiveSum::default();
-    let (old, new, hits) = (st.old, st.new, st.hits);
-    // The slots this step activated, in the order the blocks meet them: their constants
-    // and take-backs, gathered first in one pass of independent reads (each is a few
-    // scattered loads from the synapse arrays, which overlap here instead of stalling the
-    // block that meets the slot).
+    let (new, hits) = (st.new, st.hits);
+    // The slots this step activated: their constants and take-backs, gathered first in
+    // one pass of independent reads (each is a few scattered loads from the synapse
+    // arrays, which overlap here instead of stalling the block that meets the slot).
     let mut fresh = Vec::with_capacity(new.len());
     for (j, slot) in new.iter().enumerate() {
         if let Some(ahead) = new.get(j + FRESH_AHEAD) {
@@ -1010,31 +1087,51 @@ fn cleft_kinetic_one(
             slot,
         ));
     }
-    let mut j_fresh = 0;
     let (mut i, mut i_new, mut h) = (0, 0, 0);
     let mut next_hit = hits.first().map_or(u32::MAX, |x| x.0);
     let mut kept = 0;
-    while i < old.len() || i_new < new.len() {
-        // The next BLOCK synapses in ascending id ([`next_block`]).
-        let nb = next_block(st, &mut i, &mut i_new, kept, 1, &mut fresh_lanes);
-        let blk = &mut st.out[kept..kept + nb];
-        let (key_blk, gw_blk) = (
-            &mut st.out_key[kept..kept + nb],
-            &mut st.out_gw_ns[kept..kept + nb],
-        );
-        r_lane[..nb].copy_from_slice(&st.out_r[kept..kept + nb]);
-        // Into the lanes: each slot's transmitter, and its count of this step from 0.
-        for (t_mm, slot) in t_lane.iter_mut().zip(blk.iter()) {
-            *t_mm = slot.cleft_mm;
+    while i < n_old || i_new < new.len() {
+        // The next BLOCK synapses in ascending id: a new slot, or the old ones below the
+        // next new one copied as one run into each field's lanes.
+        let mut nb = 0;
+        let mut n_fresh = 0;
+        while nb < BLOCK && (i < n_old || i_new < new.len()) {
+            if i_new < new.len() && (i == n_old || new[i_new].syn < st.old_syn[i]) {
+                let slot = &new[i_new];
+                syn_lane[nb] = slot.syn;
+                t_lane[nb] = slot.cleft_mm;
+                fresh_at[n_fresh] = (nb as u8, i_new as u32);
+                n_fresh += 1;
+                i_new += 1;
+                nb += 1;
+            } else {
+                let room = (BLOCK - nb).min(n_old - i);
+                let run = match new.get(i_new) {
+                    Some(next) if st.old_syn[i + room - 1] > next.syn => {
+                        st.old_syn[i..i + room].partition_point(|&s| s < next.syn)
+                    }
+                    _ => room,
+                };
+                copy_run(&mut syn_lane[nb..], &st.old_syn[i..], run);
+                copy_run(&mut t_lane[nb..], &st.old_t_mm[i..], run);
+                copy_run(&mut r_lane[nb..], &st.old_r[i..], run);
+                copy_run(&mut key_lane[nb..], &st.old_key[i..], run);
+                copy_run(&mut gw_lane[nb..], &st.old_gw_ns[i..], run);
+                i += run;
+                nb += run;
+            }
         }
+        // Each slot's count of this step from 0; an old slot's releases of this step
+        // (rare; each adds its quanta and its transmitter, §4.1, as [`add_hits`]).
         released_lane[..nb].fill(0.0);
-        // An old slot's releases of this step (rare; the count restarts from 0, then
-        // each release adds its quanta and its transmitter, §4.1, as [`add_hits`]).
-        let last = blk[nb - 1].syn;
+        let last = syn_lane[nb - 1];
         while next_hit <= last {
-            let k = blk.partition_point(|x| x.syn < next_hit);
-            assert_eq!(blk[k].syn, next_hit, "every release at an active synapse has its slot");
-            let delta_t_mm = tb.delta_t_mm[key_blk[k] as usize % ONE_TYPES];
+            let k = syn_lane[..nb].partition_point(|&s| s < next_hit);
+            assert_eq!(
+                syn_lane[k], next_hit,
+                "every release at an active synapse has its slot"
+            );
+            let delta_t_mm = tb.delta_t_mm[key_lane[k] as usize % ONE_TYPES];
             while h < hits.len() && hits[h].0 == next_hit {
                 let q = hits[h].1;
                 released_lane[k] += q;
@@ -1043,33 +1140,30 @@ fn cleft_kinetic_one(
             }
             next_hit = hits.get(h).map_or(u32::MAX, |x| x.0);
         }
-        // A slot this step activated ([`next_block`] noted its lanes): its count, its
-        // constants (gathered before the blocks; an old slot's came with it), and for a
-        // re-activated synapse its own r taken back from its hand-off value, and the
-        // amount its take-back removes from the pool (§5.4; removed in slot order below).
+        // A slot this step activated: its count (from `activate`), its constants, its r
+        // from 0 or, re-activated, taken back from its hand-off value, and the amount its
+        // take-back removes from the pool (§5.4; removed in slot order below).
         let mut take = 0u64;
-        for &k in &fresh_lanes.at[..fresh_lanes.n] {
-            let k = k as usize;
-            let c = &fresh[j_fresh];
-            j_fresh += 1;
-            (key_blk[k], gw_blk[k]) = (c.key, c.gw_ns);
-            released_lane[k] = blk[k].released;
+        for &(k, j) in &fresh_at[..n_fresh] {
+            let (k, j) = (k as usize, j as usize);
+            let c = &fresh[j];
+            released_lane[k] = new[j].released;
+            key_lane[k] = c.key;
+            gw_lane[k] = c.gw_ns;
+            r_lane[k] = 0.0;
             if c.take {
                 r_lane[k] = c.r;
                 sub_lane[k] = c.sub_ns;
                 take |= 1 << k;
             }
-            blk[k].fresh = ACTIVE;
         }
-        key_lane[..nb].copy_from_slice(key_blk);
-        g_lane[..nb].copy_from_slice(gw_blk);
         // Over all lanes: the cleft ([`transmitter`], exponential branch), k = αT + β,
         // r_inf = αT/k, the exponent -k·dt and the entry in the range ([`one_lanes`],
         // eight lanes at a time in AVX2 registers with at most eight rows), then
         // e^{-k·dt}, r ← r_inf + (r - r_inf)·e^{-k·dt} (§5.1) and g = ḡ·w·r.
         let mut lanes = OneLanes {
-            key: &key_lane,
-            t_mm: &mut t_lane,
+            key: block_of(&key_lane),
+            t_mm: block_of_mut(&mut t_lane),
             entry: &mut entry_lane,
             a: &mut a_lane,
             d: &mut d_lane,
@@ -1088,18 +1182,13 @@ fn cleft_kinetic_one(
         for k in 0..nb {
             let r = relax(a_lane[k], r_lane[k], d_lane[k]);
             r_lane[k] = r;
-            g_lane[k] *= r;
+            g_lane[k] = gw_lane[k] * r;
             bad |= !g_lane[k].is_finite();
         }
-        st.out_r[kept..kept + nb].copy_from_slice(&r_lane[..nb]);
         if bad && non_finite.is_none() {
             if let Some(k) = g_lane[..nb].iter().position(|g| !g.is_finite()) {
-                *non_finite = Some((blk[k].syn, "receptor conductance g_ns", true));
+                *non_finite = Some((syn_lane[k], "receptor conductance g_ns", true));
             }
-        }
-        for (k, slot) in blk.iter_mut().enumerate() {
-            slot.cleft_mm = t_lane[k];
-            slot.released = released_lane[k];
         }
         // The pool's sums, in slot order: a re-activated slot's take-back, a cleared
         // slot's hand-off (both rare, so only their lanes are visited).
@@ -1114,7 +1203,7 @@ fn cleft_kinetic_one(
             }
             if done >> k & 1 != 0 {
                 // Hand-off: from now on dr/dt = -βr is linear and lives in the pool (§5.4).
-                let local = blk[k].syn as usize - st.syn_base;
+                let local = syn_lane[k] as usize - st.syn_base;
                 st.g_pool_ns[entry] += g_lane[k];
                 st.handoff_r[local * handoff_stride] = r_lane[k];
                 st.handoff_step[local] = if handoff_stride > 0 { t } else { NO_HANDOFF };
@@ -1127,11 +1216,28 @@ fn cleft_kinetic_one(
         for k in 0..nb {
             acc.add(st.g_active_ns, entry_lane[k] as usize, g_lane[k]);
         }
-        kept = if done != 0 {
-            drop_done_one(st, kept, done, nb)
-        } else {
-            kept + nb
-        };
+        // The cleared slots leave the lanes (those after the first move down, whether
+        // kept or not: one branch-free loop); the rest go out after the slots kept so far.
+        let mut w = nb;
+        if done != 0 {
+            w = done.trailing_zeros() as usize;
+            for k in w + 1..nb {
+                syn_lane[w] = syn_lane[k];
+                t_lane[w] = t_lane[k];
+                r_lane[w] = r_lane[k];
+                key_lane[w] = key_lane[k];
+                gw_lane[w] = gw_lane[k];
+                released_lane[w] = released_lane[k];
+                w += (done >> k & 1 == 0) as usize;
+            }
+        }
+        copy_run(&mut st.out_syn[kept..], &syn_lane, w);
+        copy_run(&mut st.out_t_mm[kept..], &t_lane, w);
+        copy_run(&mut st.out_r[kept..], &r_lane, w);
+        copy_run(&mut st.out_key[kept..], &key_lane, w);
+        copy_run(&mut st.out_gw_ns[kept..], &gw_lane, w);
+        copy_run(&mut st.out_released[kept..], &released_lane, w);
+        kept += w;
     }
     acc.store(st.g_active_ns);
     assert_eq!(

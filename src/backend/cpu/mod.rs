@@ -85,20 +85,19 @@ pub struct CpuBackend {
     next_slots: Vec<Slot>,
     /// Their receptor state (`ActivePool::r`).
     next_r: Vec<f32>,
-    /// `cleft`'s one-receptor form ([`cleft::one_form`]): each active slot's constants
-    /// beside the pool, in slot order ([`cleft::one_constants`]: its entry and row, and
-    /// ḡ·w), so the slots that stay active read them in order instead of the synapse
-    /// arrays; empty for other networks.
-    pool_key: Vec<u32>,
-    /// ḡ·w of each active slot, nS (beside `pool_key`).
-    pool_gw_ns: Vec<f32>,
-    /// The spare `pool_key` and `pool_gw_ns` that `cleft` writes the next step's into.
-    next_key: Vec<u32>,
-    /// See `next_key`.
-    next_gw_ns: Vec<f32>,
-    /// The state may have been changed from elsewhere ([`CpuBackend::state_mut`]):
-    /// `pool_key` and `pool_gw_ns` are made again from the pool before they are read.
-    pool_constants_stale: bool,
+    /// The kinetic cleft's one-receptor form ([`cleft::one_form`], [`cleft::cleft_one`]):
+    /// the active pool kept one array per field, with each slot's constants (its entry
+    /// and row, and ḡ·w), in place of the state's records, which are written from it when
+    /// the state is read (`records_stale`); empty for other networks.
+    one: cleft::OnePool,
+    /// The spare pool `cleft_one` writes the next step's slots into.
+    next_one: cleft::OnePool,
+    /// The state's active pool is newer than `one` (at the start, or set from elsewhere:
+    /// [`CpuBackend::state_mut`]): `one` is made again from it before the next step.
+    one_stale: bool,
+    /// `one` is newer than the state's active pool: its records are written before the
+    /// state is read.
+    records_stale: bool,
     profile: Option<[f64; KERNELS.len()]>,
     /// Synapses whose `released` is reported, with the quanta released since the last
     /// sample (the report is a sum over the sampling interval).
@@ -331,11 +330,10 @@ impl CpuBackend {
             hits: Vec::new(),
             next_slots: Vec::new(),
             next_r: Vec::new(),
-            pool_key: Vec::new(),
-            pool_gw_ns: Vec::new(),
-            next_key: Vec::new(),
-            next_gw_ns: Vec::new(),
-            pool_constants_stale: false,
+            one: cleft::OnePool::default(),
+            next_one: cleft::OnePool::default(),
+            one_stale: true,
+            records_stale: false,
             profile: None,
             released_since: Vec::new(),
             event_quanta: Vec::new(),
@@ -552,10 +550,22 @@ impl CpuBackend {
         let model = Arc::clone(&self.model);
         let net = Arc::clone(&self.net);
         let nr = model.receptors.len();
+        let kinetic = self.kinetic_only;
+        // The one-receptor form keeps its pool one array per field (`one`).
+        let one = kinetic && cleft::one_form(&model);
+        if one && self.one_stale {
+            self.one.load(&model, &net, &self.st.active);
+            self.one_stale = false;
+        }
+        let n_old = if one {
+            self.one.len()
+        } else {
+            self.st.active.len()
+        };
         // Ranges of postsynaptic neurons, their first incoming synapses and the first
         // active and new slots of those synapses (slots are ascending by synapse id); one
         // range while there are too few active synapses to share.
-        let n_slots = self.st.active.len() + self.new_slots.len();
+        let n_slots = n_old + self.new_slots.len();
         if n_slots == 0 && self.hits.is_empty() {
             // No synapse is active (always so with exp receptors only): nothing to do.
             return;
@@ -572,7 +582,11 @@ impl CpuBackend {
         for &b in nb {
             let s0 = net.in_offsets[b];
             self.cleft_syn.push(s0 as usize);
-            let old = self.st.active.first_at_or_after(s0);
+            let old = if one {
+                self.one.syn.partition_point(|&s| s < s0)
+            } else {
+                self.st.active.first_at_or_after(s0)
+            };
             let new = self.new_slots.partition_point(|s| s.syn < s0);
             self.cleft_slots.push(old);
             self.cleft_new.push(new);
@@ -583,38 +597,29 @@ impl CpuBackend {
         if self.cleft_out.len() < ranges {
             self.cleft_out.resize(ranges, (None, 0));
         }
-        self.next_slots.resize(n_slots, Slot::default());
         let rs = self.st.active.stride;
-        self.next_r.resize(n_slots * rs, 0.0);
         let (t, hs) = (self.st.step, self.st.handoff_stride);
-        let kinetic = self.kinetic_only;
-        let one = kinetic && cleft::one_form(&model);
-        if one {
-            if self.pool_constants_stale || self.pool_key.len() != self.st.active.len() {
-                cleft::one_constants(
-                    &model,
-                    &net,
-                    &self.st.active.slots,
-                    &mut self.pool_key,
-                    &mut self.pool_gw_ns,
-                );
-                self.pool_constants_stale = false;
-            }
-            self.next_key.resize(n_slots, 0);
-            self.next_gw_ns.resize(n_slots, 0.0);
-        }
-        let parts = self.st.cleft_parts(
+        // The records' splits: none for the one-receptor form, which takes its own.
+        let zeros = vec![0; nb.len()];
+        let (record_slots, record_room) = if one {
+            self.next_one.resize(n_slots);
+            (&zeros, &zeros)
+        } else {
+            self.next_slots.resize(n_slots, Slot::default());
+            self.next_r.resize(n_slots * rs, 0.0);
+            (&self.cleft_slots, &self.cleft_room)
+        };
+        let mut parts = self.st.cleft_parts(
             nb,
             &self.cleft_syn,
-            &self.cleft_slots,
+            record_slots,
             &self.new_slots,
             &self.cleft_new,
-            &mut self.next_slots,
-            &mut self.next_r,
-            &self.cleft_room,
+            &mut self.next_slots[..if one { 0 } else { n_slots }],
+            &mut self.next_r[..if one { 0 } else { n_slots * rs }],
+            record_room,
             nr,
         );
-        let mut parts = parts;
         if kinetic {
             for (k, part) in parts.iter_mut().enumerate() {
                 let range = self.cleft_syn[k] as u32..self.cleft_syn[k + 1] as u32;
@@ -624,20 +629,37 @@ impl CpuBackend {
             }
         }
         if one {
-            let keys = crate::state::split_parts(&mut self.next_key, &self.cleft_room, 1);
-            let gws = crate::state::split_parts(&mut self.next_gw_ns, &self.cleft_room, 1);
-            for (k, (part, (key, gw))) in parts.iter_mut().zip(keys.zip(gws)).enumerate() {
-                let old = self.cleft_slots[k]..self.cleft_slots[k + 1];
-                part.old_key = &self.pool_key[old.clone()];
-                part.old_gw_ns = &self.pool_gw_ns[old];
-                part.out_key = key;
-                part.out_gw_ns = gw;
+            use crate::state::split_parts;
+            let (old, room) = (&self.cleft_slots, &self.cleft_room);
+            let next = &mut self.next_one;
+            let mut syn = split_parts(&mut next.syn, room, 1);
+            let mut t_mm = split_parts(&mut next.t_mm, room, 1);
+            let mut released = split_parts(&mut next.released, room, 1);
+            let mut r = split_parts(&mut next.r, room, 1);
+            let mut key = split_parts(&mut next.key, room, 1);
+            let mut gw = split_parts(&mut next.gw_ns, room, 1);
+            let each = "one part per range";
+            for (k, part) in parts.iter_mut().enumerate() {
+                let o = old[k]..old[k + 1];
+                part.old_syn = &self.one.syn[o.clone()];
+                part.old_t_mm = &self.one.t_mm[o.clone()];
+                part.old_r = &self.one.r[o.clone()];
+                part.old_key = &self.one.key[o.clone()];
+                part.old_gw_ns = &self.one.gw_ns[o];
+                part.out_syn = syn.next().expect(each);
+                part.out_t_mm = t_mm.next().expect(each);
+                part.out_released = released.next().expect(each);
+                part.out_r = r.next().expect(each);
+                part.out_key = key.next().expect(each);
+                part.out_gw_ns = gw.next().expect(each);
             }
         }
         let mut items: Vec<_> = parts.into_iter().zip(self.cleft_out.iter_mut()).collect();
         for_each(self.pool.as_ref(), &mut items, |(part, (bad, kept))| {
             *bad = None;
-            *kept = if kinetic {
+            *kept = if one {
+                cleft::cleft_one(&model, &net, t, hs, part, bad)
+            } else if kinetic {
                 cleft::cleft_kinetic(&model, &net, t, hs, part, bad)
             } else {
                 cleft::cleft(&model, &net, t, hs, part, bad)
@@ -652,25 +674,25 @@ impl CpuBackend {
             }
             let from = self.cleft_room[k];
             if from != n {
-                self.next_slots.copy_within(from..from + kept, n);
-                self.next_r
-                    .copy_within(from * rs..(from + kept) * rs, n * rs);
                 if one {
-                    self.next_key.copy_within(from..from + kept, n);
-                    self.next_gw_ns.copy_within(from..from + kept, n);
+                    self.next_one.move_slots(from, kept, n);
+                } else {
+                    self.next_slots.copy_within(from..from + kept, n);
+                    self.next_r
+                        .copy_within(from * rs..(from + kept) * rs, n * rs);
                 }
             }
             n += kept;
         }
-        self.next_slots.truncate(n);
-        self.next_r.truncate(n * rs);
-        std::mem::swap(&mut self.st.active.slots, &mut self.next_slots);
-        std::mem::swap(&mut self.st.active.r, &mut self.next_r);
         if one {
-            self.next_key.truncate(n);
-            self.next_gw_ns.truncate(n);
-            std::mem::swap(&mut self.pool_key, &mut self.next_key);
-            std::mem::swap(&mut self.pool_gw_ns, &mut self.next_gw_ns);
+            self.next_one.resize(n);
+            std::mem::swap(&mut self.one, &mut self.next_one);
+            self.records_stale = true;
+        } else {
+            self.next_slots.truncate(n);
+            self.next_r.truncate(n * rs);
+            std::mem::swap(&mut self.st.active.slots, &mut self.next_slots);
+            std::mem::swap(&mut self.st.active.r, &mut self.next_r);
         }
     }
 
@@ -733,89 +755,9 @@ impl CpuBackend {
         }
     }
 
-    /// The state, read-only.
-    pub fn state_ref(&self) -> &State {
-        &self.st
-    }
-
-    /// The state, for tests that set up special conditions.
-    pub fn state_mut(&mut self) -> &mut State {
-        self.pool_constants_stale = true;
-        &mut self.st
-    }
-
-    /// The model.
-    pub fn model(&self) -> &Model {
-        &self.model
-    }
-
-    /// The network.
-    pub fn network(&self) -> &Network {
-        &self.net
-    }
-
-    /// The per-step constants of the step about to be computed (the GPU's uniform).
-    pub fn step_params(&self) -> StepParams {
-        step_params(&self.model, &self.net, self.st.step)
-    }
-}
-
-/// The per-step constants of step `step` (one `StepParams` of a GPU batch; the ring and
-/// probe fields are the GPU's and 0 here).
-pub fn step_params(model: &Model, net: &Network, step: u32) -> StepParams {
-    StepParams {
-        n_neurons: net.n_neurons(),
-        n_synapses: net.n_synapses(),
-        step,
-        n_receptors: model.receptors.len() as u32,
-        dt_ms: model.dt_ms as f32,
-        mg_o_mm: model.mg_o_mm as f32,
-        seed_lo: model.seed as u32,
-        seed_hi: (model.seed >> 32) as u32,
-        batch_row: 0,
-        sample_row: 0,
-        n_probes: 0,
-        spike_words: net.n_neurons().div_ceil(32),
-        n_neurons_all: net.n_neurons(),
-        ..StepParams::default()
-    }
-}
-
-/// Merges two ascending (synapse, quanta) lists, adding quanta of equal synapses.
-fn merge_releases(a: &[(u32, f32)], b: &[(u32, f32)], out: &mut Vec<(u32, f32)>) {
-    out.clear();
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        if j == b.len() || (i < a.len() && a[i].0 < b[j].0) {
-            out.push(a[i]);
-            i += 1;
-        } else if i == a.len() || b[j].0 < a[i].0 {
-            out.push(b[j]);
-            j += 1;
-        } else {
-            out.push((a[i].0, a[i].1 + b[j].1));
-            i += 1;
-            j += 1;
-        }
-    }
-}
-
-impl Backend for CpuBackend {
-    fn name(&self) -> &'static str {
-        "cpu"
-    }
-
-    fn device(&self) -> String {
-        format!(
-            "CPU reference ({} {}, {} thread{})",
-            std::env::consts::ARCH,
-            std::env::consts::OS,
-            self.threads,
-            if self.threads == 1 { "" } else { "s" }
-        )
-    }
-
-    fn step(&mut self) -> Result<(), Error> {
+    /// One step; the one-receptor form's pool is not written into the state's records
+    /// ([`CpuBackend::write_records`]).
+    fn step_inner(&mut self) -> Result<(), Error> {
         let model = Arc::clone(&self.model);
         let net = Arc::clone(&self.net);
         self.st.quanta_step = 0.0;
@@ -977,8 +919,17 @@ impl Backend for CpuBackend {
         }
         for (syn, acc) in self.released_since.iter_mut() {
             if self.st.handoff_of(*syn as usize) == ACTIVE {
-                if let Some(k) = self.st.active.slot_of(*syn) {
-                    *acc += self.st.active.slots[k].released;
+                // The one-receptor form's pool, where it is newer than the records.
+                let released = if self.records_stale {
+                    self.one.released_of(*syn)
+                } else {
+                    self.st
+                        .active
+                        .slot_of(*syn)
+                        .map(|k| self.st.active.slots[k].released)
+                };
+                if let Some(q) = released {
+                    *acc += q;
                 }
             }
         }
@@ -986,6 +937,120 @@ impl Backend for CpuBackend {
             return Err(non_finite_error(&self.model, &self.net, &self.st, bad));
         }
         Ok(())
+    }
+
+    /// The state, read-only (always up to date: every step and batch ends with the
+    /// active pool's records written).
+    pub fn state_ref(&self) -> &State {
+        debug_assert!(!self.records_stale);
+        &self.st
+    }
+
+    /// The state, for tests that set up special conditions.
+    pub fn state_mut(&mut self) -> &mut State {
+        self.write_records();
+        self.one_stale = true;
+        &mut self.st
+    }
+
+    /// Writes the state's active pool records from the one-receptor form's pool, where
+    /// that has moved on since.
+    fn write_records(&mut self) {
+        if self.records_stale {
+            self.one.store(&mut self.st.active);
+            self.records_stale = false;
+        }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The network.
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// The per-step constants of the step about to be computed (the GPU's uniform).
+    pub fn step_params(&self) -> StepParams {
+        step_params(&self.model, &self.net, self.st.step)
+    }
+}
+
+/// The per-step constants of step `step` (one `StepParams` of a GPU batch; the ring and
+/// probe fields are the GPU's and 0 here).
+pub fn step_params(model: &Model, net: &Network, step: u32) -> StepParams {
+    StepParams {
+        n_neurons: net.n_neurons(),
+        n_synapses: net.n_synapses(),
+        step,
+        n_receptors: model.receptors.len() as u32,
+        dt_ms: model.dt_ms as f32,
+        mg_o_mm: model.mg_o_mm as f32,
+        seed_lo: model.seed as u32,
+        seed_hi: (model.seed >> 32) as u32,
+        batch_row: 0,
+        sample_row: 0,
+        n_probes: 0,
+        spike_words: net.n_neurons().div_ceil(32),
+        n_neurons_all: net.n_neurons(),
+        ..StepParams::default()
+    }
+}
+
+/// Merges two ascending (synapse, quanta) lists, adding quanta of equal synapses.
+fn merge_releases(a: &[(u32, f32)], b: &[(u32, f32)], out: &mut Vec<(u32, f32)>) {
+    out.clear();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if j == b.len() || (i < a.len() && a[i].0 < b[j].0) {
+            out.push(a[i]);
+            i += 1;
+        } else if i == a.len() || b[j].0 < a[i].0 {
+            out.push(b[j]);
+            j += 1;
+        } else {
+            out.push((a[i].0, a[i].1 + b[j].1));
+            i += 1;
+            j += 1;
+        }
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn device(&self) -> String {
+        format!(
+            "CPU reference ({} {}, {} thread{})",
+            std::env::consts::ARCH,
+            std::env::consts::OS,
+            self.threads,
+            if self.threads == 1 { "" } else { "s" }
+        )
+    }
+
+    fn step(&mut self) -> Result<(), Error> {
+        let done = self.step_inner();
+        self.write_records();
+        done
+    }
+
+    /// [`Backend::advance`]'s loop, with the one-receptor form's pool written into the
+    /// state's records once, at the end (also after an error), instead of after every step.
+    fn advance(
+        &mut self,
+        n_steps: u32,
+        probes: &[Probe],
+        sample_every: u32,
+    ) -> Result<crate::backend::Batch, Error> {
+        let done =
+            crate::backend::advance_by(self, n_steps, probes, sample_every, |b| b.step_inner());
+        self.write_records();
+        done
     }
 
     fn step_index(&self) -> u32 {
@@ -1001,6 +1066,10 @@ impl Backend for CpuBackend {
     }
 
     fn sample(&mut self, probes: &[Probe], out: &mut Vec<f32>) -> Result<(), Error> {
+        if probes.iter().any(|p| matches!(p, Probe::Synapse(..))) {
+            // A synapse's cleft and count are read from the state's records.
+            self.write_records();
+        }
         out.clear();
         for p in probes {
             out.push(match *p {
@@ -1056,6 +1125,7 @@ impl Backend for CpuBackend {
     }
 
     fn state(&mut self) -> Result<&State, Error> {
+        self.write_records();
         Ok(&self.st)
     }
 
