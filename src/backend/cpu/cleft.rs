@@ -982,6 +982,77 @@ avx2_or_baseline! {
 /// block's last slot (a copy of fixed size; the lanes past the block are then ignored).
 const LANES: usize = 2 * BLOCK;
 
+/// The bits of `v`'s floats (the same memory, as `u32`).
+#[inline(always)]
+fn bits_of(v: &[f32; LANES]) -> &[u32; LANES] {
+    // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is a
+    // valid u32.
+    unsafe { &*(v as *const [f32; LANES]).cast::<[u32; LANES]>() }
+}
+
+/// The bits of `v`'s floats, writable (every u32 written is a valid f32).
+#[inline(always)]
+fn bits_of_mut(v: &mut [f32]) -> &mut [u32] {
+    // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is
+    // valid for both.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u32>(), v.len()) }
+}
+
+/// For each eight-bit mask, the lanes whose bit is set, in order (then lane 0): the
+/// `vpermd` indices that pack them to the front.
+const PACK: [[u32; 8]; 256] = {
+    let mut t = [[0u32; 8]; 256];
+    let mut m = 0;
+    while m < 256 {
+        let (mut n, mut k) = (0, 0);
+        while k < 8 {
+            if m >> k & 1 == 1 {
+                t[m][n] = k as u32;
+                n += 1;
+            }
+            k += 1;
+        }
+        m += 1;
+    }
+    t
+};
+
+/// Writes lanes `0..nb` of each of `lanes` whose bit is set in `keep` to the front of the
+/// matching `outs`, in order, eight lanes at a time (a permute by [`PACK`] and one store
+/// of eight; the elements after the packed ones are changed: the caller's later writes
+/// cover them). Returns how many.
+///
+/// # Safety
+/// The CPU must have AVX2, and every out must hold at least `BLOCK + 8` elements.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn pack_lanes_avx2(
+    keep: u64,
+    nb: usize,
+    lanes: [&[u32; LANES]; 6],
+    mut outs: [&mut [u32]; 6],
+) -> usize {
+    use std::arch::x86_64::*;
+    debug_assert!(nb <= BLOCK && outs.iter().all(|o| o.len() >= BLOCK + 8));
+    let mut at = 0;
+    for o in (0..nb).step_by(8) {
+        let m = (keep >> o & 0xff) as usize;
+        // SAFETY: PACK's rows are eight u32; lanes o..o + 8 lie inside LANES.
+        let idx = unsafe { _mm256_loadu_si256(PACK[m].as_ptr().cast()) };
+        for (lane, out) in lanes.iter().zip(outs.iter_mut()) {
+            // SAFETY: o + 8 <= BLOCK + 8 <= LANES; at + 8 <= BLOCK + 8 <= out.len().
+            unsafe {
+                let v = _mm256_loadu_si256(lane.as_ptr().add(o).cast());
+                let packed = _mm256_permutevar8x32_epi32(v, idx);
+                _mm256_storeu_si256(out.as_mut_ptr().add(at).cast(), packed);
+            }
+        }
+        at += m.count_ones() as usize;
+    }
+    at
+}
+
 /// The first [`BLOCK`] elements of `v`, as an array.
 #[inline(always)]
 fn block_of<T>(v: &[T; LANES]) -> &[T; BLOCK] {
@@ -1216,8 +1287,33 @@ fn cleft_one_body(
         for k in 0..nb {
             acc.add(st.g_active_ns, entry_lane[k] as usize, g_lane[k]);
         }
-        // The cleared slots leave the lanes (those after the first move down, whether
-        // kept or not: one branch-free loop); the rest go out after the slots kept so far.
+        // The cleared slots leave: the rest go out after the slots kept so far, packed
+        // eight lanes at a time by AVX2 permutes where the room allows; else those
+        // after the first cleared one move down in the lanes (whether kept or not: one
+        // branch-free loop) before they go out.
+        #[cfg(target_arch = "x86_64")]
+        if done != 0 && avx2 && st.out_syn.len() - kept >= BLOCK + 8 {
+            let keep = !done & (u64::MAX >> (64 - nb));
+            let lanes: [&[u32; LANES]; 6] = [
+                &syn_lane,
+                bits_of(&t_lane),
+                bits_of(&r_lane),
+                &key_lane,
+                bits_of(&gw_lane),
+                bits_of(&released_lane),
+            ];
+            let outs: [&mut [u32]; 6] = [
+                &mut st.out_syn[kept..],
+                bits_of_mut(&mut st.out_t_mm[kept..]),
+                bits_of_mut(&mut st.out_r[kept..]),
+                &mut st.out_key[kept..],
+                bits_of_mut(&mut st.out_gw_ns[kept..]),
+                bits_of_mut(&mut st.out_released[kept..]),
+            ];
+            // SAFETY: the CPU has AVX2 (`avx2`); every out has room for BLOCK + 8.
+            kept += unsafe { pack_lanes_avx2(keep, nb, lanes, outs) };
+            continue;
+        }
         let mut w = nb;
         if done != 0 {
             w = done.trailing_zeros() as usize;
