@@ -1166,6 +1166,17 @@ fn cleft_one_body(
         // next new one copied as one run into each field's lanes.
         let mut nb = 0;
         let mut n_fresh = 0;
+        // The lines of the old slots two blocks on.
+        let ahead = i + 2 * BLOCK;
+        if ahead + BLOCK <= n_old {
+            for l in (0..BLOCK).step_by(16) {
+                prefetch(&st.old_syn[ahead + l]);
+                prefetch(&st.old_t_mm[ahead + l]);
+                prefetch(&st.old_r[ahead + l]);
+                prefetch(&st.old_key[ahead + l]);
+                prefetch(&st.old_gw_ns[ahead + l]);
+            }
+        }
         while nb < BLOCK && (i < n_old || i_new < new.len()) {
             if i_new < new.len() && (i == n_old || new[i_new].syn < st.old_syn[i]) {
                 let slot = &new[i_new];
