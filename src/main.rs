@@ -454,12 +454,13 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
     );
     if quantal::model::SynapseArrays::of(&model).any_cleft {
         // The one-receptor kinetic form keeps its pool one array per field (syn, cleft,
-        // count, r, entry, ḡ·w: 24 B, twice) beside the state's records (written once per
-        // batch); the other forms keep the records twice.
+        // r, entry, ḡ·w: 20 B, twice; the counts of quanta apart, for the slots that
+        // released) beside the state's records (written once per batch); the other forms
+        // keep the records twice.
         let record =
             std::mem::size_of::<quantal::state::Slot>() + 4 * model.receptor_state_stride();
         let per_active = if quantal::backend::cpu::cleft::one_form(&model) {
-            2 * 24 + record
+            2 * 20 + record
         } else {
             2 * record
         };

@@ -227,8 +227,6 @@ pub struct CleftPart<'a> {
     pub out_syn: &'a mut [u32],
     /// Their transmitter, mM, after the step.
     pub out_t_mm: &'a mut [f32],
-    /// Their quanta released in this step.
-    pub out_released: &'a mut [f32],
     /// Their constants' key, as `old_key`.
     pub out_key: &'a mut [u32],
     /// Their ḡ·w, nS.
@@ -431,7 +429,6 @@ impl State {
                 old_gw_ns: &[],
                 out_syn: &mut [],
                 out_t_mm: &mut [],
-                out_released: &mut [],
                 out_key: &mut [],
                 out_gw_ns: &mut [],
                 stride: rs,

@@ -306,6 +306,27 @@ impl ActiveSum {
         self.g_ns += g_ns;
     }
 
+    /// [`ActiveSum::add`] of each of `g` to its entry of `entry`, in order, with the sum
+    /// in a local, in a function of its own: inlined into the kernel's loop, the sum was
+    /// kept in memory (one store and one load per addition, on the chain of additions;
+    /// measured: a third of the kernel's time).
+    #[inline(never)]
+    fn add_all(&mut self, g_active_ns: &mut [f32], entry: &[u32], g: &[f32]) {
+        let (mut at, mut sum) = (self.entry, self.g_ns);
+        for (&e, &gk) in entry.iter().zip(g) {
+            let e = e as usize;
+            if e != at {
+                if at != usize::MAX {
+                    g_active_ns[at] = sum;
+                }
+                at = e;
+                sum = g_active_ns[e];
+            }
+            sum += gk;
+        }
+        (self.entry, self.g_ns) = (at, sum);
+    }
+
     /// Stores the sum of the current entry.
     #[inline(always)]
     fn store(&self, g_active_ns: &mut [f32]) {
@@ -482,8 +503,10 @@ pub struct OnePool {
     pub syn: Vec<u32>,
     /// Transmitter in the cleft, mM (`Slot::cleft_mm`).
     pub t_mm: Vec<f32>,
-    /// Quanta released in the last step (`Slot::released`).
-    pub released: Vec<f32>,
+    /// (synapse, quanta) of the slots that released in the last step (`Slot::released`;
+    /// 0 for every other), ascending: the slots that step activated and those with
+    /// releases left to the kinetic cleft (`CleftPart::hits`).
+    pub released: Vec<(u32, f32)>,
     /// Receptor open fraction (`ActivePool::r`, one per slot).
     pub r: Vec<f32>,
     /// Constants: (neuron, receptor) entry times 16 plus the table row ([`one_constants`]).
@@ -512,7 +535,12 @@ impl OnePool {
         self.t_mm.clear();
         self.t_mm.extend(pool.slots.iter().map(|s| s.cleft_mm));
         self.released.clear();
-        self.released.extend(pool.slots.iter().map(|s| s.released));
+        self.released.extend(
+            pool.slots
+                .iter()
+                .filter(|s| s.released.to_bits() != 0)
+                .map(|s| (s.syn, s.released)),
+        );
         self.r.clear();
         self.r.extend_from_slice(&pool.r);
         one_constants(model, net, &pool.slots, &mut self.key, &mut self.gw_ns);
@@ -521,27 +549,50 @@ impl OnePool {
     /// Writes the pool into `pool`'s records (a pulse cleft's fields 0: the one-receptor
     /// form has exponential clefts only).
     pub fn store(&self, pool: &mut ActivePool) {
+        let mut released = self.released.iter().peekable();
         pool.slots.clear();
         pool.slots
-            .extend(self.syn.iter().zip(&self.t_mm).zip(&self.released).map(
-                |((&syn, &cleft_mm), &released)| Slot {
+            .extend(self.syn.iter().zip(&self.t_mm).map(|(&syn, &cleft_mm)| {
+                while released.next_if(|w| w.0 < syn).is_some() {}
+                Slot {
                     syn,
                     fresh: ACTIVE,
                     cleft_mm,
-                    released,
+                    released: released.next_if(|w| w.0 == syn).map_or(0.0, |w| w.1),
                     pulse_left: 0,
                     pulse_quanta: 0.0,
-                },
-            ));
+                }
+            }));
         pool.r.clear();
         pool.r.extend_from_slice(&self.r);
+    }
+
+    /// The released list of a step whose activated slots are `new` and whose releases at
+    /// old slots are `hits` (both ascending): each slot's count from 0, as `cleft` forms
+    /// it (`activate` formed the new slots' counts).
+    pub fn set_released(&mut self, new: &[Slot], hits: &[(u32, f32)]) {
+        self.released.clear();
+        let (mut n, mut h) = (0, 0);
+        while n < new.len() || h < hits.len() {
+            if h == hits.len() || (n < new.len() && new[n].syn < hits[h].0) {
+                self.released.push((new[n].syn, new[n].released));
+                n += 1;
+            } else {
+                let syn = hits[h].0;
+                let mut q = 0.0;
+                while h < hits.len() && hits[h].0 == syn {
+                    q += hits[h].1;
+                    h += 1;
+                }
+                self.released.push((syn, q));
+            }
+        }
     }
 
     /// Sets the number of slots to `n` (new ones zero).
     pub fn resize(&mut self, n: usize) {
         self.syn.resize(n, 0);
         self.t_mm.resize(n, 0.0);
-        self.released.resize(n, 0.0);
         self.r.resize(n, 0.0);
         self.key.resize(n, 0);
         self.gw_ns.resize(n, 0.0);
@@ -551,7 +602,6 @@ impl OnePool {
     pub fn move_slots(&mut self, from: usize, n: usize, to: usize) {
         self.syn.copy_within(from..from + n, to);
         self.t_mm.copy_within(from..from + n, to);
-        self.released.copy_within(from..from + n, to);
         self.r.copy_within(from..from + n, to);
         self.key.copy_within(from..from + n, to);
         self.gw_ns.copy_within(from..from + n, to);
@@ -559,7 +609,12 @@ impl OnePool {
 
     /// The quanta synapse `syn` released in the last step, if it is active.
     pub fn released_of(&self, syn: u32) -> Option<f32> {
-        self.syn.binary_search(&syn).ok().map(|k| self.released[k])
+        self.syn.binary_search(&syn).ok().map(|_| {
+            match self.released.binary_search_by_key(&syn, |w| w.0) {
+                Ok(k) => self.released[k].1,
+                Err(_) => 0.0,
+            }
+        })
     }
 }
 
@@ -1013,7 +1068,7 @@ avx2_or_baseline! {
     /// [`cleft_kinetic`] for a [`one_form`] model (the like-for-like network), over the
     /// pool as the CPU backend keeps it for that form: one array per field
     /// (`CleftPart::old_syn`, `old_t_mm`, `old_r`, `old_key`, `old_gw_ns`, and the same
-    /// for `out`, with `out_released`) instead of slot records, so that each block moves
+    /// for `out`) instead of slot records, so that each block moves
     /// and computes in lanes. The same statements on the same values with the same sums
     /// in the same order as [`cleft_kinetic`], so the same bits (tested).
     pub fn cleft_one(
@@ -1078,8 +1133,8 @@ const PACK: [[u32; 8]; 256] = {
 unsafe fn pack_lanes_avx2(
     keep: u64,
     nb: usize,
-    lanes: [&[u32; LANES]; 6],
-    mut outs: [&mut [u32]; 6],
+    lanes: [&[u32; LANES]; 5],
+    mut outs: [&mut [u32]; 5],
 ) -> usize {
     use std::arch::x86_64::*;
     debug_assert!(nb <= BLOCK && outs.iter().all(|o| o.len() >= BLOCK + 8));
@@ -1144,7 +1199,6 @@ fn cleft_one_body(
         .all(|&n| n == n_old)
             && [
                 st.out_t_mm.len(),
-                st.out_released.len(),
                 st.out_r.len(),
                 st.out_key.len(),
                 st.out_gw_ns.len(),
@@ -1168,14 +1222,13 @@ fn cleft_one_body(
     #[cfg(not(target_arch = "x86_64"))]
     let fast = false;
     // Per lane (a slot of the block): synapse id, transmitter (then after the step), r,
-    // constants' key ([`one_constants`]), ḡ·w; quanta released in this step; entry in the
+    // constants' key ([`one_constants`]), ḡ·w; entry in the
     // range, g, αT (then r_inf), the exponent (then the decay); a take-back's amount.
     let mut syn_lane = [0u32; LANES];
     let mut t_lane = [0f32; LANES];
     let mut r_lane = [0f32; LANES];
     let mut key_lane = [0u32; LANES];
     let mut gw_lane = [0f32; LANES];
-    let mut released_lane = [0f32; LANES];
     let mut entry_lane = [0u32; BLOCK];
     let mut g_lane = [0f32; BLOCK];
     let mut a_lane = [0f32; BLOCK];
@@ -1256,9 +1309,8 @@ fn cleft_one_body(
                 nb += run;
             }
         }
-        // Each slot's count of this step from 0; an old slot's releases of this step
-        // (rare; each adds its quanta and its transmitter, §4.1, as [`add_hits`]).
-        released_lane[..nb].fill(0.0);
+        // An old slot's releases of this step (rare): each adds its transmitter (§4.1, as
+        // [`add_hits`]; the counts are formed apart, [`OnePool::set_released`]).
         let last = syn_lane[nb - 1];
         while next_hit <= last {
             let k = syn_lane[..nb].partition_point(|&s| s < next_hit);
@@ -1269,20 +1321,18 @@ fn cleft_one_body(
             let delta_t_mm = tb.delta_t_mm[key_lane[k] as usize % ONE_TYPES];
             while h < hits.len() && hits[h].0 == next_hit {
                 let q = hits[h].1;
-                released_lane[k] += q;
                 t_lane[k] += q * delta_t_mm;
                 h += 1;
             }
             next_hit = hits.get(h).map_or(u32::MAX, |x| x.0);
         }
-        // A slot this step activated: its count (from `activate`), its constants, its r
+        // A slot this step activated: its constants, its r
         // from 0 or, re-activated, taken back from its hand-off value, and the amount its
         // take-back removes from the pool (§5.4; removed in slot order below).
         let mut take = 0u64;
         for &(k, j) in &fresh_at[..n_fresh] {
             let (k, j) = (k as usize, j as usize);
             let c = &fresh[j];
-            released_lane[k] = new[j].released;
             key_lane[k] = c.key;
             gw_lane[k] = c.gw_ns;
             r_lane[k] = 0.0;
@@ -1348,9 +1398,7 @@ fn cleft_one_body(
             }
         }
         // The active conductances, in slot order (the sums are separate from the pool's).
-        for k in 0..nb {
-            acc.add(st.g_active_ns, entry_lane[k] as usize, g_lane[k]);
-        }
+        acc.add_all(st.g_active_ns, &entry_lane[..nb], &g_lane[..nb]);
         // The cleared slots leave: the rest go out after the slots kept so far, packed
         // eight lanes at a time by AVX2 permutes where the room allows; else those
         // after the first cleared one move down in the lanes (whether kept or not: one
@@ -1358,21 +1406,19 @@ fn cleft_one_body(
         #[cfg(target_arch = "x86_64")]
         if done != 0 && avx2 && st.out_syn.len() - kept >= BLOCK + 8 {
             let keep = !done & (u64::MAX >> (64 - nb));
-            let lanes: [&[u32; LANES]; 6] = [
+            let lanes: [&[u32; LANES]; 5] = [
                 &syn_lane,
                 bits_of(&t_lane),
                 bits_of(&r_lane),
                 &key_lane,
                 bits_of(&gw_lane),
-                bits_of(&released_lane),
             ];
-            let outs: [&mut [u32]; 6] = [
+            let outs: [&mut [u32]; 5] = [
                 &mut st.out_syn[kept..],
                 bits_of_mut(&mut st.out_t_mm[kept..]),
                 bits_of_mut(&mut st.out_r[kept..]),
                 &mut st.out_key[kept..],
                 bits_of_mut(&mut st.out_gw_ns[kept..]),
-                bits_of_mut(&mut st.out_released[kept..]),
             ];
             // SAFETY: the CPU has AVX2 (`avx2`); every out has room for BLOCK + 8.
             kept += unsafe { pack_lanes_avx2(keep, nb, lanes, outs) };
@@ -1387,7 +1433,6 @@ fn cleft_one_body(
                 r_lane[w] = r_lane[k];
                 key_lane[w] = key_lane[k];
                 gw_lane[w] = gw_lane[k];
-                released_lane[w] = released_lane[k];
                 w += (done >> k & 1 == 0) as usize;
             }
         }
@@ -1396,7 +1441,6 @@ fn cleft_one_body(
         copy_run4(fast, &mut st.out_r[kept..], &r_lane, w);
         copy_run4(fast, &mut st.out_key[kept..], &key_lane, w);
         copy_run4(fast, &mut st.out_gw_ns[kept..], &gw_lane, w);
-        copy_run4(fast, &mut st.out_released[kept..], &released_lane, w);
         kept += w;
     }
     acc.store(st.g_active_ns);

@@ -634,7 +634,6 @@ impl CpuBackend {
             let next = &mut self.next_one;
             let mut syn = split_parts(&mut next.syn, room, 1);
             let mut t_mm = split_parts(&mut next.t_mm, room, 1);
-            let mut released = split_parts(&mut next.released, room, 1);
             let mut r = split_parts(&mut next.r, room, 1);
             let mut key = split_parts(&mut next.key, room, 1);
             let mut gw = split_parts(&mut next.gw_ns, room, 1);
@@ -648,7 +647,6 @@ impl CpuBackend {
                 part.old_gw_ns = &self.one.gw_ns[o];
                 part.out_syn = syn.next().expect(each);
                 part.out_t_mm = t_mm.next().expect(each);
-                part.out_released = released.next().expect(each);
                 part.out_r = r.next().expect(each);
                 part.out_key = key.next().expect(each);
                 part.out_gw_ns = gw.next().expect(each);
@@ -686,6 +684,7 @@ impl CpuBackend {
         }
         if one {
             self.next_one.resize(n);
+            self.next_one.set_released(&self.new_slots, &self.hits);
             std::mem::swap(&mut self.one, &mut self.next_one);
             self.records_stale = true;
         } else {
