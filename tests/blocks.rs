@@ -406,6 +406,59 @@ fn kinetic_cleft_after_a_state_set_from_elsewhere() {
     assert!(a.state_ref() == b.state_ref(), "the same state");
 }
 
+/// The one-receptor form keeps its active pool one array per field and writes the
+/// state's slot records from it only when they are read (a batch's end, a synapse probe,
+/// the state): coba_kinetic with reports of quanta released (summed over each sampling
+/// interval), cleft transmitter and AMPA open fraction at 300 synapses, sampled every
+/// step and every third step in batches, gives the general cleft's samples bit for bit,
+/// and the same state after each batch.
+#[test]
+fn kinetic_one_form_reports_synapses_as_the_general_cleft() {
+    use quantal::backend::{Backend, Probe, SynVar};
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba_kinetic.toml"),
+    )
+    .unwrap();
+    let probes: Vec<Probe> = (0..100u32)
+        .flat_map(|k| {
+            let syn = k * 997;
+            [
+                Probe::Synapse(SynVar::Released, syn),
+                Probe::Synapse(SynVar::Cleft, syn),
+                Probe::Synapse(SynVar::R(0), syn),
+            ]
+        })
+        .collect();
+    for every in [1, 3] {
+        let mut fast = crate::common::backend_with(&text, &[]);
+        let mut general = crate::common::backend_with(&text, &[]).with_general_cleft();
+        assert!(quantal::backend::cpu::cleft::one_form(fast.model()));
+        fast.watch(&probes);
+        general.watch(&probes);
+        let (mut released, mut cleft) = (0, 0);
+        for batch in 0..8 {
+            let a = fast.advance(40, &probes, every).unwrap();
+            let b = general.advance(40, &probes, every).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&a.samples),
+                bits(&b.samples),
+                "every {every}: samples of batch {batch}"
+            );
+            assert!(
+                fast.state_ref() == general.state_ref(),
+                "every {every}: state after batch {batch}"
+            );
+            released += a.samples.chunks(3).filter(|s| s[0] > 0.0).count();
+            cleft += a.samples.chunks(3).filter(|s| s[1] > 0.0).count();
+        }
+        assert!(
+            released > 20 && cleft > 200,
+            "every {every}: {released} samples with releases, {cleft} with transmitter"
+        );
+    }
+}
+
 /// The fused release paths take a step's arrivals unsorted only where their spike order
 /// is each target's synapse order: in brette_coba and coba (one delay; at each target the
 /// sources of a type ascend), not when a projection from later sources of the same type

@@ -1086,6 +1086,7 @@ avx2_or_baseline! {
 const LANES: usize = 2 * BLOCK;
 
 /// The bits of `v`'s floats (the same memory, as `u32`).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn bits_of(v: &[f32; LANES]) -> &[u32; LANES] {
     // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is a
@@ -1094,6 +1095,7 @@ fn bits_of(v: &[f32; LANES]) -> &[u32; LANES] {
 }
 
 /// The bits of `v`'s floats, writable (every u32 written is a valid f32).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn bits_of_mut(v: &mut [f32]) -> &mut [u32] {
     // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is
@@ -1103,6 +1105,7 @@ fn bits_of_mut(v: &mut [f32]) -> &mut [u32] {
 
 /// For each eight-bit mask, the lanes whose bit is set, in order (then lane 0): the
 /// `vpermd` indices that pack them to the front.
+#[cfg(target_arch = "x86_64")]
 const PACK: [[u32; 8]; 256] = {
     let mut t = [[0u32; 8]; 256];
     let mut m = 0;
