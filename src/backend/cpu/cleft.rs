@@ -12,7 +12,9 @@
 //! The pool is not copied apart from this pass: the kernel merges the slots that were
 //! active with those this step activated (both ascending) as it visits them, and writes
 //! each one that stays active, as one record, to the next step's pool, so bringing new
-//! synapses in and dropping cleared ones costs no pass of its own.
+//! synapses in and dropping cleared ones costs no pass of its own. The one-receptor
+//! kinetic form ([`cleft_one`]) does the same over the pool kept one array per field
+//! ([`OnePool`]) instead of records.
 
 use super::prefetch;
 use crate::layout::{receptor, GpuSynType, PowTable};
@@ -253,9 +255,8 @@ fn cleft_body(
 }
 
 /// Drops the block's slots `out[kept..kept + done.len()]` whose `done` is set: those
-/// after them move down, with their `rs` floats of receptor state and their constants of
-/// the one-receptor form (most blocks have none to drop, and then nothing moves). Returns
-/// the number of slots kept so far.
+/// after them move down, with their `rs` floats of receptor state (most blocks have none
+/// to drop, and then nothing moves). Returns the number of slots kept so far.
 #[inline(always)]
 fn drop_done(st: &mut CleftPart<'_>, kept: usize, done: &[bool], rs: usize) -> usize {
     let mut w = kept;
@@ -265,10 +266,6 @@ fn drop_done(st: &mut CleftPart<'_>, kept: usize, done: &[bool], rs: usize) -> u
                 st.out[w] = st.out[kept + kb];
                 st.out_r
                     .copy_within((kept + kb) * rs..(kept + kb + 1) * rs, w * rs);
-                if !st.out_key.is_empty() {
-                    st.out_key[w] = st.out_key[kept + kb];
-                    st.out_gw_ns[w] = st.out_gw_ns[kept + kb];
-                }
             }
             w += 1;
         }
@@ -416,10 +413,9 @@ unsafe fn copy_block_avx2(dst: *mut u32, src: *const u32) {
 
 /// The next at most [`BLOCK`] slots in ascending synapse id for the kinetic forms of
 /// [`cleft`], from `st.old[*i..]` and `st.new[*i_new..]`, into `st.out` after the `kept`
-/// slots kept so far, with their `rs` floats of receptor state (a new slot's start at 0)
-/// and, for the one-receptor form, an old slot's constants (`out_key`, `out_gw_ns`; a new
-/// slot's are left to the caller): a new slot, or the old ones below the next new one
-/// copied as one run. Returns how many.
+/// slots kept so far, with their `rs` floats of receptor state (a new slot's start at 0):
+/// a new slot, or the old ones below the next new one copied as one run. Returns how
+/// many.
 #[inline(always)]
 fn next_block(
     st: &mut CleftPart<'_>,
@@ -451,10 +447,6 @@ fn next_block(
             } else {
                 st.out_r[(kept + nb) * rs..(kept + nb + run) * rs]
                     .copy_from_slice(&old_r[*i * rs..(*i + run) * rs]);
-            }
-            if !st.out_key.is_empty() {
-                copy_run(&mut st.out_key[kept + nb..], &st.old_key[*i..], run);
-                copy_run(&mut st.out_gw_ns[kept + nb..], &st.old_gw_ns[*i..], run);
             }
             *i += run;
             nb += run;
