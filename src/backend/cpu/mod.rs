@@ -51,6 +51,7 @@ pub mod propagate;
 pub mod release;
 pub mod sample;
 pub mod spontaneous;
+pub mod team;
 pub mod terminal;
 
 use super::{Backend, Probe, ReleaseEvent, ReleaseKind, SynVar};
@@ -60,7 +61,6 @@ use crate::model::Model;
 use crate::network::Network;
 use crate::state::{Slot, State, ACTIVE};
 use integrate::Fired;
-use rayon::prelude::*;
 use release::Released;
 use spontaneous::SpontParams;
 use std::sync::Arc;
@@ -112,7 +112,7 @@ pub struct CpuBackend {
     evoked: Vec<[u64; 3]>,
     /// Threads: the pool (None for one thread), the neuron ranges of `integrate` and
     /// `decay_pools`, and per range of neurons or events what it produced.
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<team::Team>,
     threads: usize,
     neuron_bounds: Vec<usize>,
     fired: Vec<Fired>,
@@ -209,10 +209,10 @@ pub fn cores() -> usize {
 
 /// Runs `f` on every item: on the pool's threads when there are several, else in order.
 /// Each item owns disjoint state, so the results do not depend on the schedule.
-fn for_each<T: Send>(pool: Option<&rayon::ThreadPool>, items: &mut [T], f: impl Fn(&mut T) + Sync) {
+fn for_each<T: Send>(pool: Option<&team::Team>, items: &mut [T], f: impl Fn(&mut T) + Sync) {
     match pool {
-        Some(p) if items.len() > 1 => p.install(|| items.par_iter_mut().for_each(&f)),
-        _ => items.iter_mut().for_each(f),
+        Some(p) => p.run(items, f),
+        None => items.iter_mut().for_each(f),
     }
 }
 
@@ -273,15 +273,7 @@ impl CpuBackend {
     /// into ranges, events at synapse boundaries, and each range owns its state.
     pub fn with_threads(model: Arc<Model>, net: Arc<Network>, threads: Option<usize>) -> Self {
         let threads = threads.unwrap_or_else(cores).max(1);
-        let pool = (threads > 1)
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|k| format!("quantal-cpu-{k}"))
-                    .build()
-                    .ok()
-            })
-            .flatten();
+        let pool = (threads > 1).then(|| team::Team::new(threads)).flatten();
         let threads = if pool.is_some() { threads } else { 1 };
         let neuron_bounds = even_bounds(net.n_neurons() as usize, threads, MIN_NEURONS_PER_RANGE);
         let net_neurons = net.n_neurons() as usize;
