@@ -180,18 +180,20 @@ pub struct CpuBackend {
 }
 
 /// Neurons per thread below which `integrate` and `decay_pools` are not split further:
-/// a range must outlast the wake-up of a pool thread (measured on the 2-vCPU development
-/// machine: 4000 LIF neurons take 20 µs on one thread and 40 µs split in two).
+/// a range must outlast the hand-over to another thread (measured on the 2-vCPU
+/// development machine with rayon's pool: 4000 LIF neurons take 20 µs on one thread and
+/// 40 µs split in two; with the spinning [`team::Team`], ranges of 1024 and 2048 neurons
+/// gave coba and coba_kinetic nothing measurable either).
 const MIN_NEURONS_PER_RANGE: usize = 16384;
-/// Events per thread below which `release` is not split further: 2048 quantal events
-/// (about 100 ns each on coba since `release` runs them in lanes), or 1024 when every
-/// synapse type is static (measured: 500 static events take 24 µs on one thread and 67 µs
-/// split in two). Measured on the 2-vCPU development machine, coba.toml on two threads:
-/// 1.53 s with ranges of at least 256 events, 1.47 s with 512, 1.24 s with 1024 (before
-/// the lanes' AVX2 decays and draws); then 0.97-0.99 s with 1024, 0.93-0.95 s with 2048,
-/// 0.95 s with 4096 (one thread: 0.94-0.96 s). large.toml (about 7900 events per step)
-/// still gains from the split at 2048 and no longer at 4096.
-const MIN_EVENTS_PER_RANGE: usize = 2048;
+/// Events per thread below which `release` is not split further: 256 quantal events
+/// (about 100 ns each since `release` runs them in lanes), or 1024 when every synapse
+/// type is static (measured with rayon's pool: 500 static events took 24 µs on one thread
+/// and 67 µs split in two). With the spinning [`team::Team`] a hand-over costs a few
+/// microseconds: coba_kinetic.toml (about 720 events per step) on two threads, `release`
+/// 124-138 µs per step with ranges of at least 2048 events (never split), 117-119 with
+/// 512, 98-99 with 256. (With rayon's pool, whose threads took about 100 µs to wake,
+/// 2048 had been the best.)
+const MIN_EVENTS_PER_RANGE: usize = 256;
 /// [`MIN_EVENTS_PER_RANGE`] when every synapse type is static.
 const MIN_STATIC_EVENTS_PER_RANGE: usize = 1024;
 /// Active synapse slots per thread below which `cleft` is not split.
@@ -371,9 +373,9 @@ impl CpuBackend {
     }
 
     /// The same backend with ranges of at least `min_neurons` neurons and `min_events`
-    /// events (and active slots) per thread (defaults 16384, 256 (1024 for static release) and 2048, below which a
-    /// split costs more than it saves): lets tests split small networks. Results do not
-    /// depend on it.
+    /// events and active slots per thread (defaults: 16384 neurons, 256 events (1024 for
+    /// static release), 2048 slots, below which a split costs more than it saves): lets
+    /// tests split small networks. Results do not depend on it.
     pub fn with_ranges(mut self, min_neurons: usize, min_events: usize) -> Self {
         self.neuron_bounds = even_bounds(self.net.n_neurons() as usize, self.threads, min_neurons);
         self.fired = vec![Fired::default(); self.neuron_bounds.len() - 1];
