@@ -185,6 +185,9 @@ pub struct CpuBackend {
 /// 40 µs split in two; with the spinning [`team::Team`], ranges of 1024 and 2048 neurons
 /// gave coba and coba_kinetic nothing measurable either).
 const MIN_NEURONS_PER_RANGE: usize = 16384;
+/// [`MIN_NEURONS_PER_RANGE`] when the network has Traub-Miles HH neurons, about 15 ns
+/// each (cobahh.toml: 62 µs per step for 4000 on one thread).
+const MIN_HH_NEURONS_PER_RANGE: usize = 1024;
 /// Events per thread below which `release` is not split further: 256 quantal events
 /// (about 100 ns each since `release` runs them in lanes), or 1024 when every synapse
 /// type is static (measured with rayon's pool: 500 static events took 24 µs on one thread
@@ -277,7 +280,16 @@ impl CpuBackend {
         let threads = threads.unwrap_or_else(cores).max(1);
         let pool = (threads > 1).then(|| team::Team::new(threads)).flatten();
         let threads = if pool.is_some() { threads } else { 1 };
-        let neuron_bounds = even_bounds(net.n_neurons() as usize, threads, MIN_NEURONS_PER_RANGE);
+        let has_hh = model
+            .pops
+            .iter()
+            .any(|p| matches!(p.model, crate::netfile::NeuronModel::Hh));
+        let min_neurons = if has_hh {
+            MIN_HH_NEURONS_PER_RANGE
+        } else {
+            MIN_NEURONS_PER_RANGE
+        };
+        let neuron_bounds = even_bounds(net.n_neurons() as usize, threads, min_neurons);
         let net_neurons = net.n_neurons() as usize;
         let all_static = model.all_static_release();
         let static_exp = model.static_exp_only();
