@@ -6,6 +6,7 @@
 pub mod cpu;
 pub mod gpu;
 pub mod gpu_syn;
+pub mod team;
 
 use crate::error::Error;
 use crate::state::State;

@@ -51,10 +51,10 @@ pub mod propagate;
 pub mod release;
 pub mod sample;
 pub mod spontaneous;
-pub mod team;
 pub mod terminal;
 
 use super::{Backend, Probe, ReleaseEvent, ReleaseKind, SynVar};
+use crate::backend::team;
 use crate::error::Error;
 use crate::layout::StepParams;
 use crate::model::Model;
@@ -191,8 +191,8 @@ const MIN_HH_NEURONS_PER_RANGE: usize = 1024;
 /// Events per thread below which `release` is not split further: 256 quantal events
 /// (about 100 ns each since `release` runs them in lanes), or 1024 when every synapse
 /// type is static (measured with rayon's pool: 500 static events took 24 µs on one thread
-/// and 67 µs split in two). With the spinning [`team::Team`] a hand-over costs a few
-/// microseconds: coba_kinetic.toml (about 720 events per step) on two threads, `release`
+/// and 67 µs split in two). With the spinning [`team::Team`] a hand-over costs about a
+/// microsecond: coba_kinetic.toml (about 720 events per step) on two threads, `release`
 /// 124-138 µs per step with ranges of at least 2048 events (never split), 117-119 with
 /// 512, 98-99 with 256. (With rayon's pool, whose threads took about 100 µs to wake,
 /// 2048 had been the best.)

@@ -3,12 +3,14 @@
 //!
 //! A step hands its threads work four times (release, pooled decays, cleft, integrate),
 //! each a few hundred microseconds at most, between serial parts of similar length. A
-//! general-purpose pool puts its idle threads to sleep within microseconds, and waking
-//! one costs about 100 µs here (a virtual machine: measured, the second of two cleft
-//! ranges of `coba_kinetic` started 100 µs after the first, so the two ranges took
-//! 0.94x the time of one). The team's helpers spin instead, for [`SPIN_BEFORE_SLEEP`]
-//! after their last item, so a step's kernels reach them at once; then they sleep until
-//! the next job. The calling thread takes items too and returns when every item is done.
+//! general-purpose pool (rayon's, before) puts its idle threads to sleep within
+//! microseconds, and waking one took about 100 µs on the development machine (a virtual
+//! machine; measured on `coba_kinetic`, two threads: the second of the two `cleft` ranges
+//! started 100 µs after the first on average, so the pair took 0.98× the time of one
+//! thread's single range). The team's helpers spin instead, for 2 ms
+//! (`SPIN_BEFORE_SLEEP`) after the last job they saw, so a step's kernels reach them in
+//! about a microsecond (measured: 0.85 µs on average); then they sleep until the next
+//! job. The calling thread takes items too and returns when every item is done.
 //!
 //! Items are claimed from one atomic word (job number, item count, next item): a helper
 //! that saw an older job can never claim an item of a newer one. Results do not depend on
