@@ -110,9 +110,9 @@ pub struct CpuBackend {
     /// Evoked events, their failures and quanta (in 2^-16 units, as the GPU counts them)
     /// per (source population, target population, synapse type), the key of a projection.
     evoked: Vec<[u64; 3]>,
-    /// Threads: the pool (None for one thread), the neuron ranges of `integrate` and
+    /// Threads: the team (None for one thread), the neuron ranges of `integrate` and
     /// `decay_pools`, and per range of neurons or events what it produced.
-    pool: Option<team::Team>,
+    team: Option<team::Team>,
     threads: usize,
     neuron_bounds: Vec<usize>,
     fired: Vec<Fired>,
@@ -192,7 +192,7 @@ const MIN_HH_NEURONS_PER_RANGE: usize = 1024;
 /// (about 100 ns each since `release` runs them in lanes), or 1024 when every synapse
 /// type is static (measured with rayon's pool: 500 static events took 24 µs on one thread
 /// and 67 µs split in two). With the spinning [`team::Team`] a hand-over costs about a
-/// microsecond: coba_kinetic.toml (about 720 events per step) on two threads, `release`
+/// microsecond: coba_kinetic.toml (about 960 events per step) on two threads, `release`
 /// 124-138 µs per step with ranges of at least 2048 events (never split), 117-119 with
 /// 512, 98-99 with 256. (With rayon's pool, whose threads took about 100 µs to wake,
 /// 2048 had been the best.)
@@ -212,11 +212,11 @@ pub fn cores() -> usize {
         .unwrap_or(1)
 }
 
-/// Runs `f` on every item: on the pool's threads when there are several, else in order.
+/// Runs `f` on every item: on the team's threads when there are several, else in order.
 /// Each item owns disjoint state, so the results do not depend on the schedule.
-fn for_each<T: Send>(pool: Option<&team::Team>, items: &mut [T], f: impl Fn(&mut T) + Sync) {
-    match pool {
-        Some(p) => p.run(items, f),
+fn for_each<T: Send>(team: Option<&team::Team>, items: &mut [T], f: impl Fn(&mut T) + Sync) {
+    match team {
+        Some(t) => t.run(items, f),
         None => items.iter_mut().for_each(f),
     }
 }
@@ -278,8 +278,8 @@ impl CpuBackend {
     /// into ranges, events at synapse boundaries, and each range owns its state.
     pub fn with_threads(model: Arc<Model>, net: Arc<Network>, threads: Option<usize>) -> Self {
         let threads = threads.unwrap_or_else(cores).max(1);
-        let pool = (threads > 1).then(|| team::Team::new(threads)).flatten();
-        let threads = if pool.is_some() { threads } else { 1 };
+        let team = (threads > 1).then(|| team::Team::new(threads)).flatten();
+        let threads = if team.is_some() { threads } else { 1 };
         let has_hh = model
             .pops
             .iter()
@@ -347,7 +347,7 @@ impl CpuBackend {
             release_log: Vec::new(),
             evoked: Vec::new(),
             fired: vec![Fired::default(); neuron_bounds.len() - 1],
-            pool,
+            team,
             threads,
             neuron_bounds,
             released: Vec::new(),
@@ -385,9 +385,9 @@ impl CpuBackend {
     }
 
     /// The same backend with ranges of at least `min_neurons` neurons and `min_events`
-    /// events and active slots per thread (defaults: 16384 neurons, 256 events (1024 for
-    /// static release), 2048 slots, below which a split costs more than it saves): lets
-    /// tests split small networks. Results do not depend on it.
+    /// events and active slots per thread (defaults: 16384 neurons (1024 with HH neurons),
+    /// 256 events (1024 for static release), 2048 slots, below which a split costs more
+    /// than it saves): lets tests split small networks. Results do not depend on it.
     pub fn with_ranges(mut self, min_neurons: usize, min_events: usize) -> Self {
         self.neuron_bounds = even_bounds(self.net.n_neurons() as usize, self.threads, min_neurons);
         self.fired = vec![Fired::default(); self.neuron_bounds.len() - 1];
@@ -459,7 +459,7 @@ impl CpuBackend {
                 .zip(self.released.iter_mut())
                 .collect();
             let events = &self.events;
-            for_each(self.pool.as_ref(), &mut parts, |((tm, cut), out)| {
+            for_each(self.team.as_ref(), &mut parts, |((tm, cut), out)| {
                 release::release(&model, &net, t, &events[cut[0]..cut[1]], tm, ring_len, out)
             });
         }
@@ -542,7 +542,7 @@ impl CpuBackend {
         {
             let mut parts = self.st.neurons(&self.neuron_bounds, nr);
             let clear = !self.exp_only;
-            for_each(self.pool.as_ref(), &mut parts, |c| {
+            for_each(self.team.as_ref(), &mut parts, |c| {
                 decay_pools::decay_pools_all(params, &model.gpu_receptors, c, clear)
             });
         }
@@ -659,7 +659,7 @@ impl CpuBackend {
             }
         }
         let mut items: Vec<_> = parts.into_iter().zip(self.cleft_out.iter_mut()).collect();
-        for_each(self.pool.as_ref(), &mut items, |(part, (bad, kept))| {
+        for_each(self.team.as_ref(), &mut items, |(part, (bad, kept))| {
             *bad = None;
             *kept = if one {
                 cleft::cleft_one(&model, &net, t, hs, part, bad)
@@ -715,7 +715,7 @@ impl CpuBackend {
                 .zip(self.fired.iter_mut())
                 .collect();
             let active_zero = self.exp_only;
-            for_each(self.pool.as_ref(), &mut parts, |(c, out)| {
+            for_each(self.team.as_ref(), &mut parts, |(c, out)| {
                 let mut p = *params;
                 p.neuron_base = c.base as u32;
                 c.active_zero = active_zero;
@@ -820,7 +820,7 @@ impl CpuBackend {
             // quanta straight into its target's pool, in one pass over the events.
             {
                 let mut parts = self.st.neurons(&self.neuron_bounds, nr);
-                for_each(self.pool.as_ref(), &mut parts, |c| {
+                for_each(self.team.as_ref(), &mut parts, |c| {
                     decay_pools::decay_pools_all(&params, &model.gpu_receptors, c, false)
                 });
             }
