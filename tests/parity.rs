@@ -813,6 +813,48 @@ fn any_number_of_threads_gives_the_same_bits() {
     }
 }
 
+/// The one-receptor kinetic pool on two threads keeps each range's slots where `cleft`
+/// wrote them from one step to the next, and closes the gaps when a step runs as one
+/// range (here when the activity dies down, weak excitation: below 4096 active synapses,
+/// about step 190) and when the state is read after each batch: the same spikes and
+/// state as one thread.
+#[test]
+fn kinetic_pool_in_ranges_gives_the_bits_of_one_thread() {
+    use quantal::backend::cpu::CpuBackend;
+    use quantal::backend::Backend;
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba_kinetic.toml"),
+    )
+    .unwrap();
+    let base = crate::common::backend_with(
+        &text,
+        &["projections.ee.weight=0.3", "projections.ei.weight=0.3"],
+    );
+    let (model, net) = (
+        std::sync::Arc::new(base.model().clone()),
+        std::sync::Arc::new(base.network().clone()),
+    );
+    let mut runs = Vec::new();
+    for threads in [1, 2] {
+        let mut b = CpuBackend::with_threads(model.clone(), net.clone(), Some(threads));
+        let mut batches = Vec::new();
+        for _ in 0..10 {
+            let batch = b.advance(30, &[], 0).unwrap();
+            let spikes: Vec<Vec<u32>> = (0..batch.n_steps)
+                .map(|k| batch.spikes(k).to_vec())
+                .collect();
+            batches.push((spikes, b.state().unwrap().canonical()));
+        }
+        runs.push(batches);
+    }
+    let spikes: usize = runs[0].iter().flat_map(|b| &b.0).map(|s| s.len()).sum();
+    assert!(spikes > 50, "too quiet: {spikes} spikes");
+    for (k, (one, two)) in runs[0].iter().zip(&runs[1]).enumerate() {
+        assert_eq!(one.0, two.0, "batch {k}: spikes differ on two threads");
+        assert!(one.1 == two.1, "batch {k}: state differs on two threads");
+    }
+}
+
 /// A CPU backend whose state is set from another run's (as `validate` and tests do) has
 /// no sources for the arrivals already in its ring: Brette's static release then reads
 /// the synapse arrays for them instead of its records in outgoing order, and goes back

@@ -505,23 +505,53 @@ pub struct OnePool {
     pub key: Vec<u32>,
     /// ḡ·w, nS ([`one_constants`]).
     pub gw_ns: Vec<f32>,
+    /// When not empty, the slots are these runs (start, length) of the arrays, in order:
+    /// the ranges of the last step's `cleft`, each written after the room of those before
+    /// it and left where it is (the next step's ranges are the same and read them there;
+    /// [`OnePool::compact`] closes the gaps when they are not).
+    pub segs: Vec<(usize, usize)>,
 }
 
 impl OnePool {
     /// Active slots.
     pub fn len(&self) -> usize {
-        self.syn.len()
+        if self.segs.is_empty() {
+            self.syn.len()
+        } else {
+            self.segs.iter().map(|s| s.1).sum()
+        }
     }
 
     /// Whether no slot is active.
     pub fn is_empty(&self) -> bool {
-        self.syn.is_empty()
+        self.len() == 0
+    }
+
+    /// The runs of the arrays that hold the slots, in order.
+    pub fn runs(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        let whole = self.segs.is_empty().then_some(0..self.syn.len());
+        whole
+            .into_iter()
+            .chain(self.segs.iter().map(|&(a, n)| a..a + n))
+    }
+
+    /// Closes the gaps between the runs: the slots in `0..len()`.
+    pub fn compact(&mut self) {
+        let mut n = 0;
+        for (from, len) in std::mem::take(&mut self.segs) {
+            if from != n {
+                self.move_slots(from, len, n);
+            }
+            n += len;
+        }
+        self.resize(n);
     }
 
     /// The pool of `pool`'s records (between steps: every slot active), with each slot's
     /// constants, for a [`one_form`] model (one float of receptor state per slot).
     pub fn load(&mut self, model: &Model, net: &Network, pool: &ActivePool) {
         assert_eq!(pool.stride, 1, "one receptor per type");
+        self.segs.clear();
         self.syn.clear();
         self.syn.extend(pool.slots.iter().map(|s| s.syn));
         self.t_mm.clear();
@@ -543,20 +573,26 @@ impl OnePool {
     pub fn store(&self, pool: &mut ActivePool) {
         let mut released = self.released.iter().peekable();
         pool.slots.clear();
-        pool.slots
-            .extend(self.syn.iter().zip(&self.t_mm).map(|(&syn, &cleft_mm)| {
-                while released.next_if(|w| w.0 < syn).is_some() {}
-                Slot {
-                    syn,
-                    fresh: ACTIVE,
-                    cleft_mm,
-                    released: released.next_if(|w| w.0 == syn).map_or(0.0, |w| w.1),
-                    pulse_left: 0,
-                    pulse_quanta: 0.0,
-                }
-            }));
         pool.r.clear();
-        pool.r.extend_from_slice(&self.r);
+        for run in self.runs() {
+            pool.slots.extend(
+                self.syn[run.clone()]
+                    .iter()
+                    .zip(&self.t_mm[run.clone()])
+                    .map(|(&syn, &cleft_mm)| {
+                        while released.next_if(|w| w.0 < syn).is_some() {}
+                        Slot {
+                            syn,
+                            fresh: ACTIVE,
+                            cleft_mm,
+                            released: released.next_if(|w| w.0 == syn).map_or(0.0, |w| w.1),
+                            pulse_left: 0,
+                            pulse_quanta: 0.0,
+                        }
+                    }),
+            );
+            pool.r.extend_from_slice(&self.r[run]);
+        }
     }
 
     /// The released list of a step whose activated slots are `new` and whose releases at
@@ -581,8 +617,9 @@ impl OnePool {
         }
     }
 
-    /// Sets the number of slots to `n` (new ones zero).
+    /// Sets the number of slots to `n`, one run (new ones zero).
     pub fn resize(&mut self, n: usize) {
+        self.segs.clear();
         self.syn.resize(n, 0);
         self.t_mm.resize(n, 0.0);
         self.r.resize(n, 0.0);
@@ -601,11 +638,12 @@ impl OnePool {
 
     /// The quanta synapse `syn` released in the last step, if it is active.
     pub fn released_of(&self, syn: u32) -> Option<f32> {
-        self.syn.binary_search(&syn).ok().map(|_| {
-            match self.released.binary_search_by_key(&syn, |w| w.0) {
-                Ok(k) => self.released[k].1,
-                Err(_) => 0.0,
-            }
+        let active = self
+            .runs()
+            .any(|run| self.syn[run].binary_search(&syn).is_ok());
+        active.then(|| match self.released.binary_search_by_key(&syn, |w| w.0) {
+            Ok(k) => self.released[k].1,
+            Err(_) => 0.0,
         })
     }
 }
@@ -1450,6 +1488,62 @@ fn cleft_one_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pool kept as runs with gaps between them ([`OnePool::segs`]) has the slots,
+    /// records and releases of the same pool in one run, and [`OnePool::compact`] makes
+    /// it that pool.
+    #[test]
+    fn a_pool_in_runs_is_the_pool_in_one_run() {
+        let one_run = OnePool {
+            syn: vec![3, 5, 8, 13, 21],
+            t_mm: vec![0.5, 0.25, 1.0, 2.0, 0.125],
+            released: vec![(5, 2.0), (21, 1.0)],
+            r: vec![0.1, 0.2, 0.3, 0.4, 0.5],
+            key: vec![16, 17, 32, 33, 48],
+            gw_ns: vec![1.0, 2.0, 3.0, 4.0, 5.0],
+            segs: Vec::new(),
+        };
+        // Runs 0..2 and 4..7 (slots 2 and 3 of the arrays are left over from before).
+        let runs = OnePool {
+            syn: vec![3, 5, 99, 98, 8, 13, 21],
+            t_mm: vec![0.5, 0.25, 9.0, 9.0, 1.0, 2.0, 0.125],
+            released: one_run.released.clone(),
+            r: vec![0.1, 0.2, 9.0, 9.0, 0.3, 0.4, 0.5],
+            key: vec![16, 17, 0, 0, 32, 33, 48],
+            gw_ns: vec![1.0, 2.0, 9.0, 9.0, 3.0, 4.0, 5.0],
+            segs: vec![(0, 2), (4, 3)],
+        };
+        assert_eq!(runs.len(), 5);
+        let records = |p: &OnePool| {
+            let mut a = ActivePool {
+                stride: 1,
+                ..ActivePool::default()
+            };
+            p.store(&mut a);
+            a
+        };
+        assert_eq!(records(&runs), records(&one_run));
+        for syn in [3, 5, 8, 13, 21, 98, 99, 4] {
+            assert_eq!(
+                runs.released_of(syn),
+                one_run.released_of(syn),
+                "synapse {syn}"
+            );
+        }
+        let mut closed = runs.clone();
+        closed.compact();
+        assert!(closed.segs.is_empty());
+        for (a, b) in [(&closed.syn, &one_run.syn), (&closed.key, &one_run.key)] {
+            assert_eq!(a, b);
+        }
+        for (a, b) in [
+            (&closed.t_mm, &one_run.t_mm),
+            (&closed.r, &one_run.r),
+            (&closed.gw_ns, &one_run.gw_ns),
+        ] {
+            assert_eq!(a, b);
+        }
+    }
 
     /// The AVX2 form of [`one_lanes`] leaves the bits of the scalar loop, for eight types
     /// of made-up constants and lanes from empty clefts through the clearing threshold (and

@@ -394,6 +394,8 @@ impl CpuBackend {
         self.min_events = min_events.max(1);
         self.min_slots = min_events.max(1);
         self.cleft_bounds = even_bounds(self.net.n_neurons() as usize, self.threads, min_neurons);
+        // The one-receptor pool's runs belong to the old ranges.
+        self.one.compact();
         self
     }
 
@@ -581,14 +583,24 @@ impl CpuBackend {
         } else {
             &self.whole
         };
+        // The one-receptor form's pool as the last step's ranges left it, each where it
+        // was written (`OnePool::segs`), when this step's ranges are the same; else one
+        // run.
+        if one && !self.one.segs.is_empty() && self.one.segs.len() != nb.len() - 1 {
+            self.one.compact();
+        }
+        let segs = one && !self.one.segs.is_empty();
         self.cleft_syn.clear();
         self.cleft_slots.clear();
         self.cleft_new.clear();
         self.cleft_room.clear();
-        for &b in nb {
+        for (k, &b) in nb.iter().enumerate() {
             let s0 = net.in_offsets[b];
             self.cleft_syn.push(s0 as usize);
-            let old = if one {
+            // The range's first old slot, counted over the runs before it.
+            let old = if segs {
+                self.one.segs[..k].iter().map(|s| s.1).sum()
+            } else if one {
                 self.one.syn.partition_point(|&s| s < s0)
             } else {
                 self.st.active.first_at_or_after(s0)
@@ -645,7 +657,10 @@ impl CpuBackend {
             let mut gw = split_parts(&mut next.gw_ns, room, 1);
             let each = "one part per range";
             for (k, part) in parts.iter_mut().enumerate() {
-                let o = old[k]..old[k + 1];
+                let o = match self.one.segs.get(k) {
+                    Some(&(at, n)) => at..at + n,
+                    None => old[k]..old[k + 1],
+                };
                 part.old_syn = &self.one.syn[o.clone()];
                 part.old_t_mm = &self.one.t_mm[o.clone()];
                 part.old_r = &self.one.r[o.clone()];
@@ -670,14 +685,17 @@ impl CpuBackend {
             };
         });
         // Each range's survivors start at its room; the gaps between ranges close (the
-        // only copy, and only with more than one range).
+        // only copy, and only with more than one range), except in the one-receptor
+        // form's pool, which keeps each range where it is for the next step's.
         let mut n = 0;
         for (k, &(bad, kept)) in self.cleft_out[..ranges].iter().enumerate() {
             if self.st.non_finite.is_none() {
                 self.st.non_finite = bad;
             }
             let from = self.cleft_room[k];
-            if from != n {
+            if one && ranges > 1 {
+                self.next_one.segs.push((from, kept));
+            } else if from != n {
                 if one {
                     self.next_one.move_slots(from, kept, n);
                 } else {
@@ -689,7 +707,9 @@ impl CpuBackend {
             n += kept;
         }
         if one {
-            self.next_one.resize(n);
+            if ranges == 1 {
+                self.next_one.resize(n);
+            }
             self.next_one.set_released(&self.new_slots, &self.hits);
             std::mem::swap(&mut self.one, &mut self.next_one);
             self.records_stale = true;
