@@ -10,7 +10,10 @@
 //! thread's single range). The team's helpers spin instead, for 2 ms
 //! (`SPIN_BEFORE_SLEEP`) after the last job they saw, so a step's kernels reach them in
 //! about a microsecond (measured: 0.85 µs on average); then they sleep until the next
-//! job. The calling thread takes items too and returns when every item is done.
+//! job. A job of n items needs helpers 1 to n - 1 (the calling thread takes items too
+//! and returns when every item is done): the others sleep, and are woken only by a job
+//! that needs them, so a many-core machine does not spin every core for a step whose
+//! kernels split into a few ranges.
 //!
 //! Items are claimed from one atomic word (job number, item count, next item): a helper
 //! that saw an older job can never claim an item of a newer one. Results do not depend on
@@ -64,8 +67,9 @@ struct Shared {
     job: UnsafeCell<Job>,
     /// The first panic of the current job, resumed on the calling thread.
     panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
-    /// Helpers asleep (also counted under `sleep`'s lock).
-    sleepers: AtomicUsize,
+    /// Helpers asleep, bit `k` for helper `k` (bit 63 for every helper from the 63rd on),
+    /// set and cleared under `sleep`'s lock.
+    asleep: AtomicU64,
     sleep: Mutex<()>,
     wake: Condvar,
     stop: AtomicBool,
@@ -112,17 +116,22 @@ impl Shared {
         }
     }
 
-    /// A helper's life: work on each new job, spin while jobs keep coming, else sleep.
-    fn helper(&self) {
+    /// The life of helper `rank` (1, 2, ...): work on each new job, spin while jobs keep
+    /// coming that need it (a job of n items needs helpers 1 to n - 1, the caller taking
+    /// items too), else sleep until one does. So on a machine with more threads than a
+    /// step's ranges the helpers that never get an item sleep instead of spinning.
+    fn helper(&self, rank: usize) {
         let mut seen = 0u64;
         let mut last_work = Instant::now();
         let mut spins = 0u32;
         while !self.stop.load(Ordering::Acquire) {
-            let (job, _, _) = unpack(self.claim.load(Ordering::Acquire));
+            let (job, n, _) = unpack(self.claim.load(Ordering::Acquire));
             if job != seen {
                 seen = job;
                 self.work(job);
-                last_work = Instant::now();
+                if rank < n {
+                    last_work = Instant::now();
+                }
                 spins = 0;
                 continue;
             }
@@ -135,22 +144,37 @@ impl Shared {
                 std::thread::yield_now();
                 continue;
             }
-            // Sleep until a newer job (or stop); the owner notifies under the lock when
-            // it sees a sleeper after publishing, and a job published before the sleeper
-            // counted itself is seen by the check below.
-            let guard = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let mut guard = guard;
-            while unpack(self.claim.load(Ordering::SeqCst)).0 == seen
-                && !self.stop.load(Ordering::SeqCst)
-            {
+            // Sleep until a newer job that needs this helper (or stop). The owner
+            // notifies under the lock when it sees a needed helper's bit after publishing
+            // a job, and a job published before the bit was set is seen by the check
+            // below (both sides sequentially consistent).
+            let bit = 1u64 << rank.min(63);
+            let mut guard = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
+            self.asleep.fetch_or(bit, Ordering::SeqCst);
+            loop {
+                if self.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let (job, n, _) = unpack(self.claim.load(Ordering::SeqCst));
+                if job != seen && rank < n {
+                    break;
+                }
                 guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
             }
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            self.asleep.fetch_and(!bit, Ordering::SeqCst);
             drop(guard);
             spins = 0;
             last_work = Instant::now();
         }
+    }
+}
+
+/// The bits of [`Shared::asleep`] of the helpers a job of `n` items needs (1 to n - 1).
+fn needed(n: usize) -> u64 {
+    if n >= 64 {
+        !1
+    } else {
+        ((1u64 << n) - 1) & !1
     }
 }
 
@@ -174,7 +198,7 @@ impl Team {
                 data: std::ptr::null(),
             }),
             panic: Mutex::new(None),
-            sleepers: AtomicUsize::new(0),
+            asleep: AtomicU64::new(0),
             sleep: Mutex::new(()),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -188,7 +212,7 @@ impl Team {
             let shared = Arc::clone(&team.shared);
             let h = std::thread::Builder::new()
                 .name(format!("quantal-cpu-{k}"))
-                .spawn(move || shared.helper())
+                .spawn(move || shared.helper(k))
                 .ok()?;
             team.helpers.push(h);
         }
@@ -237,7 +261,7 @@ impl Team {
         };
         let n = items.len();
         sh.claim.store(pack(job, n, 0), Ordering::SeqCst);
-        if sh.sleepers.load(Ordering::SeqCst) > 0 {
+        if sh.asleep.load(Ordering::SeqCst) & needed(n) != 0 {
             let _guard = sh.sleep.lock().unwrap_or_else(|e| e.into_inner());
             sh.wake.notify_all();
         }
@@ -315,6 +339,31 @@ mod tests {
         std::thread::sleep(SPIN_BEFORE_SLEEP * 5);
         team.run(&mut items, |x| *x += 1);
         assert_eq!(items, vec![2; 4]);
+    }
+
+    /// Jobs of two items need one helper: the others of a team of eight go to sleep
+    /// while such jobs keep coming; then jobs of eight items run every item.
+    #[test]
+    fn helpers_a_job_does_not_need_sleep() {
+        let team = Team::new(8).expect("threads");
+        let sh = &*team.shared;
+        let others = needed(8) & !needed(2);
+        let start = Instant::now();
+        let mut two = vec![0u64; 2];
+        while sh.asleep.load(Ordering::SeqCst) & others != others {
+            team.run(&mut two, |x| *x += 1);
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "helpers 2-7 still awake: {:b}",
+                sh.asleep.load(Ordering::SeqCst)
+            );
+        }
+        assert!(two.iter().all(|&x| x == two[0] && x > 0));
+        let mut eight = vec![0u32; 8];
+        for _ in 0..100 {
+            team.run(&mut eight, |x| *x += 1);
+        }
+        assert_eq!(eight, vec![100; 8]);
     }
 
     #[test]
