@@ -8,7 +8,7 @@
 //! machine; measured on `coba_kinetic`, two threads: the second of the two `cleft` ranges
 //! started 100 µs after the first on average, so the pair took 0.98× the time of one
 //! thread's single range). The team's helpers spin instead, for 2 ms
-//! (`SPIN_BEFORE_SLEEP`) after the last job they saw, so a step's kernels reach them in
+//! (`SPIN_BEFORE_SLEEP`) after the last job that needed them, so a step's kernels reach them in
 //! about a microsecond (measured: 0.85 µs on average); then they sleep until the next
 //! job. A job of n items needs helpers 1 to n - 1 (the calling thread takes items too
 //! and returns when every item is done): the others sleep, and are woken only by a job
@@ -26,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long a helper spins after the last job it saw before it sleeps.
+/// How long a helper spins after the last job that needed it before it sleeps.
 const SPIN_BEFORE_SLEEP: Duration = Duration::from_millis(2);
 
 /// Busy-wait rounds before a waiting thread also yields its core (to a helper or another
@@ -67,8 +67,10 @@ struct Shared {
     job: UnsafeCell<Job>,
     /// The first panic of the current job, resumed on the calling thread.
     panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
-    /// Helpers asleep, bit `k` for helper `k` (bit 63 for every helper from the 63rd on),
-    /// set and cleared under `sleep`'s lock.
+    /// Helpers asleep, bit `k` for helper `k` (bit 63 for every helper from the 63rd on:
+    /// beyond 64 threads one of those waking clears it for all, and the others may sleep
+    /// through a job that needs them, which then runs without them), set and cleared
+    /// under `sleep`'s lock.
     asleep: AtomicU64,
     sleep: Mutex<()>,
     wake: Condvar,
