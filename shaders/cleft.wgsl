@@ -45,8 +45,10 @@ fn cleft(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     let w = sf(SF_WEIGHT, syn);
     let first = ty.receptor_first;
     let nrec = ty.n_receptors;
-    let base = soff.r + syn * SLOT_STRIDE;
-    let cbase = soff.contrib + syn * 2u * MAX_RECEPTORS;
+    let base = soff.r + syn * soff.slot_stride;
+    // Take-back amounts (kinetic receptors only) and this step's conductances.
+    let tbase = soff.take + syn * soff.rec_stride;
+    let cbase = soff.contrib + syn * soff.rec_stride;
     var cflags = 0u;
     // Re-activation: take this synapse's share back out of the neuron pool (§5.4).
     let prev = su(S_FRESH, syn);
@@ -61,7 +63,7 @@ fn cleft(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
                 let r_h = syn_f32[soff.handoff_r + syn * soff.handoff_stride + j];
                 // The pool holds r_h·e^{-β(t - t_h)} for this step; own r at the end of
                 // the previous step is r_h·e^{-β(t - 1 - t_h)}.
-                syn_f32[cbase + j] = rc.g_max_ns * w * r_h * pow_decay(rc.tab_beta, held);
+                syn_f32[tbase + j] = rc.g_max_ns * w * r_h * pow_decay(rc.tab_beta, held);
                 syn_f32[base + 2u * j] = r_h * pow_decay(rc.tab_beta, held - 1u);
             }
             cflags = cflags | C_TAKE;
@@ -137,7 +139,7 @@ fn cleft(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     }
     for (var j = 0u; j < nrec; j = j + 1u) {
         let rc = receptors[first + j];
-        syn_f32[cbase + MAX_RECEPTORS + j] = g[j];
+        syn_f32[cbase + j] = g[j];
         if (rc.kind == RECEPTOR_KINETIC && done) {
             // Hand-off: from now on dr/dt = -βr is linear and lives in the pool (§5.4).
             syn_f32[soff.handoff_r + syn * soff.handoff_stride + j] = syn_f32[base + 2u * j];

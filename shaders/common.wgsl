@@ -206,9 +206,15 @@ struct SynOffsets {
     proj_key: u32,
     log_cap: u32,
     async_len: u32,
+    take: u32,
+    rec_stride: u32,
+    slot_stride: u32,
+    spike: u32,
+    fuse: u32,
+    watch: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    u_at: array<vec4<u32>, 3>,
+    f_at: array<vec4<u32>, 2>,
 };
 
 // Sections of syn_u32 and syn_f32 (layout::syn_u32, layout::syn_f32), times n_synapses.
@@ -222,7 +228,6 @@ const S_PULSE_LEFT: u32 = 6u;
 const S_FRESH: u32 = 7u;
 const S_MINIS: u32 = 8u;
 const S_CFLAGS: u32 = 9u;
-const S_WATCH: u32 = 10u;
 const SF_WEIGHT: u32 = 0u;
 const SF_X_F: u32 = 1u;
 const SF_X_D: u32 = 2u;
@@ -230,10 +235,8 @@ const SF_CLEFT_MM: u32 = 3u;
 const SF_RELEASED: u32 = 4u;
 const SF_RELEASED_ACC: u32 = 5u;
 const SF_PULSE_QUANTA: u32 = 6u;
-// Sections of syn_flags (before the touched words), times n_synapses.
-const FL_CLAIM: u32 = 0u;
-const FL_FUSE: u32 = 1u;
-const FL_SPIKE: u32 = 2u;
+// Start of a section the network does not need (layout::ABSENT): never allocated.
+const ABSENT: u32 = 0xFFFFFFFFu;
 // Header words of queues (layout::queue).
 const Q_ASYNC_OVERFLOW: u32 = 0u;
 const Q_OVERFLOW_STEP: u32 = 1u;
@@ -246,8 +249,7 @@ const Q_ROW_COUNTS: u32 = 12u;
 // handoff_step values (state::ACTIVE, state::NO_HANDOFF).
 const ACTIVE: u32 = 0xFFFFFFFFu;
 const NO_HANDOFF: u32 = 0xFFFFFFFEu;
-// Receptor state per synapse (state::SLOT_STRIDE) and receptors per type (MAX_RECEPTORS).
-const SLOT_STRIDE: u32 = 6u;
+// Receptors per type at most (MAX_RECEPTORS).
 const MAX_RECEPTORS: u32 = 3u;
 // Contribution flags (layout::syn_u32::CFLAGS).
 const C_TAKE: u32 = 1u;

@@ -3,7 +3,7 @@
 //
 // One invocation per entry of three ranges, dispatched indirectly (`plan_deliver`):
 // the synapses active at the start of the step (their `released` count restarts from 0,
-// as `activate` does on the CPU), this step's spike arrivals (the spike flag) and its
+// as `activate` does on the CPU), this step's spike arrivals (the spike bit) and its
 // asynchronous fusions (a bit of the fusion mask, atomicOr). The first to mark a synapse
 // (atomicMax on its claim stamp returns an older stamp) appends it to this step's to-do
 // list, so every synapse is listed once, whatever the order of the entries.
@@ -17,7 +17,8 @@
 // Lists synapse `syn` in the to-do list of step `t` unless already listed.
 fn claim(syn: u32, t: u32) {
     let ns = params.n_synapses;
-    let old = atomicMax(&syn_flags[FL_CLAIM * ns + syn], t + 1u);
+    // The claim stamps are the first section of syn_flags.
+    let old = atomicMax(&syn_flags[syn], t + 1u);
     if (old < t + 1u) {
         let parity = t & 1u;
         let at = atomicAdd(&queues[Q_TODO_COUNT + parity], 1u);
@@ -39,13 +40,14 @@ fn deliver(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let n_async = min(atomicLoad(&queues[Q_ROW_COUNTS + soff.ring_len + arow]), soff.async_cap);
     if (k < n_active) {
         let syn = atomicLoad(&queues[soff.active_list + parity * ns + k]);
-        syn_f32[SF_RELEASED * ns + syn] = 0.0f;
+        // Only active synapses are listed here, so the section is present.
+        syn_f32[soff.f_at[SF_RELEASED / 4u][SF_RELEASED % 4u] + syn] = 0.0f;
         return;
     }
     let a = k - n_active;
     if (a < n_arrivals) {
         let syn = atomicLoad(&queues[soff.arrivals + row * ns + a]);
-        atomicStore(&syn_flags[FL_SPIKE * ns + syn], 1u);
+        atomicOr(&syn_flags[soff.spike + (syn >> 5u)], 1u << (syn & 31u));
         claim(syn, t);
         return;
     }
@@ -54,7 +56,8 @@ fn deliver(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         let w = soff.async_ring + (arow * soff.async_cap + f) * 2u;
         let syn = atomicLoad(&queues[w]);
         let site = atomicLoad(&queues[w + 1u]);
-        atomicOr(&syn_flags[FL_FUSE * ns + syn], 1u << site);
+        // Asynchronous fusions exist only with the fusion masks present.
+        atomicOr(&syn_flags[soff.fuse + syn], 1u << site);
         claim(syn, t);
     }
 }

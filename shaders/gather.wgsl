@@ -27,16 +27,22 @@ fn syn_type_of(syn: u32) -> u32 {
 // Adds synapse `syn`'s contributions to neuron `n`.
 fn apply(n: u32, syn: u32) {
     let ty = syn_types[syn_type_of(syn)];
-    let cflags = syn_u32[S_CFLAGS * params.n_synapses + syn];
-    let cbase = soff.contrib + syn * 2u * MAX_RECEPTORS;
+    // The contribution flags (absent, so 0, when no synapse can be active).
+    var cflags = 0u;
+    let cf = soff.u_at[S_CFLAGS / 4u][S_CFLAGS % 4u];
+    if (cf != ABSENT) {
+        cflags = syn_u32[cf + syn];
+    }
+    let tbase = soff.take + syn * soff.rec_stride;
+    let cbase = soff.contrib + syn * soff.rec_stride;
     for (var j = 0u; j < ty.n_receptors; j = j + 1u) {
         let rc = receptors[ty.receptor_first + j];
         let idx = n * params.n_receptors + ty.receptor_first + j;
         let pool = offsets.g_pool + idx;
-        let g = syn_f32[cbase + MAX_RECEPTORS + j];
+        let g = syn_f32[cbase + j];
         if (rc.kind == RECEPTOR_KINETIC) {
             if ((cflags & C_TAKE) != 0u) {
-                g_ns[pool] = max(g_ns[pool] - syn_f32[cbase + j], 0.0f);
+                g_ns[pool] = max(g_ns[pool] - syn_f32[tbase + j], 0.0f);
             }
             if ((cflags & C_DONE) != 0u) {
                 g_ns[pool] = g_ns[pool] + g;

@@ -43,6 +43,11 @@ fn log_release(t: u32, syn: u32, code: u32, q: f32) {
 }
 
 // Adds q (quanta, ≥ 0) in 2^-16 units to the 64-bit counter at word `at` of `evoked`.
+// True when synapse `syn`'s releases are logged one by one (its bit of the watch words).
+fn watched(syn: u32) -> bool {
+    return ((atomicLoad(&syn_flags[soff.watch + (syn >> 5u)]) >> (syn & 31u)) & 1u) != 0u;
+}
+
 fn add_quanta(at: u32, q: f32) {
     let q16 = u32(round_half_away(q * 65536.0f));
     let lo = atomicAdd(&evoked[at], q16);
@@ -139,8 +144,13 @@ fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let syn = atomicLoad(&queues[soff.todo + parity * ns + k]);
     let t = params.step;
     let ty = syn_types[syn_type_of(syn)];
-    let fuse = atomicExchange(&syn_flags[FL_FUSE * ns + syn], 0u);
-    let spike = atomicExchange(&syn_flags[FL_SPIKE * ns + syn], 0u);
+    var fuse = 0u;
+    if (soff.fuse != ABSENT) {
+        fuse = atomicExchange(&syn_flags[soff.fuse + syn], 0u);
+    }
+    let spike_bit = 1u << (syn & 31u);
+    let spike_word = atomicAnd(&syn_flags[soff.spike + (syn >> 5u)], ~spike_bit);
+    let spike = select(0u, 1u, (spike_word & spike_bit) != 0u);
     var quanta = 0.0f;
     if (fuse != 0u || spike != 0u) {
         advance_terminal(ty, syn, t);
@@ -160,7 +170,7 @@ fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             }
             q = 1.0f;
         }
-        if (su(S_WATCH, syn) != 0u) {
+        if (watched(syn)) {
             log_release(t, syn, firstTrailingBit(bit), q);
         }
         quanta = quanta + q;
@@ -198,7 +208,7 @@ fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             atomicAdd(&evoked[key + 1u], 1u);
         }
         add_quanta(key + 2u, q);
-        if (su(S_WATCH, syn) != 0u) {
+        if (watched(syn)) {
             log_release(t, syn, LOG_SPIKE, q);
         }
         quanta = quanta + q;
@@ -219,10 +229,10 @@ fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         // g_max·w to the neuron pool, which `gather` does, after the pools decayed, in
         // ascending synapse id (twin: backend::cpu::release::release_direct).
         let w = sf(SF_WEIGHT, syn);
-        let cbase = soff.contrib + syn * 2u * MAX_RECEPTORS;
+        let cbase = soff.contrib + syn * soff.rec_stride;
         for (var j = 0u; j < ty.n_receptors; j = j + 1u) {
             let rc = receptors[ty.receptor_first + j];
-            syn_f32[cbase + MAX_RECEPTORS + j] = rc.g_max_ns * w * total;
+            syn_f32[cbase + j] = rc.g_max_ns * w * total;
         }
         su_set(S_CFLAGS, syn, 0u);
         sf_set(SF_RELEASED_ACC, syn, sf(SF_RELEASED_ACC, syn) + total);
@@ -235,8 +245,8 @@ fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             sf_set(SF_CLEFT_MM, syn, 0.0f);
             su_set(S_PULSE_LEFT, syn, 0u);
             sf_set(SF_PULSE_QUANTA, syn, 0.0f);
-            for (var j = 0u; j < SLOT_STRIDE; j = j + 1u) {
-                syn_f32[soff.r + syn * SLOT_STRIDE + j] = 0.0f;
+            for (var j = 0u; j < soff.slot_stride; j = j + 1u) {
+                syn_f32[soff.r + syn * soff.slot_stride + j] = 0.0f;
             }
             let at = atomicAdd(&queues[Q_ACTIVE_COUNT + parity], 1u);
             atomicStore(&queues[soff.active_list + parity * ns + at], syn);

@@ -58,7 +58,13 @@ fn sample_synapse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
             x = sf(SF_X_D, i) * pow_decay(ty.tab_rec, since);
         }
     } else if (code == P_DOCKED) {
-        x = f32(countOneBits(su(S_SITES, i)));
+        // A static terminal's sites are always docked (the image of a network of static
+        // synapses keeps no sites).
+        if (ty.release == RELEASE_STATIC) {
+            x = f32(ty.n_sites);
+        } else {
+            x = f32(countOneBits(su(S_SITES, i)));
+        }
     } else if (code == P_RESERVE) {
         x = f32(su(S_RESERVE, i));
     } else if (code == P_ENDOSOME) {
@@ -84,8 +90,9 @@ fn sample_synapse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         if (g_prot) {
             j = code - P_SYN_G;
         }
-        if (is_active) {
-            x = syn_f32[soff.r + i * SLOT_STRIDE + 2u * j + select(0u, 1u, g_prot)];
+        let slot = 2u * j + select(0u, 1u, g_prot);
+        if (is_active && slot < soff.slot_stride) {
+            x = syn_f32[soff.r + i * soff.slot_stride + slot];
         } else if (!g_prot && su(S_HANDOFF_STEP, i) != NO_HANDOFF && soff.handoff_stride > 0u) {
             let rc = receptors[ty.receptor_first + j];
             if (rc.kind == RECEPTOR_KINETIC) {

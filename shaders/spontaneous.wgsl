@@ -85,7 +85,7 @@ fn spontaneous(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
                 su_set(S_ENDO, syn, su(S_ENDO, syn) + 1u);
             }
             su_set(S_MINIS, syn, su(S_MINIS, syn) + 1u);
-            if (su(S_WATCH, syn) != 0u) {
+            if (((atomicLoad(&syn_flags[soff.watch + (syn >> 5u)]) >> (syn & 31u)) & 1u) != 0u) {
                 let at = atomicAdd(&release_log[0], 1u);
                 if (at < soff.log_cap) {
                     let w = 4u + at * 4u;
@@ -98,7 +98,7 @@ fn spontaneous(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
                 }
             }
             // List the synapse for the next step (the claim stamp of step t + 1).
-            let old = atomicMax(&syn_flags[FL_CLAIM * ns + syn], t + 2u);
+            let old = atomicMax(&syn_flags[syn], t + 2u);
             if (old < t + 2u) {
                 let parity = (t + 1u) & 1u;
                 let at = atomicAdd(&queues[Q_TODO_COUNT + parity], 1u);

@@ -58,20 +58,39 @@ fn syn_type_of(syn: u32) -> u32 {
     return (syn_static[syn >> 1u] >> ((syn & 1u) * 16u)) & 0xFFFFu;
 }
 
+// The variables of a synapse: section `section` of syn_u32 or syn_f32 starts at its
+// entry of `soff.u_at` or `soff.f_at`. A section the network does not need is absent
+// (layout::SynOffsets): it reads as its constant (NO_HANDOFF for the hand-off step, 0
+// otherwise), and a write to it, which only code for another kind of synapse would make,
+// is dropped.
 fn su(section: u32, syn: u32) -> u32 {
-    return syn_u32[section * params.n_synapses + syn];
+    let at = soff.u_at[section / 4u][section % 4u];
+    if (at == ABSENT) {
+        return select(0u, NO_HANDOFF, section == S_HANDOFF_STEP);
+    }
+    return syn_u32[at + syn];
 }
 
 fn su_set(section: u32, syn: u32, x: u32) {
-    syn_u32[section * params.n_synapses + syn] = x;
+    let at = soff.u_at[section / 4u][section % 4u];
+    if (at != ABSENT) {
+        syn_u32[at + syn] = x;
+    }
 }
 
 fn sf(section: u32, syn: u32) -> f32 {
-    return syn_f32[section * params.n_synapses + syn];
+    let at = soff.f_at[section / 4u][section % 4u];
+    if (at == ABSENT) {
+        return 0.0f;
+    }
+    return syn_f32[at + syn];
 }
 
 fn sf_set(section: u32, syn: u32, x: f32) {
-    syn_f32[section * params.n_synapses + syn] = x;
+    let at = soff.f_at[section / 4u][section % 4u];
+    if (at != ABSENT) {
+        syn_f32[at + syn] = x;
+    }
 }
 
 // Advances synapse `syn` of type `ty` to step `t` (§3.2 steps 1, 2, 7; §3.3).

@@ -412,20 +412,30 @@ pub mod probe {
 /// Where the sections of the synapse part of the device image start, and the sizes of
 /// its queues. Must stay byte-identical to `SynOffsets` in shaders/common.wgsl.
 ///
+/// The image is sized to the network's features: a section that no synapse type of the
+/// model can use (the reserve pool without a tracked reserve, the cleft and receptor
+/// state without a kinetic or GABA_B receptor, ...) is not allocated and its start is
+/// [`ABSENT`]; the shaders read such a variable as its constant value (0, or NO_HANDOFF
+/// for the hand-off step) and never write it.
+///
 /// - `syn_static` (u32): type per synapse (two per word), delay, then `out_offsets`
 ///   (n_neurons of the network + 1: each neuron's outgoing synapses in this chunk),
 ///   `out_syn` (local ids), `in_offsets` (the chunk's neurons + 1, local ids) and the
 ///   projection key per synapse.
-/// - `syn_u32`: one section of n_synapses per variable of [`syn_u32`].
-/// - `syn_f32`: one section of n_synapses per scalar of [`syn_f32`], then the receptor
-///   state (`SLOT_STRIDE` per synapse), the hand-off state (`handoff_stride` per
-///   synapse) and the per-step contributions (2 · MAX_RECEPTORS per synapse).
-/// - `syn_flags` (atomic u32): the claim stamp, the fusion mask and the spike flag of
-///   each synapse (one section each), then the `touched` bit words.
+/// - `syn_u32`: one section of n_synapses per present variable of [`syn_u32`]
+///   (`u_at`).
+/// - `syn_f32`: one section of n_synapses per present scalar of [`syn_f32`] (`f_at`),
+///   then the receptor state (`slot_stride` per synapse, only with kinetic or GABA_B
+///   receptors), the hand-off state (`handoff_stride` per synapse), the take-back
+///   amounts (`rec_stride` per synapse, only with kinetic receptors) and the per-step
+///   conductance contributions (`rec_stride` per synapse).
+/// - `syn_flags` (atomic u32): the claim stamp of each synapse, its fusion mask (only
+///   with asynchronous release), then the `spike`, `touched` and `watch` bit words (one
+///   bit per synapse each).
 /// - `queues` (atomic u32): the header words of [`queue`], then the arrival ring
-///   (`ring_len` rows of n_synapses ids), the asynchronous ring (`ring_len` rows of
-///   `async_cap` (synapse, site) pairs), two to-do lists and two active lists of
-///   n_synapses ids each.
+///   (`ring_len` rows of n_synapses ids), the asynchronous ring (`async_len` rows of
+///   `async_cap` (synapse, site) pairs), two to-do lists and (only with kinetic or GABA_B
+///   receptors) two active lists of n_synapses ids each.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct SynOffsets {
@@ -474,14 +484,46 @@ pub struct SynOffsets {
     /// Rows of the asynchronous ring (longest asynchronous latency + 1; `ring_len` is
     /// the arrival ring's, longest delay + 1).
     pub async_len: u32,
+    /// Start of the take-back amounts in `syn_f32` (`rec_stride` per synapse), or ABSENT.
+    pub take: u32,
+    /// Receptors per synapse in the take-back and contribution sections (the most of
+    /// any synapse type).
+    pub rec_stride: u32,
+    /// Receptor state floats per synapse (`Model::receptor_state_stride`).
+    pub slot_stride: u32,
+    /// Start of the spike bit words in `syn_flags` (a synapse's bit is set when a spike
+    /// arrives in this step; the claim stamps start at 0).
+    pub spike: u32,
+    /// Start of the fusion masks in `syn_flags`, or ABSENT.
+    pub fuse: u32,
+    /// Start of the `watch` bit words in `syn_flags` (the releases of a synapse whose
+    /// bit is set are logged one by one, `Backend::watch_releases`).
+    pub watch: u32,
     #[doc(hidden)]
     pub _pad0: u32,
-    #[doc(hidden)]
-    pub _pad1: u32,
-    #[doc(hidden)]
-    pub _pad2: u32,
+    /// Start of each section of [`syn_u32`] in `syn_u32` (section s at `u_at[s / 4][s % 4]`),
+    /// or ABSENT.
+    pub u_at: [[u32; 4]; 3],
+    /// Start of each scalar section of [`syn_f32`] in `syn_f32`, or ABSENT.
+    pub f_at: [[u32; 4]; 2],
 }
-const _: () = assert!(std::mem::size_of::<SynOffsets>() == 96);
+const _: () = assert!(std::mem::size_of::<SynOffsets>() == 192);
+
+/// Start of a section of the synapse image that the network does not need (not allocated).
+pub const ABSENT: u32 = u32::MAX;
+
+impl SynOffsets {
+    /// Start of section `s` of `syn_u32`, or None when absent.
+    pub fn u_sec(&self, s: u32) -> Option<usize> {
+        let at = self.u_at[s as usize / 4][s as usize % 4];
+        (at != ABSENT).then_some(at as usize)
+    }
+    /// Start of scalar section `s` of `syn_f32`, or None when absent.
+    pub fn f_sec(&self, s: u32) -> Option<usize> {
+        let at = self.f_at[s as usize / 4][s as usize % 4];
+        (at != ABSENT).then_some(at as usize)
+    }
+}
 
 /// Section index of each u32 synapse variable in `syn_u32` (times n_synapses).
 pub mod syn_u32 {
@@ -505,10 +547,8 @@ pub mod syn_u32 {
     pub const MINIS: u32 = 8;
     /// This step's contribution flags for the gather (bit 0: take back, bit 1: done).
     pub const CFLAGS: u32 = 9;
-    /// 1 when the synapse's releases are logged one by one (`Backend::watch_releases`).
-    pub const WATCH: u32 = 10;
     /// Number of sections.
-    pub const COUNT: u32 = 11;
+    pub const COUNT: u32 = 10;
 }
 
 /// Section index of each f32 synapse scalar in `syn_f32` (times n_synapses).

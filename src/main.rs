@@ -470,9 +470,12 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
         );
     }
     let gpu_bytes = quantal::backend::gpu::image_bytes(&model, &net);
+    let shape = quantal::backend::gpu_syn::RingShape::of(&model, &net);
     say!(
-        "        gpu backend: about {} on the device (dense synapse image, --backend gpu)",
-        gib(gpu_bytes)
+        "        gpu backend: about {} on the device ({:.1} B per synapse with its arrival ring of {} rows: every synapse has the state its type uses, --backend gpu)",
+        gib(gpu_bytes),
+        quantal::backend::gpu_syn::SynFeatures::of(&model).bytes_per_synapse(shape.ring_len),
+        shape.ring_len
     );
     Ok(ExitCode::SUCCESS)
 }

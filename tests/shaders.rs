@@ -209,9 +209,15 @@ fn shaders_validate_and_match_the_rust_layout() {
             proj_key,
             log_cap,
             async_len,
+            take,
+            rec_stride,
+            slot_stride,
+            spike,
+            fuse,
+            watch,
             _pad0,
-            _pad1,
-            _pad2
+            u_at,
+            f_at
         ]
     );
 }
@@ -262,7 +268,7 @@ fn shader_codes_match_the_rust_codes() {
 #[test]
 fn synapse_shader_codes_match_the_rust_codes() {
     use quantal::layout::{probe, queue, syn_f32, syn_u32};
-    use quantal::state::{ACTIVE, NO_HANDOFF, SLOT_STRIDE};
+    use quantal::state::{ACTIVE, NO_HANDOFF};
     let src = format!(
         "{}\n{}",
         shaders::source("sample_synapse").unwrap(),
@@ -279,7 +285,6 @@ fn synapse_shader_codes_match_the_rust_codes() {
         ("S_FRESH", syn_u32::FRESH),
         ("S_MINIS", syn_u32::MINIS),
         ("S_CFLAGS", syn_u32::CFLAGS),
-        ("S_WATCH", syn_u32::WATCH),
         ("SF_WEIGHT", syn_f32::WEIGHT),
         ("SF_X_F", syn_f32::X_F),
         ("SF_X_D", syn_f32::X_D),
@@ -297,7 +302,7 @@ fn synapse_shader_codes_match_the_rust_codes() {
         ("Q_ROW_COUNTS", queue::ROW_COUNTS),
         ("ACTIVE", ACTIVE),
         ("NO_HANDOFF", NO_HANDOFF),
-        ("SLOT_STRIDE", SLOT_STRIDE as u32),
+        ("ABSENT", quantal::layout::ABSENT),
         (
             "MAX_RECEPTORS",
             quantal::netfile::validate::MAX_RECEPTORS as u32,

@@ -698,3 +698,115 @@ fn gpu_synapse_runs_are_deterministic() {
     assert!(first_difference(&a.1, &b.1).is_none());
     assert_ne!(a.0.samples, c.0.samples);
 }
+
+/// The GPU image of a network keeps the sections its synapse types use, no others: each
+/// present section is n_synapses long, the sections tile their buffers without gaps or
+/// overlaps, and the buffers have the sizes `chunk_bytes` (the chunk sizing and `quantal
+/// check`) predicts.
+#[test]
+fn the_synapse_image_keeps_the_sections_its_types_use() {
+    use quantal::backend::gpu_syn::{chunk_bytes, RingShape, SynFeatures, SynHost};
+    use quantal::layout::{syn_f32, syn_u32, ABSENT};
+    let zoo = backend_with(ZOO, &[]);
+    let all_u: Vec<u32> = (0..syn_u32::COUNT).collect();
+    let cases: [(&str, CpuBackend, Vec<u32>, Vec<u32>); 4] = [
+        (
+            "coba",
+            example("coba", &[]),
+            vec![syn_u32::T_LAST, syn_u32::SITES],
+            vec![syn_f32::WEIGHT, syn_f32::X_F, syn_f32::X_D, syn_f32::RELEASED_ACC],
+        ),
+        (
+            "brette_coba",
+            example("brette_coba", &[]),
+            vec![],
+            vec![syn_f32::WEIGHT, syn_f32::RELEASED_ACC],
+        ),
+        (
+            "coba_kinetic",
+            example("coba_kinetic", &[]),
+            vec![
+                syn_u32::T_LAST,
+                syn_u32::SITES,
+                syn_u32::HANDOFF_STEP,
+                syn_u32::FRESH,
+                syn_u32::CFLAGS,
+            ],
+            vec![
+                syn_f32::WEIGHT,
+                syn_f32::X_F,
+                syn_f32::X_D,
+                syn_f32::CLEFT_MM,
+                syn_f32::RELEASED,
+                syn_f32::RELEASED_ACC,
+            ],
+        ),
+        ("zoo", zoo, all_u, (0..syn_f32::COUNT).collect()),
+    ];
+    for (name, mut cpu, want_u, want_f) in cases {
+        let st = cpu.state().unwrap().clone();
+        let (m, n) = (cpu.model(), cpu.network());
+        let shape = RingShape::of(m, n);
+        let nn = n.n_neurons() as usize;
+        let ns = n.n_synapses() as usize;
+        let host = SynHost::pack(m, n, &st, &shape, &(0..nn));
+        let off = host.off;
+        let got_u: Vec<u32> = (0..syn_u32::COUNT)
+            .filter(|&s| off.u_sec(s).is_some())
+            .collect();
+        let got_f: Vec<u32> = (0..syn_f32::COUNT)
+            .filter(|&s| off.f_sec(s).is_some())
+            .collect();
+        assert_eq!(got_u, want_u, "{name}: u32 sections");
+        assert_eq!(got_f, want_f, "{name}: f32 sections");
+        // The u32 sections tile syn_u32; the f32 scalars, receptor and hand-off state,
+        // take-backs and contributions tile syn_f32.
+        let mut starts: Vec<usize> = got_u.iter().map(|&s| off.u_sec(s).unwrap()).collect();
+        starts.sort_unstable();
+        for (k, &a) in starts.iter().enumerate() {
+            assert_eq!(a, k * ns, "{name}: u32 section {k}");
+        }
+        assert_eq!(host.u.len(), (starts.len() * ns).max(1), "{name}: syn_u32");
+        let mut starts: Vec<usize> = got_f.iter().map(|&s| off.f_sec(s).unwrap()).collect();
+        starts.sort_unstable();
+        for (k, &a) in starts.iter().enumerate() {
+            assert_eq!(a, k * ns, "{name}: f32 section {k}");
+        }
+        let scalars = starts.len() * ns;
+        let hs = off.handoff_stride as usize;
+        assert_eq!(off.r as usize, scalars, "{name}: r");
+        assert_eq!(
+            off.handoff_r as usize,
+            scalars + off.slot_stride as usize * ns,
+            "{name}: handoff_r"
+        );
+        let take = (hs > 0).then_some(off.handoff_r as usize + hs * ns);
+        assert_eq!(
+            (off.take != ABSENT).then_some(off.take as usize),
+            take,
+            "{name}: take"
+        );
+        assert_eq!(
+            off.contrib as usize,
+            off.handoff_r as usize + 2 * hs * ns,
+            "{name}: contrib"
+        );
+        assert_eq!(
+            host.f.len(),
+            (off.contrib as usize + off.rec_stride as usize * ns).max(1),
+            "{name}: syn_f32"
+        );
+        let feat = SynFeatures::of(m);
+        let cap = shape.async_cap(m, n, 0..ns) as u64;
+        let want = chunk_bytes(ns as u64, nn as u64, nn as u64, &shape, &feat, cap);
+        let got = [
+            host.stat.len(),
+            host.u.len(),
+            host.f.len(),
+            host.flags.len(),
+            host.queues.len(),
+        ]
+        .map(|w| 4 * w as u64);
+        assert_eq!(got, want, "{name}: buffer bytes");
+    }
+}

@@ -28,7 +28,8 @@
 use super::cpu::sample::{probe_code, syn_probe_code};
 use super::cpu::step_params;
 use super::gpu_syn::{
-    async_sites, chunk_bytes, projection_keys, synapses_of, RingShape, SynHost, SynImage,
+    async_sites, chunk_bytes, projection_keys, synapses_of, RingShape, SynFeatures, SynHost,
+    SynImage,
 };
 use super::{Backend, Batch, Probe, ReleaseEvent, ReleaseKind};
 use crate::error::Error;
@@ -396,7 +397,6 @@ fn chunk_ranges(
     model: &Model,
     net: &Network,
     shape: &RingShape,
-    handoff_stride: usize,
     limit: u64,
     max_neurons: u64,
 ) -> Result<Vec<Range<usize>>, Error> {
@@ -404,6 +404,7 @@ fn chunk_ranges(
     if nn == 0 {
         return Ok(std::iter::once(0..0).collect());
     }
+    let feat = SynFeatures::of(model);
     let fits = |r: &Range<usize>, async_sites: u64| {
         let ns = synapses_of(net, r).len() as u64;
         let cap = shape.cap_for(async_sites) as u64;
@@ -412,7 +413,7 @@ fn chunk_ranges(
             nn as u64,
             r.len() as u64,
             shape,
-            handoff_stride as u64,
+            &feat,
             cap,
         )
         .iter()
@@ -551,7 +552,7 @@ impl GpuBackend {
         for b in per_neuron {
             max_neurons = max_neurons.min((limit.saturating_sub(64) / b).max(1));
         }
-        let ranges = chunk_ranges(&model, &net, &shape, st.handoff_stride, limit, max_neurons)?;
+        let ranges = chunk_ranges(&model, &net, &shape, limit, max_neurons)?;
         let pipelines = (
             ctx.pipeline("decay_pools", "decay_pools")?,
             ctx.pipeline("integrate", "integrate")?,
@@ -824,17 +825,14 @@ impl GpuBackend {
             let old = sc.image.read(&self.ctx)?;
             self.readbacks += 1;
             let ns = sc.image.syns.len();
-            for (sec, u) in [
-                (layout::syn_u32::WATCH, true),
-                (layout::syn_f32::RELEASED_ACC, false),
-            ] {
-                let r = sec as usize * ns..(sec as usize + 1) * ns;
-                if u {
-                    host.u[r.clone()].copy_from_slice(&old.u[r]);
-                } else {
-                    host.f[r.clone()].copy_from_slice(&old.f[r]);
-                }
-            }
+            let acc = host
+                .off
+                .f_sec(layout::syn_f32::RELEASED_ACC)
+                .expect("the released sums are always in the image");
+            host.f[acc..acc + ns].copy_from_slice(&old.f[acc..acc + ns]);
+            let w = host.off.watch as usize;
+            let words = ns.div_ceil(32);
+            host.flags[w..w + words].copy_from_slice(&old.flags[w..w + words]);
             let image = SynImage::new(&self.ctx, &host, sc.image.syns.clone(), limit)?;
             self.chunks[k].syn.as_mut().expect("synapse chunk").image = image;
         }
@@ -1581,13 +1579,13 @@ impl Backend for GpuBackend {
             return;
         };
         let ns = self.net.n_synapses() as usize;
-        let mut watch = vec![0u32; ns];
+        let mut watch = vec![false; ns];
         // Entries per step of a watched synapse: its asynchronous fusions, its spike and
         // its minis (at most N each).
         let mut per_step = 0u64;
         for &s in synapses {
-            if (s as usize) < ns && watch[s as usize] == 0 {
-                watch[s as usize] = 1;
+            if (s as usize) < ns && !watch[s as usize] {
+                watch[s as usize] = true;
                 let ty = &self.model.syn_types[self.net.syn_type(s as usize)].gpu;
                 per_step += 2 * ty.n_sites as u64 + 1;
             }
@@ -1602,11 +1600,18 @@ impl Backend for GpuBackend {
         for c in self.chunks.iter_mut() {
             let Some(sc) = c.syn.as_mut() else { continue };
             let syns = sc.image.syns.clone();
-            q.write_buffer(
-                &sc.image.u_buf,
-                (layout::syn_u32::WATCH as usize * syns.len() * 4) as u64,
-                bytemuck::cast_slice(&watch[syns]),
-            );
+            // The chunk's watch bits, one per synapse from its local id 0.
+            let mut bits = vec![0u32; syns.len().div_ceil(32)];
+            for (i, _) in watch[syns.clone()].iter().enumerate().filter(|(_, &w)| w) {
+                bits[i / 32] |= 1 << (i % 32);
+            }
+            if !bits.is_empty() {
+                q.write_buffer(
+                    &sc.image.flags_buf,
+                    sc.image.off.watch as u64 * 4,
+                    bytemuck::cast_slice(&bits),
+                );
+            }
             sc.image.off.log_cap = cap;
             q.write_buffer(&sc.image.off_buf, 0, bytemuck::bytes_of(&sc.image.off));
         }

@@ -17,19 +17,105 @@
 use super::cpu::spontaneous::SpontParams;
 use crate::error::Error;
 use crate::gpu::GpuContext;
-use crate::layout::{queue, syn_f32, syn_u32, SynOffsets};
-use crate::model::Model;
+use crate::layout::{queue, release, syn_f32, syn_u32, SynOffsets, ABSENT};
+use crate::model::{Model, SynapseArrays};
 use crate::network::Network;
-use crate::state::{Slot, State, ACTIVE, NO_HANDOFF, SLOT_STRIDE};
+use crate::state::{Slot, State, ACTIVE};
 use std::ops::Range;
 
-/// Receptors per synapse type (`MAX_RECEPTORS` in common.wgsl).
-const MAX_R: usize = crate::netfile::validate::MAX_RECEPTORS;
+/// The optional sections of the synapse image a model needs (`layout::SynOffsets`): the
+/// image is sized to the network's features, as the CPU state is ([`SynapseArrays`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SynFeatures {
+    /// The CPU's optional arrays (asynchronous release, reserve pool, hand-off state,
+    /// active synapses).
+    pub arrays: SynapseArrays,
+    /// Some type has a terminal to advance (release other than static): t_last, sites,
+    /// X_F, X_D.
+    pub terminal: bool,
+    /// Some type that makes synapses active has a pulse cleft.
+    pub pulse: bool,
+    /// Some type has miniature release.
+    pub minis: bool,
+    /// Most receptors of any type (the take-back and contribution stride).
+    pub rec_stride: usize,
+    /// Receptor state floats per active synapse (`Model::receptor_state_stride`).
+    pub slot_stride: usize,
+}
 
-/// Device bytes per synapse apart from the delay rings: static arrays (16), u32 state
-/// (44), f32 state with receptor, hand-off and contribution slots (at most 88), flags
-/// (12.1), to-do and active lists (16).
-pub const DEVICE_BYTES_PER_SYNAPSE: u64 = 177;
+impl SynFeatures {
+    /// The sections `model` needs.
+    pub fn of(model: &Model) -> SynFeatures {
+        let arrays = SynapseArrays::of(model);
+        let types = &model.syn_types;
+        SynFeatures {
+            arrays,
+            terminal: types.iter().any(|t| t.gpu.release != release::STATIC),
+            pulse: types
+                .iter()
+                .any(|t| t.gpu.cleft_dependent != 0 && t.gpu.cleft_pulse == 1),
+            minis: SpontParams::new(model).rate_max > 0.0,
+            rec_stride: types
+                .iter()
+                .map(|t| t.gpu.n_receptors as usize)
+                .max()
+                .unwrap_or(0),
+            slot_stride: if arrays.any_cleft {
+                model.receptor_state_stride()
+            } else {
+                0
+            },
+        }
+    }
+
+    /// True when section `s` of [`syn_u32`] is allocated.
+    pub fn has_u(&self, s: u32) -> bool {
+        use syn_u32::*;
+        match s {
+            T_LAST | SITES => self.terminal,
+            COMMITTED => self.arrays.any_async,
+            RESERVE | ENDO => self.arrays.any_reserve,
+            HANDOFF_STEP | FRESH | CFLAGS => self.arrays.any_cleft,
+            PULSE_LEFT => self.pulse,
+            MINIS => self.minis,
+            _ => false,
+        }
+    }
+
+    /// True when scalar section `s` of [`syn_f32`] is allocated.
+    pub fn has_f(&self, s: u32) -> bool {
+        use syn_f32::*;
+        match s {
+            WEIGHT | RELEASED_ACC => true,
+            X_F | X_D => self.terminal,
+            CLEFT_MM | RELEASED => self.arrays.any_cleft,
+            PULSE_QUANTA => self.pulse,
+            _ => false,
+        }
+    }
+
+    /// Words per synapse of `syn_u32`.
+    fn u_words(&self) -> u64 {
+        (0..syn_u32::COUNT).filter(|&s| self.has_u(s)).count() as u64
+    }
+
+    /// Words per synapse of `syn_f32`: the scalars, the receptor and hand-off state, the
+    /// take-backs (with kinetic receptors: the hand-off stride is then the receptors'
+    /// stride) and the contributions.
+    fn f_words(&self) -> u64 {
+        let scalars = (0..syn_f32::COUNT).filter(|&s| self.has_f(s)).count();
+        (scalars + self.slot_stride + 2 * self.arrays.handoff_stride + self.rec_stride) as u64
+    }
+
+    /// Device bytes per synapse apart from the static arrays' per-neuron parts and the
+    /// asynchronous ring, with an arrival ring of `ring_len` rows.
+    pub fn bytes_per_synapse(&self, ring_len: u32) -> f64 {
+        let stat = 2.0 + 12.0;
+        let lists = 2 + if self.arrays.any_cleft { 2 } else { 0 } + ring_len as u64;
+        let flags = 1.0 + if self.arrays.any_async { 1.0 } else { 0.0 } + 3.0 / 32.0;
+        stat + 4.0 * ((self.u_words() + self.f_words() + lists) as f64 + flags)
+    }
+}
 
 /// The GPU's delay rings: the arrival ring has a row per step of the longest delay (each
 /// row holds at most one arrival per synapse, so n_synapses entries never overflow); the
@@ -93,32 +179,38 @@ pub fn async_sites(model: &Model, net: &Network, syns: Range<usize>) -> u64 {
     .sum()
 }
 
-/// Device bytes of the synapse image of `net` (with its rings).
+/// Device bytes of the synapse image of `net` (with its rings), as one chunk.
 pub fn device_bytes(model: &Model, net: &Network) -> u64 {
     let r = RingShape::of(model, net);
-    let ns = net.n_synapses() as usize;
-    let cap = r.async_cap(model, net, 0..ns) as u64;
-    ns as u64 * (DEVICE_BYTES_PER_SYNAPSE + 4 * r.ring_len as u64) + r.async_len as u64 * cap * 8
+    let ns = net.n_synapses() as u64;
+    let nn = net.n_neurons() as u64;
+    let cap = r.async_cap(model, net, 0..ns as usize) as u64;
+    chunk_bytes(ns, nn, nn, &r, &SynFeatures::of(model), cap)
+        .iter()
+        .sum()
 }
 
 /// Bytes of each buffer of a chunk image with `ns` synapses and `nn_all` neurons in
 /// the network: (static, u32 state, f32 state, flags, queues), for the chunk sizing.
+/// Each is at least one word (a binding is never empty).
 pub fn chunk_bytes(
     ns: u64,
     nn_all: u64,
     neurons: u64,
     shape: &RingShape,
-    stride: u64,
+    feat: &SynFeatures,
     async_cap: u64,
 ) -> [u64; 5] {
     let l = shape.ring_len as u64;
     let la = shape.async_len as u64;
+    let active_lists = if feat.arrays.any_cleft { 2 * ns } else { 0 };
+    let fuse = if feat.arrays.any_async { ns } else { 0 };
     [
         4 * (ns.div_ceil(2) + 3 * ns + nn_all + 1 + neurons + 1),
-        4 * syn_u32::COUNT as u64 * ns,
-        4 * (syn_f32::COUNT as u64 + SLOT_STRIDE as u64 + stride + 2 * MAX_R as u64) * ns,
-        4 * (3 * ns + ns.div_ceil(32) + 1),
-        4 * (queue::ROW_COUNTS as u64 + l + la + l * ns + 2 * la * async_cap + 4 * ns),
+        4 * (feat.u_words() * ns).max(1),
+        4 * (feat.f_words() * ns).max(1),
+        4 * (ns + fuse + 3 * ns.div_ceil(32) + 1),
+        4 * (queue::ROW_COUNTS as u64 + l + la + l * ns + 2 * la * async_cap + 2 * ns + active_lists),
     ]
 }
 
@@ -233,15 +325,51 @@ fn offsets(
     off.async_len = shape.async_len;
     off.async_cap = shape.async_cap(model, net, syns);
     off.handoff_stride = st.handoff_stride as u32;
-    off.r = syn_f32::COUNT * ns as u32;
-    off.handoff_r = off.r + (SLOT_STRIDE * ns) as u32;
-    off.contrib = off.handoff_r + (st.handoff_stride * ns) as u32;
-    off.touched = 3 * ns as u32;
+    let feat = SynFeatures::of(model);
+    let n = ns as u32;
+    let mut at = 0u32;
+    for s in 0..syn_u32::COUNT {
+        off.u_at[s as usize / 4][s as usize % 4] = if feat.has_u(s) {
+            at += n;
+            at - n
+        } else {
+            ABSENT
+        };
+    }
+    off.u_at[2][2] = ABSENT;
+    off.u_at[2][3] = ABSENT;
+    let mut at = 0u32;
+    for s in 0..8 {
+        off.f_at[s as usize / 4][s as usize % 4] = if s < syn_f32::COUNT && feat.has_f(s) {
+            at += n;
+            at - n
+        } else {
+            ABSENT
+        };
+    }
+    off.slot_stride = feat.slot_stride as u32;
+    off.rec_stride = feat.rec_stride as u32;
+    off.r = at;
+    off.handoff_r = off.r + off.slot_stride * n;
+    off.take = if feat.arrays.handoff_stride > 0 {
+        off.handoff_r + off.handoff_stride * n
+    } else {
+        ABSENT
+    };
+    off.contrib = off.handoff_r + 2 * off.handoff_stride * n;
+    off.fuse = if feat.arrays.any_async { n } else { ABSENT };
+    off.spike = if feat.arrays.any_async { 2 * n } else { n };
+    off.touched = off.spike + n.div_ceil(32);
+    off.watch = off.touched + n.div_ceil(32);
     let (l, la) = (off.ring_len, off.async_len);
     off.arrivals = queue::ROW_COUNTS + l + la;
-    off.async_ring = off.arrivals + l * ns as u32;
+    off.async_ring = off.arrivals + l * n;
     off.todo = off.async_ring + la * off.async_cap * 2;
-    off.active_list = off.todo + 2 * ns as u32;
+    off.active_list = if feat.arrays.any_cleft {
+        off.todo + 2 * n
+    } else {
+        ABSENT
+    };
     (off, stat)
 }
 
@@ -259,49 +387,71 @@ impl SynHost {
         let syns = synapses_of(net, neurons);
         let (s0, ns) = (syns.start, syns.len());
         let local = |s: u32| (s as usize).checked_sub(s0).filter(|&i| i < ns);
-        let mut u = vec![0u32; syn_u32::COUNT as usize * ns];
-        let sec = |s: u32| s as usize * ns..(s as usize + 1) * ns;
-        for (i, t) in st.term[syns.clone()].iter().enumerate() {
-            u[syn_u32::T_LAST as usize * ns + i] = t.t_last;
-            u[syn_u32::SITES as usize * ns + i] = t.sites;
+        let feat = SynFeatures::of(model);
+        let mut u = vec![0u32; (feat.u_words() as usize * ns).max(1)];
+        let mut f = vec![0f32; (feat.f_words() as usize * ns).max(1)];
+        let usec = |s: u32| off.u_sec(s).map(|a| a..a + ns);
+        let fsec = |s: u32| off.f_sec(s).map(|a| a..a + ns);
+        if let (Some(tl), Some(si), Some(xf), Some(xd)) = (
+            usec(syn_u32::T_LAST),
+            usec(syn_u32::SITES),
+            fsec(syn_f32::X_F),
+            fsec(syn_f32::X_D),
+        ) {
+            for (i, t) in st.term[syns.clone()].iter().enumerate() {
+                u[tl.start + i] = t.t_last;
+                u[si.start + i] = t.sites;
+                f[xf.start + i] = t.x_f;
+                f[xd.start + i] = t.x_d;
+            }
         }
-        if !st.committed.is_empty() {
-            u[sec(syn_u32::COMMITTED)].copy_from_slice(&st.committed[syns.clone()]);
+        if let Some(r) = usec(syn_u32::COMMITTED) {
+            u[r].copy_from_slice(&st.committed[syns.clone()]);
         }
-        if !st.reserve.is_empty() {
-            u[sec(syn_u32::RESERVE)].copy_from_slice(&st.reserve[syns.clone()]);
-            u[sec(syn_u32::ENDO)].copy_from_slice(&st.endo[syns.clone()]);
+        if let (Some(r), Some(e)) = (usec(syn_u32::RESERVE), usec(syn_u32::ENDO)) {
+            u[r].copy_from_slice(&st.reserve[syns.clone()]);
+            u[e].copy_from_slice(&st.endo[syns.clone()]);
         }
-        if st.handoff_step.is_empty() {
-            // No synapse can be active: every one is NO_HANDOFF (State::handoff_of).
-            u[sec(syn_u32::HANDOFF_STEP)].fill(NO_HANDOFF);
-        } else {
-            u[sec(syn_u32::HANDOFF_STEP)].copy_from_slice(&st.handoff_step[syns.clone()]);
+        if let Some(r) = usec(syn_u32::HANDOFF_STEP) {
+            u[r].copy_from_slice(&st.handoff_step[syns.clone()]);
         }
-        u[sec(syn_u32::FRESH)].fill(ACTIVE);
-        let mut f = vec![0f32; off.contrib as usize + 2 * MAX_R * ns];
-        f[sec(syn_f32::WEIGHT)].copy_from_slice(&net.syn_weight[syns.clone()]);
-        for (i, t) in st.term[syns.clone()].iter().enumerate() {
-            f[syn_f32::X_F as usize * ns + i] = t.x_f;
-            f[syn_f32::X_D as usize * ns + i] = t.x_d;
+        if let Some(r) = usec(syn_u32::FRESH) {
+            u[r].fill(ACTIVE);
         }
+        let w = fsec(syn_f32::WEIGHT).expect("weights are always in the image");
+        f[w].copy_from_slice(&net.syn_weight[syns.clone()]);
         let mut active = Vec::new();
         let rs = st.active.stride;
         for (k, a) in st.active.slots.iter().enumerate() {
             let Some(i) = local(a.syn) else { continue };
             active.push(i as u32);
-            u[syn_u32::PULSE_LEFT as usize * ns + i] = a.pulse_left;
-            u[syn_u32::FRESH as usize * ns + i] = a.fresh;
-            f[syn_f32::CLEFT_MM as usize * ns + i] = a.cleft_mm;
-            f[syn_f32::RELEASED as usize * ns + i] = a.released;
-            f[syn_f32::PULSE_QUANTA as usize * ns + i] = a.pulse_quanta;
-            let r0 = off.r as usize + i * SLOT_STRIDE;
+            let mut put_u = |s: u32, x: u32| {
+                if let Some(r) = usec(s) {
+                    u[r.start + i] = x;
+                }
+            };
+            put_u(syn_u32::PULSE_LEFT, a.pulse_left);
+            put_u(syn_u32::FRESH, a.fresh);
+            let mut put_f = |s: u32, x: f32| {
+                if let Some(r) = fsec(s) {
+                    f[r.start + i] = x;
+                }
+            };
+            put_f(syn_f32::CLEFT_MM, a.cleft_mm);
+            put_f(syn_f32::RELEASED, a.released);
+            put_f(syn_f32::PULSE_QUANTA, a.pulse_quanta);
+            let r0 = off.r as usize + i * off.slot_stride as usize;
             f[r0..r0 + rs].copy_from_slice(st.active.r_of(k));
         }
         let (h0, hs) = (off.handoff_r as usize, st.handoff_stride);
         f[h0..h0 + hs * ns].copy_from_slice(&st.handoff_r[s0 * hs..(s0 + ns) * hs]);
-        let mut flags = vec![0u32; 3 * ns + ns.div_ceil(32) + 1];
-        let mut queues = vec![0u32; off.active_list as usize + 2 * ns];
+        let mut flags = vec![0u32; off.watch as usize + ns.div_ceil(32) + 1];
+        let queue_words = if off.active_list == ABSENT {
+            off.todo as usize + 2 * ns
+        } else {
+            off.active_list as usize + 2 * ns
+        };
+        let mut queues = vec![0u32; queue_words];
         let l = off.ring_len as usize;
         // A CPU row holds the events due at the step s ≡ row (mod its length) of the
         // next ring length steps; the GPU rows are s mod their own lengths.
@@ -343,15 +493,20 @@ impl SynHost {
         let mut todo = 0;
         for &(s, q) in &st.pending_minis {
             let Some(i) = local(s) else { continue };
-            u[syn_u32::MINIS as usize * ns + i] = q as u32;
+            let r = usec(syn_u32::MINIS).expect("minis pending in a model without minis");
+            u[r.start + i] = q as u32;
             flags[i] = st.step + 1;
             queues[off.todo as usize + parity * ns + todo] = i as u32;
             todo += 1;
         }
         queues[(queue::TODO_COUNT as usize) + parity] = todo as u32;
-        let at = off.active_list as usize + parity * ns;
-        queues[at..at + active.len()].copy_from_slice(&active);
-        queues[queue::ACTIVE_COUNT as usize + parity] = active.len() as u32;
+        if off.active_list != ABSENT {
+            let at = off.active_list as usize + parity * ns;
+            queues[at..at + active.len()].copy_from_slice(&active);
+            queues[queue::ACTIVE_COUNT as usize + parity] = active.len() as u32;
+        } else {
+            assert!(active.is_empty(), "active synapses in a model without a cleft");
+        }
         SynHost {
             off,
             stat,
@@ -370,40 +525,51 @@ impl SynHost {
         let off = &self.off;
         let u = &self.u;
         let f = &self.f;
-        let sec = |s: u32| s as usize * ns..(s as usize + 1) * ns;
-        for (i, t) in st.term[syns.clone()].iter_mut().enumerate() {
-            t.t_last = u[syn_u32::T_LAST as usize * ns + i];
-            t.sites = u[syn_u32::SITES as usize * ns + i];
-            t.x_f = f[syn_f32::X_F as usize * ns + i];
-            t.x_d = f[syn_f32::X_D as usize * ns + i];
+        let usec = |s: u32| off.u_sec(s).map(|a| a..a + ns);
+        let fsec = |s: u32| off.f_sec(s).map(|a| a..a + ns);
+        // An absent section holds a constant: the state keeps its value.
+        if let (Some(tl), Some(si), Some(xf), Some(xd)) = (
+            usec(syn_u32::T_LAST),
+            usec(syn_u32::SITES),
+            fsec(syn_f32::X_F),
+            fsec(syn_f32::X_D),
+        ) {
+            for (i, t) in st.term[syns.clone()].iter_mut().enumerate() {
+                t.t_last = u[tl.start + i];
+                t.sites = u[si.start + i];
+                t.x_f = f[xf.start + i];
+                t.x_d = f[xd.start + i];
+            }
         }
-        if !st.committed.is_empty() {
-            st.committed[syns.clone()].copy_from_slice(&u[sec(syn_u32::COMMITTED)]);
+        if let Some(r) = usec(syn_u32::COMMITTED) {
+            st.committed[syns.clone()].copy_from_slice(&u[r]);
         }
-        if !st.reserve.is_empty() {
-            st.reserve[syns.clone()].copy_from_slice(&u[sec(syn_u32::RESERVE)]);
-            st.endo[syns.clone()].copy_from_slice(&u[sec(syn_u32::ENDO)]);
-        }
-        if !st.handoff_step.is_empty() {
-            st.handoff_step[syns.clone()].copy_from_slice(&u[sec(syn_u32::HANDOFF_STEP)]);
+        if let (Some(r), Some(e)) = (usec(syn_u32::RESERVE), usec(syn_u32::ENDO)) {
+            st.reserve[syns.clone()].copy_from_slice(&u[r]);
+            st.endo[syns.clone()].copy_from_slice(&u[e]);
         }
         let (h0, hs) = (off.handoff_r as usize, st.handoff_stride);
         st.handoff_r[s0 * hs..(s0 + ns) * hs].copy_from_slice(&f[h0..h0 + hs * ns]);
-        for i in 0..ns {
-            if u[syn_u32::HANDOFF_STEP as usize * ns + i] != ACTIVE {
-                continue;
+        if let Some(hr) = usec(syn_u32::HANDOFF_STEP) {
+            st.handoff_step[syns.clone()].copy_from_slice(&u[hr.clone()]);
+            let get_u = |s: u32, i: usize| usec(s).map_or(0, |r| u[r.start + i]);
+            let get_f = |s: u32, i: usize| fsec(s).map_or(0.0, |r| f[r.start + i]);
+            for i in 0..ns {
+                if u[hr.start + i] != ACTIVE {
+                    continue;
+                }
+                let r0 = off.r as usize + i * off.slot_stride as usize;
+                let rs = st.active.stride;
+                st.active.r.extend_from_slice(&f[r0..r0 + rs]);
+                st.active.slots.push(Slot {
+                    syn: (s0 + i) as u32,
+                    fresh: get_u(syn_u32::FRESH, i),
+                    cleft_mm: get_f(syn_f32::CLEFT_MM, i),
+                    released: get_f(syn_f32::RELEASED, i),
+                    pulse_left: get_u(syn_u32::PULSE_LEFT, i),
+                    pulse_quanta: get_f(syn_f32::PULSE_QUANTA, i),
+                });
             }
-            let r0 = off.r as usize + i * SLOT_STRIDE;
-            let rs = st.active.stride;
-            st.active.r.extend_from_slice(&f[r0..r0 + rs]);
-            st.active.slots.push(Slot {
-                syn: (s0 + i) as u32,
-                fresh: u[syn_u32::FRESH as usize * ns + i],
-                cleft_mm: f[syn_f32::CLEFT_MM as usize * ns + i],
-                released: f[syn_f32::RELEASED as usize * ns + i],
-                pulse_left: u[syn_u32::PULSE_LEFT as usize * ns + i],
-                pulse_quanta: f[syn_f32::PULSE_QUANTA as usize * ns + i],
-            });
         }
         let l = off.ring_len as usize;
         let la = off.async_len as usize;
@@ -425,11 +591,13 @@ impl SynHost {
                 (q[at] + s0 as u32, q[at + 1])
             }));
         }
-        st.pending_minis.extend(
-            (0..ns)
-                .filter(|&i| u[syn_u32::MINIS as usize * ns + i] > 0)
-                .map(|i| ((s0 + i) as u32, u[syn_u32::MINIS as usize * ns + i] as f32)),
-        );
+        if let Some(m) = usec(syn_u32::MINIS) {
+            st.pending_minis.extend(
+                (0..ns)
+                    .filter(|&i| u[m.start + i] > 0)
+                    .map(|i| ((s0 + i) as u32, u[m.start + i] as f32)),
+            );
+        }
     }
 }
 

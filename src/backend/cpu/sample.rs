@@ -135,7 +135,13 @@ pub fn sample_synapse(
             x = st.term[i].x_d * pow_decay(&tables[ty.tab_rec as usize], since);
         }
     } else if code == probe::DOCKED {
-        x = st.term[i].sites.count_ones() as f32;
+        // A static terminal's sites are always docked (the GPU image of a network of
+        // static synapses keeps no sites).
+        if ty.release == rel::STATIC {
+            x = ty.n_sites as f32;
+        } else {
+            x = st.term[i].sites.count_ones() as f32;
+        }
     } else if code == probe::RESERVE {
         x = st.reserve.get(i).copied().unwrap_or(0) as f32;
     } else if code == probe::ENDOSOME {
