@@ -203,7 +203,7 @@ struct SynOffsets {
     async_ring: u32,
     todo: u32,
     active_list: u32,
-    proj_key: u32,
+    _pad1: u32,
     log_cap: u32,
     async_len: u32,
     take: u32,

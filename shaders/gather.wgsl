@@ -21,7 +21,7 @@
 @group(0) @binding(9) var<storage, read_write> g_ns: array<f32>;
 
 fn syn_type_of(syn: u32) -> u32 {
-    return (syn_static[syn >> 1u] >> ((syn & 1u) * 16u)) & 0xFFFFu;
+    return syn_static[syn] & 0xFFFFu;
 }
 
 // Adds synapse `syn`'s contributions to neuron `n`.

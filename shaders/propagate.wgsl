@@ -32,7 +32,8 @@ fn propagate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     for (var o = syn_static[soff.out_offsets + n]; o < hi; o = o + 1u) {
         let syn = syn_static[soff.out_syn + o];
         // delay_steps ≥ 1 (§7), so nothing lands in the row being processed.
-        let row = (params.step + syn_static[soff.delay + syn]) % soff.ring_len;
+        let delay = (syn_static[soff.delay + (syn >> 1u)] >> ((syn & 1u) * 16u)) & 0xFFFFu;
+        let row = (params.step + delay) % soff.ring_len;
         let at = atomicAdd(&queues[Q_ROW_COUNTS + row], 1u);
         atomicStore(&queues[soff.arrivals + row * ns + at], syn);
     }

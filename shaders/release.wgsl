@@ -202,7 +202,7 @@ fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             sf_set(SF_X_F, syn, u * (1.0f - ty.tm_u));
         }
         // Evoked release per projection key (the run summary) and the log.
-        let key = syn_static[soff.proj_key + syn] * 4u;
+        let key = (syn_static[syn] >> 16u) * 4u;
         atomicAdd(&evoked[key], 1u);
         if (q == 0.0f) {
             atomicAdd(&evoked[key + 1u], 1u);

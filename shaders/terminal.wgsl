@@ -53,9 +53,10 @@ fn round_half_away(x: f32) -> f32 {
     return f;
 }
 
-// Synapse type of synapse `syn` (u16, packed two per word).
+// Synapse type of synapse `syn` (the low half of its word; the high half is its
+// projection key).
 fn syn_type_of(syn: u32) -> u32 {
-    return (syn_static[syn >> 1u] >> ((syn & 1u) * 16u)) & 0xFFFFu;
+    return syn_static[syn] & 0xFFFFu;
 }
 
 // The variables of a synapse: section `section` of syn_u32 or syn_f32 starts at its

@@ -418,10 +418,11 @@ pub mod probe {
 /// [`ABSENT`]; the shaders read such a variable as its constant value (0, or NO_HANDOFF
 /// for the hand-off step) and never write it.
 ///
-/// - `syn_static` (u32): type per synapse (two per word), delay, then `out_offsets`
-///   (n_neurons of the network + 1: each neuron's outgoing synapses in this chunk),
-///   `out_syn` (local ids), `in_offsets` (the chunk's neurons + 1, local ids) and the
-///   projection key per synapse.
+/// - `syn_static` (u32): per synapse its type (low 16 bits) and projection key (high 16
+///   bits: the index of its (source population, target population, synapse type) in the
+///   `evoked` counters), the delays (two per word), then `out_offsets` (n_neurons of the
+///   network + 1: each neuron's outgoing synapses in this chunk), `out_syn` (local ids)
+///   and `in_offsets` (the chunk's neurons + 1, local ids).
 /// - `syn_u32`: one section of n_synapses per present variable of [`syn_u32`]
 ///   (`u_at`).
 /// - `syn_f32`: one section of n_synapses per present scalar of [`syn_f32`] (`f_at`),
@@ -476,9 +477,8 @@ pub struct SynOffsets {
     pub todo: u32,
     /// Start of the two active lists in `queues`.
     pub active_list: u32,
-    /// Start of the projection key of each synapse in `syn_static` (the index of its
-    /// (source population, target population, synapse type) in the `evoked` counters).
-    pub proj_key: u32,
+    #[doc(hidden)]
+    pub _pad1: u32,
     /// Entries of the release log (4 words each, after a 4-word header).
     pub log_cap: u32,
     /// Rows of the asynchronous ring (longest asynchronous latency + 1; `ring_len` is

@@ -206,7 +206,7 @@ fn shaders_validate_and_match_the_rust_layout() {
             async_ring,
             todo,
             active_list,
-            proj_key,
+            _pad1,
             log_cap,
             async_len,
             take,

@@ -714,7 +714,12 @@ fn the_synapse_image_keeps_the_sections_its_types_use() {
             "coba",
             example("coba", &[]),
             vec![syn_u32::T_LAST, syn_u32::SITES],
-            vec![syn_f32::WEIGHT, syn_f32::X_F, syn_f32::X_D, syn_f32::RELEASED_ACC],
+            vec![
+                syn_f32::WEIGHT,
+                syn_f32::X_F,
+                syn_f32::X_D,
+                syn_f32::RELEASED_ACC,
+            ],
         ),
         (
             "brette_coba",

@@ -408,16 +408,9 @@ fn chunk_ranges(
     let fits = |r: &Range<usize>, async_sites: u64| {
         let ns = synapses_of(net, r).len() as u64;
         let cap = shape.cap_for(async_sites) as u64;
-        chunk_bytes(
-            ns,
-            nn as u64,
-            r.len() as u64,
-            shape,
-            &feat,
-            cap,
-        )
-        .iter()
-        .all(|&b| b <= limit)
+        chunk_bytes(ns, nn as u64, r.len() as u64, shape, &feat, cap)
+            .iter()
+            .all(|&b| b <= limit)
     };
     let sites_of = |n: usize| async_sites(model, net, synapses_of(net, &(n..n + 1)));
     let mut out = Vec::new();

@@ -110,7 +110,8 @@ impl SynFeatures {
     /// Device bytes per synapse apart from the static arrays' per-neuron parts and the
     /// asynchronous ring, with an arrival ring of `ring_len` rows.
     pub fn bytes_per_synapse(&self, ring_len: u32) -> f64 {
-        let stat = 2.0 + 12.0;
+        // Type and projection key 4, delay 2, outgoing list entry 4.
+        let stat = 10.0;
         let lists = 2 + if self.arrays.any_cleft { 2 } else { 0 } + ring_len as u64;
         let flags = 1.0 + if self.arrays.any_async { 1.0 } else { 0.0 } + 3.0 / 32.0;
         stat + 4.0 * ((self.u_words() + self.f_words() + lists) as f64 + flags)
@@ -206,11 +207,17 @@ pub fn chunk_bytes(
     let active_lists = if feat.arrays.any_cleft { 2 * ns } else { 0 };
     let fuse = if feat.arrays.any_async { ns } else { 0 };
     [
-        4 * (ns.div_ceil(2) + 3 * ns + nn_all + 1 + neurons + 1),
+        4 * (ns + ns.div_ceil(2) + ns + nn_all + 1 + neurons + 1),
         4 * (feat.u_words() * ns).max(1),
         4 * (feat.f_words() * ns).max(1),
         4 * (ns + fuse + 3 * ns.div_ceil(32) + 1),
-        4 * (queue::ROW_COUNTS as u64 + l + la + l * ns + 2 * la * async_cap + 2 * ns + active_lists),
+        4 * (queue::ROW_COUNTS as u64
+            + l
+            + la
+            + l * ns
+            + 2 * la * async_cap
+            + 2 * ns
+            + active_lists),
     ]
 }
 
@@ -246,13 +253,6 @@ pub struct SynImage {
     sizes: [u64; 5],
 }
 
-/// The (source population, target population, synapse type) of synapse `i`: the key of
-/// the evoked-release counters (`Backend::evoked_per_projection`).
-fn key_of(net: &Network, i: usize) -> (u16, u16, u16) {
-    let p = &net.projections[net.syn_proj[i] as usize];
-    (p.source as u16, p.target as u16, p.syn_type as u16)
-}
-
 /// The distinct keys of the projections, in projection order (index = counter slot).
 pub fn projection_keys(net: &Network) -> Vec<(u16, u16, u16)> {
     let mut keys = Vec::new();
@@ -281,16 +281,31 @@ fn offsets(
     let syns = synapses_of(net, neurons);
     let (s0, ns) = (syns.start, syns.len());
     let nn = net.n_neurons() as usize;
-    let mut stat: Vec<u32> = vec![0; ns.div_ceil(2)];
-    for (i, s) in syns.clone().enumerate() {
-        stat[i / 2] |= (net.syn_type(s) as u32) << (16 * (i % 2));
-    }
+    // Per synapse its type (low half) and the index of its projection key (high half;
+    // no more keys than projections, which are numbered in 16 bits), then the delays,
+    // two per word (at most u16::MAX steps, `MAX_DELAY_STEPS`).
+    let keys = projection_keys(net);
+    let key_of_proj: Vec<u32> = (0..net.projections.len())
+        .map(|p| {
+            let pr = &net.projections[p];
+            let k = (pr.source as u16, pr.target as u16, pr.syn_type as u16);
+            keys.iter().position(|&x| x == k).unwrap_or(0) as u32
+        })
+        .collect();
+    let mut stat: Vec<u32> = syns
+        .clone()
+        .map(|s| net.syn_type(s) as u32 | key_of_proj[net.syn_proj[s] as usize] << 16)
+        .collect();
     let mut off = SynOffsets {
         syn_base: s0 as u32,
         delay: stat.len() as u32,
         ..SynOffsets::default()
     };
-    stat.extend(net.syn_delay[syns.clone()].iter().map(|&d| d as u32));
+    let mut delays = vec![0u32; ns.div_ceil(2)];
+    for (i, &d) in net.syn_delay[syns.clone()].iter().enumerate() {
+        delays[i / 2] |= (d as u32) << (16 * (i % 2));
+    }
+    stat.extend_from_slice(&delays);
     // The outgoing synapses of every neuron of the network that land in this chunk.
     off.out_offsets = stat.len() as u32;
     let mut out_syn = Vec::with_capacity(ns);
@@ -312,12 +327,6 @@ fn offsets(
             .iter()
             .map(|&o| o - s0 as u32),
     );
-    off.proj_key = stat.len() as u32;
-    let keys = projection_keys(net);
-    stat.extend(syns.clone().map(|i| {
-        let k = key_of(net, i);
-        keys.iter().position(|&x| x == k).unwrap_or(0) as u32
-    }));
     let sp = SpontParams::new(model);
     off.sites_max = sp.sites_max;
     off.rate_max = sp.rate_max;
@@ -505,7 +514,10 @@ impl SynHost {
             queues[at..at + active.len()].copy_from_slice(&active);
             queues[queue::ACTIVE_COUNT as usize + parity] = active.len() as u32;
         } else {
-            assert!(active.is_empty(), "active synapses in a model without a cleft");
+            assert!(
+                active.is_empty(),
+                "active synapses in a model without a cleft"
+            );
         }
         SynHost {
             off,
