@@ -438,7 +438,7 @@ fn chunk_ranges(
     Ok(out)
 }
 
-/// Device bytes of the image of `net`: the neuron buffers and the dense synapse image with
+/// Device bytes of the image of `net`: the neuron buffers and the synapse image with
 /// its rings (`gpu_syn::device_bytes`); `quantal check` prints it.
 pub fn image_bytes(model: &Model, net: &Network) -> f64 {
     net.n_neurons() as f64
