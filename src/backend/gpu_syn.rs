@@ -2,9 +2,9 @@
 //!
 //! On the CPU the active synapses are a compact pool sorted by synapse id, and the delay
 //! rings are lists. Here every synapse has its slot of each variable the network uses (a
-//! dense image, so no kernel ever moves state; [`SynFeatures`] says which), the lists (arrivals, asynchronous fusions, the
-//! to-do list of synapses with events, the active list) are appended to with atomics and
-//! never need an order: each entry is processed independently, and the only sums into
+//! dense image, so no kernel ever moves state; [`SynFeatures`] says which variables),
+//! the lists (arrivals, asynchronous fusions, the to-do list of synapses with events, the
+//! active list) are appended to with atomics and never need an order: each entry is processed independently, and the only sums into
 //! shared values, the per-neuron conductances, are formed by `gather` in ascending
 //! synapse id, the CPU's order.
 //!
