@@ -382,6 +382,17 @@ fn offsets(
     (off, stat)
 }
 
+/// Starts of the terminal's sections (t_last and sites in `syn_u32`, X_F and X_D in
+/// `syn_f32`), when the image has them (some type's release is not static).
+fn terminal_at(off: &SynOffsets) -> Option<[usize; 4]> {
+    Some([
+        off.u_sec(syn_u32::T_LAST)?,
+        off.u_sec(syn_u32::SITES)?,
+        off.f_sec(syn_f32::X_F)?,
+        off.f_sec(syn_f32::X_D)?,
+    ])
+}
+
 impl SynHost {
     /// The image of the incoming synapses of `neurons` in state `st`, with rings of
     /// `shape`.
@@ -401,17 +412,12 @@ impl SynHost {
         let mut f = vec![0f32; (feat.f_words() as usize * ns).max(1)];
         let usec = |s: u32| off.u_sec(s).map(|a| a..a + ns);
         let fsec = |s: u32| off.f_sec(s).map(|a| a..a + ns);
-        if let (Some(tl), Some(si), Some(xf), Some(xd)) = (
-            usec(syn_u32::T_LAST),
-            usec(syn_u32::SITES),
-            fsec(syn_f32::X_F),
-            fsec(syn_f32::X_D),
-        ) {
+        if let Some([tl, si, xf, xd]) = terminal_at(&off) {
             for (i, t) in st.term[syns.clone()].iter().enumerate() {
-                u[tl.start + i] = t.t_last;
-                u[si.start + i] = t.sites;
-                f[xf.start + i] = t.x_f;
-                f[xd.start + i] = t.x_d;
+                u[tl + i] = t.t_last;
+                u[si + i] = t.sites;
+                f[xf + i] = t.x_f;
+                f[xd + i] = t.x_d;
             }
         }
         if let Some(r) = usec(syn_u32::COMMITTED) {
@@ -540,17 +546,10 @@ impl SynHost {
         let usec = |s: u32| off.u_sec(s).map(|a| a..a + ns);
         let fsec = |s: u32| off.f_sec(s).map(|a| a..a + ns);
         // An absent section holds a constant: the state keeps its value.
-        if let (Some(tl), Some(si), Some(xf), Some(xd)) = (
-            usec(syn_u32::T_LAST),
-            usec(syn_u32::SITES),
-            fsec(syn_f32::X_F),
-            fsec(syn_f32::X_D),
-        ) {
+        if let Some([tl, si, xf, xd]) = terminal_at(off) {
             for (i, t) in st.term[syns.clone()].iter_mut().enumerate() {
-                t.t_last = u[tl.start + i];
-                t.sites = u[si.start + i];
-                t.x_f = f[xf.start + i];
-                t.x_d = f[xd.start + i];
+                (t.t_last, t.sites) = (u[tl + i], u[si + i]);
+                (t.x_f, t.x_d) = (f[xf + i], f[xd + i]);
             }
         }
         if let Some(r) = usec(syn_u32::COMMITTED) {
