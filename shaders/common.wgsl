@@ -212,7 +212,7 @@ struct SynOffsets {
     spike: u32,
     fuse: u32,
     watch: u32,
-    _pad0: u32,
+    claim: u32,
     u_at: array<vec4<u32>, 3>,
     f_at: array<vec4<u32>, 2>,
 };

@@ -14,15 +14,14 @@
 @group(0) @binding(3) var<storage, read_write> syn_flags: array<atomic<u32>>;
 @group(0) @binding(4) var<storage, read_write> queues: array<atomic<u32>>;
 
-// Lists synapse `syn` in the to-do list of step `t` unless already listed.
-fn claim(syn: u32, t: u32) {
-    let ns = params.n_synapses;
-    // The claim stamps are the first section of syn_flags.
-    let old = atomicMax(&syn_flags[syn], t + 1u);
-    if (old < t + 1u) {
-        let parity = t & 1u;
-        let at = atomicAdd(&queues[Q_TODO_COUNT + parity], 1u);
-        atomicStore(&queues[soff.todo + parity * ns + at], syn);
+// Lists synapse `syn` in the to-do list unless already listed (its claim bit; `release`
+// clears it).
+fn claim(syn: u32) {
+    let bit = 1u << (syn & 31u);
+    let old = atomicOr(&syn_flags[soff.claim + (syn >> 5u)], bit);
+    if ((old & bit) == 0u) {
+        let at = atomicAdd(&queues[Q_TODO_COUNT], 1u);
+        atomicStore(&queues[soff.todo + at], syn);
     }
 }
 
@@ -48,7 +47,7 @@ fn deliver(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if (a < n_arrivals) {
         let syn = atomicLoad(&queues[soff.arrivals + row * ns + a]);
         atomicOr(&syn_flags[soff.spike + (syn >> 5u)], 1u << (syn & 31u));
-        claim(syn, t);
+        claim(syn);
         return;
     }
     let f = a - n_arrivals;
@@ -58,6 +57,6 @@ fn deliver(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         let site = atomicLoad(&queues[w + 1u]);
         // Asynchronous fusions exist only with the fusion masks present.
         atomicOr(&syn_flags[soff.fuse + syn], 1u << site);
-        claim(syn, t);
+        claim(syn);
     }
 }

@@ -35,13 +35,12 @@ fn plan_deliver() {
 
 @compute @workgroup_size(1)
 fn plan_release() {
-    let parity = params.step & 1u;
     let row = params.step % soff.ring_len;
     let arow = params.step % soff.async_len;
     // deliver has consumed this step's ring rows.
     atomicStore(&queues[Q_ROW_COUNTS + row], 0u);
     atomicStore(&queues[Q_ROW_COUNTS + soff.ring_len + arow], 0u);
-    set_groups(3u, atomicLoad(&queues[Q_TODO_COUNT + parity]));
+    set_groups(3u, atomicLoad(&queues[Q_TODO_COUNT]));
 }
 
 @compute @workgroup_size(1)
@@ -49,9 +48,11 @@ fn plan_cleft() {
     // Every entry point binds the same four resources (one bind group layout per row).
     _ = soff.ring_len;
     let parity = params.step & 1u;
-    // release has consumed this step's to-do list; the other active list (last step's)
-    // was consumed by last step's cleft and now receives this step's survivors.
-    atomicStore(&queues[Q_TODO_COUNT + parity], 0u);
+    // release has consumed this step's to-do list, which now receives the minis that
+    // `spontaneous` draws for the next step, then the next step's events; the other
+    // active list (last step's) was consumed by last step's cleft and now receives this
+    // step's survivors.
+    atomicStore(&queues[Q_TODO_COUNT], 0u);
     atomicStore(&queues[Q_ACTIVE_COUNT + (parity ^ 1u)], 0u);
     set_groups(6u, atomicLoad(&queues[Q_ACTIVE_COUNT + parity]));
 }

@@ -137,11 +137,14 @@ fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     opaque_zero = params.zero;
     let k = invocation_index(gid, nwg);
     let parity = params.step & 1u;
-    if (k >= atomicLoad(&queues[Q_TODO_COUNT + parity])) {
+    if (k >= atomicLoad(&queues[Q_TODO_COUNT])) {
         return;
     }
     let ns = params.n_synapses;
-    let syn = atomicLoad(&queues[soff.todo + parity * ns + k]);
+    let syn = atomicLoad(&queues[soff.todo + k]);
+    // Off the to-do list: the next event (this step's minis drawn by `spontaneous`, the
+    // next step's arrivals) lists it again.
+    atomicAnd(&syn_flags[soff.claim + (syn >> 5u)], ~(1u << (syn & 31u)));
     let t = params.step;
     let ty = syn_types[syn_type_of(syn)];
     var fuse = 0u;

@@ -49,7 +49,6 @@ fn spontaneous(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         return;
     }
     let t = params.step;
-    let ns = params.n_synapses;
     let lo = syn_static[soff.in_offsets + n];
     let n_in = syn_static[soff.in_offsets + n + 1u] - lo;
     if (n_in == 0u) {
@@ -98,11 +97,11 @@ fn spontaneous(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
                 }
             }
             // List the synapse for the next step (the claim stamp of step t + 1).
-            let old = atomicMax(&syn_flags[syn], t + 2u);
-            if (old < t + 2u) {
-                let parity = (t + 1u) & 1u;
-                let at = atomicAdd(&queues[Q_TODO_COUNT + parity], 1u);
-                atomicStore(&queues[soff.todo + parity * ns + at], syn);
+            let bit = 1u << (syn & 31u);
+            let old = atomicOr(&syn_flags[soff.claim + (syn >> 5u)], bit);
+            if ((old & bit) == 0u) {
+                let at = atomicAdd(&queues[Q_TODO_COUNT], 1u);
+                atomicStore(&queues[soff.todo + at], syn);
             }
         }
     }

@@ -430,12 +430,12 @@ pub mod probe {
 ///   receptors), the hand-off state (`handoff_stride` per synapse), the take-back
 ///   amounts (`rec_stride` per synapse, only with kinetic receptors) and the per-step
 ///   conductance contributions (`rec_stride` per synapse).
-/// - `syn_flags` (atomic u32): the claim stamp of each synapse, its fusion mask (only
-///   with asynchronous release), then the `spike`, `touched` and `watch` bit words (one
-///   bit per synapse each).
+/// - `syn_flags` (atomic u32): the fusion mask of each synapse (only with asynchronous
+///   release), then the `claim`, `spike`, `touched` and `watch` bit words (one bit per
+///   synapse each).
 /// - `queues` (atomic u32): the header words of [`queue`], then the arrival ring
 ///   (`ring_len` rows of n_synapses ids), the asynchronous ring (`async_len` rows of
-///   `async_cap` (synapse, site) pairs), two to-do lists and (only with kinetic or GABA_B
+///   `async_cap` (synapse, site) pairs), the to-do list and (only with kinetic or GABA_B
 ///   receptors) two active lists of n_synapses ids each.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
@@ -473,7 +473,7 @@ pub struct SynOffsets {
     pub arrivals: u32,
     /// Start of the asynchronous ring in `queues`.
     pub async_ring: u32,
-    /// Start of the two to-do lists in `queues`.
+    /// Start of the to-do list in `queues`.
     pub todo: u32,
     /// Start of the two active lists in `queues`.
     pub active_list: u32,
@@ -492,15 +492,16 @@ pub struct SynOffsets {
     /// Receptor state floats per synapse (`Model::receptor_state_stride`).
     pub slot_stride: u32,
     /// Start of the spike bit words in `syn_flags` (a synapse's bit is set when a spike
-    /// arrives in this step; the claim stamps start at 0).
+    /// arrives in this step).
     pub spike: u32,
     /// Start of the fusion masks in `syn_flags`, or ABSENT.
     pub fuse: u32,
     /// Start of the `watch` bit words in `syn_flags` (the releases of a synapse whose
     /// bit is set are logged one by one, `Backend::watch_releases`).
     pub watch: u32,
-    #[doc(hidden)]
-    pub _pad0: u32,
+    /// Start of the `claim` bit words in `syn_flags`: a synapse's bit is set while it is
+    /// in the to-do list (so it is listed once), and cleared by `release`.
+    pub claim: u32,
     /// Start of each section of [`syn_u32`] in `syn_u32` (section s at `u_at[s / 4][s % 4]`),
     /// or ABSENT.
     pub u_at: [[u32; 4]; 3],
@@ -577,7 +578,7 @@ pub mod queue {
     pub const ASYNC_OVERFLOW: u32 = 0;
     /// First step with an overflow + 1 (0: none).
     pub const OVERFLOW_STEP: u32 = 1;
-    /// The two to-do list counts (by step parity).
+    /// The to-do list's count (the word after it is unused).
     pub const TODO_COUNT: u32 = 2;
     /// The two active list counts (by step parity).
     pub const ACTIVE_COUNT: u32 = 4;

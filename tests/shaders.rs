@@ -215,7 +215,7 @@ fn shaders_validate_and_match_the_rust_layout() {
             spike,
             fuse,
             watch,
-            _pad0,
+            claim,
             u_at,
             f_at
         ]

@@ -112,8 +112,8 @@ impl SynFeatures {
     pub fn bytes_per_synapse(&self, ring_len: u32) -> f64 {
         // Type and projection key 4, delay 2, outgoing list entry 4.
         let stat = 10.0;
-        let lists = 2 + if self.arrays.any_cleft { 2 } else { 0 } + ring_len as u64;
-        let flags = 1.0 + if self.arrays.any_async { 1.0 } else { 0.0 } + 3.0 / 32.0;
+        let lists = 1 + if self.arrays.any_cleft { 2 } else { 0 } + ring_len as u64;
+        let flags = if self.arrays.any_async { 1.0 } else { 0.0 } + 4.0 / 32.0;
         stat + 4.0 * ((self.u_words() + self.f_words() + lists) as f64 + flags)
     }
 }
@@ -210,14 +210,8 @@ pub fn chunk_bytes(
         4 * (ns + ns.div_ceil(2) + ns + nn_all + 1 + neurons + 1),
         4 * (feat.u_words() * ns).max(1),
         4 * (feat.f_words() * ns).max(1),
-        4 * (ns + fuse + 3 * ns.div_ceil(32) + 1),
-        4 * (queue::ROW_COUNTS as u64
-            + l
-            + la
-            + l * ns
-            + 2 * la * async_cap
-            + 2 * ns
-            + active_lists),
+        4 * (fuse + 4 * ns.div_ceil(32) + 1),
+        4 * (queue::ROW_COUNTS as u64 + l + la + l * ns + 2 * la * async_cap + ns + active_lists),
     ]
 }
 
@@ -366,8 +360,9 @@ fn offsets(
         ABSENT
     };
     off.contrib = off.handoff_r + 2 * off.handoff_stride * n;
-    off.fuse = if feat.arrays.any_async { n } else { ABSENT };
-    off.spike = if feat.arrays.any_async { 2 * n } else { n };
+    off.fuse = if feat.arrays.any_async { 0 } else { ABSENT };
+    off.claim = if feat.arrays.any_async { n } else { 0 };
+    off.spike = off.claim + n.div_ceil(32);
     off.touched = off.spike + n.div_ceil(32);
     off.watch = off.touched + n.div_ceil(32);
     let (l, la) = (off.ring_len, off.async_len);
@@ -375,7 +370,7 @@ fn offsets(
     off.async_ring = off.arrivals + l * n;
     off.todo = off.async_ring + la * off.async_cap * 2;
     off.active_list = if feat.arrays.any_cleft {
-        off.todo + 2 * n
+        off.todo + n
     } else {
         ABSENT
     };
@@ -462,7 +457,7 @@ impl SynHost {
         f[h0..h0 + hs * ns].copy_from_slice(&st.handoff_r[s0 * hs..(s0 + ns) * hs]);
         let mut flags = vec![0u32; off.watch as usize + ns.div_ceil(32) + 1];
         let queue_words = if off.active_list == ABSENT {
-            off.todo as usize + 2 * ns
+            off.todo as usize + ns
         } else {
             off.active_list as usize + 2 * ns
         };
@@ -510,11 +505,11 @@ impl SynHost {
             let Some(i) = local(s) else { continue };
             let r = usec(syn_u32::MINIS).expect("minis pending in a model without minis");
             u[r.start + i] = q as u32;
-            flags[i] = st.step + 1;
-            queues[off.todo as usize + parity * ns + todo] = i as u32;
+            flags[off.claim as usize + i / 32] |= 1 << (i % 32);
+            queues[off.todo as usize + todo] = i as u32;
             todo += 1;
         }
-        queues[(queue::TODO_COUNT as usize) + parity] = todo as u32;
+        queues[queue::TODO_COUNT as usize] = todo as u32;
         if off.active_list != ABSENT {
             let at = off.active_list as usize + parity * ns;
             queues[at..at + active.len()].copy_from_slice(&active);
