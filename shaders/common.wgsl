@@ -191,7 +191,7 @@ struct SynOffsets {
     sites_max: u32,
     rate_max: f32,
     syn_base: u32,
-    delay: u32,
+    syn_class: u32,
     out_offsets: u32,
     out_syn: u32,
     in_offsets: u32,
@@ -199,11 +199,11 @@ struct SynOffsets {
     handoff_r: u32,
     contrib: u32,
     touched: u32,
-    arrivals: u32,
+    pool: u32,
     async_ring: u32,
     todo: u32,
     active_list: u32,
-    _pad1: u32,
+    classes: u32,
     log_cap: u32,
     async_len: u32,
     take: u32,
@@ -213,6 +213,14 @@ struct SynOffsets {
     fuse: u32,
     watch: u32,
     claim: u32,
+    pool_cap: u32,
+    seg_count: u32,
+    seg_start: u32,
+    block_size: u32,
+    cursor: u32,
+    prefix: u32,
+    class_delay: u32,
+    pool_head: u32,
     u_at: array<vec4<u32>, 3>,
     f_at: array<vec4<u32>, 2>,
 };
@@ -239,6 +247,7 @@ const SF_PULSE_QUANTA: u32 = 6u;
 const ABSENT: u32 = 0xFFFFFFFFu;
 // Header words of queues (layout::queue).
 const Q_ASYNC_OVERFLOW: u32 = 0u;
+const Q_ARRIVAL_OVERFLOW: u32 = 11u;
 const Q_OVERFLOW_STEP: u32 = 1u;
 const Q_TODO_COUNT: u32 = 2u;
 const Q_ACTIVE_COUNT: u32 = 4u;

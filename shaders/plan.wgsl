@@ -24,29 +24,45 @@ fn set_groups(at: u32, n: u32) {
 
 @compute @workgroup_size(1)
 fn plan_deliver() {
-    let parity = params.step & 1u;
-    let row = params.step % soff.ring_len;
-    let arow = params.step % soff.async_len;
+    let t = params.step;
+    let parity = t & 1u;
+    let arow = t % soff.async_len;
+    let nb = soff.ring_len;
+    let nc = soff.classes;
+    // This step's arrivals: of each delay class (delay d), its segment of the block that
+    // `propagate` wrote at step t - d; `deliver` finds an arrival's class in `prefix`.
+    var total = 0u;
+    for (var c = 0u; c < nc; c = c + 1u) {
+        atomicStore(&queues[soff.prefix + c], total);
+        let d = atomicLoad(&queues[soff.class_delay + c]);
+        let b = (t + nb - d) % nb;
+        total = total + atomicLoad(&queues[soff.seg_count + b * nc + c]);
+    }
+    atomicStore(&queues[soff.prefix + nc], total);
+    // The block of step t - nb is dead (its longest delay, nb - 1, was due at t - 1):
+    // this step's propagate counts its arrivals there from 0 (no delay reads it now).
+    let now = t % nb;
+    for (var c = 0u; c < nc; c = c + 1u) {
+        atomicStore(&queues[soff.seg_count + now * nc + c], 0u);
+    }
     let n = atomicLoad(&queues[Q_ACTIVE_COUNT + parity])
-        + atomicLoad(&queues[Q_ROW_COUNTS + row])
-        + min(atomicLoad(&queues[Q_ROW_COUNTS + soff.ring_len + arow]), soff.async_cap);
+        + total
+        + min(atomicLoad(&queues[Q_ROW_COUNTS + arow]), soff.async_cap);
     set_groups(0u, n);
 }
 
 @compute @workgroup_size(1)
 fn plan_release() {
-    let row = params.step % soff.ring_len;
     let arow = params.step % soff.async_len;
-    // deliver has consumed this step's ring rows.
-    atomicStore(&queues[Q_ROW_COUNTS + row], 0u);
-    atomicStore(&queues[Q_ROW_COUNTS + soff.ring_len + arow], 0u);
+    // deliver has consumed this step's asynchronous row.
+    atomicStore(&queues[Q_ROW_COUNTS + arow], 0u);
     set_groups(3u, atomicLoad(&queues[Q_TODO_COUNT]));
 }
 
 @compute @workgroup_size(1)
 fn plan_cleft() {
     // Every entry point binds the same four resources (one bind group layout per row).
-    _ = soff.ring_len;
+    _ = soff.async_len;
     let parity = params.step & 1u;
     // release has consumed this step's to-do list, which now receives the minis that
     // `spontaneous` draws for the next step, then the next step's events; the other

@@ -104,7 +104,7 @@ fn schedule_async(ty: SynType, syn: u32, t: u32, p: f32) {
             let lat = -ty.tau_async_steps * ln_sw(1.0f - u);
             let steps = clamp(u32(min(round_half_away(lat), 4.0e9f)), 1u, ty.max_async_steps);
             let row = (t + steps) % soff.async_len;
-            let at = atomicAdd(&queues[Q_ROW_COUNTS + soff.ring_len + row], 1u);
+            let at = atomicAdd(&queues[Q_ROW_COUNTS + row], 1u);
             if (at < soff.async_cap) {
                 let w = soff.async_ring + (row * soff.async_cap + at) * 2u;
                 atomicStore(&queues[w], syn);

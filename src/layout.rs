@@ -420,7 +420,7 @@ pub mod probe {
 ///
 /// - `syn_static` (u32): per synapse its type (low 16 bits) and projection key (high 16
 ///   bits: the index of its (source population, target population, synapse type) in the
-///   `evoked` counters), the delays (two per word), then `out_offsets` (n_neurons of the
+///   `evoked` counters), the delay classes (two per word), then `out_offsets` (n_neurons of the
 ///   network + 1: each neuron's outgoing synapses in this chunk), `out_syn` (local ids)
 ///   and `in_offsets` (the chunk's neurons + 1, local ids).
 /// - `syn_u32`: one section of n_synapses per present variable of [`syn_u32`]
@@ -433,14 +433,25 @@ pub mod probe {
 /// - `syn_flags` (atomic u32): the fusion mask of each synapse (only with asynchronous
 ///   release), then the `claim`, `spike`, `touched` and `watch` bit words (one bit per
 ///   synapse each).
-/// - `queues` (atomic u32): the header words of [`queue`], then the arrival ring
-///   (`ring_len` rows of n_synapses ids), the asynchronous ring (`async_len` rows of
-///   `async_cap` (synapse, site) pairs), the to-do list and (only with kinetic or GABA_B
-///   receptors) two active lists of n_synapses ids each.
+/// - `queues` (atomic u32): the header words of [`queue`] with the asynchronous row
+///   counts, the arrival pool's tables (`seg_count`, `seg_start`, `block_size`,
+///   `cursor`, `prefix`, `class_delay`, `pool_head`), the arrival pool, the asynchronous
+///   ring (`async_len` rows of `async_cap` (synapse, site) pairs), the to-do list and
+///   (only with kinetic or GABA_B receptors) two active lists of n_synapses ids each.
+///
+/// The arrival pool: `propagate` of step s writes the arrivals of its spikes as one
+/// block (`s % ring_len`), grouped by delay class (a count pass, a scan, a write pass),
+/// at the pool's head; `deliver` of step t reads, for each class of delay d, that
+/// class's segment of the block of step t - d. A block is dead once its longest delay
+/// has passed, so the pool holds the blocks of the last `ring_len - 1` steps: at most
+/// each source neuron's outgoing synapses times the spikes its refractory period allows
+/// in that window (`gpu_syn::pool_bound`), far fewer than a row of every synapse per
+/// step of the longest delay.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct SynOffsets {
-    /// Rows of the arrival ring (longest delay + 1).
+    /// Blocks of the arrival pool (longest delay + 1): the block of step s is
+    /// `s % ring_len`.
     pub ring_len: u32,
     /// Entries per row of the asynchronous ring.
     pub async_cap: u32,
@@ -453,8 +464,8 @@ pub struct SynOffsets {
     /// Global id of the chunk's first synapse (its local id 0): the random streams,
     /// logs and reports use global ids.
     pub syn_base: u32,
-    /// Start of `delay` in `syn_static`.
-    pub delay: u32,
+    /// Start of the delay class of each synapse in `syn_static` (two per word).
+    pub syn_class: u32,
     /// Start of `out_offsets` in `syn_static`.
     pub out_offsets: u32,
     /// Start of `out_syn` in `syn_static`.
@@ -469,16 +480,16 @@ pub struct SynOffsets {
     pub contrib: u32,
     /// Start of the `touched` bit words in `syn_flags`.
     pub touched: u32,
-    /// Start of the arrival ring in `queues`.
-    pub arrivals: u32,
+    /// Start of the arrival pool in `queues` (`pool_cap` synapse ids, used circularly).
+    pub pool: u32,
     /// Start of the asynchronous ring in `queues`.
     pub async_ring: u32,
     /// Start of the to-do list in `queues`.
     pub todo: u32,
     /// Start of the two active lists in `queues`.
     pub active_list: u32,
-    #[doc(hidden)]
-    pub _pad1: u32,
+    /// Delay classes of the chunk (its distinct delays).
+    pub classes: u32,
     /// Entries of the release log (4 words each, after a 4-word header).
     pub log_cap: u32,
     /// Rows of the asynchronous ring (longest asynchronous latency + 1; `ring_len` is
@@ -502,13 +513,30 @@ pub struct SynOffsets {
     /// Start of the `claim` bit words in `syn_flags`: a synapse's bit is set while it is
     /// in the to-do list (so it is listed once), and cleared by `release`.
     pub claim: u32,
+    /// Entries of the arrival pool: at least the arrivals that can be in flight at once.
+    pub pool_cap: u32,
+    /// Start in `queues` of the arrivals of each (block, class): `ring_len` × `classes`.
+    pub seg_count: u32,
+    /// Start in `queues` of the pool position of each (block, class)'s first arrival.
+    pub seg_start: u32,
+    /// Start in `queues` of the arrivals of each block (`ring_len`).
+    pub block_size: u32,
+    /// Start in `queues` of the write cursor of each class (this step's block).
+    pub cursor: u32,
+    /// Start in `queues` of the arrivals due this step before each class (`classes` + 1;
+    /// the last is their number).
+    pub prefix: u32,
+    /// Start in `queues` of the delay (steps) of each class, ascending.
+    pub class_delay: u32,
+    /// Start in `queues` of the pool's next free position and the arrivals in flight.
+    pub pool_head: u32,
     /// Start of each section of [`syn_u32`] in `syn_u32` (section s at `u_at[s / 4][s % 4]`),
     /// or ABSENT.
     pub u_at: [[u32; 4]; 3],
     /// Start of each scalar section of [`syn_f32`] in `syn_f32`, or ABSENT.
     pub f_at: [[u32; 4]; 2],
 }
-const _: () = assert!(std::mem::size_of::<SynOffsets>() == 192);
+const _: () = assert!(std::mem::size_of::<SynOffsets>() == 224);
 
 /// Start of a section of the synapse image that the network does not need (not allocated).
 pub const ABSENT: u32 = u32::MAX;
@@ -576,6 +604,9 @@ pub mod syn_f32 {
 pub mod queue {
     /// Asynchronous fusions that did not fit their ring row (0 unless overflowed).
     pub const ASYNC_OVERFLOW: u32 = 0;
+    /// Arrivals that did not fit the arrival pool (0 unless its bound was wrong: the
+    /// step's arrivals are then not written and the run stops).
+    pub const ARRIVAL_OVERFLOW: u32 = 11;
     /// First step with an overflow + 1 (0: none).
     pub const OVERFLOW_STEP: u32 = 1;
     /// The to-do list's count (the word after it is unused).
@@ -589,6 +620,6 @@ pub mod queue {
     /// Quanta released since the counters were read, in units of 2^-16 quantum, as a
     /// 64-bit count (low word, then high word); whole quanta are exact.
     pub const QUANTA: u32 = 9;
-    /// Arrival counts, one per ring row, then asynchronous counts, one per row.
+    /// Asynchronous counts, one per row of the asynchronous ring.
     pub const ROW_COUNTS: u32 = 12;
 }

@@ -470,12 +470,20 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
         );
     }
     let gpu_bytes = quantal::backend::gpu::image_bytes(&model, &net);
-    let shape = quantal::backend::gpu_syn::RingShape::of(&model, &net);
+    let syn_bytes = quantal::backend::gpu_syn::device_bytes(&model, &net);
+    // Per synapse (the state its type uses, its queues and its share of the arrival pool
+    // for the spikes in flight over the longest delay), where the synapses dominate.
+    let per_synapse = if net.n_synapses() >= 10_000 {
+        format!(
+            ", {:.1} B per synapse",
+            syn_bytes as f64 / net.n_synapses() as f64
+        )
+    } else {
+        String::new()
+    };
     say!(
-        "        gpu backend: about {} on the device ({:.1} B per synapse with its arrival ring of {} rows: every synapse has the state its type uses, --backend gpu)",
-        gib(gpu_bytes),
-        quantal::backend::gpu_syn::SynFeatures::of(&model).bytes_per_synapse(shape.ring_len),
-        shape.ring_len
+        "        gpu backend: about {} on the device{per_synapse} (--backend gpu)",
+        gib(gpu_bytes)
     );
     Ok(ExitCode::SUCCESS)
 }

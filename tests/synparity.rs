@@ -213,6 +213,48 @@ fn coba_short_is_bit_identical() {
     );
 }
 
+/// Delays drawn from 0.1-4 ms (about 40 delay classes, a pool window of 40 steps): the
+/// GPU's arrival pool (blocks per spike step, a segment per delay class) delivers every
+/// arrival at the CPU's step, and, with the 5 ms refractory period allowing one spike per
+/// neuron in the window, holds one entry per synapse instead of a row per delay step.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn distributed_delays_are_bit_identical() {
+    use quantal::backend::gpu_syn::{RingShape, SynHost};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba.toml");
+    let text = std::fs::read_to_string(path).unwrap().replace(
+        "delay_ms = 0.1",
+        r#"delay_ms = { dist = "uniform", low = 0.1, high = 4.0 }"#,
+    );
+    let small = [
+        "populations.exc.size=800",
+        "populations.inh.size=200",
+        "projections.ee.p=0.08",
+        "projections.ei.p=0.08",
+        "projections.ie.p=0.08",
+        "projections.ii.p=0.08",
+    ];
+    let mut cpu = backend_with(&text, &small);
+    let st = cpu.state().unwrap().clone();
+    let (m, n) = (cpu.model(), cpu.network());
+    let shape = RingShape::of(m, n);
+    assert!(shape.ring_len >= 40, "{} blocks", shape.ring_len);
+    let nn = n.n_neurons() as usize;
+    let host = SynHost::pack(m, n, &st, &shape, &(0..nn));
+    assert!(host.off.classes >= 30, "{} delay classes", host.off.classes);
+    assert_eq!(host.off.pool_cap, n.n_synapses(), "one entry per synapse");
+    same_backends(
+        backend_with(&text, &small),
+        "coba, delays 0.1-4 ms",
+        1000,
+        128,
+        500,
+    );
+}
+
 #[test]
 #[cfg_attr(
     skip_gpu_tests,
@@ -627,7 +669,7 @@ fn asynchronous_ring_overflow_grows_the_rows() {
 )]
 fn synapse_arrays_larger_than_one_binding_are_split() {
     // Without asynchronous release, whose ring rows would set the smallest chunk; the
-    // f32 synapse state (about 84 bytes per synapse) then splits the 326 synapses.
+    // f32 synapse state then splits the 326 synapses into chunks of 8 KiB bindings.
     let no_async = [
         "synapse_types.glu_ca.vesicles.async_rho=0.0",
         "synapse_types.glu_dkr.vesicles.async_rho=0.0",
@@ -635,7 +677,7 @@ fn synapse_arrays_larger_than_one_binding_are_split() {
         "synapse_types.ach_mixed.vesicles.async_rho=0.0",
     ];
     let cpu = backend_with(ZOO, &no_async);
-    let limit = 12 << 10;
+    let limit = 8 << 10;
     let build = |cpu: &CpuBackend| {
         let ctx = GpuContext::new(None).unwrap_or_else(|e| panic!("{e}"));
         GpuBackend::with_limits(
@@ -705,7 +747,9 @@ fn gpu_synapse_runs_are_deterministic() {
 /// check`) predicts.
 #[test]
 fn the_synapse_image_keeps_the_sections_its_types_use() {
-    use quantal::backend::gpu_syn::{chunk_bytes, RingShape, SynFeatures, SynHost};
+    use quantal::backend::gpu_syn::{
+        chunk_bytes, delay_classes, pool_per_neuron, RingShape, SynFeatures, SynHost,
+    };
     use quantal::layout::{syn_f32, syn_u32, ABSENT};
     let zoo = backend_with(ZOO, &[]);
     let all_u: Vec<u32> = (0..syn_u32::COUNT).collect();
@@ -803,7 +847,16 @@ fn the_synapse_image_keeps_the_sections_its_types_use() {
         );
         let feat = SynFeatures::of(m);
         let cap = shape.async_cap(m, n, 0..ns) as u64;
-        let want = chunk_bytes(ns as u64, nn as u64, nn as u64, &shape, &feat, cap);
+        let classes = delay_classes(n, 0..ns).len() as u64;
+        let pool: u64 = pool_per_neuron(m, n).iter().sum();
+        assert_eq!(off.pool_cap as u64, pool.max(1), "{name}: arrival pool");
+        assert!(
+            pool < ns as u64 * (shape.ring_len as u64 - 1).max(1) || shape.ring_len == 2,
+            "{name}: the pool ({pool}) is smaller than a row per synapse and delay step"
+        );
+        let want = chunk_bytes(
+            ns as u64, nn as u64, nn as u64, &shape, &feat, cap, classes, pool,
+        );
         let got = [
             host.stat.len(),
             host.u.len(),

@@ -28,8 +28,8 @@
 use super::cpu::sample::{probe_code, syn_probe_code};
 use super::cpu::step_params;
 use super::gpu_syn::{
-    async_sites, chunk_bytes, projection_keys, synapses_of, RingShape, SynFeatures, SynHost,
-    SynImage,
+    async_sites, chunk_bytes, delay_classes, pool_per_neuron, projection_keys, synapses_of,
+    RingShape, SynFeatures, SynHost, SynImage,
 };
 use super::{Backend, Batch, Probe, ReleaseEvent, ReleaseKind};
 use crate::error::Error;
@@ -135,7 +135,7 @@ const LOG_SPIKE: u32 = u32::MAX;
 const LOG_MINI: u32 = u32::MAX - 1;
 
 /// The synapse kernels: (shader file, entry point).
-const SYN_KERNELS: [(&str, &str); 9] = [
+const SYN_KERNELS: [(&str, &str); 11] = [
     ("plan", "plan_deliver"),
     ("deliver", "deliver"),
     ("plan", "plan_release"),
@@ -143,6 +143,8 @@ const SYN_KERNELS: [(&str, &str); 9] = [
     ("plan", "plan_cleft"),
     ("cleft", "cleft"),
     ("gather", "gather"),
+    ("propagate", "propagate_count"),
+    ("propagate", "propagate_scan"),
     ("propagate", "propagate"),
     ("spontaneous", "spontaneous"),
 ];
@@ -153,8 +155,10 @@ const K_RELEASE: usize = 3;
 const K_PLAN_CLEFT: usize = 4;
 const K_CLEFT: usize = 5;
 const K_GATHER: usize = 6;
-const K_PROPAGATE: usize = 7;
-const K_SPONTANEOUS: usize = 8;
+const K_PROPAGATE_COUNT: usize = 7;
+const K_PROPAGATE_SCAN: usize = 8;
+const K_PROPAGATE: usize = 9;
+const K_SPONTANEOUS: usize = 10;
 
 impl SynChunk {
     /// Records kernel `kernel` of batch row `row` into `pass`.
@@ -405,10 +409,14 @@ fn chunk_ranges(
         return Ok(std::iter::once(0..0).collect());
     }
     let feat = SynFeatures::of(model);
-    let fits = |r: &Range<usize>, async_sites: u64| {
+    // The network's delay classes bound each chunk's; the arrival pool of a chunk holds
+    // its neurons' shares.
+    let classes = delay_classes(net, 0..net.n_synapses() as usize).len() as u64;
+    let pool = pool_per_neuron(model, net);
+    let fits = |r: &Range<usize>, async_sites: u64, p: u64| {
         let ns = synapses_of(net, r).len() as u64;
         let cap = shape.cap_for(async_sites) as u64;
-        chunk_bytes(ns, nn as u64, r.len() as u64, shape, &feat, cap)
+        chunk_bytes(ns, nn as u64, r.len() as u64, shape, &feat, cap, classes, p)
             .iter()
             .all(|&b| b <= limit)
     };
@@ -417,7 +425,8 @@ fn chunk_ranges(
     let mut a = 0;
     while a < nn {
         let mut sites = sites_of(a);
-        if net.n_synapses() > 0 && !fits(&(a..a + 1), sites) {
+        let mut p = pool[a];
+        if net.n_synapses() > 0 && !fits(&(a..a + 1), sites, p) {
             return Err(Error::Device(format!(
                 "the {} incoming synapses of neuron {a} alone need more than one storage binding of this adapter holds ({limit} bytes): use --backend cpu",
                 synapses_of(net, &(a..a + 1)).len()
@@ -426,10 +435,11 @@ fn chunk_ranges(
         let mut b = a + 1;
         while b < nn && ((b + 1 - a) as u64) <= max_neurons {
             let s = sites_of(b);
-            if net.n_synapses() > 0 && !fits(&(a..b + 1), sites + s) {
+            if net.n_synapses() > 0 && !fits(&(a..b + 1), sites + s, p + pool[b]) {
                 break;
             }
             sites += s;
+            p += pool[b];
             b += 1;
         }
         out.push(a..b);
@@ -970,6 +980,17 @@ impl GpuBackend {
         for c in &self.chunks {
             let Some(sc) = &c.syn else { continue };
             let h = hs.next().expect("a header per synapse chunk");
+            if h[queue::ARRIVAL_OVERFLOW as usize] > 0 {
+                return Err(Error::Device(format!(
+                    "{} spike arrivals from step {} did not fit the arrival pool of synapses {}..{} ({} entries, the most its sources' refractory periods allow in flight); \
+                     the run stops rather than drop them (please report it): use --backend cpu",
+                    h[queue::ARRIVAL_OVERFLOW as usize],
+                    u32::MAX - h[queue::OVERFLOW_STEP as usize],
+                    sc.image.syns.start,
+                    sc.image.syns.end,
+                    sc.image.off.pool_cap
+                )));
+            }
             out.events += h[queue::EVENTS as usize] as u64;
             let q = (h[queue::QUANTA as usize + 1] as u64) << 32 | h[queue::QUANTA as usize] as u64;
             out.quanta += q as f64 / 65536.0;
@@ -1087,7 +1108,7 @@ impl GpuBackend {
             }
             if let Some(sc) = &c.syn {
                 let host = SynHost::pack(&self.model, &self.net, st, &self.shape, &c.neurons());
-                sc.image.load(&self.ctx, &host);
+                sc.image.load(&self.ctx, &host)?;
             }
         }
         self.step = st.step;
@@ -1360,6 +1381,10 @@ impl GpuBackend {
                 for c in &self.chunks {
                     if let Some((sc, sh)) = c.syn.as_ref().zip(sh) {
                         let (ax, ay) = groups(nn, max_dim);
+                        // The step's arrivals: counted per delay class, placed at the
+                        // arrival pool's head, written.
+                        sc.dispatch(sh, &mut pass, K_PROPAGATE_COUNT, k, Size::Groups(ax, ay));
+                        sc.dispatch(sh, &mut pass, K_PROPAGATE_SCAN, k, Size::One);
                         sc.dispatch(sh, &mut pass, K_PROPAGATE, k, Size::Groups(ax, ay));
                         if sh.spontaneous {
                             let (x, y) = groups(c.size, max_dim);

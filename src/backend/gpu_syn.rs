@@ -17,7 +17,7 @@
 use super::cpu::spontaneous::SpontParams;
 use crate::error::Error;
 use crate::gpu::GpuContext;
-use crate::layout::{queue, release, syn_f32, syn_u32, SynOffsets, ABSENT};
+use crate::layout::{neuron, queue, release, syn_f32, syn_u32, GpuPopulation, SynOffsets, ABSENT};
 use crate::model::{Model, SynapseArrays};
 use crate::network::Network;
 use crate::state::{Slot, State, ACTIVE};
@@ -106,27 +106,18 @@ impl SynFeatures {
         let scalars = (0..syn_f32::COUNT).filter(|&s| self.has_f(s)).count();
         (scalars + self.slot_stride + 2 * self.arrays.handoff_stride + self.rec_stride) as u64
     }
-
-    /// Device bytes per synapse apart from the static arrays' per-neuron parts and the
-    /// asynchronous ring, with an arrival ring of `ring_len` rows.
-    pub fn bytes_per_synapse(&self, ring_len: u32) -> f64 {
-        // Type and projection key 4, delay 2, outgoing list entry 4.
-        let stat = 10.0;
-        let lists = 1 + if self.arrays.any_cleft { 2 } else { 0 } + ring_len as u64;
-        let flags = if self.arrays.any_async { 1.0 } else { 0.0 } + 4.0 / 32.0;
-        stat + 4.0 * ((self.u_words() + self.f_words() + lists) as f64 + flags)
-    }
 }
 
-/// The GPU's delay rings: the arrival ring has a row per step of the longest delay (each
-/// row holds at most one arrival per synapse, so n_synapses entries never overflow); the
-/// asynchronous ring a row per step of the longest latency, with room for four times the
-/// mean number of fusions per row were every asynchronous site in flight (at least 64,
-/// at most every asynchronous site: at most 32 bytes per site). A row that fills up is
-/// detected after the batch; nothing is dropped silently.
+/// The GPU's delay rings: the arrival pool has a block per step of the longest delay
+/// (`layout::SynOffsets`: it holds at most the arrivals the sources' refractory periods
+/// allow in flight, so it never overflows); the asynchronous ring a row per step of the
+/// longest latency, with room for four times the mean number of fusions per row were
+/// every asynchronous site in flight (at least 64, at most every asynchronous site: at
+/// most 32 bytes per site). A row that fills up is detected after the batch; nothing is
+/// dropped silently.
 #[derive(Debug, Clone, Copy)]
 pub struct RingShape {
-    /// Arrival ring rows (longest delay + 1).
+    /// Blocks of the arrival pool (longest delay + 1).
     pub ring_len: u32,
     /// Asynchronous ring rows (longest latency + 1).
     pub async_len: u32,
@@ -180,20 +171,68 @@ pub fn async_sites(model: &Model, net: &Network, syns: Range<usize>) -> u64 {
     .sum()
 }
 
-/// Device bytes of the synapse image of `net` (with its rings), as one chunk.
+/// The most spikes a neuron of population `pop` can fire in `window` consecutive steps:
+/// its absolute refractory period (LIF, §6.1) or lock-out (HH) puts at least n_ref steps
+/// between the steps of two spikes; Poisson and spike-time sources can fire in every step.
+pub fn spikes_in(pop: &GpuPopulation, window: u64) -> u64 {
+    match pop.model {
+        neuron::LIF | neuron::HH => window.div_ceil(pop.n_ref as u64 + 1),
+        _ => window,
+    }
+}
+
+/// The pool's window: the steps whose blocks are in flight at once (the longest delay).
+fn pool_window(net: &Network) -> u64 {
+    net.max_delay as u64
+}
+
+/// Per neuron of the network, the arrivals at its incoming synapses that can be in the
+/// arrival pool at once: for each incoming synapse, the spikes its source can fire in
+/// the pool's window ([`spikes_in`]). A chunk's pool holds the sum over its neurons.
+pub fn pool_per_neuron(model: &Model, net: &Network) -> Vec<u64> {
+    let window = pool_window(net);
+    let mut per = vec![0u64; net.n_neurons() as usize];
+    for n in 0..net.n_neurons() as usize {
+        let k = spikes_in(&model.pops[net.neuron_pop[n] as usize].gpu, window);
+        for o in net.out_offsets[n]..net.out_offsets[n + 1] {
+            per[net.syn_post[net.out_syn[o as usize] as usize] as usize] += k;
+        }
+    }
+    per
+}
+
+/// The delay classes of synapses `syns`: their distinct delays, ascending.
+pub fn delay_classes(net: &Network, syns: Range<usize>) -> Vec<u16> {
+    let mut seen = vec![false; 1 << 16];
+    for &d in &net.syn_delay[syns] {
+        seen[d as usize] = true;
+    }
+    (0..1usize << 16)
+        .filter(|&d| seen[d])
+        .map(|d| d as u16)
+        .collect()
+}
+
+/// Device bytes of the synapse image of `net` (with its queues and arrival pool), as one
+/// chunk.
 pub fn device_bytes(model: &Model, net: &Network) -> u64 {
     let r = RingShape::of(model, net);
     let ns = net.n_synapses() as u64;
     let nn = net.n_neurons() as u64;
     let cap = r.async_cap(model, net, 0..ns as usize) as u64;
-    chunk_bytes(ns, nn, nn, &r, &SynFeatures::of(model), cap)
+    let classes = delay_classes(net, 0..ns as usize).len() as u64;
+    let pool: u64 = pool_per_neuron(model, net).iter().sum();
+    let feat = SynFeatures::of(model);
+    chunk_bytes(ns, nn, nn, &r, &feat, cap, classes, pool)
         .iter()
         .sum()
 }
 
-/// Bytes of each buffer of a chunk image with `ns` synapses and `nn_all` neurons in
-/// the network: (static, u32 state, f32 state, flags, queues), for the chunk sizing.
-/// Each is at least one word (a binding is never empty).
+/// Bytes of each buffer of a chunk image with `ns` synapses, `classes` delay classes and
+/// an arrival pool of `pool` entries, and `nn_all` neurons in the network: (static, u32
+/// state, f32 state, flags, queues), for the chunk sizing. Each is at least one word (a
+/// binding is never empty).
+#[allow(clippy::too_many_arguments)]
 pub fn chunk_bytes(
     ns: u64,
     nn_all: u64,
@@ -201,17 +240,27 @@ pub fn chunk_bytes(
     shape: &RingShape,
     feat: &SynFeatures,
     async_cap: u64,
+    classes: u64,
+    pool: u64,
 ) -> [u64; 5] {
-    let l = shape.ring_len as u64;
+    let nb = shape.ring_len as u64;
     let la = shape.async_len as u64;
     let active_lists = if feat.arrays.any_cleft { 2 * ns } else { 0 };
     let fuse = if feat.arrays.any_async { ns } else { 0 };
+    // seg_count, seg_start, block_size, cursor, prefix, class_delay, pool_head.
+    let tables = 2 * nb * classes + nb + classes + classes + 1 + classes + 2;
     [
         4 * (ns + ns.div_ceil(2) + ns + nn_all + 1 + neurons + 1),
         4 * (feat.u_words() * ns).max(1),
         4 * (feat.f_words() * ns).max(1),
         4 * (fuse + 4 * ns.div_ceil(32) + 1),
-        4 * (queue::ROW_COUNTS as u64 + l + la + l * ns + 2 * la * async_cap + ns + active_lists),
+        4 * (queue::ROW_COUNTS as u64
+            + la
+            + tables
+            + pool.max(1)
+            + 2 * la * async_cap
+            + ns
+            + active_lists),
     ]
 }
 
@@ -271,13 +320,13 @@ fn offsets(
     st: &State,
     shape: &RingShape,
     neurons: &Range<usize>,
-) -> (SynOffsets, Vec<u32>) {
+) -> (SynOffsets, Vec<u32>, Vec<u16>) {
     let syns = synapses_of(net, neurons);
     let (s0, ns) = (syns.start, syns.len());
     let nn = net.n_neurons() as usize;
     // Per synapse its type (low half) and the index of its projection key (high half;
-    // no more keys than projections, which are numbered in 16 bits), then the delays,
-    // two per word (at most u16::MAX steps, `MAX_DELAY_STEPS`).
+    // no more keys than projections, which are numbered in 16 bits), then the delay
+    // classes, two per word.
     let keys = projection_keys(net);
     let key_of_proj: Vec<u32> = (0..net.projections.len())
         .map(|p| {
@@ -292,27 +341,47 @@ fn offsets(
         .collect();
     let mut off = SynOffsets {
         syn_base: s0 as u32,
-        delay: stat.len() as u32,
+        syn_class: stat.len() as u32,
         ..SynOffsets::default()
     };
-    let mut delays = vec![0u32; ns.div_ceil(2)];
-    for (i, &d) in net.syn_delay[syns.clone()].iter().enumerate() {
-        delays[i / 2] |= (d as u32) << (16 * (i % 2));
+    let classes = delay_classes(net, syns.clone());
+    let mut class_of = vec![0u32; 1 << 16];
+    for (c, &d) in classes.iter().enumerate() {
+        class_of[d as usize] = c as u32;
     }
-    stat.extend_from_slice(&delays);
-    // The outgoing synapses of every neuron of the network that land in this chunk.
+    let mut packed = vec![0u32; ns.div_ceil(2)];
+    for (i, &d) in net.syn_delay[syns.clone()].iter().enumerate() {
+        packed[i / 2] |= class_of[d as usize] << (16 * (i % 2));
+    }
+    stat.extend_from_slice(&packed);
+    // The outgoing synapses of every neuron of the network that land in this chunk, and
+    // the arrivals they can have in flight at once (`pool_per_neuron`).
     off.out_offsets = stat.len() as u32;
     let mut out_syn = Vec::with_capacity(ns);
+    let window = pool_window(net);
+    let mut pool = 0u64;
     stat.push(0);
     for n in 0..nn {
+        let k = spikes_in(&model.pops[net.neuron_pop[n] as usize].gpu, window);
         for o in net.out_offsets[n]..net.out_offsets[n + 1] {
             let s = net.out_syn[o as usize] as usize;
             if syns.contains(&s) {
                 out_syn.push((s - s0) as u32);
+                pool += k;
             }
         }
         stat.push(out_syn.len() as u32);
     }
+    // A state that did not come from this network's dynamics may hold more arrivals in
+    // flight than the refractory periods allow: its pool holds them (and `propagate`
+    // stops the run if it would overwrite one).
+    let live = st
+        .ring
+        .iter()
+        .flatten()
+        .filter(|&&s| syns.contains(&(s as usize)))
+        .count() as u64;
+    pool = pool.max(live);
     off.out_syn = stat.len() as u32;
     stat.extend_from_slice(&out_syn);
     off.in_offsets = stat.len() as u32;
@@ -365,16 +434,25 @@ fn offsets(
     off.spike = off.claim + n.div_ceil(32);
     off.touched = off.spike + n.div_ceil(32);
     off.watch = off.touched + n.div_ceil(32);
-    let (l, la) = (off.ring_len, off.async_len);
-    off.arrivals = queue::ROW_COUNTS + l + la;
-    off.async_ring = off.arrivals + l * n;
-    off.todo = off.async_ring + la * off.async_cap * 2;
+    let (nb, nc) = (off.ring_len, classes.len() as u32);
+    off.classes = nc;
+    off.pool_cap = pool.clamp(1, u32::MAX as u64 / 2) as u32;
+    off.seg_count = queue::ROW_COUNTS + off.async_len;
+    off.seg_start = off.seg_count + nb * nc;
+    off.block_size = off.seg_start + nb * nc;
+    off.cursor = off.block_size + nb;
+    off.prefix = off.cursor + nc;
+    off.class_delay = off.prefix + nc + 1;
+    off.pool_head = off.class_delay + nc;
+    off.pool = off.pool_head + 2;
+    off.async_ring = off.pool + off.pool_cap;
+    off.todo = off.async_ring + off.async_len * off.async_cap * 2;
     off.active_list = if feat.arrays.any_cleft {
         off.todo + n
     } else {
         ABSENT
     };
-    (off, stat)
+    (off, stat, classes)
 }
 
 /// Starts of the terminal's sections (t_last and sites in `syn_u32`, X_F and X_D in
@@ -398,7 +476,7 @@ impl SynHost {
         shape: &RingShape,
         neurons: &Range<usize>,
     ) -> SynHost {
-        let (off, stat) = offsets(model, net, st, shape, neurons);
+        let (off, stat, classes) = offsets(model, net, st, shape, neurons);
         let syns = synapses_of(net, neurons);
         let (s0, ns) = (syns.start, syns.len());
         let local = |s: u32| (s as usize).checked_sub(s0).filter(|&i| i < ns);
@@ -462,24 +540,52 @@ impl SynHost {
             off.active_list as usize + 2 * ns
         };
         let mut queues = vec![0u32; queue_words];
-        let l = off.ring_len as usize;
         // A CPU row holds the events due at the step s ≡ row (mod its length) of the
-        // next ring length steps; the GPU rows are s mod their own lengths.
+        // next ring length steps; the GPU's asynchronous rows are s mod their own length.
         let due =
             |row: usize, len: usize| st.step as usize + (row + len - st.step as usize % len) % len;
+        // The arrivals in flight as blocks of the arrival pool: an arrival due at step s
+        // at a synapse of delay d came from a spike at step s - d, one of the last nb - 1
+        // steps; each block's arrivals by class, the oldest block first from position 0.
+        let (nb, nc) = (off.ring_len as usize, classes.len());
+        let t = st.step as i64;
+        let mut segs: Vec<Vec<Vec<u32>>> = vec![vec![Vec::new(); nc]; nb];
         for (row, ids) in st.ring.iter().enumerate() {
-            let mine: Vec<u32> = ids
-                .iter()
-                .filter_map(|&s| local(s))
-                .map(|i| i as u32)
-                .collect();
-            if mine.is_empty() {
-                continue;
+            let at = due(row, st.ring.len()) as i64;
+            let back = |d: u16| t - (at - d as i64);
+            let fits = |d: u16| (1..nb as i64).contains(&back(d));
+            for &s in ids {
+                let Some(i) = local(s) else { continue };
+                // The synapse's own class; for a state set from elsewhere whose arrival
+                // does not fit its delay, a class that puts its spike in the window.
+                let d = net.syn_delay[s as usize];
+                let c = classes
+                    .binary_search(&d)
+                    .ok()
+                    .filter(|_| fits(d))
+                    .or_else(|| classes.iter().position(|&d| fits(d)))
+                    .expect("an arrival due within the longest delay");
+                segs[back(classes[c]) as usize][c].push(i as u32);
             }
-            let g = due(row, st.ring.len()) % l;
-            queues[queue::ROW_COUNTS as usize + g] = mine.len() as u32;
-            let at = off.arrivals as usize + g * ns;
-            queues[at..at + mine.len()].copy_from_slice(&mine);
+        }
+        let mut head = 0usize;
+        for k in (1..nb).rev() {
+            let b = (st.step as usize + nb - k) % nb;
+            let mut size = 0;
+            for (c, e) in segs[k].iter().enumerate() {
+                queues[off.seg_count as usize + b * nc + c] = e.len() as u32;
+                queues[off.seg_start as usize + b * nc + c] = head as u32;
+                let at = off.pool as usize + head;
+                queues[at..at + e.len()].copy_from_slice(e);
+                head += e.len();
+                size += e.len();
+            }
+            queues[off.block_size as usize + b] = size as u32;
+        }
+        queues[off.pool_head as usize] = (head % off.pool_cap as usize) as u32;
+        queues[off.pool_head as usize + 1] = head as u32;
+        for (c, &d) in classes.iter().enumerate() {
+            queues[off.class_delay as usize + c] = d as u32;
         }
         for (row, pairs) in st.ring_async.iter().enumerate() {
             let mine: Vec<(u32, u32)> = pairs
@@ -491,7 +597,7 @@ impl SynHost {
                 continue;
             }
             let g = due(row, st.ring_async.len()) % off.async_len as usize;
-            queues[queue::ROW_COUNTS as usize + l + g] = mine.len() as u32;
+            queues[queue::ROW_COUNTS as usize + g] = mine.len() as u32;
             for (e, &(s, site)) in mine.iter().enumerate() {
                 let at = off.async_ring as usize + (g * off.async_cap as usize + e) * 2;
                 queues[at] = s;
@@ -577,20 +683,33 @@ impl SynHost {
                 });
             }
         }
-        let l = off.ring_len as usize;
         let la = off.async_len as usize;
         let q = &self.queues;
         let step = st.step as usize;
         let due = |row: usize, len: usize| step + (row + len - step % len) % len;
         let (lc, lac) = (st.ring.len(), st.ring_async.len());
-        for row in 0..l {
-            let n = q[queue::ROW_COUNTS as usize + row] as usize;
-            let at = off.arrivals as usize + row * ns;
-            let c = due(row, l) % lc;
-            st.ring[c].extend(q[at..at + n].iter().map(|&i| i + s0 as u32));
+        // The arrival pool's blocks of the last nb - 1 steps: each class's segment of the
+        // block of step - k is due at step - k + d, still to come when d ≥ k.
+        let (nb, nc, cap) = (
+            off.ring_len as usize,
+            off.classes as usize,
+            off.pool_cap as usize,
+        );
+        for k in 1..nb.min(step + 1) {
+            let b = (step + nb - k) % nb;
+            for c in 0..nc {
+                let d = q[off.class_delay as usize + c] as usize;
+                let n = q[off.seg_count as usize + b * nc + c] as usize;
+                if d < k || n == 0 {
+                    continue;
+                }
+                let first = q[off.seg_start as usize + b * nc + c] as usize;
+                st.ring[(step - k + d) % lc]
+                    .extend((0..n).map(|e| q[off.pool as usize + (first + e) % cap] + s0 as u32));
+            }
         }
         for row in 0..la {
-            let n = (q[queue::ROW_COUNTS as usize + l + row] as usize).min(off.async_cap as usize);
+            let n = (q[queue::ROW_COUNTS as usize + row] as usize).min(off.async_cap as usize);
             let c = due(row, la) % lac;
             st.ring_async[c].extend((0..n).map(|e| {
                 let at = off.async_ring as usize + (row * off.async_cap as usize + e) * 2;
@@ -667,13 +786,29 @@ impl SynImage {
         })
     }
 
-    /// Replaces the dynamic buffers by `host`'s.
-    pub fn load(&self, ctx: &GpuContext, host: &SynHost) {
+    /// Replaces the dynamic buffers by `host`'s, which must have their sizes (an error
+    /// otherwise: a state with more arrivals in flight than this image's pool holds).
+    pub fn load(&self, ctx: &GpuContext, host: &SynHost) -> Result<(), Error> {
+        let sizes = [
+            host.stat.len() as u64 * 4,
+            host.u.len() as u64 * 4,
+            host.f.len() as u64 * 4,
+            host.flags.len() as u64 * 4,
+            host.queues.len() as u64 * 4,
+        ];
+        if sizes != self.sizes {
+            return Err(Error::Device(format!(
+                "the state has more spike arrivals in flight at synapses {}..{} than the arrival pool holds ({} entries, the most the refractory periods allow): \
+                 it did not come from this network's dynamics",
+                self.syns.start, self.syns.end, self.off.pool_cap
+            )));
+        }
         let q = &ctx.queue;
         q.write_buffer(&self.u_buf, 0, bytemuck::cast_slice(&host.u));
         q.write_buffer(&self.f_buf, 0, bytemuck::cast_slice(&host.f));
         q.write_buffer(&self.flags_buf, 0, bytemuck::cast_slice(&host.flags));
         q.write_buffer(&self.queues_buf, 0, bytemuck::cast_slice(&host.queues));
+        Ok(())
     }
 
     /// Reads the buffers back.
