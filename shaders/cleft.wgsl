@@ -158,6 +158,14 @@ fn cleft(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
         let at = atomicAdd(&queues[Q_ACTIVE_COUNT + (parity ^ 1u)], 1u);
         atomicStore(&queues[soff.active_list + (parity ^ 1u) * ns + at], syn);
     }
-    su_set(S_CFLAGS, syn, cflags);
+    // The contribution flags for `gather` (present: this synapse is active), which
+    // clears them with the touched bit.
+    let words = (params.n_synapses + 31u) / 32u;
+    if ((cflags & C_TAKE) != 0u) {
+        atomicOr(&syn_flags[soff.cflags + (syn >> 5u)], 1u << (syn & 31u));
+    }
+    if ((cflags & C_DONE) != 0u) {
+        atomicOr(&syn_flags[soff.cflags + words + (syn >> 5u)], 1u << (syn & 31u));
+    }
     atomicOr(&syn_flags[soff.touched + (syn >> 5u)], 1u << (syn & 31u));
 }

@@ -221,6 +221,10 @@ struct SynOffsets {
     prefix: u32,
     class_delay: u32,
     pool_head: u32,
+    cflags: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
     u_at: array<vec4<u32>, 3>,
     f_at: array<vec4<u32>, 2>,
 };
@@ -235,7 +239,6 @@ const S_HANDOFF_STEP: u32 = 5u;
 const S_PULSE_LEFT: u32 = 6u;
 const S_FRESH: u32 = 7u;
 const S_MINIS: u32 = 8u;
-const S_CFLAGS: u32 = 9u;
 const SF_WEIGHT: u32 = 0u;
 const SF_X_F: u32 = 1u;
 const SF_X_D: u32 = 2u;
@@ -260,7 +263,7 @@ const ACTIVE: u32 = 0xFFFFFFFFu;
 const NO_HANDOFF: u32 = 0xFFFFFFFEu;
 // Receptors per type at most (MAX_RECEPTORS).
 const MAX_RECEPTORS: u32 = 3u;
-// Contribution flags (layout::syn_u32::CFLAGS).
+// Contribution flags (the bits of layout::SynOffsets::cflags).
 const C_TAKE: u32 = 1u;
 const C_DONE: u32 = 2u;
 

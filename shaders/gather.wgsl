@@ -15,24 +15,17 @@
 @group(0) @binding(3) var<storage, read> syn_types: array<SynType>;
 @group(0) @binding(4) var<storage, read> receptors: array<Receptor>;
 @group(0) @binding(5) var<storage, read> syn_static: array<u32>;
-@group(0) @binding(6) var<storage, read> syn_u32: array<u32>;
-@group(0) @binding(7) var<storage, read> syn_f32: array<f32>;
-@group(0) @binding(8) var<storage, read_write> syn_flags: array<atomic<u32>>;
-@group(0) @binding(9) var<storage, read_write> g_ns: array<f32>;
+@group(0) @binding(6) var<storage, read> syn_f32: array<f32>;
+@group(0) @binding(7) var<storage, read_write> syn_flags: array<atomic<u32>>;
+@group(0) @binding(8) var<storage, read_write> g_ns: array<f32>;
 
 fn syn_type_of(syn: u32) -> u32 {
     return syn_static[syn] & 0xFFFFu;
 }
 
-// Adds synapse `syn`'s contributions to neuron `n`.
-fn apply(n: u32, syn: u32) {
+// Adds synapse `syn`'s contributions to neuron `n` (`cflags`: C_TAKE, C_DONE).
+fn apply(n: u32, syn: u32, cflags: u32) {
     let ty = syn_types[syn_type_of(syn)];
-    // The contribution flags (absent, so 0, when no synapse can be active).
-    var cflags = 0u;
-    let cf = soff.u_at[S_CFLAGS / 4u][S_CFLAGS % 4u];
-    if (cf != ABSENT) {
-        cflags = syn_u32[cf + syn];
-    }
     let tbase = soff.take + syn * soff.rec_stride;
     let cbase = soff.contrib + syn * soff.rec_stride;
     for (var j = 0u; j < ty.n_receptors; j = j + 1u) {
@@ -79,14 +72,30 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             mine = mine & ((1u << (hi - base)) - 1u);
         }
         let bits = atomicLoad(&syn_flags[soff.touched + w]) & mine;
+        // The contribution flags (absent, so 0, when no synapse can be active).
+        var take = 0u;
+        var done = 0u;
+        let words = (params.n_synapses + 31u) / 32u;
+        if (soff.cflags != ABSENT && bits != 0u) {
+            take = atomicLoad(&syn_flags[soff.cflags + w]) & mine;
+            done = atomicLoad(&syn_flags[soff.cflags + words + w]) & mine;
+        }
         var left = bits;
         while (left != 0u) {
             let b = firstTrailingBit(left);
-            apply(n, base + b);
+            let bit = 1u << b;
+            let cflags = select(0u, C_TAKE, (take & bit) != 0u) | select(0u, C_DONE, (done & bit) != 0u);
+            apply(n, base + b, cflags);
             left = left & (left - 1u);
         }
         if (bits != 0u) {
             atomicAnd(&syn_flags[soff.touched + w], ~bits);
+        }
+        if (take != 0u) {
+            atomicAnd(&syn_flags[soff.cflags + w], ~take);
+        }
+        if (done != 0u) {
+            atomicAnd(&syn_flags[soff.cflags + words + w], ~done);
         }
     }
 }

@@ -237,7 +237,6 @@ fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             let rc = receptors[ty.receptor_first + j];
             syn_f32[cbase + j] = rc.g_max_ns * w * total;
         }
-        su_set(S_CFLAGS, syn, 0u);
         sf_set(SF_RELEASED_ACC, syn, sf(SF_RELEASED_ACC, syn) + total);
         atomicOr(&syn_flags[soff.touched + (syn >> 5u)], 1u << (syn & 31u));
     } else if (total > 0.0f) {

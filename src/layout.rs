@@ -432,7 +432,7 @@ pub mod probe {
 ///   conductance contributions (`rec_stride` per synapse).
 /// - `syn_flags` (atomic u32): the fusion mask of each synapse (only with asynchronous
 ///   release), then the `claim`, `spike`, `touched` and `watch` bit words (one bit per
-///   synapse each).
+///   synapse each) and, with kinetic or GABA_B receptors, the two `cflags` bit words.
 /// - `queues` (atomic u32): the header words of [`queue`] with the asynchronous row
 ///   counts, the arrival pool's tables (`seg_count`, `seg_start`, `block_size`,
 ///   `cursor`, `prefix`, `class_delay`, `pool_head`), the arrival pool, the asynchronous
@@ -530,13 +530,23 @@ pub struct SynOffsets {
     pub class_delay: u32,
     /// Start in `queues` of the pool's next free position and the arrivals in flight.
     pub pool_head: u32,
+    /// Start in `syn_flags` of this step's contribution flags for `gather`, two sections
+    /// of bit words (take back, hand-off done: `cleft` sets them, `gather` clears them),
+    /// or ABSENT without kinetic or GABA_B receptors.
+    pub cflags: u32,
+    #[doc(hidden)]
+    pub _pad0: u32,
+    #[doc(hidden)]
+    pub _pad1: u32,
+    #[doc(hidden)]
+    pub _pad2: u32,
     /// Start of each section of [`syn_u32`] in `syn_u32` (section s at `u_at[s / 4][s % 4]`),
     /// or ABSENT.
     pub u_at: [[u32; 4]; 3],
     /// Start of each scalar section of [`syn_f32`] in `syn_f32`, or ABSENT.
     pub f_at: [[u32; 4]; 2],
 }
-const _: () = assert!(std::mem::size_of::<SynOffsets>() == 224);
+const _: () = assert!(std::mem::size_of::<SynOffsets>() == 240);
 
 /// Start of a section of the synapse image that the network does not need (not allocated).
 pub const ABSENT: u32 = u32::MAX;
@@ -574,10 +584,8 @@ pub mod syn_u32 {
     pub const FRESH: u32 = 7;
     /// Miniature fusions drawn in the last step, released in this one.
     pub const MINIS: u32 = 8;
-    /// This step's contribution flags for the gather (bit 0: take back, bit 1: done).
-    pub const CFLAGS: u32 = 9;
     /// Number of sections.
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 9;
 }
 
 /// Section index of each f32 synapse scalar in `syn_f32` (times n_synapses).

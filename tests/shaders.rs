@@ -224,6 +224,10 @@ fn shaders_validate_and_match_the_rust_layout() {
             prefix,
             class_delay,
             pool_head,
+            cflags,
+            _pad0,
+            _pad1,
+            _pad2,
             u_at,
             f_at
         ]
@@ -292,7 +296,6 @@ fn synapse_shader_codes_match_the_rust_codes() {
         ("S_PULSE_LEFT", syn_u32::PULSE_LEFT),
         ("S_FRESH", syn_u32::FRESH),
         ("S_MINIS", syn_u32::MINIS),
-        ("S_CFLAGS", syn_u32::CFLAGS),
         ("SF_WEIGHT", syn_f32::WEIGHT),
         ("SF_X_F", syn_f32::X_F),
         ("SF_X_D", syn_f32::X_D),

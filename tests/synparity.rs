@@ -779,7 +779,6 @@ fn the_synapse_image_keeps_the_sections_its_types_use() {
                 syn_u32::SITES,
                 syn_u32::HANDOFF_STEP,
                 syn_u32::FRESH,
-                syn_u32::CFLAGS,
             ],
             vec![
                 syn_f32::WEIGHT,

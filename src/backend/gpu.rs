@@ -237,7 +237,6 @@ fn bind_synapses(
                     &sh.types_buf,
                     nb.receptors,
                     &im.stat_buf,
-                    &im.u_buf,
                     &im.f_buf,
                     &im.flags_buf,
                     nb.g,

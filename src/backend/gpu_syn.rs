@@ -75,7 +75,7 @@ impl SynFeatures {
             T_LAST | SITES => self.terminal,
             COMMITTED => self.arrays.any_async,
             RESERVE | ENDO => self.arrays.any_reserve,
-            HANDOFF_STEP | FRESH | CFLAGS => self.arrays.any_cleft,
+            HANDOFF_STEP | FRESH => self.arrays.any_cleft,
             PULSE_LEFT => self.pulse,
             MINIS => self.minis,
             _ => false,
@@ -247,13 +247,14 @@ pub fn chunk_bytes(
     let la = shape.async_len as u64;
     let active_lists = if feat.arrays.any_cleft { 2 * ns } else { 0 };
     let fuse = if feat.arrays.any_async { ns } else { 0 };
+    let bit_sections = if feat.arrays.any_cleft { 6 } else { 4 };
     // seg_count, seg_start, block_size, cursor, prefix, class_delay, pool_head.
     let tables = 2 * nb * classes + nb + classes + classes + 1 + classes + 2;
     [
         4 * (ns + ns.div_ceil(2) + ns + nn_all + 1 + neurons + 1),
         4 * (feat.u_words() * ns).max(1),
         4 * (feat.f_words() * ns).max(1),
-        4 * (fuse + 4 * ns.div_ceil(32) + 1),
+        4 * (fuse + bit_sections * ns.div_ceil(32) + 1),
         4 * (queue::ROW_COUNTS as u64
             + la
             + tables
@@ -434,6 +435,11 @@ fn offsets(
     off.spike = off.claim + n.div_ceil(32);
     off.touched = off.spike + n.div_ceil(32);
     off.watch = off.touched + n.div_ceil(32);
+    off.cflags = if feat.arrays.any_cleft {
+        off.watch + n.div_ceil(32)
+    } else {
+        ABSENT
+    };
     let (nb, nc) = (off.ring_len, classes.len() as u32);
     off.classes = nc;
     off.pool_cap = pool.clamp(1, u32::MAX as u64 / 2) as u32;
@@ -533,7 +539,8 @@ impl SynHost {
         }
         let (h0, hs) = (off.handoff_r as usize, st.handoff_stride);
         f[h0..h0 + hs * ns].copy_from_slice(&st.handoff_r[s0 * hs..(s0 + ns) * hs]);
-        let mut flags = vec![0u32; off.watch as usize + ns.div_ceil(32) + 1];
+        let bit_sections = if off.cflags == ABSENT { 1 } else { 3 };
+        let mut flags = vec![0u32; off.watch as usize + bit_sections * ns.div_ceil(32) + 1];
         let queue_words = if off.active_list == ABSENT {
             off.todo as usize + ns
         } else {
