@@ -14,12 +14,15 @@
 @group(0) @binding(1) var<uniform> soff: SynOffsets;
 @group(0) @binding(2) var<storage, read> syn_types: array<SynType>;
 @group(0) @binding(3) var<storage, read> receptors: array<Receptor>;
-@group(0) @binding(4) var<storage, read> pow_tables: array<PowTable>;
-@group(0) @binding(5) var<storage, read> syn_static: array<u32>;
-@group(0) @binding(6) var<storage, read_write> syn_u32: array<u32>;
-@group(0) @binding(7) var<storage, read_write> syn_f32: array<f32>;
-@group(0) @binding(8) var<storage, read_write> syn_flags: array<atomic<u32>>;
-@group(0) @binding(9) var<storage, read_write> queues: array<atomic<u32>>;
+@group(0) @binding(4) var<storage, read> syn_static: array<u32>;
+@group(0) @binding(5) var<storage, read_write> syn_u32: array<u32>;
+@group(0) @binding(6) var<storage, read_write> syn_f32: array<f32>;
+@group(0) @binding(7) var<storage, read_write> syn_flags: array<atomic<u32>>;
+@group(0) @binding(8) var<storage, read_write> queues: array<atomic<u32>>;
+// Declared for terminal.wgsl's functions, which this kernel does not call (the take-back,
+// the one use of the tables here on the CPU, runs at activation in release.wgsl): not
+// in the kernel's bind group.
+@group(0) @binding(9) var<storage, read> pow_tables: array<PowTable>;
 
 // backend::cpu::cleft::GABA_B_NEGLIGIBLE.
 const GABA_B_NEGLIGIBLE: f32 = 1e-9f;
@@ -46,30 +49,12 @@ fn cleft(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     let first = ty.receptor_first;
     let nrec = ty.n_receptors;
     let base = soff.r + syn * soff.slot_stride;
-    // Take-back amounts (kinetic receptors only) and this step's conductances.
-    let tbase = soff.take + syn * soff.rec_stride;
+    // This step's conductances.
     let cbase = soff.contrib + syn * soff.rec_stride;
+    // A synapse re-activated in this step had its share taken back out of the neuron
+    // pool at activation (`take_back` in release.wgsl: the CPU does it here, on the
+    // slot's `fresh` step), which set its C_TAKE bit for `gather`.
     var cflags = 0u;
-    // Re-activation: take this synapse's share back out of the neuron pool (§5.4).
-    let prev = su(S_FRESH, syn);
-    if (prev != ACTIVE) {
-        if (prev != NO_HANDOFF) {
-            let held = t - prev;
-            for (var j = 0u; j < nrec; j = j + 1u) {
-                let rc = receptors[first + j];
-                if (rc.kind != RECEPTOR_KINETIC) {
-                    continue;
-                }
-                let r_h = syn_f32[soff.handoff_r + syn * soff.handoff_stride + j];
-                // The pool holds r_h·e^{-β(t - t_h)} for this step; own r at the end of
-                // the previous step is r_h·e^{-β(t - 1 - t_h)}.
-                syn_f32[tbase + j] = rc.g_max_ns * w * r_h * pow_decay(rc.tab_beta, held);
-                syn_f32[base + 2u * j] = r_h * pow_decay(rc.tab_beta, held - 1u);
-            }
-            cflags = cflags | C_TAKE;
-        }
-        su_set(S_FRESH, syn, ACTIVE);
-    }
     // Transmitter seen by the receptors during this step (§5.1).
     var t_mm: f32;
     var cleared: bool;

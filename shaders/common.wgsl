@@ -225,7 +225,7 @@ struct SynOffsets {
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
-    u_at: array<vec4<u32>, 3>,
+    u_at: array<vec4<u32>, 2>,
     f_at: array<vec4<u32>, 2>,
 };
 
@@ -237,8 +237,7 @@ const S_RESERVE: u32 = 3u;
 const S_ENDO: u32 = 4u;
 const S_HANDOFF_STEP: u32 = 5u;
 const S_PULSE_LEFT: u32 = 6u;
-const S_FRESH: u32 = 7u;
-const S_MINIS: u32 = 8u;
+const S_MINIS: u32 = 7u;
 const SF_WEIGHT: u32 = 0u;
 const SF_X_F: u32 = 1u;
 const SF_X_D: u32 = 2u;

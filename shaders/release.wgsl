@@ -132,6 +132,29 @@ fn release_vesicles(ty: SynType, syn: u32, t: u32, p: f32) -> u32 {
     return n;
 }
 
+// Re-activation of a synapse that handed its receptors to the neuron pool at step `prev`
+// (§5.4): its share comes back out of the pool in this step's `gather` (the take-back
+// amounts and the C_TAKE bit), and its open fraction resumes from the hand-off value.
+// CPU twin: the take-back on a slot's `fresh` step at the start of backend::cpu::cleft,
+// the same statements; here they run at activation, so no synapse keeps its previous
+// hand-off step until `cleft`.
+fn take_back(ty: SynType, syn: u32, t: u32, prev: u32) {
+    let held = t - prev;
+    let w = sf(SF_WEIGHT, syn);
+    for (var j = 0u; j < ty.n_receptors; j = j + 1u) {
+        let rc = receptors[ty.receptor_first + j];
+        if (rc.kind != RECEPTOR_KINETIC) {
+            continue;
+        }
+        let r_h = syn_f32[soff.handoff_r + syn * soff.handoff_stride + j];
+        // The pool holds r_h·e^{-β(t - t_h)} for this step; own r at the end of the
+        // previous step is r_h·e^{-β(t - 1 - t_h)}.
+        syn_f32[soff.take + syn * soff.rec_stride + j] = rc.g_max_ns * w * r_h * pow_decay(rc.tab_beta, held);
+        syn_f32[soff.r + syn * soff.slot_stride + 2u * j] = r_h * pow_decay(rc.tab_beta, held - 1u);
+    }
+    atomicOr(&syn_flags[soff.cflags + (syn >> 5u)], 1u << (syn & 31u));
+}
+
 @compute @workgroup_size(64)
 fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     opaque_zero = params.zero;
@@ -240,15 +263,17 @@ fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         sf_set(SF_RELEASED_ACC, syn, sf(SF_RELEASED_ACC, syn) + total);
         atomicOr(&syn_flags[soff.touched + (syn >> 5u)], 1u << (syn & 31u));
     } else if (total > 0.0f) {
-        if (su(S_HANDOFF_STEP, syn) != ACTIVE) {
-            // The slot remembers the hand-off step so `cleft` can take the state back (§5.4).
-            su_set(S_FRESH, syn, su(S_HANDOFF_STEP, syn));
+        let prev = su(S_HANDOFF_STEP, syn);
+        if (prev != ACTIVE) {
             su_set(S_HANDOFF_STEP, syn, ACTIVE);
             sf_set(SF_CLEFT_MM, syn, 0.0f);
             su_set(S_PULSE_LEFT, syn, 0u);
             sf_set(SF_PULSE_QUANTA, syn, 0.0f);
             for (var j = 0u; j < soff.slot_stride; j = j + 1u) {
                 syn_f32[soff.r + syn * soff.slot_stride + j] = 0.0f;
+            }
+            if (prev != NO_HANDOFF) {
+                take_back(ty, syn, t, prev);
             }
             let at = atomicAdd(&queues[Q_ACTIVE_COUNT + parity], 1u);
             atomicStore(&queues[soff.active_list + parity * ns + at], syn);

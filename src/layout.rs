@@ -542,11 +542,11 @@ pub struct SynOffsets {
     pub _pad2: u32,
     /// Start of each section of [`syn_u32`] in `syn_u32` (section s at `u_at[s / 4][s % 4]`),
     /// or ABSENT.
-    pub u_at: [[u32; 4]; 3],
+    pub u_at: [[u32; 4]; 2],
     /// Start of each scalar section of [`syn_f32`] in `syn_f32`, or ABSENT.
     pub f_at: [[u32; 4]; 2],
 }
-const _: () = assert!(std::mem::size_of::<SynOffsets>() == 240);
+const _: () = assert!(std::mem::size_of::<SynOffsets>() == 224);
 
 /// Start of a section of the synapse image that the network does not need (not allocated).
 pub const ABSENT: u32 = u32::MAX;
@@ -580,12 +580,10 @@ pub mod syn_u32 {
     pub const HANDOFF_STEP: u32 = 5;
     /// Pulse cleft: steps left.
     pub const PULSE_LEFT: u32 = 6;
-    /// Hand-off step at activation (`Slot::fresh`).
-    pub const FRESH: u32 = 7;
     /// Miniature fusions drawn in the last step, released in this one.
-    pub const MINIS: u32 = 8;
+    pub const MINIS: u32 = 7;
     /// Number of sections.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 8;
 }
 
 /// Section index of each f32 synapse scalar in `syn_f32` (times n_synapses).

@@ -294,7 +294,6 @@ fn synapse_shader_codes_match_the_rust_codes() {
         ("S_ENDO", syn_u32::ENDO),
         ("S_HANDOFF_STEP", syn_u32::HANDOFF_STEP),
         ("S_PULSE_LEFT", syn_u32::PULSE_LEFT),
-        ("S_FRESH", syn_u32::FRESH),
         ("S_MINIS", syn_u32::MINIS),
         ("SF_WEIGHT", syn_f32::WEIGHT),
         ("SF_X_F", syn_f32::X_F),

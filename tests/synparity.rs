@@ -774,12 +774,7 @@ fn the_synapse_image_keeps_the_sections_its_types_use() {
         (
             "coba_kinetic",
             example("coba_kinetic", &[]),
-            vec![
-                syn_u32::T_LAST,
-                syn_u32::SITES,
-                syn_u32::HANDOFF_STEP,
-                syn_u32::FRESH,
-            ],
+            vec![syn_u32::T_LAST, syn_u32::SITES, syn_u32::HANDOFF_STEP],
             vec![
                 syn_f32::WEIGHT,
                 syn_f32::X_F,

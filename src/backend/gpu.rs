@@ -224,7 +224,6 @@ fn bind_synapses(
                     &im.off_buf,
                     &sh.types_buf,
                     nb.receptors,
-                    &sh.tables_buf,
                     &im.stat_buf,
                     &im.u_buf,
                     &im.f_buf,

@@ -75,7 +75,7 @@ impl SynFeatures {
             T_LAST | SITES => self.terminal,
             COMMITTED => self.arrays.any_async,
             RESERVE | ENDO => self.arrays.any_reserve,
-            HANDOFF_STEP | FRESH => self.arrays.any_cleft,
+            HANDOFF_STEP => self.arrays.any_cleft,
             PULSE_LEFT => self.pulse,
             MINIS => self.minis,
             _ => false,
@@ -409,8 +409,6 @@ fn offsets(
             ABSENT
         };
     }
-    off.u_at[2][2] = ABSENT;
-    off.u_at[2][3] = ABSENT;
     let mut at = 0u32;
     for s in 0..8 {
         off.f_at[s as usize / 4][s as usize % 4] = if s < syn_f32::COUNT && feat.has_f(s) {
@@ -509,9 +507,6 @@ impl SynHost {
         if let Some(r) = usec(syn_u32::HANDOFF_STEP) {
             u[r].copy_from_slice(&st.handoff_step[syns.clone()]);
         }
-        if let Some(r) = usec(syn_u32::FRESH) {
-            u[r].fill(ACTIVE);
-        }
         let w = fsec(syn_f32::WEIGHT).expect("weights are always in the image");
         f[w].copy_from_slice(&net.syn_weight[syns.clone()]);
         let mut active = Vec::new();
@@ -525,7 +520,9 @@ impl SynHost {
                 }
             };
             put_u(syn_u32::PULSE_LEFT, a.pulse_left);
-            put_u(syn_u32::FRESH, a.fresh);
+            // Between steps every active synapse has had its take-back (a slot's
+            // `fresh` is ACTIVE): the GPU takes back at activation, in `release`.
+            debug_assert_eq!(a.fresh, ACTIVE, "a freshly activated synapse between steps");
             let mut put_f = |s: u32, x: f32| {
                 if let Some(r) = fsec(s) {
                     f[r.start + i] = x;
@@ -682,7 +679,7 @@ impl SynHost {
                 st.active.r.extend_from_slice(&f[r0..r0 + rs]);
                 st.active.slots.push(Slot {
                     syn: (s0 + i) as u32,
-                    fresh: get_u(syn_u32::FRESH, i),
+                    fresh: ACTIVE,
                     cleft_mm: get_f(syn_f32::CLEFT_MM, i),
                     released: get_f(syn_f32::RELEASED, i),
                     pulse_left: get_u(syn_u32::PULSE_LEFT, i),

@@ -171,6 +171,8 @@ fn cleft_body(
             let first = ty.receptor_first as usize;
             let nrec = ty.n_receptors as usize;
             // Re-activation: take this synapse's share back out of the neuron pool (§5.4).
+            // (The GPU computes the same take-back at activation: `take_back` in
+            // shaders/release.wgsl, applied by `gather` in this order.)
             let prev = slot.fresh;
             if prev != ACTIVE {
                 if prev != NO_HANDOFF {
