@@ -70,8 +70,14 @@ fn sample_synapse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     } else if (code == P_ENDOSOME) {
         x = f32(su(S_ENDO, i));
     } else if (code == P_RELEASED) {
-        x = sf(SF_RELEASED_ACC, i);
-        sf_set(SF_RELEASED_ACC, i, 0.0f);
+        if (soff.f_at[SF_RELEASED_ACC / 4u][SF_RELEASED_ACC % 4u] != ABSENT) {
+            // The quanta since the last sample (`Backend::watch`), restarting from 0.
+            x = sf(SF_RELEASED_ACC, i);
+            sf_set(SF_RELEASED_ACC, i, 0.0f);
+        } else if (is_active) {
+            // Not watched: this step's quanta at an active synapse, as the CPU's sampler.
+            x = sf(SF_RELEASED, i);
+        }
     } else if (code == P_CLEFT) {
         if (is_active) {
             x = sf(SF_CLEFT_MM, i);

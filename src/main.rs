@@ -469,8 +469,15 @@ fn check(path: std::path::PathBuf, set: Vec<String>) -> Result<ExitCode> {
             per_active
         );
     }
-    let gpu_bytes = quantal::backend::gpu::image_bytes(&model, &net);
-    let syn_bytes = quantal::backend::gpu_syn::device_bytes(&model, &net);
+    // A `released` report keeps each synapse's sum since the last sample on the device.
+    let released_sums = loaded
+        .file
+        .record
+        .synapses
+        .iter()
+        .any(|r| r.variables.iter().any(|v| v == "released"));
+    let gpu_bytes = quantal::backend::gpu::image_bytes(&model, &net, released_sums);
+    let syn_bytes = quantal::backend::gpu_syn::device_bytes(&model, &net, released_sums);
     // Per synapse (the state its type uses, its queues and its share of the arrival pool
     // for the spikes in flight over the longest delay), where the synapses dominate.
     let per_synapse = if net.n_synapses() >= 10_000 {

@@ -326,7 +326,7 @@ impl Simulation {
             },
         };
         let mut backend = backend;
-        backend.watch(&probes);
+        backend.watch(&probes)?;
         let mut release_projections = Vec::new();
         let mut release_of = std::collections::HashMap::new();
         for name in f.record.releases.iter().flatten() {

@@ -433,8 +433,8 @@ fn kinetic_one_form_reports_synapses_as_the_general_cleft() {
         let mut fast = crate::common::backend_with(&text, &[]);
         let mut general = crate::common::backend_with(&text, &[]).with_general_cleft();
         assert!(quantal::backend::cpu::cleft::one_form(fast.model()));
-        fast.watch(&probes);
-        general.watch(&probes);
+        fast.watch(&probes).unwrap();
+        general.watch(&probes).unwrap();
         let (mut released, mut cleft) = (0, 0);
         for batch in 0..8 {
             let a = fast.advance(40, &probes, every).unwrap();

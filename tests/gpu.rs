@@ -54,7 +54,7 @@ fn a_network_larger_than_the_device_memory_is_refused() {
         let m = ctx.memory_bytes.expect("Vulkan reports its heaps");
         assert!(m >= 256 << 20, "{} reports {m} bytes", ctx.adapter_name());
     }
-    let need = image_bytes(&model, &net);
+    let need = image_bytes(&model, &net, false);
     // At least the synapses' static arrays (16 B each).
     assert!(need > 16.0 * 320961.0, "coba's image: {need} bytes");
     // The adapter as if it had a little less than the image needs.

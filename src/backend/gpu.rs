@@ -31,7 +31,7 @@ use super::gpu_syn::{
     async_sites, chunk_bytes, delay_classes, pool_per_neuron, projection_keys, synapses_of,
     RingShape, SynFeatures, SynHost, SynImage,
 };
-use super::{Backend, Batch, Probe, ReleaseEvent, ReleaseKind};
+use super::{Backend, Batch, Probe, ReleaseEvent, ReleaseKind, SynVar};
 use crate::error::Error;
 use crate::gpu::GpuContext;
 use crate::layout::{self, probe, queue};
@@ -406,7 +406,7 @@ fn chunk_ranges(
     if nn == 0 {
         return Ok(std::iter::once(0..0).collect());
     }
-    let feat = SynFeatures::of(model);
+    let feat = SynFeatures::with(model, shape);
     // The network's delay classes bound each chunk's; the arrival pool of a chunk holds
     // its neurons' shares.
     let classes = delay_classes(net, 0..net.n_synapses() as usize).len() as u64;
@@ -447,13 +447,14 @@ fn chunk_ranges(
 }
 
 /// Device bytes of the image of `net`: the neuron buffers and the synapse image with
-/// its rings (`gpu_syn::device_bytes`); `quantal check` prints it.
-pub fn image_bytes(model: &Model, net: &Network) -> f64 {
+/// its rings (`gpu_syn::device_bytes`, with the sums of a watched `released` probe when
+/// `released_sums`); `quantal check` prints it.
+pub fn image_bytes(model: &Model, net: &Network, released_sums: bool) -> f64 {
     net.n_neurons() as f64
         * (crate::network::BYTES_PER_NEURON
             + crate::network::BYTES_PER_NEURON_RECEPTOR * model.receptors.len() as u64)
             as f64
-        + super::gpu_syn::device_bytes(model, net) as f64
+        + super::gpu_syn::device_bytes(model, net, released_sums) as f64
 }
 
 impl GpuBackend {
@@ -514,7 +515,8 @@ impl GpuBackend {
         // Refused before anything is allocated when the adapter says its memory is too
         // small (90 % of its largest device-local heap: the driver and other programs
         // hold the rest).
-        let need = image_bytes(&model, &net);
+        // Without the `released` sums, which `watch` adds when a probe asks for them.
+        let need = image_bytes(&model, &net, false);
         if let Some(mem) = ctx.memory_bytes {
             if need > 0.9 * mem as f64 {
                 return Err(Error::Device(format!(
@@ -808,32 +810,43 @@ impl GpuBackend {
             q.write_buffer(&sh.log_buf, 0, bytemuck::cast_slice(&[0u32; 2]));
         }
         self.download()?;
+        self.rebuild_images(overflowed, true)?;
+        self.reruns += 1;
+        Ok(())
+    }
+
+    /// Builds the synapse images of chunks `which` again from the backend's state (which
+    /// the caller downloaded), with the current `shape` and, when `grow_async`, their
+    /// asynchronous rows doubled; keeps what the CPU state does not hold (the watch bits,
+    /// the `released` sums where both images have them).
+    fn rebuild_images(&mut self, which: &[usize], grow_async: bool) -> Result<(), Error> {
         let limit = self.ctx.limits.max_storage_buffer_binding_size;
-        for &k in overflowed {
+        for &k in which {
             let neurons = self.chunks[k].neurons();
             let Some(sc) = self.chunks[k].syn.as_ref() else {
                 continue;
             };
-            let cap = sc.image.off.async_cap.saturating_mul(2);
+            let cap = sc.image.off.async_cap;
             let shape = RingShape {
-                async_cap: Some(cap),
+                async_cap: Some(if grow_async {
+                    cap.saturating_mul(2)
+                } else {
+                    cap
+                }),
                 ..self.shape
             };
             let mut host = SynHost::pack(&self.model, &self.net, &self.st, &shape, &neurons);
             host.off.log_cap = self.syn.as_ref().map_or(0, |s| s.log_cap);
-            // What the CPU state does not hold: the `released` sums since the last sample
-            // and the watched flags.
             let old = sc.image.read(&self.ctx)?;
             self.readbacks += 1;
             let ns = sc.image.syns.len();
-            let acc = host
-                .off
-                .f_sec(layout::syn_f32::RELEASED_ACC)
-                .expect("the released sums are always in the image");
-            host.f[acc..acc + ns].copy_from_slice(&old.f[acc..acc + ns]);
-            let w = host.off.watch as usize;
+            let acc = layout::syn_f32::RELEASED_ACC;
+            if let (Some(a), Some(b)) = (host.off.f_sec(acc), old.off.f_sec(acc)) {
+                host.f[a..a + ns].copy_from_slice(&old.f[b..b + ns]);
+            }
             let words = ns.div_ceil(32);
-            host.flags[w..w + words].copy_from_slice(&old.flags[w..w + words]);
+            let (a, b) = (host.off.watch as usize, old.off.watch as usize);
+            host.flags[a..a + words].copy_from_slice(&old.flags[b..b + words]);
             let image = SynImage::new(&self.ctx, &host, sc.image.syns.clone(), limit)?;
             self.chunks[k].syn.as_mut().expect("synapse chunk").image = image;
         }
@@ -841,7 +854,6 @@ impl GpuBackend {
         self.shadows.clear();
         // Synapse probes are bound to the images: prepared again by the caller.
         self.sampling = None;
-        self.reruns += 1;
         Ok(())
     }
 
@@ -1105,7 +1117,12 @@ impl GpuBackend {
                 );
             }
             if let Some(sc) = &c.syn {
-                let host = SynHost::pack(&self.model, &self.net, st, &self.shape, &c.neurons());
+                // The layout of the image as it is (its asynchronous rows may have grown).
+                let shape = RingShape {
+                    async_cap: Some(sc.image.off.async_cap),
+                    ..self.shape
+                };
+                let host = SynHost::pack(&self.model, &self.net, st, &shape, &c.neurons());
                 sc.image.load(&self.ctx, &host)?;
             }
         }
@@ -1588,6 +1605,32 @@ impl Backend for GpuBackend {
                 (p.name.clone(), c[0] as u64, c[1], c[2] as u64)
             })
             .collect()
+    }
+
+    fn watch(&mut self, probes: &[Probe]) -> Result<(), Error> {
+        // Each synapse's quanta since the last sample, only while a `released` probe is
+        // watched (4 bytes per synapse); from zero, as the CPU's sums.
+        let sums = probes
+            .iter()
+            .any(|p| matches!(p, Probe::Synapse(SynVar::Released, _)));
+        if sums != self.shape.released_sums {
+            self.shape.released_sums = sums;
+            self.download()?;
+            let all: Vec<usize> = (0..self.chunks.len()).collect();
+            self.rebuild_images(&all, false)?;
+        }
+        for c in &self.chunks {
+            let Some(sc) = &c.syn else { continue };
+            if let Some(a) = sc.image.off.f_sec(layout::syn_f32::RELEASED_ACC) {
+                let zeros = vec![0f32; sc.image.syns.len()];
+                self.ctx.queue.write_buffer(
+                    &sc.image.f_buf,
+                    a as u64 * 4,
+                    bytemuck::cast_slice(&zeros),
+                );
+            }
+        }
+        Ok(())
     }
 
     fn watch_releases(&mut self, synapses: &[u32]) {

@@ -39,6 +39,8 @@ pub struct SynFeatures {
     pub minis: bool,
     /// Most receptors of any type (the take-back and contribution stride).
     pub rec_stride: usize,
+    /// Each synapse's quanta released since the last sample (`RingShape::released_sums`).
+    pub released_sums: bool,
     /// Receptor state floats per active synapse (`Model::receptor_state_stride`).
     pub slot_stride: usize,
 }
@@ -65,6 +67,15 @@ impl SynFeatures {
             } else {
                 0
             },
+            released_sums: false,
+        }
+    }
+
+    /// The sections `model` needs with the image of `shape`.
+    pub fn with(model: &Model, shape: &RingShape) -> SynFeatures {
+        SynFeatures {
+            released_sums: shape.released_sums,
+            ..SynFeatures::of(model)
         }
     }
 
@@ -86,7 +97,8 @@ impl SynFeatures {
     pub fn has_f(&self, s: u32) -> bool {
         use syn_f32::*;
         match s {
-            WEIGHT | RELEASED_ACC => true,
+            WEIGHT => true,
+            RELEASED_ACC => self.released_sums,
             X_F | X_D => self.terminal,
             CLEFT_MM | RELEASED => self.arrays.any_cleft,
             PULSE_QUANTA => self.pulse,
@@ -123,6 +135,9 @@ pub struct RingShape {
     pub async_len: u32,
     /// Entries per asynchronous row; None: from the sites of the chunk.
     pub async_cap: Option<u32>,
+    /// The image keeps each synapse's quanta released since the last sample (a
+    /// `released` probe is watched, `Backend::watch`).
+    pub released_sums: bool,
 }
 
 impl RingShape {
@@ -138,6 +153,7 @@ impl RingShape {
             ring_len: net.max_delay + 1,
             async_len: max_async + 1,
             async_cap: None,
+            released_sums: false,
         }
     }
 
@@ -214,15 +230,18 @@ pub fn delay_classes(net: &Network, syns: Range<usize>) -> Vec<u16> {
 }
 
 /// Device bytes of the synapse image of `net` (with its queues and arrival pool), as one
-/// chunk.
-pub fn device_bytes(model: &Model, net: &Network) -> u64 {
-    let r = RingShape::of(model, net);
+/// chunk; `released_sums`: with the sums of a watched `released` probe.
+pub fn device_bytes(model: &Model, net: &Network, released_sums: bool) -> u64 {
+    let r = RingShape {
+        released_sums,
+        ..RingShape::of(model, net)
+    };
     let ns = net.n_synapses() as u64;
     let nn = net.n_neurons() as u64;
     let cap = r.async_cap(model, net, 0..ns as usize) as u64;
     let classes = delay_classes(net, 0..ns as usize).len() as u64;
     let pool: u64 = pool_per_neuron(model, net).iter().sum();
-    let feat = SynFeatures::of(model);
+    let feat = SynFeatures::with(model, &r);
     chunk_bytes(ns, nn, nn, &r, &feat, cap, classes, pool)
         .iter()
         .sum()
@@ -398,7 +417,7 @@ fn offsets(
     off.async_len = shape.async_len;
     off.async_cap = shape.async_cap(model, net, syns);
     off.handoff_stride = st.handoff_stride as u32;
-    let feat = SynFeatures::of(model);
+    let feat = SynFeatures::with(model, shape);
     let n = ns as u32;
     let mut at = 0u32;
     for s in 0..syn_u32::COUNT {
@@ -484,7 +503,7 @@ impl SynHost {
         let syns = synapses_of(net, neurons);
         let (s0, ns) = (syns.start, syns.len());
         let local = |s: u32| (s as usize).checked_sub(s0).filter(|&i| i < ns);
-        let feat = SynFeatures::of(model);
+        let feat = SynFeatures::with(model, shape);
         let mut u = vec![0u32; (feat.u_words() as usize * ns).max(1)];
         let mut f = vec![0f32; (feat.f_words() as usize * ns).max(1)];
         let usec = |s: u32| off.u_sec(s).map(|a| a..a + ns);

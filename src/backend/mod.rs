@@ -164,8 +164,10 @@ pub trait Backend {
     fn profile(&self) -> Vec<(&'static str, f64)>;
 
     /// Announces the probes a run will sample, so that a backend can accumulate what a
-    /// sample sums over its interval (`released`).
-    fn watch(&mut self, _probes: &[Probe]) {}
+    /// sample sums over its interval (`released`, from zero).
+    fn watch(&mut self, _probes: &[Probe]) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// Per projection since the start: (name, evoked events, their quanta, failures).
     /// Projections with the same source, target and synapse type share their counts.

@@ -1137,7 +1137,7 @@ impl Backend for CpuBackend {
         out.append(&mut self.release_log);
     }
 
-    fn watch(&mut self, probes: &[Probe]) {
+    fn watch(&mut self, probes: &[Probe]) -> Result<(), Error> {
         self.released_since = probes
             .iter()
             .filter_map(|p| match *p {
@@ -1147,6 +1147,7 @@ impl Backend for CpuBackend {
             .collect();
         self.released_since.sort_unstable_by_key(|w| w.0);
         self.released_since.dedup_by_key(|w| w.0);
+        Ok(())
     }
 
     fn state(&mut self) -> Result<&State, Error> {
