@@ -96,7 +96,9 @@ fn spontaneous(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
                     atomicAdd(&release_log[1], 1u);
                 }
             }
-            // List the synapse for the next step (the claim stamp of step t + 1).
+            // List the synapse for the next step (its claim bit: this step's release has
+            // cleared the bits of the synapses it took, and the list is now the next
+            // step's).
             let bit = 1u << (syn & 31u);
             let old = atomicOr(&syn_flags[soff.claim + (syn >> 5u)], bit);
             if ((old & bit) == 0u) {

@@ -493,7 +493,7 @@ pub struct SynOffsets {
     /// Entries of the release log (4 words each, after a 4-word header).
     pub log_cap: u32,
     /// Rows of the asynchronous ring (longest asynchronous latency + 1; `ring_len` is
-    /// the arrival ring's, longest delay + 1).
+    /// the arrival pool's blocks, longest delay + 1).
     pub async_len: u32,
     /// Start of the take-back amounts in `syn_f32` (`rec_stride` per synapse), or ABSENT.
     pub take: u32,

@@ -6,7 +6,7 @@
 //! and one submission. Per step, in the CPU's pipeline order: `sample` and
 //! `sample_synapse` (on sampled steps), `plan_deliver`, `deliver`, `plan_release`,
 //! `release`, `decay_pools`, `plan_cleft`, `cleft`, `gather`, `integrate`, then
-//! `propagate` and `spontaneous`, each bound to that step's `StepParams` (a uniform array
+//! `propagate_count`, `propagate_scan`, `propagate` and `spontaneous`, each bound to that step's `StepParams` (a uniform array
 //! with one entry per step, 256 bytes apart). The activity-dependent kernels (deliver,
 //! release, cleft) are dispatched indirectly with workgroup counts the `plan` kernels
 //! compute from GPU counters, so nothing returns to the host inside a batch. Spikes go to
@@ -22,8 +22,8 @@
 //! range), fits one binding. Each chunk is a complete image with its own buffers and
 //! bind groups; per step the kernels run chunk by chunk (`StepParams::neuron_base` and
 //! `SynOffsets::syn_base` give the chunk's first global ids), and `propagate` of every
-//! chunk runs after `integrate` of all, over the network's spike row, scheduling the
-//! arrivals of its own synapses.
+//! chunk runs after `integrate` of all, over the network's spike row, placing the
+//! arrivals of its own synapses in its arrival pool.
 
 use super::cpu::sample::{probe_code, syn_probe_code};
 use super::cpu::step_params;
