@@ -11,6 +11,17 @@ use quantal::gpu::GpuContext;
 use quantal::state::State;
 use std::sync::Arc;
 
+/// `coba` at 1000 neurons (800 + 200) with the connection probability scaled up to keep
+/// the in-degree.
+const COBA_1K: [&str; 6] = [
+    "populations.exc.size=800",
+    "populations.inh.size=200",
+    "projections.ee.p=0.08",
+    "projections.ei.p=0.08",
+    "projections.ie.p=0.08",
+    "projections.ii.p=0.08",
+];
+
 fn example(name: &str, overrides: &[&str]) -> CpuBackend {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("networks/{name}.toml"));
@@ -197,20 +208,7 @@ fn same_on(
     ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
 )]
 fn coba_short_is_bit_identical() {
-    same_run(
-        "coba",
-        &[
-            "populations.exc.size=800",
-            "populations.inh.size=200",
-            "projections.ee.p=0.08",
-            "projections.ei.p=0.08",
-            "projections.ie.p=0.08",
-            "projections.ii.p=0.08",
-        ],
-        1000,
-        128,
-        500,
-    );
+    same_run("coba", &COBA_1K, 1000, 128, 500);
 }
 
 /// Delays drawn from 0.1-4 ms (about 40 delay classes, a pool window of 40 steps): the
@@ -229,15 +227,7 @@ fn distributed_delays_are_bit_identical() {
         "delay_ms = 0.1",
         r#"delay_ms = { dist = "uniform", low = 0.1, high = 4.0 }"#,
     );
-    let small = [
-        "populations.exc.size=800",
-        "populations.inh.size=200",
-        "projections.ee.p=0.08",
-        "projections.ei.p=0.08",
-        "projections.ie.p=0.08",
-        "projections.ii.p=0.08",
-    ];
-    let mut cpu = backend_with(&text, &small);
+    let mut cpu = backend_with(&text, &COBA_1K);
     let st = cpu.state().unwrap().clone();
     let (m, n) = (cpu.model(), cpu.network());
     let shape = RingShape::of(m, n);
@@ -247,7 +237,7 @@ fn distributed_delays_are_bit_identical() {
     assert!(host.off.classes >= 30, "{} delay classes", host.off.classes);
     assert_eq!(host.off.pool_cap, n.n_synapses(), "one entry per synapse");
     same_backends(
-        backend_with(&text, &small),
+        backend_with(&text, &COBA_1K),
         "coba, delays 0.1-4 ms",
         1000,
         128,
@@ -849,15 +839,7 @@ fn the_synapse_image_keeps_the_sections_its_types_use() {
         let want = chunk_bytes(
             ns as u64, nn as u64, nn as u64, &shape, &feat, cap, classes, pool,
         );
-        let got = [
-            host.stat.len(),
-            host.u.len(),
-            host.f.len(),
-            host.flags.len(),
-            host.queues.len(),
-        ]
-        .map(|w| 4 * w as u64);
-        assert_eq!(got, want, "{name}: buffer bytes");
+        assert_eq!(host.sizes(), want, "{name}: buffer bytes");
     }
 }
 

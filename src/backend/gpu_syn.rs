@@ -490,6 +490,17 @@ fn terminal_at(off: &SynOffsets) -> Option<[usize; 4]> {
 }
 
 impl SynHost {
+    /// Bytes of each buffer: (static, u32 state, f32 state, flags, queues).
+    pub fn sizes(&self) -> [u64; 5] {
+        [
+            self.stat.len() as u64 * 4,
+            self.u.len() as u64 * 4,
+            self.f.len() as u64 * 4,
+            self.flags.len() as u64 * 4,
+            self.queues.len() as u64 * 4,
+        ]
+    }
+
     /// The image of the incoming synapses of `neurons` in state `st`, with rings of
     /// `shape`.
     pub fn pack(
@@ -758,13 +769,7 @@ impl SynImage {
         syns: Range<usize>,
         limit: u64,
     ) -> Result<SynImage, Error> {
-        let sizes = [
-            host.stat.len() as u64 * 4,
-            host.u.len() as u64 * 4,
-            host.f.len() as u64 * 4,
-            host.flags.len() as u64 * 4,
-            host.queues.len() as u64 * 4,
-        ];
+        let sizes = host.sizes();
         let names = [
             "static synapse arrays",
             "u32 synapse state",
@@ -812,14 +817,7 @@ impl SynImage {
     /// Replaces the dynamic buffers by `host`'s, which must have their sizes (an error
     /// otherwise: a state with more arrivals in flight than this image's pool holds).
     pub fn load(&self, ctx: &GpuContext, host: &SynHost) -> Result<(), Error> {
-        let sizes = [
-            host.stat.len() as u64 * 4,
-            host.u.len() as u64 * 4,
-            host.f.len() as u64 * 4,
-            host.flags.len() as u64 * 4,
-            host.queues.len() as u64 * 4,
-        ];
-        if sizes != self.sizes {
+        if host.sizes() != self.sizes {
             return Err(Error::Device(format!(
                 "the state has more spike arrivals in flight at synapses {}..{} than the arrival pool holds ({} entries, the most the refractory periods allow): \
                  it did not come from this network's dynamics",
