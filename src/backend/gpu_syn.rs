@@ -374,27 +374,23 @@ fn offsets(
         packed[i / 2] |= class_of[d as usize] << (16 * (i % 2));
     }
     stat.extend_from_slice(&packed);
-    // The outgoing synapses of every neuron of the network that land in this chunk, and
-    // the arrivals they can have in flight at once (`pool_per_neuron`).
+    // The outgoing synapses of every neuron of the network that land in this chunk.
     off.out_offsets = stat.len() as u32;
     let mut out_syn = Vec::with_capacity(ns);
-    let window = pool_window(net);
-    let mut pool = 0u64;
     stat.push(0);
     for n in 0..nn {
-        let k = spikes_in(&model.pops[net.neuron_pop[n] as usize].gpu, window);
         for o in net.out_offsets[n]..net.out_offsets[n + 1] {
             let s = net.out_syn[o as usize] as usize;
             if syns.contains(&s) {
                 out_syn.push((s - s0) as u32);
-                pool += k;
             }
         }
         stat.push(out_syn.len() as u32);
     }
-    // A state that did not come from this network's dynamics may hold more arrivals in
-    // flight than the refractory periods allow: its pool holds them (and `propagate`
-    // stops the run if it would overwrite one).
+    // The arrivals the chunk's synapses can have in flight at once; a state that did not
+    // come from this network's dynamics may hold more than the refractory periods allow:
+    // then the pool holds those (and `propagate` stops the run if it would overwrite one).
+    let mut pool: u64 = pool_per_neuron(model, net)[neurons.clone()].iter().sum();
     let live = st
         .ring
         .iter()
