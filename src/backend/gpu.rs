@@ -6,10 +6,11 @@
 //! and one submission. Per step, in the CPU's pipeline order: `sample` and
 //! `sample_synapse` (on sampled steps), `plan_deliver`, `deliver`, `plan_release`,
 //! `release`, `decay_pools`, `plan_cleft`, `cleft`, `gather`, `integrate`, then
-//! `propagate_count`, `propagate_scan`, `propagate` and `spontaneous`, each bound to that step's `StepParams` (a uniform array
-//! with one entry per step, 256 bytes apart). The activity-dependent kernels (deliver,
-//! release, cleft) are dispatched indirectly with workgroup counts the `plan` kernels
-//! compute from GPU counters, so nothing returns to the host inside a batch. Spikes go to
+//! `propagate_count`, `propagate_scan`, `propagate` and `spontaneous`, each bound to that
+//! step's `StepParams` (a uniform array with one entry per step, 256 bytes apart). The
+//! activity-dependent kernels (deliver, release, cleft) are dispatched indirectly with
+//! workgroup counts the `plan` kernels compute from GPU counters, so nothing returns to
+//! the host inside a batch. Spikes go to
 //! a ring of bit rows (a bit per neuron of the network; atomicOr, exact and order-free),
 //! samples to a ring of rows, and the batch's counters (events, quanta, evoked releases
 //! per projection, the release log, overflow and non-finite records) are read back once
@@ -1614,10 +1615,13 @@ impl Backend for GpuBackend {
             .iter()
             .any(|p| matches!(p, Probe::Synapse(SynVar::Released, _)));
         if sums != self.shape.released_sums {
-            self.shape.released_sums = sums;
             self.download()?;
+            self.shape.released_sums = sums;
             let all: Vec<usize> = (0..self.chunks.len()).collect();
-            self.rebuild_images(&all, false)?;
+            if let Err(e) = self.rebuild_images(&all, false) {
+                self.shape.released_sums = !sums;
+                return Err(e);
+            }
         }
         for c in &self.chunks {
             let Some(sc) = &c.syn else { continue };
