@@ -74,3 +74,47 @@ fn a_network_larger_than_the_device_memory_is_refused() {
         assert!(err.contains(part), "`{part}` not in: {err}");
     }
 }
+
+/// A `released` probe adds each synapse's sum to the device image: `watch` refuses it,
+/// with both sizes, when the adapter's memory holds the image without the sums but not
+/// with them, and the backend still runs without them.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn released_sums_past_the_device_memory_are_refused() {
+    use quantal::backend::gpu::{image_bytes, GpuBackend};
+    use quantal::backend::{Backend, Probe, SynVar};
+    use std::sync::Arc;
+    let cpu = crate::common::backend_with(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba.toml"),
+        )
+        .unwrap(),
+        &[],
+    );
+    let (model, net) = (
+        Arc::new(cpu.model().clone()),
+        Arc::new(cpu.network().clone()),
+    );
+    let mut ctx = quantal::gpu::GpuContext::new(None).unwrap_or_else(|e| panic!("{e}"));
+    let (without, with) = (
+        image_bytes(&model, &net, false),
+        image_bytes(&model, &net, true),
+    );
+    assert!(with > without + 4.0 * 320961.0 - 1.0, "{without} {with}");
+    // 90 % of the memory lies between the two sizes.
+    ctx.memory_bytes = Some(((without + with) / 2.0 / 0.9) as u64);
+    let mut gpu = GpuBackend::new(ctx, model, net).unwrap_or_else(|e| panic!("{e}"));
+    let err = gpu
+        .watch(&[Probe::Synapse(SynVar::Released, 7)])
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("the sums of the `released` report") && err.contains("--backend cpu"),
+        "{err}"
+    );
+    gpu.watch(&[]).unwrap();
+    gpu.advance(20, &[], 1).unwrap();
+}

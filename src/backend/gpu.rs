@@ -447,6 +447,36 @@ fn chunk_ranges(
     Ok(out)
 }
 
+/// Refuses, before anything is allocated, an image of `net` (with the `released` sums
+/// when `released_sums`) that the adapter says its memory cannot hold: more than 90 % of
+/// its largest device-local heap (the driver and other programs hold the rest).
+fn fits_memory(
+    ctx: &GpuContext,
+    model: &Model,
+    net: &Network,
+    released_sums: bool,
+) -> Result<(), Error> {
+    let need = image_bytes(model, net, released_sums);
+    if let Some(mem) = ctx.memory_bytes {
+        if need > 0.9 * mem as f64 {
+            return Err(Error::Device(format!(
+                "the network's device image needs about {} ({} neurons, {} synapses with their rings{}), more than 90 % of the {} of device memory of {}; run it with --backend cpu or make it smaller",
+                crate::network::bytes_text(need),
+                net.n_neurons(),
+                net.n_synapses(),
+                if released_sums {
+                    " and the sums of the `released` report"
+                } else {
+                    ""
+                },
+                crate::network::bytes_text(mem as f64),
+                ctx.adapter_name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Device bytes of the image of `net`: the neuron buffers and the synapse image with
 /// its rings (`gpu_syn::device_bytes`, with the sums of a watched `released` probe when
 /// `released_sums`); `quantal check` prints it.
@@ -513,23 +543,9 @@ impl GpuBackend {
         max_binding_bytes: u64,
         shape: RingShape,
     ) -> Result<Self, Error> {
-        // Refused before anything is allocated when the adapter says its memory is too
-        // small (90 % of its largest device-local heap: the driver and other programs
-        // hold the rest).
         // Without the `released` sums, which `watch` adds when a probe asks for them.
+        fits_memory(&ctx, &model, &net, false)?;
         let need = image_bytes(&model, &net, false);
-        if let Some(mem) = ctx.memory_bytes {
-            if need > 0.9 * mem as f64 {
-                return Err(Error::Device(format!(
-                    "the network's device image needs about {} ({} neurons, {} synapses with their rings), more than 90 % of the {} of device memory of {}; run it with --backend cpu or make it smaller",
-                    crate::network::bytes_text(need),
-                    net.n_neurons(),
-                    net.n_synapses(),
-                    crate::network::bytes_text(mem as f64),
-                    ctx.adapter_name()
-                )));
-            }
-        }
         let st = State::new(&model, &net);
         let nn = net.n_neurons() as u64;
         let nr = model.receptors.len() as u64;
@@ -1615,6 +1631,7 @@ impl Backend for GpuBackend {
             .iter()
             .any(|p| matches!(p, Probe::Synapse(SynVar::Released, _)));
         if sums != self.shape.released_sums {
+            fits_memory(&self.ctx, &self.model, &self.net, sums)?;
             self.download()?;
             self.shape.released_sums = sums;
             let all: Vec<usize> = (0..self.chunks.len()).collect();
