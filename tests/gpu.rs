@@ -28,6 +28,28 @@ fn wgpu_finds_an_adapter() {
     }
 }
 
+/// `coba`'s model and network, and a context on the adapter (whose memory a test may
+/// pretend is smaller).
+fn coba_on_the_adapter() -> (
+    std::sync::Arc<quantal::model::Model>,
+    std::sync::Arc<quantal::network::Network>,
+    quantal::gpu::GpuContext,
+) {
+    let cpu = crate::common::backend_with(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba.toml"),
+        )
+        .unwrap(),
+        &[],
+    );
+    let ctx = quantal::gpu::GpuContext::new(None).unwrap_or_else(|e| panic!("{e}"));
+    (
+        std::sync::Arc::new(cpu.model().clone()),
+        std::sync::Arc::new(cpu.network().clone()),
+        ctx,
+    )
+}
+
 /// A network whose device image exceeds the adapter's memory is refused before anything
 /// is allocated, with its size and the adapter's; Vulkan adapters report their memory.
 #[test]
@@ -37,19 +59,7 @@ fn wgpu_finds_an_adapter() {
 )]
 fn a_network_larger_than_the_device_memory_is_refused() {
     use quantal::backend::gpu::{image_bytes, GpuBackend};
-    use std::sync::Arc;
-    let cpu = crate::common::backend_with(
-        &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba.toml"),
-        )
-        .unwrap(),
-        &[],
-    );
-    let (model, net) = (
-        Arc::new(cpu.model().clone()),
-        Arc::new(cpu.network().clone()),
-    );
-    let mut ctx = quantal::gpu::GpuContext::new(None).unwrap_or_else(|e| panic!("{e}"));
+    let (model, net, mut ctx) = coba_on_the_adapter();
     if ctx.info.backend == wgpu::Backend::Vulkan {
         let m = ctx.memory_bytes.expect("Vulkan reports its heaps");
         assert!(m >= 256 << 20, "{} reports {m} bytes", ctx.adapter_name());
@@ -86,19 +96,7 @@ fn a_network_larger_than_the_device_memory_is_refused() {
 fn released_sums_past_the_device_memory_are_refused() {
     use quantal::backend::gpu::{image_bytes, GpuBackend};
     use quantal::backend::{Backend, Probe, SynVar};
-    use std::sync::Arc;
-    let cpu = crate::common::backend_with(
-        &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba.toml"),
-        )
-        .unwrap(),
-        &[],
-    );
-    let (model, net) = (
-        Arc::new(cpu.model().clone()),
-        Arc::new(cpu.network().clone()),
-    );
-    let mut ctx = quantal::gpu::GpuContext::new(None).unwrap_or_else(|e| panic!("{e}"));
+    let (model, net, mut ctx) = coba_on_the_adapter();
     let (without, with) = (
         image_bytes(&model, &net, false),
         image_bytes(&model, &net, true),
