@@ -827,7 +827,7 @@ fn the_synapse_image_keeps_the_sections_its_types_use() {
             (off.contrib as usize + off.rec_stride as usize * ns).max(1),
             "{name}: syn_f32"
         );
-        let feat = SynFeatures::with(m, &shape);
+        let feat = SynFeatures::of(m, &shape);
         let cap = shape.async_cap(m, n, 0..ns) as u64;
         let classes = delay_classes(n, 0..ns).len() as u64;
         let pool: u64 = pool_per_neuron(m, n).iter().sum();

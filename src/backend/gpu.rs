@@ -407,7 +407,7 @@ fn chunk_ranges(
     if nn == 0 {
         return Ok(std::iter::once(0..0).collect());
     }
-    let feat = SynFeatures::with(model, shape);
+    let feat = SynFeatures::of(model, shape);
     // The network's delay classes bound each chunk's; the arrival pool of a chunk holds
     // its neurons' shares.
     let classes = delay_classes(net, 0..net.n_synapses() as usize).len() as u64;

@@ -46,8 +46,9 @@ pub struct SynFeatures {
 }
 
 impl SynFeatures {
-    /// The sections `model` needs.
-    pub fn of(model: &Model) -> SynFeatures {
+    /// The sections `model` needs in an image of `shape` (which says whether it keeps
+    /// the `released` sums).
+    pub fn of(model: &Model, shape: &RingShape) -> SynFeatures {
         let arrays = SynapseArrays::of(model);
         let types = &model.syn_types;
         SynFeatures {
@@ -67,15 +68,7 @@ impl SynFeatures {
             } else {
                 0
             },
-            released_sums: false,
-        }
-    }
-
-    /// The sections `model` needs with the image of `shape`.
-    pub fn with(model: &Model, shape: &RingShape) -> SynFeatures {
-        SynFeatures {
             released_sums: shape.released_sums,
-            ..SynFeatures::of(model)
         }
     }
 
@@ -241,7 +234,7 @@ pub fn device_bytes(model: &Model, net: &Network, released_sums: bool) -> u64 {
     let cap = r.async_cap(model, net, 0..ns as usize) as u64;
     let classes = delay_classes(net, 0..ns as usize).len() as u64;
     let pool: u64 = pool_per_neuron(model, net).iter().sum();
-    let feat = SynFeatures::with(model, &r);
+    let feat = SynFeatures::of(model, &r);
     chunk_bytes(ns, nn, nn, &r, &feat, cap, classes, pool)
         .iter()
         .sum()
@@ -413,7 +406,7 @@ fn offsets(
     off.async_len = shape.async_len;
     off.async_cap = shape.async_cap(model, net, syns);
     off.handoff_stride = st.handoff_stride as u32;
-    let feat = SynFeatures::with(model, shape);
+    let feat = SynFeatures::of(model, shape);
     let n = ns as u32;
     let mut at = 0u32;
     for s in 0..syn_u32::COUNT {
@@ -510,7 +503,7 @@ impl SynHost {
         let syns = synapses_of(net, neurons);
         let (s0, ns) = (syns.start, syns.len());
         let local = |s: u32| (s as usize).checked_sub(s0).filter(|&i| i < ns);
-        let feat = SynFeatures::with(model, shape);
+        let feat = SynFeatures::of(model, shape);
         let mut u = vec![0u32; (feat.u_words() as usize * ns).max(1)];
         let mut f = vec![0f32; (feat.f_words() as usize * ns).max(1)];
         let usec = |s: u32| off.u_sec(s).map(|a| a..a + ns);
