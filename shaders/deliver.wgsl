@@ -17,16 +17,9 @@
 @group(0) @binding(3) var<storage, read_write> syn_flags: array<atomic<u32>>;
 @group(0) @binding(4) var<storage, read_write> queues: array<atomic<u32>>;
 
-// Lists synapse `syn` in the to-do list unless already listed (its claim bit; `release`
-// clears it).
-fn claim(syn: u32) {
-    let bit = 1u << (syn & 31u);
-    let old = atomicOr(&syn_flags[soff.claim + (syn >> 5u)], bit);
-    if ((old & bit) == 0u) {
-        let at = atomicAdd(&queues[Q_TODO_COUNT], 1u);
-        atomicStore(&queues[soff.todo + at], syn);
-    }
-}
+// Declared for events.wgsl's release log, which this kernel does not write: not in its
+// bind group.
+@group(0) @binding(5) var<storage, read_write> release_log: array<atomic<u32>>;
 
 @compute @workgroup_size(64)
 fn deliver(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

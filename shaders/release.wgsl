@@ -28,26 +28,7 @@
 // Log codes besides the site of an asynchronous fusion.
 const LOG_SPIKE: u32 = 0xFFFFFFFFu;
 
-// Appends a release of a watched synapse to the log (an overflow is counted).
-fn log_release(t: u32, syn: u32, code: u32, q: f32) {
-    let at = atomicAdd(&release_log[0], 1u);
-    if (at < soff.log_cap) {
-        let w = 4u + at * 4u;
-        atomicStore(&release_log[w], t);
-        atomicStore(&release_log[w + 1u], soff.syn_base + syn);
-        atomicStore(&release_log[w + 2u], code);
-        atomicStore(&release_log[w + 3u], bitcast<u32>(q));
-    } else {
-        atomicAdd(&release_log[1], 1u);
-    }
-}
-
 // Adds q (quanta, ≥ 0) in 2^-16 units to the 64-bit counter at word `at` of `evoked`.
-// True when synapse `syn`'s releases are logged one by one (its bit of the watch words).
-fn watched(syn: u32) -> bool {
-    return ((atomicLoad(&syn_flags[soff.watch + (syn >> 5u)]) >> (syn & 31u)) & 1u) != 0u;
-}
-
 fn add_quanta(at: u32, q: f32) {
     let q16 = u32(round_half_away(q * 65536.0f));
     let lo = atomicAdd(&evoked[at], q16);

@@ -84,27 +84,12 @@ fn spontaneous(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
                 su_set(S_ENDO, syn, su(S_ENDO, syn) + 1u);
             }
             su_set(S_MINIS, syn, su(S_MINIS, syn) + 1u);
-            if (((atomicLoad(&syn_flags[soff.watch + (syn >> 5u)]) >> (syn & 31u)) & 1u) != 0u) {
-                let at = atomicAdd(&release_log[0], 1u);
-                if (at < soff.log_cap) {
-                    let w = 4u + at * 4u;
-                    atomicStore(&release_log[w], t);
-                    atomicStore(&release_log[w + 1u], soff.syn_base + syn);
-                    atomicStore(&release_log[w + 2u], LOG_MINI);
-                    atomicStore(&release_log[w + 3u], bitcast<u32>(1.0f));
-                } else {
-                    atomicAdd(&release_log[1], 1u);
-                }
+            if (watched(syn)) {
+                log_release(t, syn, LOG_MINI, 1.0f);
             }
-            // List the synapse for the next step (its claim bit: this step's release has
-            // cleared the bits of the synapses it took, and the list is now the next
-            // step's).
-            let bit = 1u << (syn & 31u);
-            let old = atomicOr(&syn_flags[soff.claim + (syn >> 5u)], bit);
-            if ((old & bit) == 0u) {
-                let at = atomicAdd(&queues[Q_TODO_COUNT], 1u);
-                atomicStore(&queues[soff.todo + at], syn);
-            }
+            // List the synapse for the next step: this step's release has cleared the
+            // claim bits of the synapses it took, and the list is now the next step's.
+            claim(syn);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The WGSL sources. Each kernel file in `shaders/` is compiled with `common.wgsl`,
-//! `philox.wgsl` and `math.wgsl` prepended (WGSL has no includes), and `terminal.wgsl`
-//! for the kernels that advance presynaptic terminals.
+//! `philox.wgsl` and `math.wgsl` prepended (WGSL has no includes), `terminal.wgsl` for
+//! the kernels that advance presynaptic terminals and `events.wgsl` for those that list
+//! synapses with events or log releases.
 
 use crate::error::Error;
 
@@ -45,6 +46,14 @@ pub const TERMINAL: &str = include_str!("../../shaders/terminal.wgsl");
 /// terminal.wgsl uses).
 pub const WITH_TERMINAL: [&str; 4] = ["release", "cleft", "spontaneous", "sample_synapse"];
 
+/// The to-do list and the release log (`claim`, `watched`, `log_release`), prepended to
+/// the kernels of [`WITH_EVENTS`].
+pub const EVENTS: &str = include_str!("../../shaders/events.wgsl");
+
+/// Kernels that list synapses with events or log releases (they declare the bindings
+/// events.wgsl uses).
+pub const WITH_EVENTS: [&str; 3] = ["deliver", "release", "spontaneous"];
+
 /// The full source of kernel `name`: the shared files, then the kernel.
 pub fn source(name: &str) -> Result<String, Error> {
     let kernel = KERNELS
@@ -57,5 +66,12 @@ pub fn source(name: &str) -> Result<String, Error> {
     } else {
         ""
     };
-    Ok(format!("{COMMON}\n{PHILOX}\n{MATH}\n{terminal}\n{kernel}"))
+    let events = if WITH_EVENTS.contains(&name) {
+        EVENTS
+    } else {
+        ""
+    };
+    Ok(format!(
+        "{COMMON}\n{PHILOX}\n{MATH}\n{terminal}\n{events}\n{kernel}"
+    ))
 }
