@@ -754,8 +754,9 @@ fn validate(
         r.steps
     );
     say!(
-        "one step from identical state, at {} steps (every {check_every}):",
-        r.kernel_checks.len()
+        "one step from identical state, at {} step{} (every {check_every}):",
+        r.kernel_checks.len(),
+        if r.kernel_checks.len() == 1 { "" } else { "s" }
     );
     let show = |b: &quantal::validate::BufferDiff| {
         let unit = if b.buffer.starts_with("u32 ") {
@@ -764,9 +765,18 @@ fn validate(
             " ULP"
         };
         match &b.worst {
-            None => say!("  {:<12} {:<22} identical", b.kernel, b.buffer),
+            None if b.values == 0 => {
+                say!("  {:<12} {:<30} empty on both backends", b.kernel, b.buffer)
+            }
+            None => say!(
+                "  {:<12} {:<30} identical ({} value{})",
+                b.kernel,
+                b.buffer,
+                b.values,
+                if b.values == 1 { "" } else { "s" }
+            ),
             Some((i, c, g)) => say!(
-                "  {:<12} {:<22} max {}{unit} at element {i} (CPU {c}, GPU {g})",
+                "  {:<12} {:<30} max {}{unit} at element {i} (CPU {c}, GPU {g})",
                 b.kernel,
                 b.buffer,
                 b.max_diff

@@ -45,6 +45,9 @@ pub struct BufferDiff {
     pub buffer: &'static str,
     /// Largest difference: ULP for floats, |a - b| for integers.
     pub max_diff: u64,
+    /// Values compared (the most of any check; 0: the buffer was empty on both backends,
+    /// a variable the network does not use or, such as the active synapses, had none).
+    pub values: usize,
     /// Element of the largest difference, with the CPU and GPU values.
     pub worst: Option<(usize, String, String)>,
 }
@@ -100,6 +103,7 @@ fn diff_by<T>(
         kernel,
         buffer,
         max_diff: 0,
+        values: x.len().max(y.len()),
         worst: None,
     };
     if x.len() != y.len() {
@@ -240,13 +244,13 @@ fn compare(c: &State, g: &State) -> Vec<BufferDiff> {
         ),
         diff_u32(
             "propagate",
-            "u32 arrival ring",
+            "u32 arrivals by due step",
             &flat(&c.ring),
             &flat(&g.ring),
         ),
         diff_u32(
             "release",
-            "u32 asynchronous ring",
+            "u32 async fusions by due step",
             &flat2(&c.ring_async),
             &flat2(&g.ring_async),
         ),
@@ -265,9 +269,11 @@ fn merge(into: &mut Vec<BufferDiff>, new: Vec<BufferDiff>) {
         return;
     }
     for (a, b) in into.iter_mut().zip(new) {
+        let values = a.values.max(b.values);
         if b.max_diff > a.max_diff {
             *a = b;
         }
+        a.values = values;
     }
 }
 

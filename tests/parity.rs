@@ -641,8 +641,8 @@ fn validate_command_passes_on_lavapipe() {
 }
 
 /// Runs `quantal` with `args` (a `validate` command) and checks what a passing run
-/// prints: exit 0, all 62 buffer lines identical (after one step and at the end), PASS.
-/// Returns the output.
+/// prints: exit 0, all 62 buffer lines identical or empty on both backends (after one
+/// step and at the end), some of them with values, PASS. Returns the output.
 fn validate_passes(args: &[&str]) -> String {
     let o = crate::common::quantal(args);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -652,13 +652,16 @@ fn validate_passes(args: &[&str]) -> String {
         "{out}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(out.matches(" identical\n").count(), 62, "{out}");
+    let identical = out.matches(" identical (").count();
+    let empty = out.matches(" empty on both backends\n").count();
+    assert_eq!(identical + empty, 62, "{out}");
+    assert!(identical > 0, "{out}");
     assert!(out.contains("PASS"), "{out}");
     out
 }
 
 /// The large example network (100 000 neurons, 10 million synapses, a device image of
-/// about 1.8 GB) validates on lavapipe over 10 steps: every buffer identical after one
+/// about 414 MiB) validates on lavapipe over 10 steps: every buffer identical after one
 /// step and at the end, and the same spikes (about 40 Hz from the start: thousands).
 #[test]
 #[cfg_attr(
