@@ -573,8 +573,23 @@ fn bench(
             0
         };
     let dynamic_b = est.bytes_per_synapse - static_b;
+    // The GPU advances its own image (DESIGN.md deviation: README "Backends").
+    let image = b.device_image_bytes();
+    let per_synapse = match image {
+        Some((neurons, synapses)) => format!(
+            "device image {} ({} neurons, {} synapses: {:.1} B per synapse)",
+            gib((neurons + synapses) as f64),
+            gib(neurons as f64),
+            gib(synapses as f64),
+            synapses as f64 / sim.net.n_synapses().max(1) as f64
+        ),
+        None => format!(
+            "{} B per synapse ({static_b} static, {dynamic_b} dynamic)",
+            est.bytes_per_synapse
+        ),
+    };
     say!(
-        "  {} ns per event, {:.1} ns per neuron-step{}; {} B per synapse ({static_b} static, {dynamic_b} dynamic)",
+        "  {} ns per event, {:.1} ns per neuron-step{}; {per_synapse}",
         if events > 0 {
             format!("{:.0}", wall * 1e9 / events as f64)
         } else {
@@ -584,7 +599,6 @@ fn bench(
         active
             .map(|a| format!(", {:.3e} active synapse-steps/s", a as f64 / wall))
             .unwrap_or_default(),
-        est.bytes_per_synapse
     );
     if let (Some((s0, r0)), Some((s1, r1))) = (traffic0, b.traffic()) {
         let sim_s = (steps as f64 * dt / 1000.0).max(1e-12);
@@ -621,7 +635,7 @@ fn bench(
             .map(|(k, t)| format!("\"{k}\": {t:e}"))
             .collect();
         let text = format!(
-            "{{\n  \"network\": {:?},\n  \"backend\": {:?},\n  \"device\": {:?},\n  \"neurons\": {},\n  \"synapses\": {},\n  \"build_s\": {build_s:e},\n  \"steps\": {steps},\n  \"warmup\": {warmup},\n  \"dt_ms\": {dt},\n  \"wall_s\": {wall:e},\n  \"steps_per_s\": {:e},\n  \"realtime_factor\": {:e},\n  \"events\": {events},\n  \"ns_per_event\": {},\n  \"ns_per_neuron_step\": {:e},\n  \"quanta\": {quanta:e},\n  \"spikes\": {spikes},\n  \"submissions\": {subs},\n  \"readbacks\": {reads},\n  \"peak_rss_bytes\": {},\n  \"active_synapse_steps\": {},\n  \"bytes_per_synapse_static\": {static_b},\n  \"bytes_per_synapse_dynamic\": {dynamic_b},\n  \"kernel_s\": {{{}}}\n}}\n",
+            "{{\n  \"network\": {:?},\n  \"backend\": {:?},\n  \"device\": {:?},\n  \"neurons\": {},\n  \"synapses\": {},\n  \"build_s\": {build_s:e},\n  \"steps\": {steps},\n  \"warmup\": {warmup},\n  \"dt_ms\": {dt},\n  \"wall_s\": {wall:e},\n  \"steps_per_s\": {:e},\n  \"realtime_factor\": {:e},\n  \"events\": {events},\n  \"ns_per_event\": {},\n  \"ns_per_neuron_step\": {:e},\n  \"quanta\": {quanta:e},\n  \"spikes\": {spikes},\n  \"submissions\": {subs},\n  \"readbacks\": {reads},\n  \"peak_rss_bytes\": {},\n  \"active_synapse_steps\": {},\n  \"bytes_per_synapse_static\": {static_b},\n  \"bytes_per_synapse_dynamic\": {dynamic_b},\n  \"device_image_bytes\": {},\n  \"kernel_s\": {{{}}}\n}}\n",
             path.display().to_string(),
             b.name(),
             b.device(),
@@ -633,6 +647,9 @@ fn bench(
             wall * 1e9 / neuron_steps.max(1.0),
             peak_rss.map(|p| p.to_string()).unwrap_or_else(|| "null".into()),
             active.map(|a| a.to_string()).unwrap_or_else(|| "null".into()),
+            image
+                .map(|(n, s)| format!("{{\"neurons\": {n}, \"synapses\": {s}}}"))
+                .unwrap_or_else(|| "null".into()),
             kernels.join(", ")
         );
         std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;

@@ -85,6 +85,55 @@ fn a_network_larger_than_the_device_memory_is_refused() {
     }
 }
 
+/// The device image the GPU backend allocates is the size `quantal check` prints and the
+/// memory check uses (`image_bytes`), and `quantal bench --backend gpu` reports it.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn the_device_image_is_the_size_check_predicts() {
+    use quantal::backend::gpu::{image_bytes, GpuBackend};
+    use quantal::backend::gpu_syn::device_bytes;
+    use quantal::backend::Backend;
+    let (model, net, ctx) = coba_on_the_adapter();
+    let predicted = (
+        image_bytes(&model, &net, false),
+        device_bytes(&model, &net, false),
+    );
+    let gpu = GpuBackend::new(ctx, model, net).unwrap_or_else(|e| panic!("{e}"));
+    let (neurons, synapses) = gpu.device_image_bytes().expect("the GPU reports its image");
+    assert_eq!(synapses, predicted.1);
+    assert_eq!((neurons + synapses) as f64, predicted.0);
+    drop(gpu);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let o = crate::common::quantal(&[
+        "bench",
+        "networks/coba.toml",
+        "--backend",
+        "gpu",
+        "--steps",
+        "20",
+        "--warmup",
+        "5",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let per = format!("{:.1} B per synapse)", synapses as f64 / 320961.0);
+    assert!(
+        out.contains("device image ") && out.contains(&per),
+        "{per} not in:\n{out}"
+    );
+    assert!(out.contains("submissions and"), "{out}");
+    let j = std::fs::read_to_string(&json).unwrap();
+    let field =
+        format!("\"device_image_bytes\": {{\"neurons\": {neurons}, \"synapses\": {synapses}}}");
+    assert!(j.contains(&field), "{field} not in {j}");
+}
+
 /// A `released` probe adds each synapse's sum to the device image: `watch` refuses it,
 /// with both sizes, when the adapter's memory holds the image without the sums but not
 /// with them, and the backend still runs without them.

@@ -70,6 +70,8 @@ struct Chunk {
     g_buf: wgpu::Buffer,
     f32_buf: wgpu::Buffer,
     u32_buf: wgpu::Buffer,
+    /// Bytes of the chunk's static neuron image (populations, inputs, spike times).
+    static_bytes: u64,
     decay_groups: Vec<wgpu::BindGroup>,
     integrate_groups: Vec<wgpu::BindGroup>,
     /// Probes of this chunk: (code, neuron in the chunk, column, 0), and their bind groups.
@@ -477,15 +479,29 @@ fn fits_memory(
     Ok(())
 }
 
-/// Device bytes of the image of `net`: the neuron buffers and the synapse image with
-/// its rings (`gpu_syn::device_bytes`, with the sums of a watched `released` probe when
-/// `released_sums`); `quantal check` prints it.
+/// Device bytes of the neuron part of the image of `net` as one chunk: the state arrays
+/// (`layout::neuron_f32`, `neuron_u32`, two conductances per receptor), the static image
+/// (populations, inputs, spike times) and the spike rows of a batch of [`DEFAULT_BATCH`]
+/// steps with their two staging copies.
+pub fn neuron_bytes(model: &Model, net: &Network) -> u64 {
+    let nn = net.n_neurons() as u64;
+    let nr = model.receptors.len() as u64;
+    // A buffer is never empty (`GpuContext::storage`).
+    let buf = |b: u64| if b == 0 { 16 } else { b };
+    let state = buf(nn * neuron_f32::COUNT as u64 * 4)
+        + buf(nn * neuron_u32::COUNT as u64 * 4)
+        + buf(nn * 2 * nr * 4);
+    let stat = buf(static_image(net, 0, nn as usize).0.len() as u64 * 4);
+    let spike_words = nn.div_ceil(32).max(1);
+    state + stat + 3 * (DEFAULT_BATCH as u64 * spike_words + 3) * 4
+}
+
+/// Device bytes of the image of `net`: the neuron part ([`neuron_bytes`]) and the
+/// synapse image with its rings (`gpu_syn::device_bytes`, with the sums of a watched
+/// `released` probe when `released_sums`); `quantal check` prints it,
+/// [`Backend::device_image_bytes`] reports what a backend allocated.
 pub fn image_bytes(model: &Model, net: &Network, released_sums: bool) -> f64 {
-    net.n_neurons() as f64
-        * (crate::network::BYTES_PER_NEURON
-            + crate::network::BYTES_PER_NEURON_RECEPTOR * model.receptors.len() as u64)
-            as f64
-        + super::gpu_syn::device_bytes(model, net, released_sums) as f64
+    neuron_bytes(model, net) as f64 + super::gpu_syn::device_bytes(model, net, released_sums) as f64
 }
 
 impl GpuBackend {
@@ -722,6 +738,7 @@ impl GpuBackend {
                 g_buf,
                 f32_buf,
                 u32_buf,
+                static_bytes: static_buf.size(),
                 decay_groups,
                 integrate_groups,
                 probes: Vec::new(),
@@ -1599,6 +1616,19 @@ impl Backend for GpuBackend {
 
     fn traffic(&self) -> Option<(u64, u64)> {
         Some((self.submissions, self.readbacks))
+    }
+
+    fn device_image_bytes(&self) -> Option<(u64, u64)> {
+        let mut neurons =
+            self.spike_buf.size() + self.spike_staging.iter().map(|b| b.size()).sum::<u64>();
+        let mut synapses = 0;
+        for c in &self.chunks {
+            neurons += c.f32_buf.size() + c.u32_buf.size() + c.g_buf.size() + c.static_bytes;
+            if let Some(sc) = &c.syn {
+                synapses += sc.image.bytes();
+            }
+        }
+        Some((neurons, synapses))
     }
 
     fn profile(&self) -> Vec<(&'static str, f64)> {

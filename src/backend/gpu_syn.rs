@@ -821,6 +821,22 @@ impl SynImage {
         Ok(())
     }
 
+    /// Bytes of the image's buffers as allocated: static, state, flags, queues and rings
+    /// (what [`chunk_bytes`] predicts; the offsets uniform and the dispatch arguments,
+    /// 300 bytes, apart).
+    pub fn bytes(&self) -> u64 {
+        [
+            &self.stat_buf,
+            &self.u_buf,
+            &self.f_buf,
+            &self.flags_buf,
+            &self.queues_buf,
+        ]
+        .iter()
+        .map(|b| b.size())
+        .sum()
+    }
+
     /// Reads the buffers back.
     pub fn read(&self, ctx: &GpuContext) -> Result<SynHost, Error> {
         let bufs = [

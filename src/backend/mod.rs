@@ -186,6 +186,13 @@ pub trait Backend {
         None
     }
 
+    /// Bytes of the device image as allocated (GPU; None for the CPU): the neuron part
+    /// (state, static image, spike rows and their staging) and the synapse images with
+    /// their queues and rings, as `backend::gpu::image_bytes` predicts them.
+    fn device_image_bytes(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// Advances `n_steps` steps, sampling `probes` at the start of every step s with
     /// s % sample_every == 0. The GPU backend encodes the whole batch in one submission
     /// and reads it back once; this default runs [`Backend::step`] n times.
