@@ -5,7 +5,8 @@
 // pool (layout::SynOffsets), grouped by delay class, in three entry points:
 // `propagate_count` counts them per class, `propagate_scan` places the block at the
 // pool's head, and `propagate` writes each arrival into its class's segment (atomic
-// cursors: `deliver` needs no order). The pool holds at most the arrivals in flight that
+// cursors: `deliver` needs no order). A spike's outgoing entries of one class are one
+// run, so each costs one atomic per class, not one per synapse. The pool holds at most the arrivals in flight that
 // the refractory periods allow (gpu_syn::pool_bound); a block that would overwrite live
 // arrivals is not written and the overflow word stops the run.
 
@@ -29,6 +30,17 @@ fn class_of(syn: u32) -> u32 {
     return (syn_static[soff.syn_class + (syn >> 1u)] >> ((syn & 1u) * 16u)) & 0xFFFFu;
 }
 
+// The end of the run of outgoing entries from `o` (before `hi`) in delay class `c`: a
+// neuron's outgoing list in a chunk is sorted by class (gpu_syn::offsets), so each of its
+// classes is one run, counted and reserved with one atomic.
+fn run_end(o: u32, hi: u32, c: u32) -> u32 {
+    var e = o + 1u;
+    while (e < hi && class_of(syn_static[soff.out_syn + e]) == c) {
+        e = e + 1u;
+    }
+    return e;
+}
+
 @compute @workgroup_size(64)
 fn propagate_count(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     opaque_zero = params.zero;
@@ -38,9 +50,12 @@ fn propagate_count(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     }
     let row = (params.step % soff.ring_len) * soff.classes;
     let hi = syn_static[soff.out_offsets + n + 1u];
-    for (var o = syn_static[soff.out_offsets + n]; o < hi; o = o + 1u) {
-        let syn = syn_static[soff.out_syn + o];
-        atomicAdd(&queues[soff.seg_count + row + class_of(syn)], 1u);
+    var o = syn_static[soff.out_offsets + n];
+    while (o < hi) {
+        let c = class_of(syn_static[soff.out_syn + o]);
+        let e = run_end(o, hi, c);
+        atomicAdd(&queues[soff.seg_count + row + c], e - o);
+        o = e;
     }
 }
 
@@ -87,15 +102,21 @@ fn propagate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
     let row = (params.step % soff.ring_len) * soff.classes;
     let hi = syn_static[soff.out_offsets + n + 1u];
-    for (var o = syn_static[soff.out_offsets + n]; o < hi; o = o + 1u) {
-        let syn = syn_static[soff.out_syn + o];
-        let c = class_of(syn);
+    var o = syn_static[soff.out_offsets + n];
+    while (o < hi) {
+        let c = class_of(syn_static[soff.out_syn + o]);
+        let e = run_end(o, hi, c);
         if (atomicLoad(&queues[soff.seg_count + row + c]) == 0u) {
             // The block was not placed (pool overflow): nothing is written.
             return;
         }
-        let at = atomicAdd(&queues[soff.cursor + c], 1u);
-        let first = atomicLoad(&queues[soff.seg_start + row + c]);
-        atomicStore(&queues[soff.pool + (first + at) % soff.pool_cap], syn);
+        // The run's places in its class's segment, then its arrivals.
+        let at = atomicAdd(&queues[soff.cursor + c], e - o);
+        let first = atomicLoad(&queues[soff.seg_start + row + c]) + at;
+        for (var k = o; k < e; k = k + 1u) {
+            let syn = syn_static[soff.out_syn + k];
+            atomicStore(&queues[soff.pool + (first + (k - o)) % soff.pool_cap], syn);
+        }
+        o = e;
     }
 }

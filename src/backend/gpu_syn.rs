@@ -367,16 +367,23 @@ fn offsets(
         packed[i / 2] |= class_of[d as usize] << (16 * (i % 2));
     }
     stat.extend_from_slice(&packed);
-    // The outgoing synapses of every neuron of the network that land in this chunk.
+    // The outgoing synapses of every neuron of the network that land in this chunk, each
+    // neuron's sorted by delay class (then id): `propagate` reserves the places of a
+    // class's run with one atomic.
     off.out_offsets = stat.len() as u32;
     let mut out_syn = Vec::with_capacity(ns);
     stat.push(0);
     for n in 0..nn {
+        let start = out_syn.len();
         for o in net.out_offsets[n]..net.out_offsets[n + 1] {
             let s = net.out_syn[o as usize] as usize;
             if syns.contains(&s) {
                 out_syn.push((s - s0) as u32);
             }
+        }
+        if classes.len() > 1 {
+            out_syn[start..]
+                .sort_unstable_by_key(|&l| (class_of[net.syn_delay[s0 + l as usize] as usize], l));
         }
         stat.push(out_syn.len() as u32);
     }
