@@ -120,8 +120,18 @@ struct SynShared {
     log_buf: wgpu::Buffer,
     log_staging: Option<[wgpu::Buffer; 2]>,
     log_cap: u32,
+    /// Steps per batch the log holds even if every watched synapse logged the most it
+    /// can in each (u32::MAX while none is watched): `batch_len` keeps batches this short.
+    log_steps: u32,
+    /// Most entries the log may take ([`LOG_MAX_ENTRIES`], or fewer to test).
+    log_max: u64,
     log: Vec<ReleaseEvent>,
 }
+
+/// Most entries of the release log (16 B each: 64 MiB). A batch is cut to the steps the
+/// log holds at worst for the watched synapses (`watch_releases`), so it cannot overflow
+/// unless a single step's worst case exceeds this.
+pub const LOG_MAX_ENTRIES: u64 = 1 << 22;
 
 /// How a synapse kernel is dispatched.
 enum Size {
@@ -915,6 +925,8 @@ impl GpuBackend {
             log_buf: ctx.storage("release_log", &[0u32; 8]),
             log_staging: None,
             log_cap: 0,
+            log_steps: u32::MAX,
+            log_max: LOG_MAX_ENTRIES,
             log: Vec::new(),
         })
     }
@@ -1080,12 +1092,24 @@ impl GpuBackend {
         if let Some(s) = &self.sampling {
             n = n.min(s.rows_cap);
         }
+        if let Some(sh) = &self.syn {
+            n = n.min(sh.log_steps);
+        }
         n
     }
 
     /// Batches submitted while the previous one was still being read back.
     pub fn overlapped_batches(&self) -> u64 {
         self.overlapped
+    }
+
+    /// At most `entries` entries in the release log instead of [`LOG_MAX_ENTRIES`] (to
+    /// test the batches it cuts); takes effect at the next `watch_releases`.
+    pub fn with_log_capacity(mut self, entries: u64) -> Self {
+        if let Some(sh) = self.syn.as_mut() {
+            sh.log_max = entries.max(1);
+        }
+        self
     }
 
     /// Steps per submission.
@@ -1700,7 +1724,19 @@ impl Backend for GpuBackend {
                 per_step += 2 * ty.n_sites as u64 + 1;
             }
         }
-        let cap = (per_step * self.batch_cap as u64).clamp(1, 1 << 22) as u32;
+        // Room for the worst case of a whole batch, or of as many steps as the log's
+        // largest size holds (at least one: beyond its worst case a step's overflow
+        // stops the run); batches are cut to those steps.
+        let limit = self.ctx.limits.max_storage_buffer_binding_size / 16 - 1;
+        let most = sh.log_max.min(limit).max(1);
+        let cap = (per_step * self.batch_cap as u64)
+            .min(most)
+            .max(per_step.min(most))
+            .max(1);
+        sh.log_steps = cap
+            .checked_div(per_step)
+            .map_or(u32::MAX, |k| k.clamp(1, u32::MAX as u64) as u32);
+        let cap = cap as u32;
         let words = 4 + 4 * cap as usize;
         sh.log_cap = cap;
         sh.log_buf = self.ctx.storage("release_log", &vec![0u32; words]);
