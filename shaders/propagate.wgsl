@@ -6,9 +6,10 @@
 // `propagate_count` counts them per class, `propagate_scan` places the block at the
 // pool's head, and `propagate` writes each arrival into its class's segment (atomic
 // cursors: `deliver` needs no order). A spike's outgoing entries of one class are one
-// run, so each costs one atomic per class, not one per synapse. The pool holds at most the arrivals in flight that
-// the refractory periods allow (gpu_syn::pool_bound); a block that would overwrite live
-// arrivals is not written and the overflow word stops the run.
+// run, so a spike costs one atomic per class, not one per synapse. The pool holds at most
+// the arrivals in flight that the refractory periods allow (gpu_syn::pool_per_neuron); a
+// block that would overwrite live arrivals is not written and the overflow word stops
+// the run.
 
 @group(0) @binding(0) var<uniform> params: StepParams;
 @group(0) @binding(1) var<uniform> soff: SynOffsets;
