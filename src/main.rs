@@ -576,6 +576,9 @@ fn bench(
     // The GPU advances its own image (DESIGN.md deviation: README "Backends").
     let image = b.device_image_bytes();
     let per_synapse = match image {
+        Some((neurons, _)) if sim.net.n_synapses() == 0 => {
+            format!("device image {} (neurons only)", gib(neurons as f64))
+        }
         Some((neurons, synapses)) => format!(
             "device image {} ({} neurons, {} synapses: {:.1} B per synapse)",
             gib((neurons + synapses) as f64),

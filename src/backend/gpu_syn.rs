@@ -225,6 +225,10 @@ pub fn delay_classes(net: &Network, syns: Range<usize>) -> Vec<u16> {
 /// Device bytes of the synapse image of `net` (with its queues and arrival pool), as one
 /// chunk; `released_sums`: with the sums of a watched `released` probe.
 pub fn device_bytes(model: &Model, net: &Network, released_sums: bool) -> u64 {
+    if net.n_synapses() == 0 {
+        // No synapse image is made.
+        return 0;
+    }
     let r = RingShape {
         released_sums,
         ..RingShape::of(model, net)
