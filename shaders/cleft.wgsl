@@ -33,9 +33,9 @@ fn not_finite(x: f32) -> bool {
 }
 
 @compute @workgroup_size(64)
-fn cleft(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn cleft(@builtin(global_invocation_id) gid: vec3<u32>) {
     opaque_zero = params.zero;
-    let k = invocation_index(gid, nwg);
+    let k = invocation_index(gid);
     let parity = params.step & 1u;
     if (k >= atomicLoad(&queues[Q_ACTIVE_COUNT + parity])) {
         return;

@@ -267,9 +267,15 @@ const C_TAKE: u32 = 1u;
 const C_DONE: u32 = 2u;
 
 
-// The invocation index of a 2-D dispatch of WORKGROUP-wide groups.
-fn invocation_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WORKGROUP;
+// Workgroups per row of a 2-D dispatch (the least max_compute_workgroups_per_dimension
+// WebGPU allows): a dispatch of more groups is GROUPS_X wide (backend::gpu::groups,
+// plan.wgsl's set_groups). Kernels do not read @builtin(num_workgroups), which D3D12
+// reports as 0 when wgpu's indirect-call validation is off (gpu::GpuContext).
+const GROUPS_X: u32 = 65535u;
+
+// The invocation index of a 2-D dispatch of WORKGROUP-wide groups, GROUPS_X per row.
+fn invocation_index(gid: vec3<u32>) -> u32 {
+    return gid.x + gid.y * (GROUPS_X * WORKGROUP);
 }
 
 // x, or 0 when x is subnormal. Twin of model::flush_subnormal.

@@ -10,9 +10,9 @@
 @group(0) @binding(3) var<storage, read_write> g_ns: array<f32>;
 
 @compute @workgroup_size(64)
-fn decay_pools(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn decay_pools(@builtin(global_invocation_id) gid: vec3<u32>) {
     opaque_zero = params.zero;
-    let idx = invocation_index(gid, nwg);
+    let idx = invocation_index(gid);
     if (idx >= params.n_neurons * params.n_receptors) {
         return;
     }

@@ -22,9 +22,9 @@
 @group(0) @binding(5) var<storage, read_write> release_log: array<atomic<u32>>;
 
 @compute @workgroup_size(64)
-fn deliver(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn deliver(@builtin(global_invocation_id) gid: vec3<u32>) {
     opaque_zero = params.zero;
-    let k = invocation_index(gid, nwg);
+    let k = invocation_index(gid);
     let ns = params.n_synapses;
     let t = params.step;
     let parity = t & 1u;

@@ -51,9 +51,9 @@ fn apply(n: u32, syn: u32, cflags: u32) {
 }
 
 @compute @workgroup_size(64)
-fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn gather(@builtin(global_invocation_id) gid: vec3<u32>) {
     opaque_zero = params.zero;
-    let n = invocation_index(gid, nwg);
+    let n = invocation_index(gid);
     if (n >= params.n_neurons) {
         return;
     }

@@ -154,9 +154,9 @@ fn lif_update(n: u32, p: Population, v: f32, v_inf: f32, decay: f32) -> bool {
 }
 
 @compute @workgroup_size(64)
-fn integrate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn integrate(@builtin(global_invocation_id) gid: vec3<u32>) {
     opaque_zero = params.zero;
-    let n = invocation_index(gid, nwg);
+    let n = invocation_index(gid);
     if (n >= params.n_neurons) {
         return;
     }

@@ -12,12 +12,12 @@
 // Workgroup counts for n invocations: 1-D up to 65535 groups, 2-D beyond (invocation_index).
 fn set_groups(at: u32, n: u32) {
     let g = max((n + WORKGROUP - 1u) / WORKGROUP, 1u);
-    if (g <= 65535u) {
+    if (g <= GROUPS_X) {
         dispatch[at] = g;
         dispatch[at + 1u] = 1u;
     } else {
-        dispatch[at] = 65535u;
-        dispatch[at + 1u] = (g + 65534u) / 65535u;
+        dispatch[at] = GROUPS_X;
+        dispatch[at + 1u] = (g + GROUPS_X - 1u) / GROUPS_X;
     }
     dispatch[at + 2u] = 1u;
 }

@@ -43,9 +43,9 @@ fn run_end(o: u32, hi: u32, c: u32) -> u32 {
 }
 
 @compute @workgroup_size(64)
-fn propagate_count(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn propagate_count(@builtin(global_invocation_id) gid: vec3<u32>) {
     opaque_zero = params.zero;
-    let n = invocation_index(gid, nwg);
+    let n = invocation_index(gid);
     if (n >= params.n_neurons_all || !spiked(n)) {
         return;
     }
@@ -95,9 +95,9 @@ fn propagate_scan() {
 }
 
 @compute @workgroup_size(64)
-fn propagate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn propagate(@builtin(global_invocation_id) gid: vec3<u32>) {
     opaque_zero = params.zero;
-    let n = invocation_index(gid, nwg);
+    let n = invocation_index(gid);
     if (n >= params.n_neurons_all || !spiked(n)) {
         return;
     }

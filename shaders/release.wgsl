@@ -137,9 +137,9 @@ fn take_back(ty: SynType, syn: u32, t: u32, prev: u32) {
 }
 
 @compute @workgroup_size(64)
-fn release(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn release(@builtin(global_invocation_id) gid: vec3<u32>) {
     opaque_zero = params.zero;
-    let k = invocation_index(gid, nwg);
+    let k = invocation_index(gid);
     let parity = params.step & 1u;
     if (k >= atomicLoad(&queues[Q_TODO_COUNT])) {
         return;

@@ -23,9 +23,9 @@ fn receptor_g(n: u32, ri: u32) -> f32 {
 }
 
 @compute @workgroup_size(64)
-fn sample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn sample(@builtin(global_invocation_id) gid: vec3<u32>) {
     opaque_zero = params.zero;
-    let k = invocation_index(gid, nwg);
+    let k = invocation_index(gid);
     if (k >= params.n_probes) {
         return;
     }

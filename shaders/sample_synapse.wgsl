@@ -33,9 +33,9 @@ const P_SYN_R: u32 = 1040u;
 const P_SYN_G: u32 = 1048u;
 
 @compute @workgroup_size(64)
-fn sample_synapse(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn sample_synapse(@builtin(global_invocation_id) gid: vec3<u32>) {
     opaque_zero = params.zero;
-    let k = invocation_index(gid, nwg);
+    let k = invocation_index(gid);
     if (k >= arrayLength(&probes)) {
         return;
     }

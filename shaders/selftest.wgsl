@@ -12,8 +12,8 @@
 // Philox4x32-10(counter, key); words_out[k + n] = (hi, lo) of the products of the first
 // two words of the counter, then u01 of its first word as bits.
 @compute @workgroup_size(64)
-fn selftest_philox(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let k = invocation_index(gid, nwg);
+fn selftest_philox(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let k = invocation_index(gid);
     let n = arrayLength(&words_in) / 2u;
     if (k >= n) {
         return;
@@ -27,9 +27,9 @@ fn selftest_philox(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 
 // Per invocation k: x_out[k] = (exp_sw(x), ln_sw(x), pow_sw(x, 4), pow_sw(x, 2.5)).
 @compute @workgroup_size(64)
-fn selftest_math(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn selftest_math(@builtin(global_invocation_id) gid: vec3<u32>) {
     opaque_zero = zero_in[0];
-    let k = invocation_index(gid, nwg);
+    let k = invocation_index(gid);
     if (k >= arrayLength(&x_in)) {
         return;
     }

@@ -42,9 +42,9 @@ fn poisson_inverse(u: f32, mean: f32) -> u32 {
 }
 
 @compute @workgroup_size(64)
-fn spontaneous(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn spontaneous(@builtin(global_invocation_id) gid: vec3<u32>) {
     opaque_zero = params.zero;
-    let n = invocation_index(gid, nwg);
+    let n = invocation_index(gid);
     if (n >= params.n_neurons || soff.rate_max <= 0.0f) {
         return;
     }

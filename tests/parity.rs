@@ -310,6 +310,58 @@ fn probes(n_neurons: u32) -> Vec<Probe> {
     p
 }
 
+/// A kernel over more than 65 535 workgroups is dispatched as rows of 65 535 groups
+/// (`groups`, `invocation_index`): 4 194 368 LIF neurons (65 537 groups of 64) give the
+/// CPU's bits in every neuron, the two past the first row included.
+#[test]
+#[cfg_attr(
+    skip_gpu_tests,
+    ignore = "QUANTAL_SKIP_GPU_TESTS=1: no GPU adapter on this machine"
+)]
+fn dispatches_of_more_than_one_row_of_groups_reach_every_invocation() {
+    let n = 65_537 * 64;
+    let text = format!(
+        r#"
+version = 1
+[simulation]
+dt_ms = 0.1
+duration_ms = 1.0
+seed = 3
+[[populations]]
+name = "lif"
+size = {n}
+model = "lif"
+[populations.init]
+v_mv = {{ dist = "uniform", low = -70.0, high = -45.0 }}
+[[inputs]]
+target = "lif"
+amplitude_pa = 400.0
+"#
+    );
+    let mut cpu = backend(&text);
+    let mut gpu = gpu_backend(&text, 8);
+    let a = cpu.advance(3, &[], 1).unwrap();
+    let b = gpu.advance(3, &[], 1).unwrap();
+    // Some neurons start above threshold, some of them in the second row of groups.
+    assert!(
+        a.spike_ids.iter().any(|&i| i as usize >= 65_535 * 64),
+        "{} spikes, none past the first row",
+        a.spike_ids.len()
+    );
+    assert_eq!(a.spike_ids, b.spike_ids);
+    assert_eq!(a.spike_offsets, b.spike_offsets);
+    let (vc, vg) = (
+        cpu.state().unwrap().v_mv.clone(),
+        gpu.state().unwrap().v_mv.clone(),
+    );
+    assert_eq!(vc.len(), n);
+    let differ = (0..n).find(|&i| vc[i].to_bits() != vg[i].to_bits());
+    assert_eq!(differ, None, "first neuron whose v_mv differs");
+    // The last neurons are past the first row of groups and moved from their start.
+    let init = backend(&text).state().unwrap().v_mv[n - 1];
+    assert_ne!(vg[n - 1].to_bits(), init.to_bits());
+}
+
 /// Whole runs: identical spike trains and identical sampled traces (every variable of
 /// every neuron, every step) on the GPU and the CPU, across batch boundaries.
 #[test]

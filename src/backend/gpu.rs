@@ -50,13 +50,19 @@ pub const DEFAULT_BATCH: u32 = 256;
 /// Threads per workgroup (WORKGROUP in common.wgsl).
 const WORKGROUP: u32 = 64;
 
-/// Workgroup counts for `n` invocations: 1-D up to the per-dimension limit, 2-D beyond.
-fn groups(n: u32, max_per_dim: u32) -> (u32, u32) {
+/// Workgroups per row of a 2-D dispatch (GROUPS_X in common.wgsl): the least
+/// `max_compute_workgroups_per_dimension` WebGPU allows, fixed so that the shaders know
+/// it without reading `@builtin(num_workgroups)`.
+const GROUPS_X: u32 = 65_535;
+
+/// Workgroup counts for `n` invocations: 1-D up to [`GROUPS_X`] groups, rows of
+/// [`GROUPS_X`] beyond (`invocation_index` in common.wgsl).
+fn groups(n: u32) -> (u32, u32) {
     let g = n.div_ceil(WORKGROUP).max(1);
-    if g <= max_per_dim {
+    if g <= GROUPS_X {
         (g, 1)
     } else {
-        (max_per_dim, g.div_ceil(max_per_dim))
+        (GROUPS_X, g.div_ceil(GROUPS_X))
     }
 }
 
@@ -578,6 +584,13 @@ impl GpuBackend {
         let limit = max_binding_bytes.min(ctx.limits.max_storage_buffer_binding_size);
         // Spike rows: a bit per neuron of the network, batch_cap rows plus the record;
         // fewer steps per submission when the rows would not fit one binding.
+        if ctx.limits.max_compute_workgroups_per_dimension < GROUPS_X {
+            return Err(Error::Device(format!(
+                "{} dispatches at most {} workgroups per dimension; the kernels need {GROUPS_X} (WebGPU's minimum)",
+                ctx.adapter_name(),
+                ctx.limits.max_compute_workgroups_per_dimension
+            )));
+        }
         let spike_words = (nn as u32).div_ceil(32).max(1);
         let rows = (limit / 4).saturating_sub(3) / spike_words as u64;
         if rows == 0 {
@@ -1351,7 +1364,6 @@ impl GpuBackend {
         sample_every: u32,
         sampled: bool,
     ) -> Result<InFlight, Error> {
-        let max_dim = self.ctx.limits.max_compute_workgroups_per_dimension;
         let nn = self.net.n_neurons();
         let mut rows = 0u32;
         let mut sample_at = Vec::with_capacity(n as usize);
@@ -1411,10 +1423,10 @@ impl GpuBackend {
             let sh = self.syn.as_ref();
             for (k, row) in sample_at.iter().enumerate() {
                 for c in &self.chunks {
-                    let (x, y) = groups(c.size, max_dim);
+                    let (x, y) = groups(c.size);
                     let syn = c.syn.as_ref().zip(sh);
                     if row.is_some() && !c.probes.is_empty() {
-                        let (px, py) = groups(c.probes.len() as u32, max_dim);
+                        let (px, py) = groups(c.probes.len() as u32);
                         pass.set_pipeline(&self.sample);
                         pass.set_bind_group(0, &c.sample_groups[k], &[]);
                         pass.dispatch_workgroups(px, py, 1);
@@ -1422,7 +1434,7 @@ impl GpuBackend {
                     // 1 deliver and 2 release (+ last step's minis), sized on the GPU.
                     if let Some((sc, sh)) = syn {
                         if row.is_some() && !sc.probes.is_empty() {
-                            let (px, py) = groups(sc.probes.len() as u32, max_dim);
+                            let (px, py) = groups(sc.probes.len() as u32);
                             pass.set_pipeline(&sh.sample);
                             pass.set_bind_group(0, &sc.sample_groups[k], &[]);
                             pass.dispatch_workgroups(px, py, 1);
@@ -1433,7 +1445,7 @@ impl GpuBackend {
                         sc.dispatch(sh, &mut pass, K_RELEASE, k, Size::Indirect(1));
                     }
                     if self.n_receptors > 0 {
-                        let (dx, dy) = groups(c.size * self.n_receptors, max_dim);
+                        let (dx, dy) = groups(c.size * self.n_receptors);
                         pass.set_pipeline(&self.decay_pools);
                         pass.set_bind_group(0, &c.decay_groups[k], &[]);
                         pass.dispatch_workgroups(dx, dy, 1);
@@ -1453,14 +1465,14 @@ impl GpuBackend {
                 // known) and 6 spontaneous.
                 for c in &self.chunks {
                     if let Some((sc, sh)) = c.syn.as_ref().zip(sh) {
-                        let (ax, ay) = groups(nn, max_dim);
+                        let (ax, ay) = groups(nn);
                         // The step's arrivals: counted per delay class, placed at the
                         // arrival pool's head, written.
                         sc.dispatch(sh, &mut pass, K_PROPAGATE_COUNT, k, Size::Groups(ax, ay));
                         sc.dispatch(sh, &mut pass, K_PROPAGATE_SCAN, k, Size::One);
                         sc.dispatch(sh, &mut pass, K_PROPAGATE, k, Size::Groups(ax, ay));
                         if sh.spontaneous {
-                            let (x, y) = groups(c.size, max_dim);
+                            let (x, y) = groups(c.size);
                             sc.dispatch(sh, &mut pass, K_SPONTANEOUS, k, Size::Groups(x, y));
                         }
                     }

@@ -160,6 +160,14 @@ fn ranked_adapters() -> Result<(wgpu::Instance, Vec<wgpu::Adapter>), Error> {
             for_resource_creation: Some(95),
             for_device_loss: None,
         },
+        // No validation of indirect dispatch arguments (wgpu's default in every build),
+        // which costs a dispatch of its own per indirect dispatch: the `plan` kernels
+        // write at most 65 535 groups per dimension by construction, and no kernel reads
+        // `@builtin(num_workgroups)`, which D3D12 reports as 0 without it. The variable
+        // WGPU_VALIDATION_INDIRECT_CALL=1 turns it back on.
+        flags: wgpu::InstanceFlags::from_build_config()
+            .difference(wgpu::InstanceFlags::VALIDATION_INDIRECT_CALL)
+            .with_env(),
         ..wgpu::InstanceDescriptor::new_without_display_handle()
     });
     let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
