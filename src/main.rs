@@ -774,9 +774,8 @@ fn validate(
         r.steps
     );
     say!(
-        "one step from identical state, at {} step{} (every {check_every}):",
-        r.kernel_checks.len(),
-        if r.kernel_checks.len() == 1 { "" } else { "s" }
+        "one step from identical state, at {} (every {check_every}):",
+        count(r.kernel_checks.len() as u64, "step")
     );
     let show = |b: &quantal::validate::BufferDiff| {
         let unit = if b.buffer.starts_with("u32 ") {
@@ -789,11 +788,10 @@ fn validate(
                 say!("  {:<12} {:<30} empty on both backends", b.kernel, b.buffer)
             }
             None => say!(
-                "  {:<12} {:<30} identical ({} value{})",
+                "  {:<12} {:<30} identical ({})",
                 b.kernel,
                 b.buffer,
-                b.values,
-                if b.values == 1 { "" } else { "s" }
+                count(b.values as u64, "value")
             ),
             Some((i, c, g)) => say!(
                 "  {:<12} {:<30} max {}{unit} at element {i} (CPU {c}, GPU {g})",

@@ -508,8 +508,18 @@ pub fn neuron_bytes(model: &Model, net: &Network) -> u64 {
         + buf(nn * neuron_u32::COUNT as u64 * 4)
         + buf(nn * 2 * nr * 4);
     let stat = buf(static_image(net, 0, nn as usize).0.len() as u64 * 4);
-    let spike_words = nn.div_ceil(32).max(1);
-    state + stat + 3 * (DEFAULT_BATCH as u64 * spike_words + 3) * 4
+    state + stat + 3 * spike_rows_bytes(spike_words(nn), DEFAULT_BATCH)
+}
+
+/// Words of one spike row: a bit per neuron of the network.
+fn spike_words(nn: u64) -> u32 {
+    (nn as u32).div_ceil(32).max(1)
+}
+
+/// Bytes of the spike buffer (and of each of its staging copies): `rows` rows of
+/// `words` words after the three words of the non-finite record.
+fn spike_rows_bytes(words: u32, rows: u32) -> u64 {
+    (rows as u64 * words as u64 + 3) * 4
 }
 
 /// Device bytes of the image of `net`: the neuron part ([`neuron_bytes`]) and the
@@ -591,7 +601,7 @@ impl GpuBackend {
                 ctx.limits.max_compute_workgroups_per_dimension
             )));
         }
-        let spike_words = (nn as u32).div_ceil(32).max(1);
+        let spike_words = spike_words(nn);
         let rows = (limit / 4).saturating_sub(3) / spike_words as u64;
         if rows == 0 {
             return Err(Error::Device(format!(
@@ -651,7 +661,7 @@ impl GpuBackend {
                 )));
             }
         }
-        let spike_bytes = (batch_cap as u64 * spike_words as u64 + 3) * 4;
+        let spike_bytes = spike_rows_bytes(spike_words, batch_cap);
         let spike_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("spike_bits"),
             size: spike_bytes,
@@ -1737,14 +1747,11 @@ impl Backend for GpuBackend {
             }
         }
         // Room for the worst case of a whole batch, or of as many steps as the log's
-        // largest size holds (at least one: beyond its worst case a step's overflow
-        // stops the run); batches are cut to those steps.
+        // largest size holds (at least one step: beyond one step's worst case an
+        // overflow stops the run); batches are cut to those steps.
         let limit = self.ctx.limits.max_storage_buffer_binding_size / 16 - 1;
         let most = sh.log_max.min(limit).max(1);
-        let cap = (per_step * self.batch_cap as u64)
-            .min(most)
-            .max(per_step.min(most))
-            .max(1);
+        let cap = (per_step * self.batch_cap as u64).min(most).max(1);
         sh.log_steps = cap
             .checked_div(per_step)
             .map_or(u32::MAX, |k| k.clamp(1, u32::MAX as u64) as u32);
