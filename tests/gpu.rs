@@ -35,9 +35,20 @@ fn coba_on_the_adapter() -> (
     std::sync::Arc<quantal::network::Network>,
     quantal::gpu::GpuContext,
 ) {
+    example_on_the_adapter("coba")
+}
+
+/// The model and network of example `networks/NAME.toml`, and a context on the adapter.
+fn example_on_the_adapter(
+    name: &str,
+) -> (
+    std::sync::Arc<quantal::model::Model>,
+    std::sync::Arc<quantal::network::Network>,
+    quantal::gpu::GpuContext,
+) {
     let cpu = crate::common::backend_with(
         &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/coba.toml"),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("networks/{name}.toml")),
         )
         .unwrap(),
         &[],
@@ -133,18 +144,11 @@ fn the_device_image_is_the_size_check_predicts() {
         format!("\"device_image_bytes\": {{\"neurons\": {neurons}, \"synapses\": {synapses}}}");
     assert!(j.contains(&field), "{field} not in {j}");
     // A network without synapses has no synapse image, and the prediction says so.
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("networks/cells_fi.toml"),
-    )
-    .unwrap();
-    let cpu = crate::common::backend_with(&text, &[]);
-    let (model, net) = (cpu.model().clone(), cpu.network().clone());
+    let (model, net, ctx) = example_on_the_adapter("cells_fi");
     assert_eq!(net.n_synapses(), 0);
     let predicted = image_bytes(&model, &net, false);
     assert_eq!(device_bytes(&model, &net, false), 0);
-    let ctx = quantal::gpu::GpuContext::new(None).unwrap_or_else(|e| panic!("{e}"));
-    let gpu = GpuBackend::new(ctx, std::sync::Arc::new(model), std::sync::Arc::new(net))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let gpu = GpuBackend::new(ctx, model, net).unwrap_or_else(|e| panic!("{e}"));
     let (neurons, synapses) = gpu.device_image_bytes().expect("the GPU reports its image");
     assert_eq!((neurons as f64, synapses), (predicted, 0));
 }
